@@ -1,0 +1,25 @@
+"""Email address validation and normalisation (email-validator does the real work)."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+
+
+def normalize_address(text: str) -> str:
+    """A validated address, lower-cased so it can serve as a key; ValueError if invalid.
+
+    `test_environment` admits the reserved `.test` domain (RFC 6761) used by the demo and
+    tests; DNS is never consulted (no network at import or check time).
+    """
+    candidate = (text or "").strip()
+    if not candidate:
+        raise ValueError("the email address is empty")
+    try:
+        result = validate_email(candidate, check_deliverability=False, test_environment=True)
+    except EmailNotValidError as exc:
+        raise ValueError(f"{candidate!r} is not a valid email address: {exc}") from None
+    return result.normalized.lower()
+
+
+def address_domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()

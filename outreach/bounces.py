@@ -1,0 +1,531 @@
+"""Bounce (non-delivery report) detection: pure, no I/O.
+
+Three layers, most authoritative first:
+
+1. RFC 3464 delivery reports (``message/delivery-status``), parsed per recipient; the same
+   field parser also reads DSN fields that broken MTAs paste into a text part.
+2. flufl.bounce's MTA-specific detectors (Exim, qmail, Yahoo, Exchange, ...), run one by
+   one so a crashing detector cannot hide the others.
+3. Our own heuristics: ``X-Failed-Recipients`` (Exim), SMTP replies and enhanced status
+   codes in the body ("550 5.1.1", "user unknown", "mailbox full").
+
+Hard vs soft follows the status class (RFC 3463): 5.x.x is permanent, 4.x.x transient, even
+when the DSN says ``Action: failed``; ``Action: delayed`` is always soft.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+from email.message import Message
+
+from flufl.bounce._detectors import (
+    aol,
+    caiwireless,
+    exchange,
+    exim,
+    groupwise,
+    llnl,
+    microsoft,
+    netscape,
+    postfix,
+    qmail,
+    simplematch,
+    simplewarning,
+    sina,
+    smtp32,
+    yahoo,
+    yale,
+)
+
+from outreach.mailparse import (
+    MessageHeaders,
+    body_text,
+    header_str,
+    parse_msgids,
+    part_text,
+    walk,
+)
+
+
+@dataclass(frozen=True)
+class RecipientFailure:
+    """One recipient block of a delivery report."""
+
+    address: str
+    action: str | None
+    status: str | None
+    diagnostic: str | None
+    hard: bool | None
+
+
+@dataclass(frozen=True)
+class BounceReport:
+    """What a bounce says: who failed, how permanently, and which of our messages."""
+
+    recipients: tuple[str, ...]
+    hard: bool | None
+    status: str | None
+    diagnostic: str | None
+    reasons: tuple[str, ...]
+    original_message_ids: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- signals
+
+_DAEMON_LOCALPARTS = re.compile(
+    r"^(mailer-daemon|mailer_daemon|mailerdaemon|mail-daemon|maildaemon|postmaster|mdaemon|"
+    r"mail\.delivery\.system|mail-delivery-system|mailadmin|mail-admin|bounce|bounces|"
+    r"nobody|mail\.administrator|administrator|sysadmin|mailmaster|smtp|"
+    r"symantec_antivirus_for_smtp_gateways|imss|mailsweeper|majordomo)(?:[+=].*)?$",
+    re.IGNORECASE,
+)
+_DAEMON_NAMES = re.compile(
+    r"mail delivery (sub)?system|mail delivery service|mailer[- ]daemon|postmaster|"
+    r"mail administrator|system administrator|lsmtp|delivery subsystem|mail system|"
+    r"automated response",
+    re.IGNORECASE,
+)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|not delivered|non[- ]?deliver|delivery (status notification|"
+    r"failure|failed|problem|notification|report)|returned mail|return(ed)? to sender|"
+    r"failure notice|failure delivery|mail delivery (failed|failure|warning|problem)|"
+    r"could not be delivered|delivery has failed|mail system error|failed mail|"
+    r"permanent (delivery )?failure|message status|nicht zustellbar|unzustellbar|"
+    r"non remis|non distribu|no se (pudo|puede) entregar|devuelto|"
+    r"warning: message .* delayed|delayed mail|delivery delay|mail could not|"
+    r"message not delivered|delivery notification|processing error|nameserver error|"
+    r"rejected|unable to deliver|utilisateur non|delivery status",
+    re.IGNORECASE,
+)
+_BOUNCE_BODY = re.compile(
+    r"could not be delivered|couldn't be delivered|was not delivered|undeliverable|"
+    r"delivery (to the following recipients? )?(has )?failed|permanent fatal errors?|"
+    r"delivery has failed|unable to deliver|message (was|has been) (rejected|returned|"
+    r"blocked)|returned to (the )?sender|this is the mail system at host|"
+    r"i'?m sorry to (have to )?inform you|hi\. this is the qmail-send program|"
+    r"following (address|recipient)(es|s|\(s\))? (failed|had permanent)|"
+    r"delivery to the following recipient|not yet been delivered|"
+    r"(user|mailbox|recipient|address) (unknown|not found|unavailable|does not exist)|"
+    r"no such (user|mailbox|recipient|address)|delivery status notification|"
+    r"message could not|has been delayed|will be retried|retry time not reached|"
+    r"mail delivery failed|non-delivery|nicht zugestellt|awaits moderator approval|"
+    r"host not found|domain (not found|does not exist)|quota exceeded|mailbox (is )?full",
+    re.IGNORECASE,
+)
+
+_FLUFL_DETECTORS = (
+    exim.Exim,
+    sina.Sina,
+    yahoo.Yahoo,
+    yale.Yale,
+    smtp32.SMTP32,
+    postfix.Postfix,
+    qmail.Qmail,
+    groupwise.GroupWise,
+    microsoft.Microsoft,
+    caiwireless.Caiwireless,
+    exchange.Exchange,
+    netscape.Netscape,
+    aol.AOL,
+    simplematch.SimpleMatch,
+    simplewarning.SimpleWarning,
+    llnl.LLNL,
+)
+
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9._%+=#/!'&*-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_ENHANCED_STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_SMTP_REPLY_RE = re.compile(r"(?<![\d.#-])([45][0-5]\d)(?:[ -]|$)(?!\d)", re.MULTILINE)
+_SOFT_PHRASES = re.compile(
+    r"mailbox (is )?full|over ?quota|quota exceeded|exceeded (the )?(storage|quota)|"
+    r"insufficient (system )?storage|temporar(y|ily)|try again later|will be retried|"
+    r"has been delayed|delivery delay|not yet been delivered|still trying|"
+    r"retry time not reached|greylist|deferred|no action is required",
+    re.IGNORECASE,
+)
+_HARD_PHRASES = re.compile(
+    r"user unknown|unknown user|no such (user|mailbox|recipient|address|domain)|"
+    r"does not exist|doesn'?t exist|not exist|invalid (recipient|address|mailbox)|"
+    r"(recipient|address|mailbox|user) (not found|unknown|unavailable|rejected)|"
+    r"account (has been )?(disabled|deactivated|closed|suspended)|host (not found|unknown)|"
+    r"domain (not found|does not exist)|permanent(ly)? (error|failure|fatal)|"
+    r"not a valid|unrouteable|unroutable|relay(ing)? (denied|not permitted)|"
+    r"rejected|refused|blocked|blacklist|spam|not accepted|unknown (local|recipient)",
+    re.IGNORECASE,
+)
+
+
+def bounce_signals(headers: MessageHeaders, msg: Message, text: str) -> list[str]:
+    """Human-readable reasons suggesting the message is a non-delivery report."""
+    signals: list[str] = []
+    local = (headers.from_addr or "").split("@", 1)[0]
+    if _DAEMON_LOCALPARTS.match(local) or (
+        headers.from_name and _DAEMON_NAMES.search(headers.from_name)
+    ):
+        signals.append(f"sender {headers.from_addr or headers.from_name} is a mail system")
+    if _BOUNCE_SUBJECT.search(headers.subject):
+        signals.append(f"subject {headers.subject[:60]!r} reads like a delivery failure")
+    if _BOUNCE_BODY.search(text[:20000]):
+        signals.append("body describes a delivery failure")
+    if _has_returned_message(msg):
+        signals.append("returns the original message")
+    return signals
+
+
+def _has_returned_message(msg: Message) -> bool:
+    return any(
+        part.get_content_type() in ("message/rfc822", "text/rfc822-headers")
+        for part in walk(msg)
+    )
+
+
+# --------------------------------------------------------------------------- RFC 3464
+
+
+def _status_hard(status: str | None) -> bool | None:
+    if not status:
+        return None
+    if status.startswith("5"):
+        return True
+    if status.startswith("4"):
+        return False
+    return None
+
+
+def _clean_recipient(value: str) -> str | None:
+    """'rfc822; <a@b>' -> 'a@b'; None when it is not a usable address."""
+    text = value.split(";", 1)[1] if ";" in value else value
+    text = text.strip().strip("<>").strip().strip('"').strip()
+    found = _ADDRESS_RE.search(text)
+    if found:
+        return found.group(0).strip(".").lower()
+    return None
+
+
+def _smtp_hard(diagnostic: str | None) -> bool | None:
+    if not diagnostic:
+        return None
+    enhanced = _ENHANCED_STATUS_RE.search(diagnostic)
+    if enhanced:
+        return enhanced.group(1) == "5"
+    reply = _SMTP_REPLY_RE.search(diagnostic)
+    if reply:
+        return reply.group(1).startswith("5")
+    return None
+
+
+_RECIPIENT_KEYS = frozenset({"final-recipient", "original-recipient", "x-actual-recipient"})
+_DSN_KEYS = _RECIPIENT_KEYS | {"action", "status", "diagnostic-code"}
+
+
+def parse_dsn_fields(text: str) -> list[RecipientFailure]:
+    """Parse per-recipient DSN field groups (RFC 3464 section 2.3) out of text.
+
+    Works on a real ``message/delivery-status`` body and on DSN fields pasted into a
+    text part. Only failed or delayed recipients are returned.
+    """
+    groups: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    last_key = ""
+    for raw_line in text.replace("\r\n", "\n").split("\n"):
+        if not raw_line.strip():
+            if _RECIPIENT_KEYS & current.keys():
+                groups.append(current)
+                current = {}
+            last_key = ""
+            continue
+        if raw_line[:1] in (" ", "\t") and last_key:
+            current[last_key] += " " + raw_line.strip()
+            continue
+        key, sep, value = raw_line.partition(":")
+        key = key.strip().lower()
+        last_key = ""
+        if not sep or key not in _DSN_KEYS:
+            continue
+        recipient_done = key in current or bool({"action", "status"} & current.keys())
+        if key in _RECIPIENT_KEYS and recipient_done and _RECIPIENT_KEYS & current.keys():
+            groups.append(current)
+            current = {}
+        current.setdefault(key, value.strip())
+        last_key = key
+    if _RECIPIENT_KEYS & current.keys():
+        groups.append(current)
+    return [r for r in (_recipient_from_group(g) for g in groups) if r is not None]
+
+
+def _recipient_from_group(group: dict[str, str]) -> RecipientFailure | None:
+    address = None
+    for key in ("final-recipient", "original-recipient", "x-actual-recipient"):
+        if key in group:
+            address = _clean_recipient(group[key])
+            if address:
+                break
+    if not address:
+        return None
+    action = group.get("action", "").split()[0].lower().strip(";") if group.get("action") else None
+    status_match = _ENHANCED_STATUS_RE.search(group.get("status", ""))
+    status = ".".join(status_match.groups()) if status_match else None
+    diagnostic = group.get("diagnostic-code") or None
+    if diagnostic and ";" in diagnostic[:20]:
+        diagnostic = diagnostic.split(";", 1)[1].strip()
+    if action in ("delivered", "relayed", "expanded"):
+        return None
+    if action is None and status and status.startswith("2"):
+        return None
+    hard = _status_hard(status)
+    if hard is None:
+        hard = _smtp_hard(diagnostic)
+    if action and action.startswith("delayed"):
+        hard = False
+    elif hard is None and action and action.startswith(("fail", "error")):
+        hard = True
+    return RecipientFailure(address, action, status, diagnostic, hard)
+
+
+def _delivery_status_texts(msg: Message) -> list[str]:
+    """Raw text of every message/delivery-status part (payload may be parsed blocks)."""
+    texts: list[str] = []
+    for part in walk(msg):
+        try:
+            ctype = part.get_content_type()
+        except Exception:  # noqa: BLE001
+            continue
+        if ctype not in ("message/delivery-status", "message/global-delivery-status"):
+            continue
+        try:
+            payload = part.get_payload()
+        except Exception:  # noqa: BLE001
+            continue
+        if isinstance(payload, list):
+            blocks = []
+            for block in payload:
+                with contextlib.suppress(Exception):
+                    blocks.append("\n".join(f"{k}: {v}" for k, v in block.items()))
+            texts.append("\n\n".join(blocks))
+        else:
+            texts.append(part_text(part))
+    return texts
+
+
+# --------------------------------------------------------------------------- report
+
+
+def original_message_ids(msg: Message, headers: MessageHeaders, text: str) -> tuple[str, ...]:
+    """Message-IDs of the message that bounced, so the caller can match what we sent."""
+    ids: dict[str, None] = {}
+    for part in walk(msg):
+        try:
+            ctype = part.get_content_type()
+        except Exception:  # noqa: BLE001
+            continue
+        if ctype == "message/rfc822":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, Message):
+                for one in parse_msgids(header_str(inner, "message-id")):
+                    ids.setdefault(one, None)
+        elif ctype == "text/rfc822-headers":
+            _scan_msgid_lines(part_text(part), ids)
+    _scan_msgid_lines(text, ids)
+    for one in (headers.in_reply_to, *headers.references):
+        if one:
+            ids.setdefault(one, None)
+    ids.pop(headers.message_id or "", None)
+    return tuple(ids)
+
+
+def _scan_msgid_lines(text: str, ids: dict[str, None]) -> None:
+    for match in re.finditer(r"^[ >]*Message-ID:\s*(.+)$", text, re.IGNORECASE | re.MULTILINE):
+        for one in parse_msgids(match.group(1)):
+            ids.setdefault(one, None)
+
+
+def _flufl_failures(legacy: Message) -> tuple[set[str], set[str], str | None]:
+    """Run flufl.bounce detectors one by one; first detector with a result wins."""
+    for detector in _FLUFL_DETECTORS:
+        try:
+            temporary, permanent = detector().process(legacy)
+        except Exception:  # noqa: BLE001 - some detectors crash on odd input
+            continue
+        if temporary or permanent:
+            return (
+                {_decode_addr(a) for a in temporary} - {""},
+                {_decode_addr(a) for a in permanent} - {""},
+                detector.__name__,
+            )
+    return set(), set(), None
+
+
+def _decode_addr(value: bytes | str) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    found = _ADDRESS_RE.search(text)
+    return found.group(0).strip(".").lower() if found else ""
+
+
+def _body_status(text: str) -> tuple[str | None, bool | None, str | None]:
+    """(status, hard, diagnostic line) from SMTP codes and phrases in a bounce body."""
+    for line in text.splitlines():
+        enhanced = _ENHANCED_STATUS_RE.search(line)
+        if enhanced and enhanced.group(1) in "45" and re.search(r"[A-Za-z]{3}", line):
+            status = ".".join(enhanced.groups())
+            return status, status.startswith("5"), line.strip()[:300]
+    for line in text.splitlines():
+        reply = _SMTP_REPLY_RE.search(line)
+        if reply and re.search(r"[A-Za-z]{3}", line) and not re.search(r"\d{3}-\d{3,4}", line):
+            code = reply.group(1)
+            return None, code.startswith("5"), line.strip()[:300]
+    if _SOFT_PHRASES.search(text):
+        return None, False, _first_line(_SOFT_PHRASES, text)
+    if _HARD_PHRASES.search(text):
+        return None, True, _first_line(_HARD_PHRASES, text)
+    return None, None, None
+
+
+def _first_line(pattern: re.Pattern[str], text: str) -> str | None:
+    for line in text.splitlines():
+        if pattern.search(line):
+            return line.strip()[:300]
+    return None
+
+
+def _heuristic_recipients(headers: MessageHeaders, text: str) -> list[str]:
+    """Addresses a non-standard bounce names as failed, from headers and the body."""
+    failed = headers.get("x-failed-recipients")
+    if failed:
+        return [a.lower() for a in _ADDRESS_RE.findall(failed)]
+    found: list[str] = []
+    for line in text.splitlines()[:200]:
+        if not re.search(
+            r"unknown|not exist|no such|invalid|failed|rejected|refused|"
+            r"undeliverable|could not|unable|full|quota|disabled|not found|^\s*<[^>]+>:?\s*$",
+            line,
+            re.IGNORECASE,
+        ):
+            continue
+        for addr in _ADDRESS_RE.findall(line):
+            addr = addr.strip(".").lower()
+            if addr not in found and addr != (headers.from_addr or ""):
+                found.append(addr)
+    return found[:5]
+
+
+def analyse_bounce(
+    msg: Message, legacy: Message, headers: MessageHeaders, text: str
+) -> BounceReport | None:
+    """Return a BounceReport when the message is a non-delivery report, else None."""
+    full_text = text or body_text(msg)
+    is_report = headers.content_type == "multipart/report" and (
+        headers.report_type in (None, "delivery-status")
+    )
+    dsn_texts = _delivery_status_texts(msg)
+    signals = bounce_signals(headers, msg, full_text)
+    reasons: list[str] = []
+    recipients: list[RecipientFailure] = []
+    for dsn_text in dsn_texts:
+        recipients += parse_dsn_fields(dsn_text)
+    if recipients:
+        reasons.append(_dsn_reason(recipients))
+    elif dsn_texts and not is_report and not signals:
+        return None
+    elif re.search(r"^\s*(Final|Original)-Recipient:", full_text, re.I | re.M) and signals:
+        recipients = parse_dsn_fields(full_text)
+        if recipients:
+            reasons.append("DSN fields in the message text: " + _dsn_summary(recipients))
+    if dsn_texts and not recipients and _only_successes(dsn_texts):
+        return None
+    strong = bool(recipients) or bool(dsn_texts) or is_report or bool(
+        headers.get("x-failed-recipients")
+    )
+    if not strong and not _enough_signals(signals):
+        return None
+    reasons.extend(signals)
+    if recipients:
+        return _report_from_dsn(recipients, reasons, msg, headers, full_text)
+    return _report_from_heuristics(reasons, msg, legacy, headers, full_text)
+
+
+def _enough_signals(signals: list[str]) -> bool:
+    kinds = {s.split(" ", 1)[0] for s in signals}
+    if "sender" in kinds and ("subject" in kinds or "body" in kinds or "returns" in kinds):
+        return True
+    return "subject" in kinds and "body" in kinds
+
+
+def _only_successes(texts: list[str]) -> bool:
+    actions = [
+        m.group(1).lower()
+        for t in texts
+        for m in re.finditer(r"^Action:\s*(\w+)", t, re.I | re.M)
+    ]
+    return bool(actions) and all(a in ("delivered", "relayed", "expanded") for a in actions)
+
+
+def _dsn_summary(recipients: list[RecipientFailure]) -> str:
+    return ", ".join(
+        f"{r.address} Action {r.action or '?'} Status {r.status or '?'}" for r in recipients[:5]
+    )
+
+
+def _dsn_reason(recipients: list[RecipientFailure]) -> str:
+    statuses = sorted({r.status for r in recipients if r.status})
+    if statuses:
+        return f"RFC 3464 delivery report: Status {', '.join(statuses)}"
+    return "RFC 3464 delivery report: " + _dsn_summary(recipients)
+
+
+def _report_from_dsn(
+    recipients: list[RecipientFailure],
+    reasons: list[str],
+    msg: Message,
+    headers: MessageHeaders,
+    text: str,
+) -> BounceReport:
+    addresses = list(dict.fromkeys(r.address for r in recipients))
+    hard_values = [r.hard for r in recipients]
+    hard: bool | None = True if True in hard_values else (False if False in hard_values else None)
+    first = next((r for r in recipients if r.hard == hard), recipients[0])
+    if hard is None:
+        _status, hard, _diag = _body_status(text)
+    if any(r.action and r.action.startswith("delayed") for r in recipients) and hard is not True:
+        reasons.append("Action: delayed (transient, RFC 3464)")
+    return BounceReport(
+        recipients=tuple(addresses),
+        hard=hard,
+        status=first.status,
+        diagnostic=first.diagnostic,
+        reasons=tuple(reasons),
+        original_message_ids=original_message_ids(msg, headers, text),
+    )
+
+
+def _report_from_heuristics(
+    reasons: list[str],
+    msg: Message,
+    legacy: Message,
+    headers: MessageHeaders,
+    text: str,
+) -> BounceReport:
+    temporary, permanent, detector = _flufl_failures(legacy)
+    status, body_hard, diagnostic = _body_status(text)
+    if temporary or permanent:
+        reasons.append(f"flufl.bounce {detector} detector")
+        addresses = sorted(permanent) + sorted(temporary - permanent)
+        hard: bool | None = bool(permanent)
+        if permanent and body_hard is False and status and status.startswith("4"):
+            hard = False
+    else:
+        addresses = _heuristic_recipients(headers, text)
+        hard = body_hard
+        if addresses:
+            reasons.append("failed recipients named in the bounce text")
+    if diagnostic:
+        reasons.append(f"diagnostic: {diagnostic[:120]}")
+    return BounceReport(
+        recipients=tuple(addresses),
+        hard=hard,
+        status=status,
+        diagnostic=diagnostic,
+        reasons=tuple(reasons),
+        original_message_ids=original_message_ids(msg, headers, text),
+    )

@@ -1,0 +1,112 @@
+"""`outreach check`: every problem in the config, campaigns, templates and roster at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
+
+from outreach.config import Campaign, Config, load_campaigns, load_config
+from outreach.errors import ConfigError, OutreachError, Problems
+from outreach.model import Partner
+from outreach.plan import audience_includes
+from outreach.render import Renderer, render_sequence
+from outreach.store import Store
+
+SAMPLE_PARTNER = Partner(
+    email="sample.partner@example.org", name="Sample Partner", first_name="Sample",
+    organization="Sample Organization", industry="Sample Industry", pathway="Sample Pathway",
+    owner="sample", tags=("sample",), timezone="America/Chicago",
+)
+
+
+@dataclass
+class CheckReport:
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def check_all(config_path: Path) -> CheckReport:
+    report = CheckReport()
+    try:
+        config = load_config(config_path)
+    except Problems as exc:
+        report.problems.extend(exc.problems)
+        return report
+    except ConfigError as exc:
+        report.problems.append(str(exc))
+        return report
+
+    for account in config.accounts.values():
+        for server in (account.smtp, account.imap):
+            if server is None:
+                continue
+            try:
+                server.password()
+            except ConfigError as exc:
+                report.warnings.append(f"{exc} (`outreach run` will refuse to start)")
+
+    report.problems.extend(template_syntax_problems(config))
+    try:
+        campaigns = load_campaigns(config)
+    except Problems as exc:
+        report.problems.extend(exc.problems)
+        campaigns = []
+    except ConfigError as exc:
+        report.problems.append(str(exc))
+        campaigns = []
+    if not campaigns and not report.problems:
+        report.warnings.append(f"{config.campaigns_dir}: no campaigns (*.toml) yet")
+
+    partners: list[Partner] = []
+    if config.database.exists():
+        with Store(config.database) as store:
+            partners = store.partners(status="active")
+    for campaign in campaigns:
+        audience = [p for p in partners if audience_includes(campaign.audience, p)]
+        if not audience:
+            report.notes.append(
+                f"{campaign.name}: no partner in its audience yet; rendered for a sample partner"
+            )
+            audience = [SAMPLE_PARTNER]
+        else:
+            report.notes.append(
+                f"{campaign.name}: {len(campaign.steps)} step(s) rendered for "
+                f"{len(audience)} partner(s)"
+            )
+        report.problems.extend(render_problems(config, campaign, audience))
+    return report
+
+
+def template_syntax_problems(config: Config) -> list[str]:
+    renderer = Renderer(config)
+    problems = []
+    if not config.templates_dir.is_dir():
+        return [f"{config.templates_dir}: templates folder not found"]
+    for path in sorted(config.templates_dir.rglob("*.j2")):
+        name = path.relative_to(config.templates_dir).as_posix()
+        env = renderer.html_env if name.endswith(".html.j2") else renderer.text_env
+        try:
+            env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            problems.append(f"{path}:{exc.lineno}: template syntax error: {exc.message}")
+        except UnicodeDecodeError:
+            problems.append(f"{path}: not UTF-8 text")
+    return problems
+
+
+def render_problems(config: Config, campaign: Campaign, partners: list[Partner]) -> list[str]:
+    """Render and build every step for every partner; the same error is reported once."""
+    renderer = Renderer(config)
+    account = config.accounts[campaign.account]
+    seen: dict[str, int] = {}
+    now = datetime.now(UTC)
+    for partner in partners:
+        try:
+            render_sequence(renderer, campaign, partner, account, now)
+        except OutreachError as exc:
+            seen[str(exc)] = seen.get(str(exc), 0) + 1
+    return [key if count == 1 else f"{key} (and {count - 1} more partners)" for key, count in seen.items()]

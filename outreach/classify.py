@@ -1,0 +1,317 @@
+"""Classify one inbound message: pure, no I/O, never raises.
+
+Order matters and follows how certain each signal is:
+
+1. ARF complaint (RFC 5965 ``multipart/report; report-type=feedback-report``) -> unsubscribe
+2. non-delivery report (RFC 3464 DSN, flufl.bounce detectors, heuristics)     -> bounce
+3. sent to one of our unsubscribe addresses                                     -> unsubscribe
+4. automatic reply (RFC 3834 ``Auto-Submitted``, vendor headers, subject, body) -> auto_reply
+5. other machine mail (ticket systems, no-reply notifications, receipts)        -> other
+6. the new text (never the quoted footer) or the subject asks to stop           -> unsubscribe
+7. anything else                                                                 -> reply
+
+Any unexpected exception becomes kind ``error`` with the reason, so one bad message
+never stops a batch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import date
+from email.message import Message
+from typing import Any
+
+from outreach.autoreply import AutoReplyVerdict, find_return_date, judge_auto_reply
+from outreach.bounces import BounceReport, analyse_bounce
+from outreach.mailparse import (
+    MessageHeaders,
+    body_text,
+    has_plain_part,
+    headers_of,
+    html_body_text,
+    parse_legacy,
+    parse_message,
+)
+from outreach.replytext import extract_reply
+
+KINDS = ("reply", "auto_reply", "bounce", "unsubscribe", "other", "error")
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What an inbound message is, and what the caller needs to act on it."""
+
+    kind: str
+    reasons: tuple[str, ...] = ()
+    bounced_recipients: tuple[str, ...] = ()
+    hard: bool | None = None
+    status: str | None = None
+    diagnostic: str | None = None
+    original_message_ids: tuple[str, ...] = ()
+    return_date: date | None = None
+    contact_change: bool = False
+    text: str | None = None
+    full_text: str | None = None
+    headers: MessageHeaders = field(default_factory=MessageHeaders)
+
+    def to_json(self, file: str | None = None) -> dict[str, Any]:
+        """JSON-ready dict (the shape ``outreach classify --json`` prints)."""
+        return {
+            "file": file,
+            "kind": self.kind,
+            "bounced_recipients": list(self.bounced_recipients),
+            "hard": self.hard,
+            "return_date": self.return_date.isoformat() if self.return_date else None,
+            "text": self.text,
+            "reasons": list(self.reasons),
+            "status": self.status,
+            "diagnostic": self.diagnostic,
+            "contact_change": self.contact_change,
+            "message_id": self.headers.message_id,
+            "in_reply_to": self.headers.in_reply_to,
+            "from": self.headers.from_addr,
+            "subject": self.headers.subject,
+        }
+
+
+def classify_message(
+    raw: bytes,
+    *,
+    unsubscribe_addresses: Collection[str] = (),
+    today: date | None = None,
+) -> Classification:
+    """Classify raw RFC 5322 bytes; never raises (failures give kind 'error')."""
+    headers = MessageHeaders()
+    try:
+        msg = parse_message(raw)
+        headers = headers_of(msg)
+        return _classify(msg, raw, headers, unsubscribe_addresses, today)
+    except Exception as exc:  # noqa: BLE001 - the batch must go on; record why
+        return Classification(
+            kind="error",
+            reasons=(f"classifier failed: {type(exc).__name__}: {exc}"[:300],),
+            headers=headers,
+        )
+
+
+def _classify(
+    msg: Message,
+    raw: bytes,
+    headers: MessageHeaders,
+    unsubscribe_addresses: Collection[str],
+    today: date | None,
+) -> Classification:
+    full_text = body_text(msg)
+    if _is_arf(headers):
+        return Classification(
+            kind="unsubscribe",
+            reasons=("ARF feedback report (RFC 5965): recipient marked the mail as spam",),
+            full_text=full_text,
+            headers=headers,
+        )
+    bounce = analyse_bounce(msg, parse_legacy(raw), headers, full_text)
+    if bounce is not None:
+        return _bounce_result(bounce, full_text, headers)
+    wanted = {a.strip().lower() for a in unsubscribe_addresses if a.strip()}
+    hit = sorted(wanted.intersection(headers.to_addrs))
+    if hit:
+        return Classification(
+            kind="unsubscribe",
+            reasons=(f"sent to unsubscribe address {hit[0]}",),
+            full_text=full_text,
+            headers=headers,
+        )
+    new_text = _new_text(msg, full_text)
+    verdict = judge_auto_reply(headers, full_text)
+    if verdict.is_auto_reply:
+        return _auto_reply_result(verdict, headers, full_text, new_text, today)
+    other = _other_reasons(headers, full_text, verdict)
+    if other:
+        return Classification(
+            kind="other", reasons=tuple(other), full_text=full_text, headers=headers
+        )
+    unsubscribe = unsubscribe_reasons(headers, new_text)
+    kind = "unsubscribe" if unsubscribe else "reply"
+    reasons = unsubscribe or ["human reply: no bounce, automatic or unsubscribe signs"]
+    return Classification(
+        kind=kind, reasons=tuple(reasons), text=new_text, full_text=full_text, headers=headers
+    )
+
+
+def _new_text(msg: Message, full_text: str) -> str:
+    """New text of a reply; HTML-only mail uses the HTML with quote containers marked."""
+    source = full_text
+    if not has_plain_part(msg):
+        source = html_body_text(msg) or full_text
+    return extract_reply(source)
+
+
+def _is_arf(headers: MessageHeaders) -> bool:
+    return headers.content_type == "multipart/report" and headers.report_type == (
+        "feedback-report"
+    )
+
+
+def _bounce_result(
+    bounce: BounceReport, full_text: str, headers: MessageHeaders
+) -> Classification:
+    return Classification(
+        kind="bounce",
+        reasons=bounce.reasons,
+        bounced_recipients=bounce.recipients,
+        hard=bounce.hard,
+        status=bounce.status,
+        diagnostic=bounce.diagnostic,
+        original_message_ids=bounce.original_message_ids,
+        full_text=full_text,
+        headers=headers,
+    )
+
+
+def _auto_reply_result(
+    verdict: AutoReplyVerdict,
+    headers: MessageHeaders,
+    full_text: str,
+    new_text: str,
+    today: date | None,
+) -> Classification:
+    reference = headers.date.date() if headers.date else today
+    text_for_date = f"{headers.subject}\n{new_text or full_text}"
+    return Classification(
+        kind="auto_reply",
+        reasons=verdict.reasons,
+        return_date=find_return_date(text_for_date, reference),
+        contact_change=verdict.contact_change,
+        original_message_ids=tuple(
+            i for i in (headers.in_reply_to, *headers.references) if i
+        ),
+        text=new_text or None,
+        full_text=full_text,
+        headers=headers,
+    )
+
+
+# --------------------------------------------------------------------------- other
+
+_NOREPLY = re.compile(
+    r"^(no-?reply|do-?not-?reply|donotreply|noreply|notifications?|notify|alerts?|"
+    r"automailer|mailer|system|support-?noreply|ticket(s|ing)?|helpdesk|servicedesk)"
+    r"([+._-].*)?@",
+    re.IGNORECASE,
+)
+_TICKET_HEADERS = (
+    "x-servicenow-generated",
+    "x-zendesk-from-account-id",
+    "x-freshdesk-ticket-id",
+    "x-rt-loop-prevention",
+    "x-otrs-loop",
+    "x-jira-fingerprint",
+    "x-github-reason",
+    "x-autogenerated",
+    "x-auto-generated",
+)
+_TICKET_SUBJECT = re.compile(
+    r"\[(ticket|case|request|incident)?\s*#?\s*[A-Z]*-?\d{3,}\]|\b(INC|REQ|RITM|CS|SR)\d{5,}\b|"
+    r"\bticket\s*#?\s*\d+|has been (resolved|closed|created|updated|received)|"
+    r"(request|case|ticket) (received|created|#)",
+    re.IGNORECASE,
+)
+_NO_REPLY_TEXT = re.compile(
+    r"(please )?do not reply (to this (e-?mail|message))|this (is an )?automated "
+    r"(notification|message)|this mailbox is not monitored|no-?reply",
+    re.IGNORECASE,
+)
+
+
+def _other_reasons(
+    headers: MessageHeaders, full_text: str, verdict: AutoReplyVerdict
+) -> list[str]:
+    """Reasons the message is machine mail that is neither bounce nor auto-reply."""
+    reasons: list[str] = []
+    auto = (headers.auto_submitted or "").strip().lower()
+    if auto and not auto.startswith("no"):
+        reasons.append(f"header Auto-Submitted: {auto} (RFC 3834), not a personal reply")
+    for name in _TICKET_HEADERS:
+        if headers.get(name):
+            reasons.append(f"header {name} (ticket/notification system)")
+    if headers.report_type in ("disposition-notification", "delivery-status"):
+        reasons.append(f"report {headers.report_type} (receipt, not a failure)")
+    noreply = bool(_NOREPLY.match(headers.from_addr or ""))
+    if noreply and (
+        _TICKET_SUBJECT.search(headers.subject)
+        or _NO_REPLY_TEXT.search(full_text[:5000])
+        or (headers.get("precedence") or "").lower() in ("bulk", "junk", "list")
+        or headers.get("list-unsubscribe")
+    ):
+        reasons.append(f"sender {headers.from_addr} is a no-reply/notification address")
+    if not reasons and _TICKET_SUBJECT.search(headers.subject) and (
+        _NO_REPLY_TEXT.search(full_text[:5000]) or verdict.automatic
+    ):
+        reasons.append(f"subject {headers.subject[:60]!r} is a ticket notification")
+    return reasons
+
+
+# --------------------------------------------------------------------------- unsubscribe
+
+_UNSUB_TEXT = re.compile(
+    r"\bunsubscribe\b|\bunsuscribe\b|remove (me|us|my (e-?mail|address|name))\b|"
+    r"take (me|us|my (e-?mail|address|name)) off|(stop|quit|cease) (e-?mailing|emailing|"
+    r"sending|contacting|mailing)|do not (e-?mail|contact|send)|don'?t (e-?mail|contact|send)|"
+    r"opt(ing)? (me )?out|no more e-?mails|not interested in (receiving|further)|"
+    r"no longer (wish|want) to (receive|be contacted|hear)|delete (me|my (e-?mail|address))|"
+    # Spanish
+    r"dar(me)? de baja|darme de baja|b[óo]rr(en|ar)me|elim[ií]n(en|ar)me|"
+    r"no (me )?(env[ií]en|manden|escriban|contacten)|dejen de (enviar|escribir)|"
+    r"quitar(me)? de (la|su) lista|sacar(me)? de (la|su) lista|"
+    # German
+    r"abmelden|austragen|abbestellen|keine (weiteren )?(e-?mails|nachrichten|mails)|"
+    r"nicht mehr (kontaktieren|anschreiben|schreiben)|aus (ihrem|dem) verteiler|"
+    r"l[öo]schen sie mich|"
+    # French
+    r"d[ée]sabonn|d[ée]sinscri|retirez(-| )moi|supprimez(-| )moi|"
+    r"ne plus (recevoir|me contacter)|arr[êe]tez de m'?(envoyer|[ée]crire|contacter)|"
+    r"ne m'?(envoyez|[ée]crivez|contactez) plus",
+    re.IGNORECASE,
+)
+_UNSUB_SUBJECT = re.compile(
+    r"^\s*(?:(?:re|aw|sv|r|fw|fwd|wg|tr|rv)\s*:\s*)*(?:\[[^\]]*\]\s*)*"
+    r"(?:(?:please|pls|help\s*:?)\s*)?.{0,30}?"
+    r"(unsubscribe|unsuscribe|remove me|opt[- ]?out|stop|abmelden|d[ée]sabonnement|"
+    r"d[ée]sinscription|darme de baja|baja)\b",
+    re.IGNORECASE,
+)
+
+
+def unsubscribe_reasons(headers: MessageHeaders, new_text: str) -> list[str]:
+    """Why a human message asks to stop receiving mail (empty list when it does not).
+
+    Only the new text counts: a quoted footer ("click here to unsubscribe") of our own
+    mail must not turn a normal answer into an unsubscribe request.
+    """
+    head = new_text[:1500]
+    match = _UNSUB_TEXT.search(head)
+    if match and not _mentions_only_in_passing(head, match):
+        return [f"new text asks to stop: {match.group(0)!r}"]
+    subject = headers.subject
+    if _UNSUB_SUBJECT.match(subject):
+        is_answer = bool(headers.in_reply_to) and bool(_substantive(new_text))
+        if not is_answer:
+            return [f"subject {subject[:60]!r} asks to unsubscribe"]
+    return []
+
+
+def _substantive(text: str) -> str:
+    """Text minus short sign-off lines, to tell 'Done.' from an empty body."""
+    return text.strip()
+
+
+def _mentions_only_in_passing(text: str, match: re.Match[str]) -> bool:
+    """'How do I unsubscribe colleagues?' style mentions are rare; treat as requests,
+    except when the word sits inside a URL."""
+    start = max(0, match.start() - 30)
+    context = text[start : match.end() + 5]
+    return bool(re.search(r"https?://\S*$", text[start : match.start()])) or "unsubscribe=" in (
+        context.lower()
+    )

@@ -1,0 +1,885 @@
+"""config.toml and campaigns/*.toml -> frozen dataclasses.
+
+Every problem is collected with the file, line and key it is about, so `outreach check`
+can report all of them at once; other commands show the first. Unknown keys are errors:
+they are usually typos.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from outreach.durations import parse_duration
+from outreach.errors import ConfigError, Problems
+
+CONFIG_ENV = "OUTREACH_CONFIG"
+SECURITY_MODES = ("tls", "starttls", "none")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+# Sending limits published by the providers (see README, "Sending limits").
+LIMIT_PRESETS: dict[str, dict[str, Any]] = {
+    "google_workspace": {"per_minute": 20, "per_day": 1500, "jitter": "3s", "concurrency": 1},
+    "gmail": {"per_minute": 10, "per_day": 400, "jitter": "5s", "concurrency": 1},
+    "microsoft365": {"per_minute": 30, "per_day": 5000, "jitter": "2s", "concurrency": 1},
+}
+
+
+# ----------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How to reach one SMTP or IMAP server. Passwords are looked up only when needed."""
+
+    kind: str  # "smtp" or "imap", for messages
+    key_path: str  # e.g. "accounts.default.smtp", for messages
+    source: Path
+    host: str
+    port: int
+    security: str
+    username: str | None = None
+    password_env: str | None = None
+    password_cmd: str | None = None
+    ca_file: Path | None = None
+    timeout: timedelta = timedelta(seconds=30)
+    # IMAP only
+    folder: str = "INBOX"
+    sent_folder: str | None = None
+    idle: bool = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def password(self) -> str | None:
+        """The password from the environment or from a command; None when no login is needed."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(
+                    f"{self.source.name}: {self.key_path}.password_env: the environment "
+                    f"variable {self.password_env} is not set",
+                    hint=f"export {self.password_env}=... before starting outreach",
+                )
+            return value
+        if self.password_cmd:
+            try:
+                done = subprocess.run(
+                    self.password_cmd, shell=True, capture_output=True, text=True, timeout=60
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise ConfigError(
+                    f"{self.source.name}: {self.key_path}.password_cmd could not run: {exc}"
+                ) from exc
+            if done.returncode != 0:
+                raise ConfigError(
+                    f"{self.source.name}: {self.key_path}.password_cmd exited with "
+                    f"{done.returncode}"
+                )
+            return done.stdout.rstrip("\r\n")
+        return None
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_minute: int | None = None
+    per_day: int | None = None
+    jitter: timedelta = timedelta(0)
+    retry: tuple[timedelta, ...] = (
+        timedelta(minutes=1),
+        timedelta(minutes=10),
+        timedelta(hours=1),
+        timedelta(hours=6),
+    )
+    concurrency: int = 2
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    from_header: str
+    from_email: str
+    smtp: ServerSettings
+    imap: ServerSettings | None
+    limits: Limits
+    reply_to: str | None = None
+    unsubscribe_mailto: str | None = None
+    unsubscribe_url: str | None = None
+    save_sent: bool = False
+
+    @property
+    def domain(self) -> str:
+        return self.from_email.rpartition("@")[2]
+
+    @property
+    def from_name(self) -> str:
+        return parseaddr(self.from_header)[0]
+
+    @property
+    def unsubscribe_address(self) -> str:
+        return self.unsubscribe_mailto or self.from_email
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    poll_every: timedelta = timedelta(minutes=2)
+    send_every: timedelta = timedelta(minutes=2)
+    idle: bool = False
+    shutdown_timeout: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class ReplySettings:
+    auto_reply_pause: timedelta = timedelta(days=7)
+    soft_bounce_limit: int = 3
+    max_message_size: int = 10 * 1024 * 1024
+    batch_size: int = 200
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    to: str
+    account: str
+    at: time = time(7, 0)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    database: Path
+    campaigns_dir: Path
+    templates_dir: Path
+    timezone: str
+    template_vars: dict[str, Any]
+    accounts: dict[str, Account]
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    replies: ReplySettings = field(default_factory=ReplySettings)
+    digest: DigestSettings | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+@dataclass(frozen=True)
+class Audience:
+    tags: tuple[str, ...] = ()
+    pathways: tuple[str, ...] = ()
+    industries: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+
+    @property
+    def is_everyone(self) -> bool:
+        return not (self.tags or self.pathways or self.industries or self.owners)
+
+
+@dataclass(frozen=True)
+class Window:
+    days: frozenset[int] = frozenset(range(5))  # Monday = 0
+    start: time = time(9, 0)
+    end: time = time(16, 0)
+
+
+@dataclass(frozen=True)
+class Blackout:
+    first: date
+    last: date
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int  # 1-based
+    template: str
+    subject: str | None  # None: "Re: <first subject>"
+    after: timedelta
+    thread: bool = True
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    source: Path
+    account: str
+    steps: tuple[Step, ...]
+    audience: Audience = field(default_factory=Audience)
+    start: datetime | None = None
+    window: Window = field(default_factory=Window)
+    blackouts: tuple[Blackout, ...] = ()
+    description: str = ""
+    match_domain: bool = False
+    enabled: bool = True
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def find_config(explicit: str | os.PathLike[str] | None) -> Path:
+    """--config PATH, else $OUTREACH_CONFIG, else ./config.toml."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env)
+    return Path("config.toml")
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """Parse a TOML file; syntax errors name the file and line."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: file not found", hint="run `outreach init` or pass --config PATH"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        found = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        reason = message[: found.start()].strip() if found else message
+        where = f"{path}:{found.group(1)}" if found else str(path)
+        raise ConfigError(f"{where}: TOML syntax error: {reason}") from None
+
+
+class _Reader:
+    """Reads one TOML document, recording problems as 'file:line: key: message'."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+        self.problems: list[str] = []
+
+    def line_of(self, key_path: str) -> int | None:
+        """Best effort: the line where the last part of `key_path` is written."""
+        parts = [p for p in re.split(r"\.|\[\d+\]", key_path) if p]
+        if not parts:
+            return None
+        start = 0
+        for depth, part in enumerate(parts):
+            header = re.compile(
+                r"^\s*\[\[?\s*" + r"\s*\.\s*".join(map(re.escape, parts[: depth + 1])) + r"\s*\]"
+            )
+            assign = re.compile(r"(^|[{,\s])" + re.escape(part) + r"\s*=")
+            for number in range(start, len(self.lines)):
+                line = self.lines[number]
+                if header.search(line) or assign.search(line):
+                    start = number
+                    break
+        return start + 1 if start or parts else None
+
+    def problem(self, key_path: str, message: str) -> None:
+        line = self.line_of(key_path) if key_path else None
+        where = f"{self.path}:{line}" if line else str(self.path)
+        self.problems.append(f"{where}: {key_path}: {message}" if key_path else f"{where}: {message}")
+
+    def table(self, value: Any, key_path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.problem(key_path, f"expected a table, got {_kind(value)}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                suggestion = _closest(key, allowed)
+                hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
+                self.problem(
+                    _join(key_path, key),
+                    f"unknown key{hint}; expected one of: {', '.join(allowed)}",
+                )
+        return value
+
+    def get(
+        self,
+        table: dict[str, Any],
+        key_path: str,
+        key: str,
+        kind: type | tuple[type, ...],
+        default: Any = None,
+        required: bool = False,
+    ) -> Any:
+        full = _join(key_path, key)
+        if key not in table:
+            if required:
+                self.problem(key_path or key, f"missing required key '{key}'")
+            return default
+        value = table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            self.problem(full, f"expected {_names(kinds)}, got a boolean")
+            return default
+        if not isinstance(value, kinds):
+            self.problem(full, f"expected {_names(kinds)}, got {_kind(value)}")
+            return default
+        return value
+
+    def duration(
+        self, table: dict[str, Any], key_path: str, key: str, default: timedelta | None
+    ) -> timedelta | None:
+        text = self.get(table, key_path, key, str)
+        if text is None:
+            return default
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            self.problem(_join(key_path, key), str(exc))
+            return default
+
+    def string_list(self, table: dict[str, Any], key_path: str, key: str) -> tuple[str, ...]:
+        value = self.get(table, key_path, key, (list, str), default=[])
+        if isinstance(value, str):
+            value = [value]
+        if not all(isinstance(item, str) for item in value):
+            self.problem(_join(key_path, key), "expected a list of strings")
+            return ()
+        return tuple(item.strip() for item in value if item.strip())
+
+
+def _join(key_path: str, key: str) -> str:
+    return f"{key_path}.{key}" if key_path else key
+
+
+def _kind(value: Any) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+               list: "a list", dict: "a table"}
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    return " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+
+
+def _closest(key: str, allowed: tuple[str, ...]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def check_timezone(name: str) -> ZoneInfo:
+    """ZoneInfo(name) or ValueError with a readable message."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use a name like \"America/Chicago\")") from None
+
+
+# ----------------------------------------------------------------------------- config.toml
+
+_TOP = ("outreach", "template_vars", "accounts", "worker", "replies", "digest")
+_OUTREACH = ("database", "campaigns", "templates", "timezone")
+_ACCOUNT = ("from", "reply_to", "smtp", "imap", "limits", "unsubscribe", "save_sent")
+_SERVER_COMMON = (
+    "host", "port", "security", "username", "password_env", "password_cmd", "ca_file", "timeout",
+)
+_IMAP_ONLY = ("folder", "sent_folder", "idle")
+_LIMITS = ("preset", "per_minute", "per_day", "jitter", "retry", "concurrency")
+_UNSUBSCRIBE = ("mailto", "url")
+_WORKER = ("poll_every", "send_every", "idle", "shutdown_timeout")
+_REPLIES = ("auto_reply_pause", "soft_bounce_limit", "max_message_size", "batch_size")
+_DIGEST = ("to", "account", "at")
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate config.toml. Raises Problems listing every problem found."""
+    path = path.absolute()
+    data, text = read_toml(path)
+    reader = _Reader(path, text)
+    top = reader.table(data, "", _TOP)
+    folder = path.parent
+
+    main = reader.table(top.get("outreach", {}), "outreach", _OUTREACH)
+    database = folder / reader.get(main, "outreach", "database", str, "outreach.db")
+    campaigns_dir = folder / reader.get(main, "outreach", "campaigns", str, "campaigns")
+    templates_dir = folder / reader.get(main, "outreach", "templates", str, "templates")
+    timezone = reader.get(main, "outreach", "timezone", str, "America/Chicago")
+    try:
+        check_timezone(timezone)
+    except ValueError as exc:
+        reader.problem("outreach.timezone", str(exc))
+
+    template_vars = reader.get(top, "", "template_vars", dict, {})
+
+    accounts: dict[str, Account] = {}
+    raw_accounts = reader.get(top, "", "accounts", dict, {})
+    if not raw_accounts:
+        reader.problem("accounts", "define at least one account, e.g. [accounts.default]")
+    for name, raw in raw_accounts.items():
+        account = _read_account(reader, name, raw)
+        if account is not None:
+            accounts[name] = account
+
+    worker_raw = reader.table(top.get("worker", {}), "worker", _WORKER)
+    defaults = WorkerSettings()
+    worker = WorkerSettings(
+        poll_every=reader.duration(worker_raw, "worker", "poll_every", defaults.poll_every)
+        or defaults.poll_every,
+        send_every=reader.duration(worker_raw, "worker", "send_every", defaults.send_every)
+        or defaults.send_every,
+        idle=reader.get(worker_raw, "worker", "idle", bool, False),
+        shutdown_timeout=reader.duration(
+            worker_raw, "worker", "shutdown_timeout", defaults.shutdown_timeout
+        )
+        or defaults.shutdown_timeout,
+    )
+    for key in ("poll_every", "send_every"):
+        if getattr(worker, key) <= timedelta(0):
+            reader.problem(f"worker.{key}", "must be longer than 0s")
+
+    replies_raw = reader.table(top.get("replies", {}), "replies", _REPLIES)
+    reply_defaults = ReplySettings()
+    replies = ReplySettings(
+        auto_reply_pause=reader.duration(
+            replies_raw, "replies", "auto_reply_pause", reply_defaults.auto_reply_pause
+        )
+        or reply_defaults.auto_reply_pause,
+        soft_bounce_limit=reader.get(
+            replies_raw, "replies", "soft_bounce_limit", int, reply_defaults.soft_bounce_limit
+        ),
+        max_message_size=reader.get(
+            replies_raw, "replies", "max_message_size", int, reply_defaults.max_message_size
+        ),
+        batch_size=reader.get(replies_raw, "replies", "batch_size", int, reply_defaults.batch_size),
+    )
+
+    digest = None
+    if "digest" in top:
+        digest_raw = reader.table(top["digest"], "digest", _DIGEST)
+        to = reader.get(digest_raw, "digest", "to", str, required=True)
+        account_name = reader.get(digest_raw, "digest", "account", str, "default")
+        at_text = reader.get(digest_raw, "digest", "at", str, "07:00")
+        at = _parse_clock(reader, "digest.at", at_text) or time(7, 0)
+        if account_name not in raw_accounts:
+            reader.problem("digest.account", f"no account named {account_name!r}")
+        if to:
+            _check_address(reader, "digest.to", to)
+            digest = DigestSettings(to=to, account=account_name, at=at)
+
+    if reader.problems:
+        raise Problems(reader.problems)
+    return Config(
+        path=path,
+        database=database,
+        campaigns_dir=campaigns_dir,
+        templates_dir=templates_dir,
+        timezone=timezone,
+        template_vars=template_vars,
+        accounts=accounts,
+        worker=worker,
+        replies=replies,
+        digest=digest,
+    )
+
+
+def _check_address(reader: _Reader, key_path: str, text: str) -> str | None:
+    from outreach.addresses import normalize_address
+
+    name, address = parseaddr(text)
+    try:
+        return normalize_address(address or text)
+    except ValueError as exc:
+        reader.problem(key_path, str(exc))
+        return None
+
+
+def _read_account(reader: _Reader, name: str, raw: Any) -> Account | None:
+    key_path = f"accounts.{name}"
+    table = reader.table(raw, key_path, _ACCOUNT)
+    from_header = reader.get(table, key_path, "from", str, required=True)
+    from_email = _check_address(reader, f"{key_path}.from", from_header) if from_header else None
+    reply_to = reader.get(table, key_path, "reply_to", str)
+    if reply_to:
+        _check_address(reader, f"{key_path}.reply_to", reply_to)
+
+    smtp = None
+    if "smtp" in table:
+        smtp = _read_server(reader, f"{key_path}.smtp", "smtp", table["smtp"])
+    else:
+        reader.problem(key_path, "missing required key 'smtp'")
+    imap = _read_server(reader, f"{key_path}.imap", "imap", table["imap"]) if "imap" in table else None
+
+    limits = _read_limits(reader, f"{key_path}.limits", table.get("limits", {}))
+    unsub = reader.table(table.get("unsubscribe", {}), f"{key_path}.unsubscribe", _UNSUBSCRIBE)
+    mailto = reader.get(unsub, f"{key_path}.unsubscribe", "mailto", str)
+    if mailto:
+        _check_address(reader, f"{key_path}.unsubscribe.mailto", mailto)
+    url = reader.get(unsub, f"{key_path}.unsubscribe", "url", str)
+    if url and not url.startswith("https://"):
+        reader.problem(f"{key_path}.unsubscribe.url", "must be an https:// URL (RFC 8058)")
+    save_sent = reader.get(table, key_path, "save_sent", bool, False)
+    if save_sent and imap is None:
+        reader.problem(f"{key_path}.save_sent", "needs an [imap] section to save sent copies")
+
+    if from_header is None or from_email is None or smtp is None:
+        return None
+    return Account(
+        name=name,
+        from_header=from_header,
+        from_email=from_email,
+        smtp=smtp,
+        imap=imap,
+        limits=limits,
+        reply_to=reply_to,
+        unsubscribe_mailto=mailto,
+        unsubscribe_url=url,
+        save_sent=save_sent,
+    )
+
+
+def _read_server(reader: _Reader, key_path: str, kind: str, raw: Any) -> ServerSettings | None:
+    allowed = _SERVER_COMMON + (_IMAP_ONLY if kind == "imap" else ())
+    table = reader.table(raw, key_path, allowed)
+    host = reader.get(table, key_path, "host", str, required=True)
+    default_port = {"smtp": 587, "imap": 993}[kind]
+    port = reader.get(table, key_path, "port", int, default_port)
+    if not 0 < port < 65536:
+        reader.problem(f"{key_path}.port", f"{port} is not a TCP port")
+    default_security = "starttls" if kind == "smtp" else "tls"
+    security = reader.get(table, key_path, "security", str, default_security)
+    if security not in SECURITY_MODES:
+        reader.problem(
+            f"{key_path}.security", f"{security!r} is not one of: {', '.join(SECURITY_MODES)}"
+        )
+    elif security == "none" and host and host not in LOOPBACK_HOSTS:
+        reader.problem(
+            f"{key_path}.security",
+            f"'none' sends passwords and mail in clear text; it is allowed only for "
+            f"loopback hosts ({', '.join(LOOPBACK_HOSTS)}), not {host!r}",
+        )
+    username = reader.get(table, key_path, "username", str)
+    password_env = reader.get(table, key_path, "password_env", str)
+    password_cmd = reader.get(table, key_path, "password_cmd", str)
+    if password_env and password_cmd:
+        reader.problem(key_path, "set password_env or password_cmd, not both")
+    if (password_env or password_cmd) and not username:
+        reader.problem(key_path, "a password needs a username")
+    ca_text = reader.get(table, key_path, "ca_file", str)
+    ca_file = None
+    if ca_text:
+        ca_file = reader.path.parent / ca_text
+        if not ca_file.is_file():
+            reader.problem(f"{key_path}.ca_file", f"{ca_file} does not exist")
+    timeout = reader.duration(table, key_path, "timeout", timedelta(seconds=30))
+    if host is None:
+        return None
+    return ServerSettings(
+        kind=kind,
+        key_path=key_path,
+        source=reader.path,
+        host=host,
+        port=port,
+        security=security,
+        username=username,
+        password_env=password_env,
+        password_cmd=password_cmd,
+        ca_file=ca_file,
+        timeout=timeout or timedelta(seconds=30),
+        folder=reader.get(table, key_path, "folder", str, "INBOX"),
+        sent_folder=reader.get(table, key_path, "sent_folder", str),
+        idle=reader.get(table, key_path, "idle", bool, False),
+    )
+
+
+def _read_limits(reader: _Reader, key_path: str, raw: Any) -> Limits:
+    table = dict(reader.table(raw, key_path, _LIMITS))
+    preset = reader.get(table, key_path, "preset", str)
+    if preset:
+        if preset not in LIMIT_PRESETS:
+            reader.problem(
+                f"{key_path}.preset", f"unknown preset; expected one of: {', '.join(LIMIT_PRESETS)}"
+            )
+        else:
+            table = {**LIMIT_PRESETS[preset], **table}
+    defaults = Limits()
+    per_minute = reader.get(table, key_path, "per_minute", int)
+    per_day = reader.get(table, key_path, "per_day", int)
+    for key, value in (("per_minute", per_minute), ("per_day", per_day)):
+        if value is not None and value < 1:
+            reader.problem(f"{key_path}.{key}", "must be at least 1 (leave it out for no limit)")
+    jitter = reader.duration(table, key_path, "jitter", defaults.jitter) or timedelta(0)
+    retry_raw = reader.get(table, key_path, "retry", list)
+    retry = defaults.retry
+    if retry_raw is not None:
+        try:
+            retry = tuple(parse_duration(item) for item in retry_raw)
+        except ValueError as exc:
+            reader.problem(f"{key_path}.retry", str(exc))
+    concurrency = reader.get(table, key_path, "concurrency", int, defaults.concurrency)
+    if not 1 <= concurrency <= 16:
+        reader.problem(f"{key_path}.concurrency", "must be between 1 and 16")
+    return Limits(
+        per_minute=per_minute,
+        per_day=per_day,
+        jitter=jitter,
+        retry=retry,
+        concurrency=concurrency,
+    )
+
+
+def _parse_clock(reader: _Reader, key_path: str, text: str) -> time | None:
+    found = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", text)
+    if not found or int(found.group(1)) > 24 or int(found.group(2)) > 59:
+        reader.problem(key_path, f"{text!r} is not a time of day like \"09:00\"")
+        return None
+    hour, minute = int(found.group(1)), int(found.group(2))
+    if hour == 24:
+        if minute:
+            reader.problem(key_path, f"{text!r} is not a time of day")
+            return None
+        return time.max
+    return time(hour, minute)
+
+
+# ----------------------------------------------------------------------------- campaigns
+
+_CAMPAIGN = (
+    "name", "description", "account", "audience", "start", "window", "blackout", "steps",
+    "match_domain", "enabled",
+)
+_AUDIENCE = ("tags", "pathways", "industries", "owners", "exclude_tags")
+_WINDOW = ("days", "hours")
+_BLACKOUT = ("from", "to", "name")
+_STEP = ("template", "subject", "after", "thread")
+
+
+def campaign_files(config: Config) -> list[Path]:
+    if not config.campaigns_dir.is_dir():
+        return []
+    return sorted(config.campaigns_dir.glob("*.toml"))
+
+
+def load_campaigns(config: Config) -> list[Campaign]:
+    """Read every campaigns/*.toml. Raises Problems listing every problem in every file."""
+    problems: list[str] = []
+    campaigns: list[Campaign] = []
+    if not config.campaigns_dir.is_dir():
+        raise ConfigError(f"{config.campaigns_dir}: campaigns folder not found")
+    seen: dict[str, Path] = {}
+    for path in campaign_files(config):
+        try:
+            campaign = load_campaign(path, config)
+        except Problems as exc:
+            problems.extend(exc.problems)
+            continue
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        if campaign.name in seen:
+            problems.append(
+                f"{path}: campaign name {campaign.name!r} is already used by {seen[campaign.name]}"
+            )
+            continue
+        seen[campaign.name] = path
+        campaigns.append(campaign)
+    if problems:
+        raise Problems(problems)
+    return campaigns
+
+
+def load_campaign(path: Path, config: Config) -> Campaign:
+    data, text = read_toml(path)
+    reader = _Reader(path, text)
+    top = reader.table(data, "", _CAMPAIGN)
+    name = reader.get(top, "", "name", str, path.stem)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
+        reader.problem("name", f"{name!r}: use letters, digits, '-', '_' and '.' only")
+    account = reader.get(top, "", "account", str, "default")
+    if account not in config.accounts:
+        reader.problem(
+            "account",
+            f"no account named {account!r} in {config.path.name} "
+            f"(accounts: {', '.join(config.accounts) or 'none'})",
+        )
+
+    audience_raw = reader.table(top.get("audience", {}), "audience", _AUDIENCE)
+    audience = Audience(
+        tags=reader.string_list(audience_raw, "audience", "tags"),
+        pathways=reader.string_list(audience_raw, "audience", "pathways"),
+        industries=reader.string_list(audience_raw, "audience", "industries"),
+        owners=reader.string_list(audience_raw, "audience", "owners"),
+        exclude_tags=reader.string_list(audience_raw, "audience", "exclude_tags"),
+    )
+
+    start = _read_start(reader, top.get("start"), config.timezone)
+    window = _read_window(reader, top.get("window", {}))
+    blackouts = _read_blackouts(reader, top.get("blackout", []))
+
+    steps: list[Step] = []
+    raw_steps = reader.get(top, "", "steps", list, [], required=True)
+    if "steps" in top and not raw_steps:
+        reader.problem("steps", "a campaign needs at least one [[steps]] entry")
+    for index, raw in enumerate(raw_steps):
+        step = _read_step(reader, index, raw, config)
+        if step is not None:
+            steps.append(step)
+
+    if reader.problems:
+        raise Problems(reader.problems)
+    return Campaign(
+        name=name,
+        source=path,
+        account=account,
+        steps=tuple(steps),
+        audience=audience,
+        start=start,
+        window=window,
+        blackouts=blackouts,
+        description=reader.get(top, "", "description", str, ""),
+        match_domain=reader.get(top, "", "match_domain", bool, False),
+        enabled=reader.get(top, "", "enabled", bool, True),
+    )
+
+
+def _read_start(reader: _Reader, value: Any, timezone: str) -> datetime | None:
+    """`start` may be a TOML date, local or offset date-time, or an ISO string."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            reader.problem("start", f"{value!r} is not a date like 2026-09-01")
+            return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=ZoneInfo(timezone))
+        return value
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), ZoneInfo(timezone))
+    reader.problem("start", f"expected a date, got {_kind(value)}")
+    return None
+
+
+def _read_window(reader: _Reader, raw: Any) -> Window:
+    table = reader.table(raw, "window", _WINDOW)
+    window = Window()
+    days = window.days
+    if "days" in table:
+        names = reader.string_list(table, "window", "days")
+        chosen: set[int] = set()
+        for name in names:
+            key = name.lower()[:3]
+            if key not in WEEKDAYS:
+                reader.problem("window.days", f"{name!r} is not a day (use mon, tue, ... sun)")
+            else:
+                chosen.add(WEEKDAYS.index(key))
+        if not chosen and not reader.problems:
+            reader.problem("window.days", "the window needs at least one day")
+        days = frozenset(chosen)
+    start, end = window.start, window.end
+    hours = reader.get(table, "window", "hours", str)
+    if hours is not None:
+        parts = hours.split("-")
+        if len(parts) != 2:
+            reader.problem("window.hours", f"{hours!r}: write the hours like \"09:00-16:00\"")
+        else:
+            parsed_start = _parse_clock(reader, "window.hours", parts[0])
+            parsed_end = _parse_clock(reader, "window.hours", parts[1])
+            if parsed_start and parsed_end:
+                if parsed_start >= parsed_end:
+                    reader.problem("window.hours", f"{hours!r}: the start must be before the end")
+                start, end = parsed_start, parsed_end
+    return Window(days=days, start=start, end=end)
+
+
+def _as_date(reader: _Reader, key_path: str, value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    reader.problem(key_path, f"{value!r} is not a date like 2026-12-21")
+    return None
+
+
+def _read_blackouts(reader: _Reader, raw: Any) -> tuple[Blackout, ...]:
+    if not isinstance(raw, list):
+        reader.problem("blackout", "expected a list like [{ from = 2026-12-21, to = 2027-01-01 }]")
+        return ()
+    blackouts = []
+    for index, item in enumerate(raw):
+        key_path = f"blackout[{index}]"
+        table = reader.table(item, key_path, _BLACKOUT)
+        if "from" not in table:
+            reader.problem(key_path, "missing required key 'from'")
+            continue
+        first = _as_date(reader, f"{key_path}.from", table["from"])
+        last = _as_date(reader, f"{key_path}.to", table.get("to", table["from"]))
+        if first and last:
+            if last < first:
+                reader.problem(key_path, f"ends ({last}) before it starts ({first})")
+            blackouts.append(Blackout(first, last, str(table.get("name", ""))))
+    return tuple(blackouts)
+
+
+def _read_step(reader: _Reader, index: int, raw: Any, config: Config) -> Step | None:
+    number = index + 1
+    key_path = f"steps[{index}]"
+    table = reader.table(raw, key_path, _STEP)
+    template = reader.get(table, key_path, "template", str, required=True)
+    if template and not (config.templates_dir / f"{template}.txt.j2").is_file():
+        reader.problem(
+            f"{key_path}.template",
+            f"template {template!r} not found: expected {config.templates_dir / (template + '.txt.j2')}",
+        )
+    thread = reader.get(table, key_path, "thread", bool, True)
+    subject = reader.get(table, key_path, "subject", str)
+    if number == 1:
+        if not subject:
+            reader.problem(key_path, "the first step needs a 'subject'")
+        after = reader.duration(table, key_path, "after", timedelta(0))
+    else:
+        after = reader.duration(table, key_path, "after", None)
+        if "after" not in table:
+            reader.problem(key_path, "a follow-up step needs 'after', e.g. after = \"7d\"")
+        if thread and subject:
+            reader.problem(
+                f"{key_path}.subject",
+                "a threaded follow-up is sent as \"Re: <first subject>\"; set thread = false "
+                "to give it its own subject",
+            )
+            subject = None
+        if not thread and not subject:
+            reader.problem(key_path, "a step with thread = false needs its own 'subject'")
+    if template is None or after is None:
+        return None
+    return Step(
+        number=number, template=template, subject=subject if (number == 1 or not thread) else None,
+        after=after, thread=thread if number > 1 else False,
+    )
+
+
+def iter_accounts_in_use(config: Config, campaigns: list[Campaign]) -> Iterator[Account]:
+    used = {c.account for c in campaigns}
+    for name, account in config.accounts.items():
+        if name in used:
+            yield account

@@ -1,0 +1,76 @@
+"""One exception base for everything outreach reports to its user.
+
+Messages are written for a coordinator: they begin with the file, host or partner they are
+about and may end with a hint. The CLI catches `OutreachError` once and maps `exit_code`.
+"""
+
+from __future__ import annotations
+
+
+class OutreachError(Exception):
+    """Base class: an expected failure with a message meant for the user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})"
+        return self.message
+
+
+class InputError(OutreachError):
+    """Bad input from the user: a file, a command-line value, a roster row. Exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(InputError):
+    """config.toml or a campaign file is wrong."""
+
+
+class TemplateError(InputError):
+    """A template is missing, does not parse, or does not render for some partner."""
+
+
+class RosterError(InputError):
+    """The partner CSV has bad rows; nothing was imported."""
+
+
+class StoreError(OutreachError):
+    """The database could not be opened or written."""
+
+
+class MailServerError(OutreachError, ConnectionError):
+    """A mail server could not be reached or refused us (temporary unless `permanent`)."""
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, permanent: bool = False
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.permanent = permanent
+
+
+class AuthenticationError(MailServerError):
+    """The server rejected our credentials: retrying will not help."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint, permanent=True)
+
+
+class WorkerLockedError(OutreachError):
+    """Another worker holds the database."""
+
+
+class Problems(InputError):
+    """Several problems found at once (`outreach check` reports every one)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        first = problems[0] if problems else "no problems"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first + more)

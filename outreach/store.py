@@ -1,0 +1,724 @@
+"""The SQLite store (sqlite-utils): the only module that writes SQL.
+
+Tables
+- partners     the roster; `status` is active / bounced / opted_out / inactive
+- campaigns    every campaign the store has seen
+- sequences    one row per (campaign, partner): how far the sequence got and whether it goes on
+- messages     the outbox and ledger: one row per (campaign, partner, step), with its Message-ID
+- inbound      every message read from a mailbox, once per (account, folder, uidvalidity, uid)
+- events       the per-partner log: every state change, every reply
+- mailboxes    IMAP checkpoints: UIDVALIDITY and last UID per (account, folder)
+- worker       the heartbeat of the running worker
+
+Times are stored as ISO 8601 text in UTC with microseconds ("2026-11-29T03:03:15.123456+00:00")
+so that text order is time order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from outreach.errors import StoreError
+from outreach.model import ACTIVE, BOUNCED, OPTED_OUT, Partner, SequenceState
+
+migrations = Migrations("outreach")
+
+
+def iso(moment: datetime) -> str:
+    """The one text form of a time in the database."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE partners (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL DEFAULT '',
+            first_name TEXT NOT NULL DEFAULT '',
+            organization TEXT NOT NULL DEFAULT '',
+            industry TEXT NOT NULL DEFAULT '',
+            pathway TEXT NOT NULL DEFAULT '',
+            owner TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',
+            timezone TEXT NOT NULL DEFAULT '',
+            fields TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'active',
+            status_reason TEXT,
+            soft_bounces INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX partners_status ON partners(status);
+
+        CREATE TABLE campaigns (
+            name TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL
+        );
+
+        CREATE TABLE sequences (
+            campaign TEXT NOT NULL,
+            partner_id INTEGER NOT NULL REFERENCES partners(id),
+            state TEXT NOT NULL DEFAULT 'active',
+            last_step INTEGER NOT NULL DEFAULT 0,
+            last_sent_at TEXT,
+            paused_until TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (campaign, partner_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX sequences_due ON sequences(campaign, state, last_step, last_sent_at);
+        CREATE INDEX sequences_paused ON sequences(state, paused_until);
+        CREATE INDEX sequences_partner ON sequences(partner_id);
+
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            campaign TEXT NOT NULL,
+            partner_id INTEGER NOT NULL REFERENCES partners(id),
+            step INTEGER NOT NULL,
+            account TEXT NOT NULL,
+            message_id TEXT NOT NULL UNIQUE,
+            to_addr TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            status TEXT NOT NULL,
+            raw BLOB NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            smtp_code INTEGER,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT,
+            saved_copy_at TEXT,
+            UNIQUE (campaign, partner_id, step)
+        );
+        CREATE INDEX messages_status ON messages(status, next_attempt_at);
+        CREATE INDEX messages_account_sent ON messages(account, sent_at);
+        CREATE INDEX messages_partner ON messages(partner_id);
+
+        CREATE TABLE inbound (
+            id INTEGER PRIMARY KEY,
+            account TEXT NOT NULL,
+            folder TEXT NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            uid INTEGER NOT NULL,
+            message_id TEXT,
+            from_addr TEXT,
+            subject TEXT,
+            date TEXT,
+            size INTEGER,
+            kind TEXT NOT NULL,
+            reasons TEXT NOT NULL DEFAULT '[]',
+            partner_id INTEGER REFERENCES partners(id),
+            campaign TEXT,
+            step INTEGER,
+            matched_message INTEGER REFERENCES messages(id),
+            match_rule TEXT,
+            text TEXT,
+            full_text TEXT,
+            return_date TEXT,
+            bounced TEXT,
+            hard INTEGER,
+            status_code TEXT,
+            diagnostic TEXT,
+            contact_change INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            processed_at TEXT NOT NULL,
+            handled_at TEXT,
+            handled_note TEXT,
+            UNIQUE (account, folder, uidvalidity, uid)
+        );
+        CREATE INDEX inbound_message_id ON inbound(message_id);
+        CREATE INDEX inbound_kind ON inbound(kind, handled_at);
+        CREATE INDEX inbound_partner ON inbound(partner_id);
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            partner_id INTEGER REFERENCES partners(id),
+            campaign TEXT,
+            step INTEGER,
+            kind TEXT NOT NULL,
+            message_id TEXT,
+            outbound_id INTEGER REFERENCES messages(id),
+            inbound_id INTEGER REFERENCES inbound(id),
+            summary TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX events_partner ON events(partner_id, at);
+        CREATE INDEX events_campaign ON events(campaign, kind);
+        CREATE INDEX events_at ON events(at);
+
+        CREATE TABLE mailboxes (
+            account TEXT NOT NULL,
+            folder TEXT NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            last_uid INTEGER NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (account, folder)
+        );
+
+        CREATE TABLE worker (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            pid INTEGER,
+            host TEXT,
+            started_at TEXT,
+            heartbeat_at TEXT,
+            last_cycle_at TEXT,
+            last_read_at TEXT,
+            last_send_at TEXT,
+            last_error TEXT,
+            last_error_at TEXT,
+            stopped_at TEXT
+        );
+        """
+    )
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    id: int
+    campaign: str
+    partner_id: int
+    step: int
+    account: str
+    message_id: str
+    to_addr: str
+    subject: str
+    status: str
+    raw: bytes
+    attempts: int
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+
+
+# Ledger states
+QUEUED, SENDING, SENT, DEFERRED, FAILED, UNKNOWN = (
+    "queued", "sending", "sent", "deferred", "failed", "unknown",
+)
+LEDGER_STATES = (QUEUED, SENDING, SENT, DEFERRED, FAILED, UNKNOWN)
+
+
+class Store:
+    """A handle on one outreach database."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            if self.path != Path(":memory:"):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN ourselves (see `write`).
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.db = sqlite_utils.Database(conn, execute_plugins=False)
+            migrations.apply(self.db)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, nestable.
+
+        BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads and
+        then writes can fail at once with "database is locked" when the worker and a command
+        write at the same time, while an immediate one waits for the busy timeout.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield conn
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot write: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.db.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(
+        self,
+        kind: str,
+        at: datetime,
+        *,
+        partner_id: int | None,
+        campaign: str | None = None,
+        step: int | None = None,
+        message_id: str | None = None,
+        outbound_id: int | None = None,
+        inbound_id: int | None = None,
+        summary: str = "",
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        cursor = self.db.conn.execute(
+            "INSERT INTO events (at, partner_id, campaign, step, kind, message_id, outbound_id,"
+            " inbound_id, summary, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                iso(at), partner_id, campaign, step, kind, message_id, outbound_id, inbound_id,
+                summary, json.dumps(detail or {}, ensure_ascii=False, default=str),
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    # ------------------------------------------------------------------ partners
+
+    def upsert_partners(self, partners: Iterable[Partner], now: datetime) -> tuple[int, int]:
+        """Insert new partners and update known ones (by email); never touches history.
+
+        Returns (created, updated). Status (bounced, opted out) is kept: a roster import
+        must not re-subscribe someone who asked to stop.
+        """
+        created = updated = 0
+        stamp = iso(now)
+        with self.write() as conn:
+            for partner in partners:
+                values = (
+                    partner.name, partner.first_name, partner.organization, partner.industry,
+                    partner.pathway, partner.owner, json.dumps(list(partner.tags)),
+                    partner.timezone, json.dumps(partner.fields, ensure_ascii=False),
+                )
+                row = conn.execute(
+                    "SELECT id FROM partners WHERE email = ?", (partner.email,)
+                ).fetchone()
+                if row is None:
+                    cursor = conn.execute(
+                        "INSERT INTO partners (email, name, first_name, organization, industry,"
+                        " pathway, owner, tags, timezone, fields, created_at, updated_at)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (partner.email, *values, stamp, stamp),
+                    )
+                    self.add_event(
+                        "imported", now, partner_id=cursor.lastrowid, summary="added to roster"
+                    )
+                    created += 1
+                else:
+                    conn.execute(
+                        "UPDATE partners SET name=?, first_name=?, organization=?, industry=?,"
+                        " pathway=?, owner=?, tags=?, timezone=?, fields=?, updated_at=?"
+                        " WHERE id=?",
+                        (*values, stamp, row[0]),
+                    )
+                    updated += 1
+        return created, updated
+
+    def partners(self, *, status: str | None = None) -> list[Partner]:
+        where = "WHERE status = ?" if status else ""
+        rows = self.db.conn.execute(
+            f"SELECT * FROM partners {where} ORDER BY email", (status,) if status else ()
+        )
+        return [_partner(dict(zip([c[0] for c in rows.description], r, strict=True))) for r in rows]
+
+    def partner_by_email(self, email: str) -> Partner | None:
+        rows = self.query("SELECT * FROM partners WHERE email = ?", [email.strip().lower()])
+        return _partner(rows[0]) if rows else None
+
+    def partners_by_id(self, ids: Iterable[int]) -> dict[int, Partner]:
+        wanted = sorted(set(ids))
+        found: dict[int, Partner] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.query(f"SELECT * FROM partners WHERE id IN ({marks})", chunk):
+                found[row["id"]] = _partner(row)
+        return found
+
+    def set_partner_status(
+        self, partner_id: int, status: str, reason: str, now: datetime, *, event: str,
+        campaign: str | None = None, inbound_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Mark a partner bounced / opted out and stop every open sequence of theirs."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE partners SET status=?, status_reason=?, updated_at=? WHERE id=?",
+                (status, reason, iso(now), partner_id),
+            )
+            conn.execute(
+                "UPDATE sequences SET state='stopped', updated_at=? WHERE partner_id=?"
+                " AND state IN ('active', 'paused')",
+                (iso(now), partner_id),
+            )
+            self.add_event(
+                event, now, partner_id=partner_id, campaign=campaign, inbound_id=inbound_id,
+                summary=reason, detail=detail,
+            )
+
+    # ------------------------------------------------------------------ campaigns & planning
+
+    def remember_campaigns(self, campaigns: Iterable[tuple[str, str]], now: datetime) -> None:
+        with self.write() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO campaigns (name, account, first_seen_at) VALUES (?,?,?)",
+                [(name, account, iso(now)) for name, account in campaigns],
+            )
+
+    def partners_without_sequence(self, campaign: str) -> list[Partner]:
+        """Active partners who have not started `campaign` (the audience filter is pure)."""
+        rows = self.query(
+            "SELECT p.* FROM partners p WHERE p.status = 'active' AND NOT EXISTS"
+            " (SELECT 1 FROM sequences s WHERE s.campaign = ? AND s.partner_id = p.id)"
+            " ORDER BY p.id",
+            [campaign],
+        )
+        return [_partner(row) for row in rows]
+
+    def sequences_waiting(
+        self, campaign: str, last_step: int, sent_before: datetime
+    ) -> list[SequenceState]:
+        """Open sequences whose step `last_step` went out before `sent_before` (indexed)."""
+        rows = self.query(
+            "SELECT * FROM sequences WHERE campaign = ? AND state IN ('active', 'paused')"
+            " AND last_step = ? AND last_sent_at IS NOT NULL AND last_sent_at <= ?",
+            [campaign, last_step, iso(sent_before)],
+        )
+        return [_sequence(row) for row in rows]
+
+    def sequence(self, campaign: str, partner_id: int) -> SequenceState | None:
+        rows = self.query(
+            "SELECT * FROM sequences WHERE campaign = ? AND partner_id = ?", [campaign, partner_id]
+        )
+        return _sequence(rows[0]) if rows else None
+
+    def sequences_for_partner(self, partner_id: int) -> list[SequenceState]:
+        rows = self.query("SELECT * FROM sequences WHERE partner_id = ?", [partner_id])
+        return [_sequence(row) for row in rows]
+
+    def set_sequence_state(
+        self, campaign: str, partner_id: int, state: str, now: datetime,
+        paused_until: datetime | None = None,
+    ) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE sequences SET state=?, paused_until=?, updated_at=?"
+                " WHERE campaign=? AND partner_id=?",
+                (state, iso(paused_until) if paused_until else None, iso(now), campaign,
+                 partner_id),
+            )
+
+    def resume_paused(self, now: datetime) -> list[SequenceState]:
+        """Sequences whose pause has run out go back to active, each with a 'resumed' event."""
+        rows = self.query(
+            "SELECT * FROM sequences WHERE state = 'paused' AND paused_until <= ?", [iso(now)]
+        )
+        resumed = [_sequence(row) for row in rows]
+        with self.write() as conn:
+            for seq in resumed:
+                conn.execute(
+                    "UPDATE sequences SET state='active', paused_until=NULL, updated_at=?"
+                    " WHERE campaign=? AND partner_id=?",
+                    (iso(now), seq.campaign, seq.partner_id),
+                )
+                self.add_event(
+                    "resumed", now, partner_id=seq.partner_id, campaign=seq.campaign,
+                    summary="pause ended; follow-ups resume",
+                )
+        return resumed
+
+    # ------------------------------------------------------------------ ledger
+
+    def queue_message(
+        self, *, campaign: str, partner_id: int, step: int, account: str, message_id: str,
+        to_addr: str, subject: str, raw: bytes, now: datetime,
+    ) -> int | None:
+        """Write a rendered message to the outbox before any SMTP traffic.
+
+        Returns the ledger id, or None when (campaign, partner, step) already has a row:
+        the unique key is what makes a double send impossible.
+        """
+        stamp = iso(now)
+        with self.write() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO messages (campaign, partner_id, step, account, message_id,"
+                " to_addr, subject, status, raw, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (campaign, partner_id, step, account, message_id, to_addr, subject, QUEUED, raw,
+                 stamp, stamp),
+            )
+            if cursor.rowcount == 0:
+                return None
+            ledger_id = int(cursor.lastrowid or 0)
+            conn.execute(
+                "INSERT INTO sequences (campaign, partner_id, state, last_step, updated_at)"
+                " VALUES (?,?,'active',?,?) ON CONFLICT (campaign, partner_id) DO UPDATE SET"
+                " last_step = excluded.last_step, updated_at = excluded.updated_at",
+                (campaign, partner_id, step, stamp),
+            )
+            self.add_event(
+                "queued", now, partner_id=partner_id, campaign=campaign, step=step,
+                message_id=message_id, outbound_id=ledger_id, summary=subject,
+            )
+        return ledger_id
+
+    def ledger_rows(self, where: str, params: Sequence[Any] = ()) -> list[LedgerRow]:
+        return [_ledger(row) for row in self.query(f"SELECT * FROM messages WHERE {where}", params)]
+
+    def sendable(self, account: str, now: datetime, limit: int | None = None) -> list[LedgerRow]:
+        """Queued rows, then deferred rows whose retry time has come, oldest first."""
+        sql = (
+            "account = ? AND (status = 'queued' OR (status = 'deferred' AND next_attempt_at <= ?))"
+            " ORDER BY id"
+        )
+        params: list[Any] = [account, iso(now)]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self.ledger_rows(sql, params)
+
+    def mark_sending(self, ledger_id: int, now: datetime) -> bool:
+        """Claim a row for one delivery attempt; committed before the SMTP conversation."""
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE messages SET status='sending', attempts=attempts+1, updated_at=?"
+                " WHERE id=? AND status IN ('queued', 'deferred')",
+                (iso(now), ledger_id),
+            )
+        return cursor.rowcount == 1
+
+    def mark_sent(self, row: LedgerRow, now: datetime, response: str = "") -> None:
+        stamp = iso(now)
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE messages SET status='sent', sent_at=?, updated_at=?, last_error=NULL,"
+                " next_attempt_at=NULL WHERE id=?",
+                (stamp, stamp, row.id),
+            )
+            conn.execute(
+                "UPDATE sequences SET last_sent_at=?, updated_at=? WHERE campaign=?"
+                " AND partner_id=? AND last_step=?",
+                (stamp, stamp, row.campaign, row.partner_id, row.step),
+            )
+            self.add_event(
+                "sent", now, partner_id=row.partner_id, campaign=row.campaign, step=row.step,
+                message_id=row.message_id, outbound_id=row.id, summary=row.subject,
+                detail={"response": response} if response else None,
+            )
+
+    def mark_deferred(
+        self, row: LedgerRow, now: datetime, retry_at: datetime, code: int | None, error: str
+    ) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE messages SET status='deferred', next_attempt_at=?, smtp_code=?,"
+                " last_error=?, updated_at=? WHERE id=?",
+                (iso(retry_at), code, error, iso(now), row.id),
+            )
+            self.add_event(
+                "deferred", now, partner_id=row.partner_id, campaign=row.campaign, step=row.step,
+                message_id=row.message_id, outbound_id=row.id,
+                summary=f"{error} (retry at {iso(retry_at)})",
+                detail={"code": code, "retry_at": iso(retry_at)},
+            )
+
+    def mark_failed(
+        self, row: LedgerRow, now: datetime, code: int | None, error: str, *, permanent: bool
+    ) -> None:
+        """A refusal for this recipient: recorded, never retried.
+
+        A permanent (5xx) refusal of the address marks the partner bounced everywhere; a
+        message that ran out of retries fails without judging the address.
+        """
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE messages SET status='failed', smtp_code=?, last_error=?, updated_at=?,"
+                " next_attempt_at=NULL WHERE id=?",
+                (code, error, iso(now), row.id),
+            )
+            self.add_event(
+                "failed", now, partner_id=row.partner_id, campaign=row.campaign, step=row.step,
+                message_id=row.message_id, outbound_id=row.id, summary=error,
+                detail={"code": code, "permanent": permanent},
+            )
+            if permanent:
+                self.set_partner_status(
+                    row.partner_id, BOUNCED, f"refused by the mail server: {error}", now,
+                    event="status", campaign=row.campaign,
+                )
+            else:
+                conn.execute(
+                    "UPDATE sequences SET state='stopped', updated_at=? WHERE campaign=?"
+                    " AND partner_id=?",
+                    (iso(now), row.campaign, row.partner_id),
+                )
+
+    def release(self, row: LedgerRow, now: datetime) -> None:
+        """Give back a claimed row that never reached the server (a limit or shutdown hit)."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE messages SET status=CASE WHEN next_attempt_at IS NULL THEN 'queued'"
+                " ELSE 'deferred' END, attempts=attempts-1, updated_at=? WHERE id=?"
+                " AND status='sending'",
+                (iso(now), row.id),
+            )
+
+    def mark_interrupted(self, now: datetime) -> list[LedgerRow]:
+        """Rows left in `sending` by a crash become `unknown`: never resent blindly."""
+        rows = self.ledger_rows("status = 'sending'")
+        with self.write() as conn:
+            for row in rows:
+                conn.execute(
+                    "UPDATE messages SET status='unknown', updated_at=? WHERE id=?",
+                    (iso(now), row.id),
+                )
+                self.add_event(
+                    "unknown", now, partner_id=row.partner_id, campaign=row.campaign,
+                    step=row.step, message_id=row.message_id, outbound_id=row.id,
+                    summary="the worker stopped while this message was being sent; it may or "
+                    "may not have been delivered",
+                )
+        return rows
+
+    def resolve_unknown(self, row: LedgerRow, sent: bool, now: datetime, how: str) -> None:
+        """Settle an `unknown` row: it was delivered, or it goes back to the queue."""
+        with self.write() as conn:
+            if sent:
+                conn.execute(
+                    "UPDATE messages SET status='sending' WHERE id=? AND status='unknown'",
+                    (row.id,),
+                )
+                self.add_event(
+                    "resolved", now, partner_id=row.partner_id, campaign=row.campaign,
+                    step=row.step, message_id=row.message_id, outbound_id=row.id,
+                    summary=f"counted as sent ({how})",
+                )
+                self.mark_sent(row, now)
+            else:
+                conn.execute(
+                    "UPDATE messages SET status='queued', updated_at=? WHERE id=?"
+                    " AND status='unknown'",
+                    (iso(now), row.id),
+                )
+                self.add_event(
+                    "resolved", now, partner_id=row.partner_id, campaign=row.campaign,
+                    step=row.step, message_id=row.message_id, outbound_id=row.id,
+                    summary=f"queued again ({how})",
+                )
+
+    def mark_saved_copy(self, ledger_id: int, now: datetime) -> None:
+        with self.write() as conn:
+            conn.execute("UPDATE messages SET saved_copy_at=? WHERE id=?", (iso(now), ledger_id))
+
+    def sent_since(self, account: str, since: datetime) -> int:
+        """Messages this account sent since a moment (the rolling per_day limit)."""
+        return int(
+            self.scalar(
+                "SELECT count(*) FROM messages WHERE account = ? AND sent_at >= ?",
+                [account, iso(since)],
+            )
+        )
+
+    def thread_ids(self, campaign: str, partner_id: int, before_step: int) -> list[str]:
+        """Message-IDs of the earlier steps, oldest first, for In-Reply-To / References."""
+        rows = self.db.conn.execute(
+            "SELECT message_id FROM messages WHERE campaign=? AND partner_id=? AND step<?"
+            " AND status IN ('sent', 'sending', 'unknown', 'queued', 'deferred') ORDER BY step",
+            (campaign, partner_id, before_step),
+        )
+        return [r[0] for r in rows]
+
+    def first_subject(self, campaign: str, partner_id: int) -> str | None:
+        return self.scalar(
+            "SELECT subject FROM messages WHERE campaign=? AND partner_id=? AND step=1",
+            [campaign, partner_id],
+        )
+
+    def status_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for row in self.query(
+            "SELECT campaign, status, count(*) AS n FROM messages GROUP BY campaign, status"
+        ):
+            counts.setdefault(row["campaign"], {})[row["status"]] = row["n"]
+        return counts
+
+
+def _partner(row: dict[str, Any]) -> Partner:
+    return Partner(
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        first_name=row["first_name"],
+        organization=row["organization"],
+        industry=row["industry"],
+        pathway=row["pathway"],
+        owner=row["owner"],
+        tags=tuple(json.loads(row["tags"] or "[]")),
+        timezone=row["timezone"],
+        fields=json.loads(row["fields"] or "{}"),
+        status=row["status"],
+    )
+
+
+def _sequence(row: dict[str, Any]) -> SequenceState:
+    return SequenceState(
+        campaign=row["campaign"],
+        partner_id=row["partner_id"],
+        state=row["state"],
+        last_step=row["last_step"],
+        last_sent_at=parse_iso(row["last_sent_at"]),
+        paused_until=parse_iso(row["paused_until"]),
+    )
+
+
+def _ledger(row: dict[str, Any]) -> LedgerRow:
+    return LedgerRow(
+        id=row["id"],
+        campaign=row["campaign"],
+        partner_id=row["partner_id"],
+        step=row["step"],
+        account=row["account"],
+        message_id=row["message_id"],
+        to_addr=row["to_addr"],
+        subject=row["subject"],
+        status=row["status"],
+        raw=row["raw"],
+        attempts=row["attempts"],
+        next_attempt_at=parse_iso(row["next_attempt_at"]),
+        sent_at=parse_iso(row["sent_at"]),
+    )
+
+
+__all__ = [
+    "ACTIVE", "BOUNCED", "OPTED_OUT", "Store", "SequenceState", "LedgerRow", "iso", "parse_iso",
+]
