@@ -62,7 +62,8 @@ _CONTACT_CHANGE = re.compile(
     r"ya no (trabaja|forma parte|est[áa] (con|en))|"
     r"nicht mehr (im unternehmen|bei uns|f[üu]r|in unserem|besch[äa]ftigt|t[äa]tig)|"
     r"(hat|haben) das unternehmen verlassen|"
-    r"ne fait plus partie|n'est plus (en poste|chez|employ|au sein)|a quitt[ée] (la soci|l'entreprise)",
+    r"ne fait plus partie|n'est plus (en poste|chez|employ|au sein)|"
+    r"a quitt[ée] (la soci|l'entreprise)",
     re.IGNORECASE,
 )
 _AUTO_HEADERS = (
@@ -134,7 +135,9 @@ def judge_auto_reply(headers: MessageHeaders, text: str) -> AutoReplyVerdict:
     strong = strong_header_reasons(headers)
     weak = weak_header_reasons(headers)
     subject = headers.subject
-    subject_strong = bool(_SUBJECT_PREFIX.match(_strip_list_tag(subject)))
+    subject_strong = bool(
+        _SUBJECT_PREFIX.match(_strip_list_tag(subject)) or _SUBJECT_PREFIX.match(subject)
+    )
     subject_weak = not subject_strong and bool(_SUBJECT_ANYWHERE.search(subject))
     head = text[:3000]
     body_hits = {m.group(0).lower() for m in _BODY_PHRASES.finditer(head)}
@@ -148,15 +151,13 @@ def judge_auto_reply(headers: MessageHeaders, text: str) -> AutoReplyVerdict:
         reasons.append(f"body says {contact.group(0)!r} (contact change)")
     if body_hits:
         reasons.append("body phrases: " + ", ".join(sorted(body_hits)[:3]))
-    score = 2 * len(strong) + 2 * subject_strong + subject_weak + len(weak)
-    score += min(len(body_hits), 2) + (2 if contact else 0)
-    evidence_from_body = bool(body_hits or contact)
+    content_signs = min(len(body_hits), 2) + subject_weak
     is_auto = bool(strong or subject_strong or contact) or (
-        evidence_from_body and score >= 2
+        content_signs >= 1 and content_signs + len(weak) >= 2
     )
-    if is_auto and not (strong or subject_strong or contact) and not weak and not subject_weak:
-        # body phrases only: accept only two distinct phrases in a short message
-        is_auto = len(body_hits) >= 2 and len(text) < 2500
+    if is_auto and not (strong or subject_strong or contact or weak or subject_weak):
+        # body phrases only: people write "I'm on vacation next week" in real answers
+        is_auto = len(text) < 2500
     if is_auto:
         reasons.extend(weak)
     return AutoReplyVerdict(
@@ -300,17 +301,18 @@ def _prefer_last_of_range(hits: list[_DateHit]) -> list[_DateHit]:
     out = []
     for index, hit in enumerate(hits):
         following = hits[index + 1] if index + 1 < len(hits) else None
-        if hit.cue == "return" and following and following.cue == "until" and (
-            following.start - hit.start < 40
+        if (
+            hit.cue == "return"
+            and following
+            and following.cue == "until"
+            and (following.start - hit.start < 40)
         ):
             continue
         out.append(hit)
     return out
 
 
-def _resolve(
-    kind: str, match: re.Match[str], reference: date | None
-) -> tuple[date, bool] | None:
+def _resolve(kind: str, match: re.Match[str], reference: date | None) -> tuple[date, bool] | None:
     groups = match.groupdict()
     try:
         if kind == "iso":
@@ -340,9 +342,7 @@ def _with_year(day: int, month: int, year: str | None, reference: date | None) -
     return candidate
 
 
-def _resolve_numeric(
-    groups: dict[str, str], reference: date | None
-) -> tuple[date, bool] | None:
+def _resolve_numeric(groups: dict[str, str], reference: date | None) -> tuple[date, bool] | None:
     first, second = int(groups["a"]), int(groups["b"])
     year = groups.get("y")
     if not year and groups["sep"] == "-":

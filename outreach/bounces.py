@@ -96,7 +96,8 @@ _BOUNCE_SUBJECT = re.compile(
     r"non remis|non distribu|no se (pudo|puede) entregar|devuelto|"
     r"warning: message .* delayed|delayed mail|delivery delay|mail could not|"
     r"message not delivered|delivery notification|processing error|nameserver error|"
-    r"rejected|unable to deliver|utilisateur non|delivery status",
+    r"rejected|unable to deliver|utilisateur non|delivery status|mail failed|"
+    r"returning to sender|delivery warning",
     re.IGNORECASE,
 )
 _BOUNCE_BODY = re.compile(
@@ -111,7 +112,9 @@ _BOUNCE_BODY = re.compile(
     r"no such (user|mailbox|recipient|address)|delivery status notification|"
     r"message could not|has been delayed|will be retried|retry time not reached|"
     r"mail delivery failed|non-delivery|nicht zugestellt|awaits moderator approval|"
-    r"host not found|domain (not found|does not exist)|quota exceeded|mailbox (is )?full",
+    r"host not found|domain (not found|does not exist)|quota exceeded|mailbox (is )?full|"
+    r"could not deliver|has been postponed|failed recipient|not a valid (user|recipient|"
+    r"address|mailbox)|full mailbox|(permanent|temporary) (error|failure)",
     re.IGNORECASE,
 )
 
@@ -144,6 +147,11 @@ _SOFT_PHRASES = re.compile(
     r"retry time not reached|greylist|deferred|no action is required",
     re.IGNORECASE,
 )
+_DELAY_PHRASES = re.compile(
+    r"will be retried|still trying|has been delayed|not yet been delivered|"
+    r"will continue to (try|attempt)|no action is required|retry time not reached",
+    re.IGNORECASE,
+)
 _HARD_PHRASES = re.compile(
     r"user unknown|unknown user|no such (user|mailbox|recipient|address|domain)|"
     r"does not exist|doesn'?t exist|not exist|invalid (recipient|address|mailbox)|"
@@ -159,9 +167,12 @@ _HARD_PHRASES = re.compile(
 def bounce_signals(headers: MessageHeaders, msg: Message, text: str) -> list[str]:
     """Human-readable reasons suggesting the message is a non-delivery report."""
     signals: list[str] = []
-    local = (headers.from_addr or "").split("@", 1)[0]
-    if _DAEMON_LOCALPARTS.match(local) or (
-        headers.from_name and _DAEMON_NAMES.search(headers.from_name)
+    local = (headers.from_addr or "").split("@", 1)[0].strip('"\\')
+    raw_from = header_str(msg, "from")
+    if (
+        _DAEMON_LOCALPARTS.match(local)
+        or _DAEMON_NAMES.search(raw_from)
+        or raw_from.strip() in ("", "<>")
     ):
         signals.append(f"sender {headers.from_addr or headers.from_name} is a mail system")
     if _BOUNCE_SUBJECT.search(headers.subject):
@@ -175,8 +186,7 @@ def bounce_signals(headers: MessageHeaders, msg: Message, text: str) -> list[str
 
 def _has_returned_message(msg: Message) -> bool:
     return any(
-        part.get_content_type() in ("message/rfc822", "text/rfc822-headers")
-        for part in walk(msg)
+        part.get_content_type() in ("message/rfc822", "text/rfc822-headers") for part in walk(msg)
     )
 
 
@@ -243,8 +253,7 @@ def parse_dsn_fields(text: str) -> list[RecipientFailure]:
         last_key = ""
         if not sep or key not in _DSN_KEYS:
             continue
-        recipient_done = key in current or bool({"action", "status"} & current.keys())
-        if key in _RECIPIENT_KEYS and recipient_done and _RECIPIENT_KEYS & current.keys():
+        if key in _RECIPIENT_KEYS and key in current:
             groups.append(current)
             current = {}
         current.setdefault(key, value.strip())
@@ -256,7 +265,8 @@ def parse_dsn_fields(text: str) -> list[RecipientFailure]:
 
 def _recipient_from_group(group: dict[str, str]) -> RecipientFailure | None:
     address = None
-    for key in ("final-recipient", "original-recipient", "x-actual-recipient"):
+    # Original-Recipient is the address as we sent it (RFC 3464 2.3.1): match on that
+    for key in ("original-recipient", "final-recipient", "x-actual-recipient"):
         if key in group:
             address = _clean_recipient(group[key])
             if address:
@@ -434,10 +444,13 @@ def analyse_bounce(
             reasons.append("DSN fields in the message text: " + _dsn_summary(recipients))
     if dsn_texts and not recipients and _only_successes(dsn_texts):
         return None
-    strong = bool(recipients) or bool(dsn_texts) or is_report or bool(
-        headers.get("x-failed-recipients")
+    strong = (
+        bool(recipients) or bool(dsn_texts) or is_report or bool(headers.get("x-failed-recipients"))
     )
-    if not strong and not _enough_signals(signals):
+    daemon_with_detector = bool(
+        signals and signals[0].startswith("sender") and _flufl_failures(legacy)[2]
+    )
+    if not strong and not _enough_signals(signals) and not daemon_with_detector:
         return None
     reasons.extend(signals)
     if recipients:
@@ -454,9 +467,7 @@ def _enough_signals(signals: list[str]) -> bool:
 
 def _only_successes(texts: list[str]) -> bool:
     actions = [
-        m.group(1).lower()
-        for t in texts
-        for m in re.finditer(r"^Action:\s*(\w+)", t, re.I | re.M)
+        m.group(1).lower() for t in texts for m in re.finditer(r"^Action:\s*(\w+)", t, re.I | re.M)
     ]
     return bool(actions) and all(a in ("delivered", "relayed", "expanded") for a in actions)
 
@@ -481,6 +492,10 @@ def _report_from_dsn(
     headers: MessageHeaders,
     text: str,
 ) -> BounceReport:
+    failed = [r for r in recipients if not (r.action or "").startswith("delayed")]
+    if failed and len(failed) < len(recipients):
+        reasons.append("delayed recipients left out: the report also has failures")
+        recipients = failed
     addresses = list(dict.fromkeys(r.address for r in recipients))
     hard_values = [r.hard for r in recipients]
     hard: bool | None = True if True in hard_values else (False if False in hard_values else None)
@@ -512,7 +527,7 @@ def _report_from_heuristics(
         reasons.append(f"flufl.bounce {detector} detector")
         addresses = sorted(permanent) + sorted(temporary - permanent)
         hard: bool | None = bool(permanent)
-        if permanent and body_hard is False and status and status.startswith("4"):
+        if permanent and _DELAY_PHRASES.search(text):
             hard = False
     else:
         addresses = _heuristic_recipients(headers, text)

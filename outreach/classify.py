@@ -149,14 +149,10 @@ def _new_text(msg: Message, full_text: str) -> str:
 
 
 def _is_arf(headers: MessageHeaders) -> bool:
-    return headers.content_type == "multipart/report" and headers.report_type == (
-        "feedback-report"
-    )
+    return headers.content_type == "multipart/report" and headers.report_type == ("feedback-report")
 
 
-def _bounce_result(
-    bounce: BounceReport, full_text: str, headers: MessageHeaders
-) -> Classification:
+def _bounce_result(bounce: BounceReport, full_text: str, headers: MessageHeaders) -> Classification:
     return Classification(
         kind="bounce",
         reasons=bounce.reasons,
@@ -184,9 +180,7 @@ def _auto_reply_result(
         reasons=verdict.reasons,
         return_date=find_return_date(text_for_date, reference),
         contact_change=verdict.contact_change,
-        original_message_ids=tuple(
-            i for i in (headers.in_reply_to, *headers.references) if i
-        ),
+        original_message_ids=tuple(i for i in (headers.in_reply_to, *headers.references) if i),
         text=new_text or None,
         full_text=full_text,
         headers=headers,
@@ -225,9 +219,7 @@ _NO_REPLY_TEXT = re.compile(
 )
 
 
-def _other_reasons(
-    headers: MessageHeaders, full_text: str, verdict: AutoReplyVerdict
-) -> list[str]:
+def _other_reasons(headers: MessageHeaders, full_text: str, verdict: AutoReplyVerdict) -> list[str]:
     """Reasons the message is machine mail that is neither bounce nor auto-reply."""
     reasons: list[str] = []
     auto = (headers.auto_submitted or "").strip().lower()
@@ -246,8 +238,10 @@ def _other_reasons(
         or headers.get("list-unsubscribe")
     ):
         reasons.append(f"sender {headers.from_addr} is a no-reply/notification address")
-    if not reasons and _TICKET_SUBJECT.search(headers.subject) and (
-        _NO_REPLY_TEXT.search(full_text[:5000]) or verdict.automatic
+    if (
+        not reasons
+        and _TICKET_SUBJECT.search(headers.subject)
+        and (_NO_REPLY_TEXT.search(full_text[:5000]) or verdict.automatic)
     ):
         reasons.append(f"subject {headers.subject[:60]!r} is a ticket notification")
     return reasons

@@ -393,8 +393,13 @@ def normalize_newlines(text: str) -> str:
 
 
 _BLOCK_TAGS = frozenset(
-    ["address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt", "fieldset", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "thead", "tfoot", "tr", "ul", "title"]
-)
+    {
+        "address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt",
+        "fieldset", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
+        "header", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody",
+        "thead", "tfoot", "tr", "ul", "title",
+    }
+)  # fmt: skip
 _SKIP_TAGS = frozenset({"script", "style", "head", "xml", "template"})
 #: Containers mail clients wrap quoted history in (Gmail, Outlook web/desktop, Apple,
 #: Thunderbird, Yahoo, Zimbra, ...): everything inside is old text.

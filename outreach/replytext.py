@@ -48,7 +48,14 @@ _WROTE = re.compile(
 _WROTE_START = re.compile(
     r"^(On|Am|Le|El|Il|Op|Den|Dnia|W dniu|Em|Quoting|Zitat von)\b", re.IGNORECASE
 )
-_ATTRIBUTION = re.compile(r"(@|\d{1,2}:\d{2}|\d{4})[^\n]*:\s*$")
+_ATTRIBUTION = re.compile(
+    r"((@|\d{1,2}:\d{2}|\d{4})[^\n]*:\s*$)|(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}"
+    r"[-/.]\d{2,4}).*(@| at )[\w.-]+\.\w+"
+)
+_ATTRIBUTION_PIECE = re.compile(r"(\d{1,2}:\d{2}|@|\d{4}|<\s*$|,\s*$)")
+_LEADING_HEADERS = re.compile(
+    rf"\A\s*(?:[ *]*(?:{_FROM_WORDS}|{_HEADER_WORDS})\s*:[^\n]*\n){{2,}}", re.IGNORECASE
+)
 _LIST_FOOTER = re.compile(
     r"^(-{10,} ?next part ?-{10,}|_{20,}\s*$|-- ?$\n[^\n]*mailing list|"
     r"[^\n]*mailing list\s*$|An HTML attachment was scrubbed|"
@@ -86,11 +93,15 @@ def _attribution_lines(lines: list[str]) -> set[int]:
         if _WROTE.search(stripped):
             start = index
             for back in (1, 2):
-                if index - back >= 0 and _WROTE_START.match(lines[index - back].strip()):
-                    start = index - back
+                previous = lines[index - back].strip() if index - back >= 0 else ""
+                if not previous or not (
+                    _WROTE_START.match(previous) or _ATTRIBUTION_PIECE.search(previous)
+                ):
+                    break
+                start = index - back
             if _WROTE_START.match(lines[start].strip()) or next_quoted:
                 found.update(range(start, index + 1))
-        elif next_quoted and stripped.endswith(":") and _ATTRIBUTION.search(stripped):
+        elif next_quoted and len(stripped) < 250 and _ATTRIBUTION.search(stripped):
             found.add(index)
     return found
 
@@ -106,9 +117,7 @@ def _drop_quotes(text: str) -> str:
     """Remove '>' quoted lines and their attribution lines; keep interleaved answers."""
     lines = text.split("\n")
     attribution = _attribution_lines(lines)
-    unquoted_attribution = [
-        i for i in sorted(attribution) if not _next_nonblank_is_quote(lines, i)
-    ]
+    unquoted_attribution = [i for i in sorted(attribution) if not _next_nonblank_is_quote(lines, i)]
     if unquoted_attribution:
         # "On ... wrote:" followed by unprefixed text: everything after it is history
         cut = unquoted_attribution[0]
@@ -116,8 +125,7 @@ def _drop_quotes(text: str) -> str:
             lines = lines[:cut]
             attribution = {i for i in attribution if i < cut}
     kept = [
-        line for index, line in enumerate(lines)
-        if index not in attribution and not _is_quote(line)
+        line for index, line in enumerate(lines) if index not in attribution and not _is_quote(line)
     ]
     return "\n".join(kept)
 
@@ -153,6 +161,9 @@ def _library_reply(text: str) -> str | None:
 def extract_reply(text: str) -> str:
     """The new text the sender wrote, without quoted history; '' when there is none."""
     text = normalize_newlines(text or "")
+    leading = _LEADING_HEADERS.match(text)
+    if leading:  # the body opens with a quoted header block: the answer follows it
+        text = text[leading.end() :]
     cut = _hard_cut(text)
     own = _drop_quotes(text[:cut])
     own = _strip_footer(own).replace(QUOTE_MARK, "")
