@@ -42,13 +42,17 @@ _BODY_PHRASES = re.compile(
     r"i will (be )?respond(ing)? to your (e-?mail|message)|thank(s| you) for your (e-?)?mail"
     r"[^.\n]{0,40}[.!]?\s*i will (endeavou?r to )?(reply|respond|get back)|"
     r"reply (to you )?(shortly|as soon as possible)|away from (my desk|the office)|"
-    r"no longer (with|employed|work)|"
+    r"no longer (with|employed|work)|(for|in case of) (urgent|urgency)|"
+    r"if (this|it|your \w+) is urgent|"
+    r"for anything urgent|urgent matters|without access to (my )?e-?mail|"
     # Spanish
     r"fuera de la oficina|estoy (de vacaciones|ausente|fuera)|estar[ée] (fuera|ausente)|"
     r"regresar[ée]|volver[ée]|respuesta autom[áa]tica|acceso limitado|de vacaciones|"
     # German
     r"nicht im b[üu]ro|abwesend|im urlaub|au(ß|ss)er haus|wieder (im b[üu]ro|erreichbar|da)|"
     r"abwesenheitsnotiz|automatische antwort|eingeschr[äa]nkt erreichbar|"
+    r"keinen zugriff auf|in dringenden f[äa]llen|nur eingeschr[äa]nkt|urlaubsbedingt|"
+    r"en caso de urgencia|para asuntos urgentes|en cas d'urgence|pour toute urgence|"
     # French
     r"absent(e)? du bureau|en cong[ée]s?|en vacances|je serai de retour|"
     r"actuellement absent|r[ée]ponse automatique|de retour le|absent(e)? jusqu",
@@ -223,7 +227,11 @@ _DATE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
     ("weekday", re.compile(rf"\b(?P<wd>{_WEEKDAY_NAMES})\b", re.IGNORECASE)),
+    ("day-only", re.compile(r"\b(?:the\s+)?(?P<d>\d{1,2})(?:st|nd|rd|th)\b", re.IGNORECASE)),
 ]
+_DATE_FOLLOWS = re.compile(
+    rf"^,?\s*(?:the\s+|le\s+|el\s+|den\s+)?(?:\d|(?:{_MONTH_NAMES})\b)", re.IGNORECASE
+)
 #: Words after which a date is the day the person is back.
 _RETURN_CUES = re.compile(
     r"(back|return(ing)?|returns|in the office|zur[üu]ck|wieder|de retour|retour|"
@@ -238,6 +246,10 @@ _UNTIL_CUES = re.compile(
     re.IGNORECASE,
 )
 _INCLUSIVE = re.compile(r"(through|thru|inclusive|einschlie(ß|ss)lich|inclus)", re.IGNORECASE)
+_INCLUSIVE_AFTER = re.compile(
+    r"^\W{0,3}(inclusive|inclusively|einschlie(ß|ss)lich|inclus(e|ive)?|incluido|inclusive)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -276,6 +288,8 @@ def _date_hits(text: str, reference: date | None) -> list[_DateHit]:
             span = match.span()
             if any(s <= span[0] < e or s < span[1] <= e for s, e in taken):
                 continue
+            if kind == "weekday" and _DATE_FOLLOWS.match(text[span[1] : span[1] + 20]):
+                continue  # "Monday, December 7th": the date that follows decides
             resolved = _resolve(kind, match, reference)
             if resolved is None:
                 continue
@@ -284,11 +298,13 @@ def _date_hits(text: str, reference: date | None) -> list[_DateHit]:
             cue = "none"
             if _UNTIL_CUES.search(before):
                 cue = "until"
-                if _INCLUSIVE.search(before[-25:]):
+                if _INCLUSIVE.search(before[-25:]) or _INCLUSIVE_AFTER.match(
+                    text[span[1] : span[1] + 20]
+                ):
                     when += timedelta(days=1)
             elif _RETURN_CUES.search(before):
                 cue = "return"
-            if kind == "weekday" and cue == "none":
+            if kind in ("weekday", "day-only") and cue == "none":
                 continue
             taken.append(span)
             hits.append(_DateHit(when, span[0], cue, ambiguous))
@@ -322,6 +338,12 @@ def _resolve(kind: str, match: re.Match[str], reference: date | None) -> tuple[d
             return _with_year(int(groups["d"]), month, groups.get("y"), reference), False
         if kind == "numeric":
             return _resolve_numeric(groups, reference)
+        if kind == "day-only" and reference:
+            day = int(groups["d"])
+            month, year = reference.month, reference.year
+            if day < reference.day:
+                month, year = (1, year + 1) if month == 12 else (month + 1, year)
+            return date(year, month, day), False
         if kind == "weekday" and reference:
             ahead = (_WEEKDAYS[groups["wd"].lower()] - reference.weekday()) % 7 or 7
             return reference + timedelta(days=ahead), False

@@ -180,7 +180,9 @@ def _auto_reply_result(
         reasons=verdict.reasons,
         return_date=find_return_date(text_for_date, reference),
         contact_change=verdict.contact_change,
-        original_message_ids=tuple(i for i in (headers.in_reply_to, *headers.references) if i),
+        original_message_ids=tuple(
+            dict.fromkeys(i for i in (headers.in_reply_to, *headers.references) if i)
+        ),
         text=new_text or None,
         full_text=full_text,
         headers=headers,
@@ -256,7 +258,8 @@ _UNSUB_TEXT = re.compile(
     r"opt(ing)? (me )?out|no more e-?mails|not interested in (receiving|further)|"
     r"no longer (wish|want) to (receive|be contacted|hear)|delete (me|my (e-?mail|address))|"
     # Spanish
-    r"dar(me)? de baja|darme de baja|b[óo]rr(en|ar)me|elim[ií]n(en|ar)me|"
+    r"(dar|den|d[ée])(me|nos)? de baja|doy de baja|b[óo]rr(en|ar)(me|nos)|"
+    r"elim[ií]n(en|ar)(me|nos)|"
     r"no (me )?(env[ií]en|manden|escriban|contacten)|dejen de (enviar|escribir)|"
     r"quitar(me)? de (la|su) lista|sacar(me)? de (la|su) lista|"
     # German
