@@ -279,6 +279,210 @@ def format_table(rows: list[tuple[str, ...]], max_width: int = 40) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cut)
 
 
+# --------------------------------------------------------------------------- sending
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run one cycle now and exit (fits cron).")
+@click.option("--dry-run", is_flag=True, help="Print what would be sent; change nothing.")
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
+@click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
+@pass_app
+def run(app: App, once: bool, dry_run: bool, log_json: bool, verbose: bool) -> None:
+    """Send what is due and read replies: one cycle with --once, else until stopped."""
+    from outreach.lock import WorkerLock
+    from outreach.logs import setup_logging
+    from outreach.worker import Worker
+
+    logger = setup_logging(as_json=log_json, verbose=verbose)
+    if dry_run:
+        show_dry_run(app)
+        return
+    for account in app.config.accounts.values():
+        for server in (account.smtp, account.imap):
+            if server is not None:
+                server.password()
+    with WorkerLock(app.config.database):
+        worker = Worker(app.config, app.campaigns, app.store, logger)
+        if once:
+            worker.recover()
+            report = worker.cycle()
+            click.echo(report.summary())
+            if report.errors:
+                sys.exit(1)
+            return
+        from outreach.service import run_forever
+
+        sys.exit(run_forever(app, worker, logger))
+
+
+def show_dry_run(app: App) -> None:
+    from outreach.sending import find_due
+
+    due = find_due(app.store, app.campaigns, now(), app.config.timezone)
+    if not due:
+        click.echo("nothing is due now")
+        return
+    for item in due:
+        click.echo(f"{item.campaign.name}  step {item.step.number}  {item.partner.email}")
+    click.echo(f"{len(due)} message(s) would be sent (dry run: nothing changed)")
+
+
+@cli.command()
+@click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+@click.option("--days", default=30, show_default=True, help="How far ahead to look.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@pass_app
+def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
+    """Show who gets which step when, assuming nobody answers."""
+    from datetime import timedelta
+
+    from outreach.plan import project
+
+    campaigns = [app.campaign(campaign_name)] if campaign_name else app.campaigns
+    start = now()
+    until = start + timedelta(days=days)
+    rows = []
+    for campaign in campaigns:
+        open_sequences = app.store.open_sequences(campaign.name)
+        partners = app.store.partners_by_id(s.partner_id for s in open_sequences)
+        rows += project(
+            campaign, app.store.partners_without_sequence(campaign.name),
+            [(s, partners[s.partner_id]) for s in open_sequences], start, until,
+            app.config.timezone,
+        )
+    rows.sort(key=lambda r: (r.at, r.campaign, r.partner.email))
+    if as_json:
+        click.echo(json.dumps([
+            {"campaign": r.campaign, "partner": r.partner.email, "step": r.step,
+             "at": r.at.isoformat()} for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo(f"nothing planned in the next {days} days")
+        return
+    zone = local_zone(app)
+    table = [("WHEN", "CAMPAIGN", "STEP", "PARTNER", "ORGANIZATION")] + [
+        (r.at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M"), r.campaign, str(r.step),
+         r.partner.email, r.partner.organization) for r in rows
+    ]
+    click.echo(format_table(table))
+    click.echo(f"\n{len(rows)} message(s) in the next {days} days (times in {zone.key})")
+
+
+def local_zone(app: App) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(app.config.timezone)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Per campaign: how many messages are queued, sent, deferred, failed or unknown."""
+    from outreach.lock import lock_holder
+    from outreach.store import LEDGER_STATES
+
+    counts = app.store.status_counts()
+    names = sorted(set(counts) | {c.name for c in app.campaigns})
+    worker = app.store.worker_state()
+    holder = lock_holder(app.config.database)
+    worker_info = {
+        "running": holder is not None,
+        "pid": holder if holder is not None else worker.get("pid"),
+        "started_at": worker.get("started_at"),
+        "last_cycle_at": worker.get("last_cycle_at"),
+        "last_read_at": worker.get("last_read_at"),
+        "last_send_at": worker.get("last_send_at"),
+        "last_error": worker.get("last_error"),
+        "last_error_at": worker.get("last_error_at"),
+    }
+    unknown = app.store.ledger_rows("status = 'unknown' ORDER BY id")
+    if as_json:
+        click.echo(json.dumps({
+            "campaigns": {n: {s: counts.get(n, {}).get(s, 0) for s in LEDGER_STATES} for n in names},
+            "worker": worker_info,
+            "unknown": [{"id": r.id, "partner": r.to_addr, "campaign": r.campaign, "step": r.step,
+                         "message_id": r.message_id} for r in unknown],
+        }, indent=2))
+        return
+    table = [("CAMPAIGN", *(s.upper() for s in LEDGER_STATES))] + [
+        (n, *(str(counts.get(n, {}).get(s, 0)) for s in LEDGER_STATES)) for n in names
+    ]
+    click.echo(format_table(table) if names else "no campaigns yet")
+    state = "running (pid %s)" % holder if holder is not None else "not running"
+    click.echo(f"\nworker: {state}")
+    for key in ("last_cycle_at", "last_read_at", "last_send_at"):
+        if worker_info[key]:
+            click.echo(f"  {key.replace('_', ' ')}: {worker_info[key]}")
+    if worker_info["last_error"]:
+        click.echo(f"  last error: {worker_info['last_error']} ({worker_info['last_error_at']})")
+    if unknown:
+        click.echo(f"\n{len(unknown)} message(s) with an unknown outcome (see `outreach resolve`):")
+        for r in unknown:
+            click.echo(f"  #{r.id} {r.campaign} step {r.step} to {r.to_addr}")
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "all_unknown", is_flag=True, help="Every message with an unknown outcome.")
+@click.option("--sent", "choice", flag_value="sent", help="Count it as delivered.")
+@click.option("--resend", "choice", flag_value="resend", help="Queue it to be sent again.")
+@click.option("--check-sent-folder", "choice", flag_value="imap",
+              help="Look for it in the account's Sent folder over IMAP.")
+@pass_app
+def resolve(app: App, ids: tuple[int, ...], all_unknown: bool, choice: str | None) -> None:
+    """Settle messages whose delivery is unknown (the worker stopped while sending them).
+
+    Without a choice, lists them. --sent counts a message as delivered; --resend queues it
+    again (the partner may get it twice if it did arrive)."""
+    rows = app.store.ledger_rows("status = 'unknown' ORDER BY id")
+    if not rows:
+        click.echo("no message has an unknown outcome")
+        return
+    if choice is None:
+        for r in rows:
+            click.echo(f"#{r.id}  {r.campaign} step {r.step} to {r.to_addr}  {r.message_id}")
+        click.echo("\nsettle with: outreach resolve ID... --sent | --resend | --check-sent-folder")
+        return
+    if choice == "imap":
+        from outreach.logs import setup_logging
+        from outreach.sending import Sender
+
+        sender = Sender(app.config, app.campaigns, app.store, now, setup_logging())
+        resolved, left = sender.resolve_unknown()
+        click.echo(f"{resolved} found in the Sent folder and counted as sent; {left} still unknown")
+        return
+    if not ids and not all_unknown:
+        raise InputError("name the message ids to settle, or --all")
+    chosen = rows if all_unknown else [r for r in rows if r.id in set(ids)]
+    missing = set(ids) - {r.id for r in rows}
+    if missing:
+        raise InputError(f"not an unknown message: {', '.join(f'#{i}' for i in sorted(missing))}")
+    for r in chosen:
+        app.store.resolve_unknown(r, choice == "sent", now(), "by `outreach resolve`")
+        click.echo(f"#{r.id} {r.to_addr}: {'counted as sent' if choice == 'sent' else 'queued again'}")
+
+
+# --------------------------------------------------------------------------- exports
+
+
+@cli.command()
+@click.argument("what", type=click.Choice(["events"]))
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]), default="jsonl",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to FILE instead of standard output.")
+@pass_app
+def export(app: App, what: str, fmt: str, output: Path | None) -> None:
+    """Export the response log (events) as CSV, JSON or JSON Lines."""
+    from outreach.exports import write_export
+
+    count = write_export(app.store, what, fmt, output, app.config.timezone)
+    if output:
+        click.echo(f"wrote {count} {what} to {output}", err=True)
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -416,6 +416,13 @@ class Store:
         )
         return [_sequence(row) for row in rows]
 
+    def open_sequences(self, campaign: str) -> list[SequenceState]:
+        rows = self.query(
+            "SELECT * FROM sequences WHERE campaign = ? AND state IN ('active', 'paused')",
+            [campaign],
+        )
+        return [_sequence(row) for row in rows]
+
     def sequence(self, campaign: str, partner_id: int) -> SequenceState | None:
         rows = self.query(
             "SELECT * FROM sequences WHERE campaign = ? AND partner_id = ?", [campaign, partner_id]
@@ -507,6 +514,11 @@ class Store:
             params.append(limit)
         return self.ledger_rows(sql, params)
 
+    def count_sendable(self, account: str, now: datetime) -> int:
+        return int(self.scalar(
+            "SELECT count(*) FROM messages WHERE account = ? AND (status = 'queued'"
+            " OR (status = 'deferred' AND next_attempt_at <= ?))", [account, iso(now)]))
+
     def mark_sending(self, ledger_id: int, now: datetime) -> bool:
         """Claim a row for one delivery attempt; committed before the SMTP conversation."""
         with self.write() as conn:
@@ -582,6 +594,18 @@ class Store:
                     " AND partner_id=?",
                     (iso(now), row.campaign, row.partner_id),
                 )
+
+    def mark_unknown(self, row: LedgerRow, now: datetime, reason: str) -> None:
+        """The server may or may not have the message: never resent blindly."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE messages SET status='unknown', last_error=?, updated_at=? WHERE id=?",
+                (reason, iso(now), row.id),
+            )
+            self.add_event(
+                "unknown", now, partner_id=row.partner_id, campaign=row.campaign, step=row.step,
+                message_id=row.message_id, outbound_id=row.id, summary=reason,
+            )
 
     def release(self, row: LedgerRow, now: datetime) -> None:
         """Give back a claimed row that never reached the server (a limit or shutdown hit)."""
@@ -663,6 +687,16 @@ class Store:
             "SELECT subject FROM messages WHERE campaign=? AND partner_id=? AND step=1",
             [campaign, partner_id],
         )
+
+    def worker_state(self) -> dict[str, Any]:
+        rows = self.query("SELECT * FROM worker WHERE id = 1")
+        return rows[0] if rows else {}
+
+    def update_worker(self, **values: Any) -> None:
+        columns = ", ".join(f"{k} = :{k}" for k in values)
+        with self.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO worker (id) VALUES (1)")
+            conn.execute(f"UPDATE worker SET {columns} WHERE id = 1", values)
 
     def status_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}

@@ -1,0 +1,62 @@
+"""Logging: one line per event on stderr, human-readable or JSON (--log-json).
+
+Events carry structured fields (`extra={"fields": {...}}`); no caller ever passes a password
+or a message body, and `redact` drops any field whose name suggests one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+LOGGER_NAME = "outreach"
+_SECRET_WORDS = ("password", "secret", "token", "body", "raw", "text")
+
+
+def redact(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if not any(w in k.lower() for w in _SECRET_WORDS)}
+
+
+class HumanFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        fields = redact(getattr(record, "fields", {}) or {})
+        tail = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        return f"{stamp} {level}{record.getMessage()}" + (f" [{tail}]" if tail else "")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", None) or record.getMessage(),
+            "message": record.getMessage(),
+        }
+        payload.update(redact(getattr(record, "fields", {}) or {}))
+        return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def setup_logging(as_json: bool = False, verbose: bool = False) -> logging.Logger:
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if as_json else HumanFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def get_logger() -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME)
+
+
+def log_event(
+    logger: logging.Logger, event: str, message: str, level: int = logging.INFO, **fields: Any
+) -> None:
+    logger.log(level, message, extra={"event": event, "fields": fields})

@@ -1,0 +1,277 @@
+"""The sending half of a cycle: plan what is due, render it into the outbox, deliver it.
+
+Order of writes is what makes it crash-safe: a message is in the ledger (with its
+Message-ID) before any SMTP traffic; it is claimed (`sending`, committed) right before its
+SMTP conversation; its result is recorded right after. A crash between claim and result
+leaves `sending`, which the next start turns into `unknown` instead of sending it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from outreach.config import Account, Campaign, Config
+from outreach.errors import AuthenticationError, MailServerError, OutreachError
+from outreach.imap import Mailbox
+from outreach.logs import log_event
+from outreach.plan import Due, due_messages
+from outreach.render import Renderer, Threading, build_message
+from outreach.smtp import Envelope, Outcome, Result, deliver_batch
+from outreach.store import LedgerRow, Store
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class SendReport:
+    queued: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    unknown: int = 0
+    held_by_limit: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{self.queued} queued", f"{self.sent} sent"]
+        for name in ("deferred", "failed", "unknown", "held_by_limit"):
+            value = getattr(self, name)
+            if value:
+                parts.append(f"{value} {name.replace('_', ' ')}")
+        return ", ".join(parts)
+
+
+def find_due(store: Store, campaigns: list[Campaign], now: datetime, default_tz: str) -> list[Due]:
+    """Indexed queries narrow the candidates; the pure planner applies the rules."""
+    not_started = {}
+    waiting = {}
+    for campaign in campaigns:
+        if not campaign.enabled:
+            continue
+        not_started[campaign.name] = store.partners_without_sequence(campaign.name)
+        candidates = []
+        for index in range(1, len(campaign.steps)):
+            step = campaign.steps[index]
+            candidates += store.sequences_waiting(campaign.name, index, now - step.after)
+        partners = store.partners_by_id(seq.partner_id for seq in candidates)
+        waiting[campaign.name] = [(s, partners[s.partner_id]) for s in candidates]
+    return due_messages(campaigns, not_started, waiting, now, default_tz)
+
+
+class Sender:
+    def __init__(
+        self, config: Config, campaigns: list[Campaign], store: Store, clock: Clock,
+        logger: logging.Logger, should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.config = config
+        self.campaigns = campaigns
+        self.store = store
+        self.clock = clock
+        self.log = logger
+        self.should_stop = should_stop
+        self.renderer = Renderer(config)
+
+    # ------------------------------------------------------------------ queue
+
+    def due(self) -> list[Due]:
+        return find_due(self.store, self.campaigns, self.clock(), self.config.timezone)
+
+    def daily_budget(self, account: Account, now: datetime) -> int | None:
+        """How many more messages the rolling 24 h limit allows (from the ledger, so a
+        restart does not reset it); None without a limit."""
+        if not account.limits.per_day:
+            return None
+        used = self.store.sent_since(account.name, now - timedelta(days=1))
+        return max(0, account.limits.per_day - used)
+
+    def queue_due(self, report: SendReport) -> None:
+        """Render what is due into the outbox, no more per account than its daily limit lets
+        go out now (so a message's Date is the day it is sent)."""
+        now = self.clock()
+        self.store.remember_campaigns(((c.name, c.account) for c in self.campaigns), now)
+        room: dict[str, int | None] = {}
+        for account in self.config.accounts.values():
+            budget = self.daily_budget(account, now)
+            if budget is not None:
+                budget -= self.store.count_sendable(account.name, now)
+            room[account.name] = budget
+        for item in self.due():
+            if self.should_stop():
+                return
+            left = room.get(item.campaign.account)
+            if left is not None:
+                if left <= 0:
+                    report.held_by_limit += 1
+                    continue
+                room[item.campaign.account] = left - 1
+            try:
+                self.queue_one(item)
+            except OutreachError as exc:
+                report.errors.append(str(exc))
+                log_event(self.log, "render_failed", str(exc), logging.ERROR,
+                          campaign=item.campaign.name, partner=item.partner.email)
+                continue
+            report.queued += 1
+
+    def queue_one(self, item: Due) -> int | None:
+        campaign, partner, step = item.campaign, item.partner, item.step
+        assert partner.id is not None
+        account = self.config.accounts[campaign.account]
+        threading = Threading()
+        if step.thread and step.number > 1:
+            threading = Threading(
+                first_subject=self.store.first_subject(campaign.name, partner.id),
+                earlier_ids=tuple(self.store.thread_ids(campaign.name, partner.id, step.number)),
+            )
+        now = self.clock()
+        rendered = self.renderer.render(campaign, step, partner, account, threading)
+        built = build_message(rendered, partner, account, now, threading)
+        return self.store.queue_message(
+            campaign=campaign.name, partner_id=partner.id, step=step.number,
+            account=account.name, message_id=built.message_id, to_addr=built.to_addr,
+            subject=built.subject, raw=built.raw, now=now,
+        )
+
+    # ------------------------------------------------------------------ deliver
+
+    def deliver_all(self, report: SendReport) -> None:
+        for account in self.accounts_in_use():
+            if self.should_stop():
+                return
+            try:
+                self.deliver_account(account, report)
+            except AuthenticationError:
+                raise
+            except MailServerError as exc:
+                report.errors.append(str(exc))
+                log_event(self.log, "smtp_error", str(exc), logging.WARNING, account=account.name)
+            if account.save_sent:
+                self.save_sent_copies(account, report)
+
+    def accounts_in_use(self) -> list[Account]:
+        names = {c.account for c in self.campaigns}
+        names |= {r["account"] for r in self.store.query(
+            "SELECT DISTINCT account FROM messages WHERE status IN ('queued', 'deferred')")}
+        return [self.config.accounts[n] for n in sorted(names) if n in self.config.accounts]
+
+    def deliver_account(self, account: Account, report: SendReport) -> None:
+        now = self.clock()
+        rows = self.store.sendable(account.name, now)
+        budget = self.daily_budget(account, now)
+        if budget is not None and len(rows) > budget:
+            report.held_by_limit += len(rows) - budget
+            rows = rows[:budget]
+            log_event(self.log, "limit", f"{account.name}: per_day limit of "
+                      f"{account.limits.per_day} reached; the rest waits", logging.WARNING,
+                      account=account.name)
+        if not rows:
+            return
+        by_id = {row.id: row for row in rows}
+        password = account.smtp.password()
+
+        def claim(envelope: Envelope) -> bool:
+            return self.store.mark_sending(envelope.key, self.clock())
+
+        def record(envelope: Envelope, result: Result) -> bool:
+            self.record_result(account, by_id[envelope.key], result, report)
+            return True
+
+        envelopes = [Envelope(row.id, account.from_email, row.to_addr, row.raw) for row in rows]
+        asyncio.run(deliver_batch(
+            account.smtp, password, account.limits, envelopes, record, claim, self.should_stop,
+        ))
+
+    def record_result(
+        self, account: Account, row: LedgerRow, result: Result, report: SendReport
+    ) -> None:
+        now = self.clock()
+        fields = dict(campaign=row.campaign, step=row.step, to=row.to_addr,
+                      message_id=row.message_id, code=result.code)
+        if result.outcome is Outcome.SENT:
+            self.store.mark_sent(row, now, f"{result.code} {result.message}")
+            report.sent += 1
+            log_event(self.log, "sent", f"sent {row.campaign} step {row.step} to {row.to_addr}",
+                      **fields)
+        elif result.outcome is Outcome.DEFERRED:
+            attempts = row.attempts + 1
+            schedule = account.limits.retry
+            if attempts > len(schedule):
+                error = f"gave up after {attempts} attempts: {result.message}"
+                self.store.mark_failed(row, now, result.code, error, permanent=False)
+                report.failed += 1
+                log_event(self.log, "failed", f"failed {row.to_addr}: {error}", logging.WARNING,
+                          **fields)
+            else:
+                retry_at = now + schedule[attempts - 1]
+                self.store.mark_deferred(row, now, retry_at, result.code, result.message)
+                report.deferred += 1
+                log_event(self.log, "deferred", f"deferred {row.to_addr}: {result.message}",
+                          logging.WARNING, retry_at=retry_at.isoformat(timespec="seconds"),
+                          **fields)
+        elif result.outcome in (Outcome.REFUSED, Outcome.REJECTED):
+            permanent = result.outcome is Outcome.REFUSED
+            self.store.mark_failed(row, now, result.code, result.message, permanent=permanent)
+            report.failed += 1
+            log_event(self.log, "failed", f"refused {row.to_addr}: {result.message}",
+                      logging.WARNING, **fields)
+        else:
+            self.store.mark_unknown(row, now, result.message)
+            report.unknown += 1
+            log_event(self.log, "unknown", f"outcome unknown for {row.to_addr}: {result.message}",
+                      logging.WARNING, **fields)
+
+    # ------------------------------------------------------------------ Sent folder
+
+    def save_sent_copies(self, account: Account, report: SendReport) -> None:
+        """APPEND a copy of each sent message to the Sent folder (retried next cycle on error)."""
+        if account.imap is None:
+            return
+        rows = self.store.ledger_rows(
+            "account = ? AND status = 'sent' AND saved_copy_at IS NULL ORDER BY id", [account.name]
+        )
+        if not rows:
+            return
+        try:
+            with Mailbox(account.imap, account.imap.password()) as mailbox:
+                folder = mailbox.sent_folder()
+                for row in rows:
+                    mailbox.append(folder, row.raw, row.sent_at)
+                    self.store.mark_saved_copy(row.id, self.clock())
+        except MailServerError as exc:
+            report.errors.append(str(exc))
+            log_event(self.log, "imap_error", f"saving sent copies: {exc}", logging.WARNING,
+                      account=account.name)
+
+    def resolve_unknown(self) -> tuple[int, int]:
+        """Look for `unknown` messages in each account's Sent folder; found ones count as sent.
+
+        Returns (resolved, still_unknown)."""
+        rows = self.store.ledger_rows("status = 'unknown' ORDER BY id")
+        resolved = 0
+        by_account: dict[str, list[LedgerRow]] = {}
+        for row in rows:
+            by_account.setdefault(row.account, []).append(row)
+        for name, account_rows in by_account.items():
+            account = self.config.accounts.get(name)
+            if account is None or account.imap is None:
+                continue
+            try:
+                with Mailbox(account.imap, account.imap.password()) as mailbox:
+                    found = mailbox.find_message_ids(
+                        mailbox.sent_folder(), [r.message_id for r in account_rows]
+                    )
+            except MailServerError as exc:
+                log_event(self.log, "imap_error", f"checking the Sent folder: {exc}",
+                          logging.WARNING, account=name)
+                continue
+            for row in account_rows:
+                if row.message_id in found:
+                    self.store.resolve_unknown(row, True, self.clock(), "found in the Sent folder")
+                    resolved += 1
+                    log_event(self.log, "resolved", f"{row.to_addr}: found in the Sent folder; "
+                              "counted as sent", campaign=row.campaign, step=row.step)
+        return resolved, len(rows) - resolved
