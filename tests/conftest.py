@@ -190,8 +190,11 @@ class Mailstack:
     Mail for any address in ``domains`` is delivered; ``bounce_domain`` addresses are
     accepted and then bounced by Postfix (a real DSN to the envelope sender within ~0.1 s);
     ``defer_domain`` addresses are deferred (a "delayed" DSN, message stays queued).
-    ``users`` maps login -> password; ``add_user()`` / ``new_user()`` add logins (a fresh,
-    empty mailbox) while the stack runs. ``log_dir`` holds postfix.log and dovecot.log.
+    ``users`` maps login -> password: ``coordinator`` (coordinator@example.test),
+    partner1..5@example.test (password "secret") and spare users that ``new_user()`` hands
+    out, one per call, so that a test gets an empty mailbox of its own (the stack is
+    shared by the whole session). ``log_dir`` holds postfix.log and dovecot.log;
+    ``log_tail()`` their ends.
     """
 
     dir: Path
@@ -210,6 +213,7 @@ class Mailstack:
     dovecot_conf: str
     postfix_conf: str
     coordinator: str = "coordinator@example.test"
+    spare_users: list[str] = field(default_factory=list)
     log_dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -224,17 +228,29 @@ class Mailstack:
         return ssl.create_default_context(cafile=self.ca_file)
 
     def add_user(self, address: str, password: str = "secret") -> str:
-        """Let *address* log in (IMAP, SMTP AUTH); Dovecot re-reads its passwd-file."""
+        """Let *address* log in (IMAP, SMTP AUTH) from now on; takes up to 1 s.
+
+        Dovecot stats its passwd-file at most once per second (and re-reads it when it
+        changed), so this waits for the next second. ``new_user()`` is instant.
+        """
         address = address.lower()
         with open(self.dir / "etc" / "dovecot" / "users", "a") as f:
             f.write(f"{address}:{{PLAIN}}{password}::::::\n")
         self.users[address] = password
+        now = time.time()
+        time.sleep(int(now) + 1.02 - now)
         return address
 
-    def new_user(self, prefix: str = "user", password: str = "secret") -> tuple[str, str]:
-        """A new login with an empty mailbox: (address, password)."""
-        address = f"{prefix}-{uuid.uuid4().hex[:10]}@{self.domains[0]}"
-        return self.add_user(address, password), password
+    def new_user(self) -> tuple[str, str]:
+        """An unused login with an empty mailbox: (address, password).
+
+        Taken from the pool of spare users that were created at start (``user01`` ...),
+        then made with ``add_user()`` when the pool is used up.
+        """
+        if self.spare_users:
+            address = self.spare_users.pop(0)
+            return address, self.users[address]
+        return self.add_user(f"user-{uuid.uuid4().hex[:10]}@{self.domains[0]}"), "secret"
 
     def imap(self, user: str | None = None, *, tls: bool = True, timeout: float = 10) -> Any:
         """A logged-in IMAPClient (IMAPS with verification by default)."""
@@ -298,6 +314,10 @@ def _log_tail(paths: list[Path], lines: int) -> str:
     return "\n".join(out)
 
 
+_MAILSTACK_USERS = ["coordinator@example.test"] + [f"partner{i}@example.test" for i in range(1, 6)]
+_SPARE_USERS = [f"user{i:02d}@example.test" for i in range(1, 51)]
+
+
 @pytest.fixture(scope="session")
 def mailstack() -> Iterator[Mailstack]:
     """Start the real Postfix + Dovecot stack once per session; stop and purge it after."""
@@ -325,6 +345,7 @@ def mailstack() -> Iterator[Mailstack]:
         MAILSTACK_BOUNCE_DOMAIN="bounce.test",
         MAILSTACK_DEFER_DOMAIN="defer.test",
         MAILSTACK_IN_FLOW_DELAY="0s",
+        MAILSTACK_USERS=" ".join(f"{u}:secret" for u in _MAILSTACK_USERS + _SPARE_USERS),
     )
     start_log = base / "start.log"
     # output to a file, never a pipe: the daemons could inherit and hold it open
@@ -367,6 +388,7 @@ def mailstack() -> Iterator[Mailstack]:
         defer_domain=cfg["defer_domain"],
         dovecot_conf=cfg["dovecot_conf"],
         postfix_conf=cfg["postfix_conf"],
+        spare_users=list(_SPARE_USERS),
     )
     try:
         yield stack

@@ -129,6 +129,8 @@ disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_username_format = %Lu
 auth_cache_size = 0
+# a throwaway test stack: answer failed logins at once (default: 2 s penalty each)
+auth_failure_delay = 0
 
 # all virtual mail is owned by the Debian 'mail' user (uid $MAIL_UID); Dovecot refuses
 # uid 0 for mail access and refuses uids below first_valid_uid (default 500).
@@ -175,6 +177,13 @@ service lmtp {
   inet_listener lmtp {
     address = 127.0.0.1
     port = $LMTP_PORT
+  }
+}
+# no growing brute-force penalty (2, 4, 8.. 15 s per failed login from one IP): tests
+# that check refused logins must not slow down the whole suite
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
   }
 }
 # SASL for Postfix smtpd (runs as user postfix, hence 0666)
@@ -242,6 +251,8 @@ smtpd_tls_key_file = $D/ssl/key.pem
 smtpd_banner = \$myhostname ESMTP mailstack
 
 message_size_limit = 52428800
+# refusals are answered at once (default: sleep 1s per error, e.g. after a failed AUTH)
+smtpd_error_sleep_time = 0
 in_flow_delay = $IN_FLOW_DELAY
 maximal_queue_lifetime = 1h
 bounce_queue_lifetime = 1h
