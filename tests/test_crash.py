@@ -1,0 +1,93 @@
+"""kill -9 at random moments while a campaign of a few hundred partners is being sent.
+
+After every kill the worker is started again, until a run finishes. Then: no (partner, step)
+was delivered twice, every delivered message is in the ledger, and every partner either got
+each step or has it reported as `unknown`.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from outreach.localservers import LocalSMTPServer
+from outreach.store import Store
+from workspace import Workspace, partner_rows
+
+TWO_QUICK_STEPS = """
+[window]
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+hours = "00:00-24:00"
+[[steps]]
+template = "hello"
+subject = "Check-in"
+[[steps]]
+template = "nudge"
+after = "0s"
+"""
+
+PARTNERS = 300
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_never_sends_twice(tmp_path: Path, smtp_server: LocalSMTPServer):
+    smtp_server.delay = 0.002  # a little time inside DATA, where a kill hurts most
+    ws = Workspace(tmp_path, smtp_port=smtp_server.port, campaign=TWO_QUICK_STEPS,
+                   limits="concurrency = 2")
+    ws.add_partners(partner_rows(PARTNERS))
+    ws.close()
+    rng = random.Random(20261129)
+    command = [sys.executable, "-m", "outreach", "--config", str(tmp_path / "config.toml"),
+               "run", "--once"]
+    kills = 0
+    for _attempt in range(60):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            process.wait(timeout=rng.uniform(0.3, 1.2))
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+            continue
+        assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""
+        with Store(tmp_path / "outreach.db") as store:
+            pending = store.scalar(
+                "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending', 'deferred')")
+            started = store.scalar("SELECT count(*) FROM sequences")
+        if not pending and started == PARTNERS:
+            # one more run: everything that can be sent has been
+            final = subprocess.run(command, capture_output=True, timeout=120)
+            assert final.returncode == 0, final.stderr.decode()
+            break
+    else:
+        pytest.fail("the campaign never finished")
+    assert kills >= 3, "the test must actually kill the worker mid-campaign"
+
+    with Store(tmp_path / "outreach.db") as store:
+        assert store.scalar("PRAGMA integrity_check") == "ok"
+        rows = store.query("SELECT id, partner_id, step, status, message_id, to_addr FROM messages")
+    by_message_id = {r["message_id"]: r for r in rows}
+    received = Counter(m.message["Message-ID"] for m in smtp_server.messages)
+    # every delivered message is in the ledger, and no (partner, step) arrived twice
+    assert set(received) <= set(by_message_id), "a message went out that the ledger lost"
+    delivered = Counter((by_message_id[mid]["to_addr"], by_message_id[mid]["step"])
+                        for mid in received for _ in range(received[mid]))
+    twice = [key for key, count in delivered.items() if count > 1]
+    assert twice == [], f"delivered twice: {twice[:5]}"
+    # the ledger has one row per (partner, step), each sent or reported unknown
+    assert Counter(r["status"] for r in rows).keys() <= {"sent", "unknown"}
+    for row in rows:
+        if row["status"] == "sent":
+            assert received[row["message_id"]] == 1
+    steps = Counter(r["partner_id"] for r in rows)
+    unknown_first = {r["partner_id"] for r in rows if r["step"] == 1 and r["status"] == "unknown"}
+    for partner_id in range(1, PARTNERS + 1):
+        expected = 1 if partner_id in unknown_first else 2
+        assert steps[partner_id] == expected, f"partner {partner_id}: {steps[partner_id]} steps"
