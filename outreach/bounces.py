@@ -118,6 +118,8 @@ _BOUNCE_BODY = re.compile(
     re.IGNORECASE,
 )
 
+_REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|fwd?|wg|tr|rv)\s*(\[\d+\])?\s*:", re.IGNORECASE)
+
 _FLUFL_DETECTORS = (
     exim.Exim,
     sina.Sina,
@@ -310,6 +312,8 @@ def _delivery_status_texts(msg: Message) -> list[str]:
         if isinstance(payload, list):
             blocks = []
             for block in payload:
+                if not isinstance(block, Message):
+                    continue
                 with contextlib.suppress(Exception):
                     blocks.append("\n".join(f"{k}: {v}" for k, v in block.items()))
             texts.append("\n\n".join(blocks))
@@ -338,9 +342,9 @@ def original_message_ids(msg: Message, headers: MessageHeaders, text: str) -> tu
         elif ctype == "text/rfc822-headers":
             _scan_msgid_lines(part_text(part), ids)
     _scan_msgid_lines(text, ids)
-    for one in (headers.in_reply_to, *headers.references):
-        if one:
-            ids.setdefault(one, None)
+    for ref in (headers.in_reply_to, *headers.references):
+        if ref:
+            ids.setdefault(ref, None)
     ids.pop(headers.message_id or "", None)
     return tuple(ids)
 
@@ -374,7 +378,19 @@ def _decode_addr(value: bytes | str) -> str:
 
 
 def _body_status(text: str) -> tuple[str | None, bool | None, str | None]:
-    """(status, hard, diagnostic line) from SMTP codes and phrases in a bounce body."""
+    """(status, hard, diagnostic line) from SMTP codes and phrases in a bounce body.
+
+    An MTA's own verdict ("This is a permanent error", "will be retried") beats codes
+    quoted from the remote server, which qmail and Exim report even on final failures.
+    """
+    verdict = _PERMANENCE.search(text)
+    status_match = _ENHANCED_STATUS_RE.search(text)
+    status = ".".join(status_match.groups()) if status_match else None
+    if status and status[0] not in "45":
+        status = None
+    if verdict:
+        hard = verdict.group("permanent") is not None
+        return status, hard, _diagnostic_line(text) or verdict.group(0)
     for line in text.splitlines():
         enhanced = _ENHANCED_STATUS_RE.search(line)
         if enhanced and enhanced.group(1) in "45" and re.search(r"[A-Za-z]{3}", line):
@@ -392,6 +408,25 @@ def _body_status(text: str) -> tuple[str | None, bool | None, str | None]:
     return None, None, None
 
 
+_PERMANENCE = re.compile(
+    r"(?P<permanent>this is a permanent (error|failure)|permanent(ly)? (fatal )?(error|failure)s?|"
+    r"i'?ve given up|giving up|will not (be )?retr(y|ied)|delivery has failed permanently|"
+    r"failed permanently)|(?P<temporary>this is a temporary (error|failure)|"
+    r"temporar(y|ily) (error|failure|problem)|will be retried|will (continue to )?retry|"
+    r"still trying|has been delayed|delivery (is )?delayed|not yet been delivered|"
+    r"no action is required|will continue to (try|attempt))",
+    re.IGNORECASE,
+)
+
+
+def _diagnostic_line(text: str) -> str | None:
+    for line in text.splitlines():
+        coded = _ENHANCED_STATUS_RE.search(line) or _SMTP_REPLY_RE.search(line)
+        if coded and re.search(r"[A-Za-z]{3}", line):
+            return line.strip()[:300]
+    return None
+
+
 def _first_line(pattern: re.Pattern[str], text: str) -> str | None:
     for line in text.splitlines():
         if pattern.search(line):
@@ -405,19 +440,53 @@ def _heuristic_recipients(headers: MessageHeaders, text: str) -> list[str]:
     if failed:
         return [a.lower() for a in _ADDRESS_RE.findall(failed)]
     found: list[str] = []
-    for line in text.splitlines()[:200]:
-        if not re.search(
-            r"unknown|not exist|no such|invalid|failed|rejected|refused|"
-            r"undeliverable|could not|unable|full|quota|disabled|not found|^\s*<[^>]+>:?\s*$",
-            line,
-            re.IGNORECASE,
-        ):
+    ours = {headers.from_addr or "", *headers.to_addrs}
+    block_left = 0
+    for line in _until_returned_copy(text).splitlines()[:300]:
+        if _RECIPIENT_BLOCK_START.search(line):
+            block_left = 6
+        elif line.strip() and block_left:
+            block_left -= 1
+        if not (block_left or _FAILED_LINE.search(line)):
             continue
-        for addr in _ADDRESS_RE.findall(line):
-            addr = addr.strip(".").lower()
-            if addr not in found and addr != (headers.from_addr or ""):
+        for raw_addr in _ADDRESS_RE.findall(line):
+            addr = _tidy_address(raw_addr)
+            if addr not in found and addr not in ours:
                 found.append(addr)
-    return found[:5]
+    return found[:10]
+
+
+_RECIPIENT_BLOCK_START = re.compile(
+    r"following (recipients?|address(es)?|\w+ addresses)|recipient\(s\)|address\(es\)|"
+    r"failed recipients|addresses failed|could not be delivered to:?\s*$|"
+    r"(permanent|fatal) errors? -*\s*$",
+    re.IGNORECASE,
+)
+_FAILED_LINE = re.compile(
+    r"unknown|not exist|no such|invalid|failed|rejected|refused|undeliverable|could not|"
+    r"unable|full|quota|disabled|not found|addressed to|not known|"
+    r"^[\s>]*<?[^\s<>:]+@[^\s<>]+?>?:?\s*$|^\s*<[^\s<>]+@[^\s<>]+>:",
+    re.IGNORECASE,
+)
+
+
+def _tidy_address(value: str) -> str:
+    """Drop quoting and X.400/URI prefixes ("SMTP=a@b", "'a@b") from a found address."""
+    value = value.strip(".'\"`").lower()
+    return re.sub(r"^(smtp|rfc822|mailto)[=:]", "", value)
+
+
+def _until_returned_copy(text: str) -> str:
+    """Bounce text before the copy of the original message starts."""
+    match = re.search(
+        r"^.*(copy of (the|your) (original )?message|original message (follows|headers)|"
+        r"below this line|message headers follow|the header and top|returned message|"
+        r"first \d+ lines of your|-+ ?returned mail ?-+|reads \(in part\)|"
+        r"original message (is )?(attached|included)).*$",
+        text,
+        re.IGNORECASE | re.MULTILINE,
+    )
+    return text[: match.start()] if match else text
 
 
 def analyse_bounce(
@@ -450,7 +519,8 @@ def analyse_bounce(
     daemon_with_detector = bool(
         signals and signals[0].startswith("sender") and _flufl_failures(legacy)[2]
     )
-    if not strong and not _enough_signals(signals) and not daemon_with_detector:
+    enough = _enough_signals(signals, headers, full_text)
+    if not strong and not enough and not daemon_with_detector:
         return None
     reasons.extend(signals)
     if recipients:
@@ -458,11 +528,21 @@ def analyse_bounce(
     return _report_from_heuristics(reasons, msg, legacy, headers, full_text)
 
 
-def _enough_signals(signals: list[str]) -> bool:
+def _enough_signals(signals: list[str], headers: MessageHeaders, text: str) -> bool:
+    """Without a DSN, a mail-system sender plus one more sign, or subject plus body.
+
+    A person's answer in a thread about a failure ("Re: Undeliverable: ...") is not a
+    bounce, so subject+body only counts when the subject is not a reply or forward.
+    """
     kinds = {s.split(" ", 1)[0] for s in signals}
     if "sender" in kinds and ("subject" in kinds or "body" in kinds or "returns" in kinds):
         return True
-    return "subject" in kinds and "body" in kinds
+    replying = bool(_REPLY_PREFIX.match(headers.subject)) and not headers.auto_submitted
+    return "subject" in kinds and "body" in kinds and not (replying and _quotes_a_thread(text))
+
+
+def _quotes_a_thread(text: str) -> bool:
+    return bool(re.search(r"^>|\bwrote:\s*$|^-+ ?Original Message", text, re.I | re.M))
 
 
 def _only_successes(texts: list[str]) -> bool:
@@ -531,7 +611,8 @@ def _report_from_heuristics(
             hard = False
     else:
         addresses = _heuristic_recipients(headers, text)
-        hard = body_hard
+        # a report that names no cause and no delay is a failure: NDRs are final by default
+        hard = True if body_hard is None else body_hard
         if addresses:
             reasons.append("failed recipients named in the bounce text")
     if diagnostic:

@@ -214,6 +214,7 @@ _TICKET_SUBJECT = re.compile(
     r"(request|case|ticket) (received|created|#)",
     re.IGNORECASE,
 )
+_REPLY_SUBJECT = re.compile(r"^\s*(re|aw|sv|antw|r)\s*(\[\d+\])?\s*:", re.IGNORECASE)
 _NO_REPLY_TEXT = re.compile(
     r"(please )?do not reply (to this (e-?mail|message))|this (is an )?automated "
     r"(notification|message)|this mailbox is not monitored|no-?reply",

@@ -25,6 +25,8 @@ from html.parser import HTMLParser
 
 #: Parts bigger than this are never decoded for text (attachments, forwarded videos, ...).
 MAX_TEXT_PART_BYTES = 2_000_000
+#: HTML beyond this is not converted (the answer is at the top; the rest is history).
+MAX_HTML_CHARS = 300_000
 #: Line emitted by :func:`html_to_text` where a client's quoted-history container starts.
 QUOTE_MARK = "\u2063QUOTE\u2063"
 
@@ -140,7 +142,7 @@ def header_str(msg: Message, name: str) -> str:
     except Exception:  # noqa: BLE001 - malformed headers can raise in policy.default
         value = None
         try:
-            for key, raw_value in msg.raw_items():  # type: ignore[attr-defined]
+            for key, raw_value in msg.raw_items():
                 if key.lower() == name.lower():
                     value = raw_value
                     break
@@ -489,7 +491,7 @@ def html_to_text(html: str, *, mark_quotes: bool = False) -> str:
     """
     parser = _TextExtractor(mark_quotes)
     try:
-        parser.feed(html)
+        parser.feed(html[:MAX_HTML_CHARS])
         parser.close()
     except Exception:  # noqa: BLE001
         pass

@@ -20,6 +20,8 @@ from mailparser_reply.constants import MAIL_LANGUAGES
 
 from outreach.mailparse import QUOTE_MARK, normalize_newlines
 
+#: Only the head of a body is searched for the answer: replies are short, history is long.
+MAX_REPLY_SOURCE_CHARS = 50_000
 _PARSER = EmailReplyParser(languages=[lang for lang in MAIL_LANGUAGES if lang != "david"])
 
 _FROM_WORDS = r"(?:From|Von|De|Da|Van|Från|Fra|Od|От|Из|发件人|寄件者|差出人)"
@@ -152,7 +154,7 @@ def _library_reply(text: str) -> str | None:
     except Exception:  # noqa: BLE001 - regex-heavy library, be defensive
         return None
     for reply in message.replies:
-        body = reply.full_body.strip()
+        body = str(reply.full_body).strip()
         if body:
             return body
     return None
@@ -160,7 +162,7 @@ def _library_reply(text: str) -> str | None:
 
 def extract_reply(text: str) -> str:
     """The new text the sender wrote, without quoted history; '' when there is none."""
-    text = normalize_newlines(text or "")
+    text = normalize_newlines(text or "")[:MAX_REPLY_SOURCE_CHARS]
     leading = _LEADING_HEADERS.match(text)
     if leading:  # the body opens with a quoted header block: the answer follows it
         text = text[leading.end() :]
