@@ -686,6 +686,20 @@ class StoredMessage:
         return msg
 
 
+_PYMAP_LAUNCHER = """\
+import os, sys, threading, time
+parent = os.getppid()
+def watchdog():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+threading.Thread(target=watchdog, daemon=True).start()
+sys.argv[0] = "pymap"
+from pymap.main import main
+main()
+"""
+
+
 @dataclass
 class _Proc:
     popen: subprocess.Popen[bytes]
@@ -761,11 +775,16 @@ class LocalIMAPServer:
         return (self.host, self.port)
 
     def command(self) -> list[str]:
-        """The command line of the child process (pymap has no ``__main__`` module)."""
+        """The command line of the child process.
+
+        pymap has no ``__main__`` module (``python -m pymap`` fails), so its console-script
+        function is called with ``-c``, behind a watchdog thread that ends the child when
+        this process dies without calling stop() (e.g. a test run killed with SIGKILL).
+        """
         return [
             sys.executable,
             "-c",
-            "import sys; sys.argv[0] = 'pymap'; from pymap.main import main; main()",
+            _PYMAP_LAUNCHER,
             "--host",
             self.host,
             "--port",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import make_msgid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 import pytest
@@ -48,11 +48,11 @@ def make_msg(
     return m
 
 
-def send(server: LocalSMTPServer, msg: EmailMessage, **kwargs: object) -> tuple[dict, str]:
+def send(
+    server: LocalSMTPServer, msg: EmailMessage, **kwargs: Any
+) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
     kwargs.setdefault("timeout", 10)
-    return asyncio.run(
-        aiosmtplib.send(msg, hostname=server.host, port=server.port, **kwargs)  # type: ignore[arg-type]
-    )
+    return asyncio.run(aiosmtplib.send(msg, hostname=server.host, port=server.port, **kwargs))
 
 
 # --------------------------------------------------------------------------- SMTP basics

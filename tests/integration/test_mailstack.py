@@ -15,7 +15,7 @@ import pytest
 from imapclient import IMAPClient
 
 if TYPE_CHECKING:
-    from tests.conftest import Mailstack
+    from conftest import Mailstack
 
 pytestmark = pytest.mark.integration
 
