@@ -8,7 +8,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import TYPE_CHECKING, Any
@@ -108,27 +108,35 @@ def test_concurrent_senders_are_all_recorded(smtp_server: LocalSMTPServer) -> No
     assert smtp_server.messages == []
 
 
+@pytest.fixture(scope="module")
+def shared_smtp_server() -> Iterator[LocalSMTPServer]:
+    """One server for all examples of a hypothesis test (function fixtures don't mix)."""
+    with LocalSMTPServer() as server:
+        yield server
+
+
 @given(
     lines=st.lists(
         st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80),
         max_size=20,
     )
 )
-def test_data_round_trips_byte_exact(lines: list[str]) -> None:
+def test_data_round_trips_byte_exact(shared_smtp_server: LocalSMTPServer, lines: list[str]) -> None:
     """Dot-stuffing and CRLF: what aiosmtplib sends is what the server records."""
+    server = shared_smtp_server
+    server.clear()
     body = "".join(line + "\r\n" for line in lines)
     raw = f"From: {SENDER}\r\nTo: a@example.test\r\nSubject: x\r\n\r\n{body}".encode()
-    with LocalSMTPServer() as server:
-        asyncio.run(
-            aiosmtplib.send(
-                raw,
-                sender=SENDER,
-                recipients=["a@example.test"],
-                hostname=server.host,
-                port=server.port,
-            )
+    asyncio.run(
+        aiosmtplib.send(
+            raw,
+            sender=SENDER,
+            recipients=["a@example.test"],
+            hostname=server.host,
+            port=server.port,
         )
-        (got,) = server.wait_for(1)
+    )
+    (got,) = server.wait_for(1)
     assert got.raw == raw
 
 
