@@ -362,8 +362,11 @@ def mailstack() -> Iterator[Mailstack]:
         except subprocess.TimeoutExpired:
             rc = -1
     if rc != 0:
+        logs = stack_dir / "log"
         report = _log_tail(
-            [start_log, stack_dir / "log" / "postfix.log", stack_dir / "log" / "dovecot.log"],
+            [start_log]
+            + [logs / n for n in ("postfix-start.out", "postfix.log", "dovecot-start.out")]
+            + [logs / n for n in ("dovecot.log", "doveconf.err")],
             40,
         )
         _stop_mailstack(stack_dir)
