@@ -310,6 +310,8 @@ def _log_tail(paths: list[Path], lines: int) -> str:
             text = p.read_text(errors="replace").splitlines()[-lines:]
         except OSError:
             continue
+        if not text:
+            continue
         out.append(f"--- {p} (last {len(text)} lines)\n" + "\n".join(text))
     return "\n".join(out)
 
