@@ -269,22 +269,40 @@ class _Reader:
         self.problems: list[str] = []
 
     def line_of(self, key_path: str) -> int | None:
-        """Best effort: the line where the last part of `key_path` is written."""
-        parts = [p for p in re.split(r"\.|\[\d+\]", key_path) if p]
+        """Best effort: the line where the last part of `key_path` is written.
+
+        `steps[2].after` is looked for after the third `[[steps]]` header (or the third
+        inline table of an inline array); whole-line comments are skipped, so a
+        commented-out example is never taken for the real key.
+        """
+        parts = re.findall(r"\[\d+\]|[^.\[\]]+", key_path)
         if not parts:
             return None
+        code = [("" if line.lstrip().startswith("#") else line) for line in self.lines]
+        names: list[str] = []
         start = 0
-        for depth, part in enumerate(parts):
+        for part in parts:
+            if part.startswith("["):
+                index = int(part[1:-1])
+                array = re.compile(
+                    r"^\s*\[\[\s*" + r"\s*\.\s*".join(map(re.escape, names)) + r"\s*\]\]"
+                )
+                hits = [n for n in range(start, len(code)) if array.search(code[n])]
+                if not hits:  # an inline array of tables: one `{` per element
+                    hits = [n for n in range(start, len(code)) if "{" in code[n]]
+                if index < len(hits):
+                    start = hits[index]
+                continue
+            names.append(part)
             header = re.compile(
-                r"^\s*\[\[?\s*" + r"\s*\.\s*".join(map(re.escape, parts[: depth + 1])) + r"\s*\]"
+                r"^\s*\[\[?\s*" + r"\s*\.\s*".join(map(re.escape, names)) + r"\s*\]"
             )
             assign = re.compile(r"(^|[{,\s])" + re.escape(part) + r"\s*=")
-            for number in range(start, len(self.lines)):
-                line = self.lines[number]
-                if header.search(line) or assign.search(line):
+            for number in range(start, len(code)):
+                if header.search(code[number]) or assign.search(code[number]):
                     start = number
                     break
-        return start + 1 if start or parts else None
+        return start + 1
 
     def problem(self, key_path: str, message: str) -> None:
         line = self.line_of(key_path) if key_path else None
@@ -780,6 +798,7 @@ def _read_window(reader: _Reader, raw: Any) -> Window:
     window = Window()
     days = window.days
     if "days" in table:
+        before = len(reader.problems)
         names = reader.string_list(table, "window", "days")
         chosen: set[int] = set()
         for name in names:
@@ -788,7 +807,7 @@ def _read_window(reader: _Reader, raw: Any) -> Window:
                 reader.problem("window.days", f"{name!r} is not a day (use mon, tue, ... sun)")
             else:
                 chosen.add(WEEKDAYS.index(key))
-        if not chosen and not reader.problems:
+        if not chosen and len(reader.problems) == before:  # not when each day was bad
             reader.problem("window.days", "the window needs at least one day")
         days = frozenset(chosen)
     start, end = window.start, window.end

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+MAX_DURATION = timedelta(days=36525)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -21,8 +22,14 @@ def parse_duration(text: str) -> timedelta:
     for match in _PART.finditer(compact):
         if match.start() != position:
             break
-        total += timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        try:
+            total += timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        except OverflowError:
+            raise ValueError(f"{text!r} is too long a duration (at most 100 years)") from None
         position = match.end()
+    if position == len(compact) and total > MAX_DURATION:
+        # later date arithmetic (last send + delay) would overflow datetime
+        raise ValueError(f"{text!r} is too long a duration (at most 100 years)")
     if position != len(compact):
         raise ValueError(
             f"{text!r} is not a duration: use a number and a unit, like \"7d\", \"36h\", "

@@ -1,0 +1,633 @@
+"""config.toml and campaigns/*.toml: loading, discovery, durations, servers, every problem."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date, time, timedelta
+from pathlib import Path
+
+import pytest
+from helpers import (
+    assert_input_error,
+    edit,
+    error_lines,
+    invoke,
+    isolate_env,
+    line_of,
+    make_project,
+)
+
+from outreach.config import (
+    ServerSettings,
+    find_config,
+    load_campaigns,
+    load_config,
+)
+from outreach.durations import format_duration, parse_duration
+from outreach.errors import ConfigError, InputError, Problems
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_env(monkeypatch)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "project")
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(Problems) as caught:
+        load_config(path)
+    return caught.value.problems
+
+
+def minimal_config(tmp_path: Path, smtp: str, extra: str = "") -> Path:
+    """A config with one account whose smtp inline table is `smtp`."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[outreach]\n"
+        'timezone = "America/Chicago"\n'
+        "[accounts.default]\n"
+        'from = "Jordan Lee <jlee@district.example>"\n'
+        f"smtp = {{ {smtp} }}\n" + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+# --------------------------------------------------------------------------- the sample
+
+
+def test_sample_config_loads(project: Path) -> None:
+    config = load_config(project / "config.toml")
+    assert config.path == project / "config.toml"
+    assert config.timezone == "America/Chicago"
+    assert config.template_vars["program"] == "Lincoln High CTE"
+    account = config.accounts["default"]
+    assert account.from_email == "jlee@district.example"
+    assert account.domain == "district.example"
+    assert account.from_name == "Jordan Lee"
+    assert (account.smtp.host, account.smtp.port, account.smtp.security) == (
+        "smtp.district.example",
+        587,
+        "starttls",
+    )
+    assert account.smtp.password_env == "OUTREACH_SMTP_PASSWORD"
+    assert account.imap is not None
+    assert (account.imap.port, account.imap.security, account.imap.folder) == (993, "tls", "INBOX")
+    assert account.limits.per_minute == 20
+    assert account.limits.jitter == timedelta(seconds=3)
+    assert account.limits.retry == (
+        timedelta(minutes=1),
+        timedelta(minutes=10),
+        timedelta(hours=1),
+        timedelta(hours=6),
+    )
+    assert config.worker.poll_every == timedelta(minutes=2)
+    assert config.replies.auto_reply_pause == timedelta(days=7)
+
+
+def test_sample_campaign_loads(project: Path) -> None:
+    config = load_config(project / "config.toml")
+    (campaign,) = load_campaigns(config)
+    assert campaign.name == "checkin"  # the file stem
+    assert campaign.account == "default"
+    assert campaign.audience.tags == ("advisory", "internship-host")
+    assert campaign.window.days == frozenset({0, 1, 2, 3})
+    assert (campaign.window.start, campaign.window.end) == (time(8, 30), time(15, 30))
+    assert [(b.first, b.last) for b in campaign.blackouts] == [
+        (date(2026, 12, 21), date(2027, 1, 1)),
+        (date(2027, 3, 15), date(2027, 3, 19)),
+    ]
+    assert [s.template for s in campaign.steps] == ["checkin", "followup", "last_call"]
+    assert [s.after for s in campaign.steps] == [
+        timedelta(0),
+        timedelta(days=7),
+        timedelta(days=10),
+    ]
+    first, second, third = campaign.steps
+    assert first.subject and "{{ partner.organization }}" in first.subject
+    assert second.subject is None and second.thread
+    assert third.subject is None and third.thread
+
+
+def test_campaign_name_is_the_file_stem_unless_set(project: Path) -> None:
+    config = load_config(project / "config.toml")
+    (project / "campaigns" / "checkin.toml").rename(project / "campaigns" / "fall.toml")
+    assert [c.name for c in load_campaigns(config)] == ["fall"]
+    edit(project / "campaigns" / "fall.toml", "description =", 'name = "autumn"\ndescription =')
+    assert [c.name for c in load_campaigns(config)] == ["autumn"]
+
+
+def test_audience_left_out_means_everyone(project: Path) -> None:
+    path = project / "campaigns" / "checkin.toml"
+    edit(path, "[audience]", "[ignored]")
+    edit(path, 'tags = ["advisory", "internship-host"]\n', "")
+    edit(path, "[ignored]", "")
+    (campaign,) = load_campaigns(load_config(project / "config.toml"))
+    assert campaign.audience.is_everyone
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def test_find_config_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert find_config(None) == Path("config.toml")
+    monkeypatch.setenv("OUTREACH_CONFIG", str(tmp_path / "env.toml"))
+    assert find_config(None) == tmp_path / "env.toml"
+    assert find_config(tmp_path / "flag.toml") == tmp_path / "flag.toml"
+
+
+def _broken_project(root: Path) -> Path:
+    make_project(root)
+    edit(root / "config.toml", "[outreach]", "[outreach]\nbroken_on_purpose = 1")
+    return root
+
+
+def test_config_flag_wins_over_environment_and_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = make_project(tmp_path / "good")
+    broken = _broken_project(tmp_path / "broken")
+    monkeypatch.chdir(broken)
+    monkeypatch.setenv("OUTREACH_CONFIG", str(broken / "config.toml"))
+    assert invoke(["--config", str(good / "config.toml"), "check"]).exit_code == 0
+
+
+def test_environment_wins_over_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = make_project(tmp_path / "good")
+    broken = _broken_project(tmp_path / "broken")
+    monkeypatch.chdir(broken)
+    monkeypatch.setenv("OUTREACH_CONFIG", str(good / "config.toml"))
+    assert invoke(["check"]).exit_code == 0
+    monkeypatch.setenv("OUTREACH_CONFIG", str(broken / "config.toml"))
+    assert_input_error(invoke(["check"]), str(broken / "config.toml"), "broken_on_purpose")
+
+
+def test_config_toml_in_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = make_project(tmp_path / "good")
+    monkeypatch.chdir(good)
+    assert invoke(["check"]).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    line = assert_input_error(invoke(["check"]), "config.toml", "not found")
+    assert "outreach init" in line  # the hint
+
+
+def test_relative_paths_resolve_against_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_project(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(Path("../project/config.toml"))
+    assert config.database == project.resolve() / "outreach.db" or (
+        config.database.resolve() == (project / "outreach.db").resolve()
+    )
+    assert config.campaigns_dir.resolve() == (project / "campaigns").resolve()
+    assert config.templates_dir.resolve() == (project / "templates").resolve()
+    assert config.database.is_absolute()
+
+    result = invoke(
+        ["--config", "../project/config.toml", "partners", "import", str(project / "partners.csv")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (project / "outreach.db").exists()
+    assert not (elsewhere / "outreach.db").exists()
+    assert invoke(["--config", "../project/config.toml", "check"]).exit_code == 0
+
+
+def test_folders_can_be_renamed_in_the_config(project: Path) -> None:
+    (project / "campaigns").rename(project / "my campaigns")
+    edit(project / "config.toml", 'campaigns = "campaigns"', 'campaigns = "my campaigns"')
+    config = load_config(project / "config.toml")
+    assert [c.name for c in load_campaigns(config)] == ["checkin"]
+
+
+# --------------------------------------------------------------------------- durations
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7d", timedelta(days=7)),
+        ("36h", timedelta(hours=36)),
+        ("30m", timedelta(minutes=30)),
+        ("5s", timedelta(seconds=5)),
+        ("1w", timedelta(weeks=1)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        ("1.5h", timedelta(minutes=90)),
+        ("0s", timedelta(0)),
+        (" 7d ", timedelta(days=7)),
+        ("7D", timedelta(days=7)),
+        ("1d 12h", timedelta(days=1, hours=12)),
+    ],
+)
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "7",
+        "d",
+        "7x",
+        "7 days",
+        "-7d",
+        "+7d",
+        "7d-",
+        "seven days",
+        "7dd",
+        "1e3s",
+        "99999999999999d",
+        "999999999d",
+        "7d,3h",
+        "P7D",
+    ],
+)
+def test_bad_durations_raise_value_error(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_a_duration_must_be_a_string() -> None:
+    with pytest.raises(ValueError):
+        parse_duration(7)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["7d", "36h", "30m", "5s", "1d12h30m5s", "0s"])
+def test_format_duration_round_trips(text: str) -> None:
+    delta = parse_duration(text)
+    assert parse_duration(format_duration(delta)) == delta
+
+
+def test_bad_duration_in_config_names_file_line_and_key(project: Path) -> None:
+    path = project / "config.toml"
+    edit(path, 'jitter = "3s"', 'jitter = "3 secs"')
+    (problem,) = problems_of(path)
+    assert problem.startswith(
+        f"{path}:{line_of(path, 'jitter =')}: accounts.default.limits.jitter:"
+    )
+    assert "'3 secs' is not a duration" in problem
+
+
+def test_huge_duration_is_a_problem_not_a_crash(project: Path) -> None:
+    path = project / "campaigns" / "checkin.toml"
+    edit(path, 'after = "7d"', 'after = "99999999999999d"')
+    with pytest.raises(Problems) as caught:
+        load_campaigns(load_config(project / "config.toml"))
+    (problem,) = caught.value.problems
+    assert f"{path}:{line_of(path, 'after = ')}: steps[1].after:" in problem
+
+
+def test_duration_written_as_a_number_is_a_type_error(project: Path) -> None:
+    path = project / "config.toml"
+    edit(path, 'poll_every = "2m"', "poll_every = 120")
+    (problem,) = problems_of(path)
+    assert f":{line_of(path, 'poll_every')}: worker.poll_every: expected a string" in problem
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@pytest.mark.parametrize(
+    ("security", "host"),
+    [
+        ("tls", "smtp.example.org"),
+        ("starttls", "smtp.example.org"),
+        ("none", "127.0.0.1"),
+        ("none", "localhost"),
+        ("none", "::1"),
+    ],
+)
+def test_security_modes(tmp_path: Path, security: str, host: str) -> None:
+    path = minimal_config(tmp_path, f'host = "{host}", port = 2525, security = "{security}"')
+    smtp = load_config(path).accounts["default"].smtp
+    assert (smtp.host, smtp.port, smtp.security) == (host, 2525, security)
+
+
+def test_security_defaults(tmp_path: Path) -> None:
+    path = minimal_config(
+        tmp_path,
+        'host = "smtp.example.org"',
+        extra='imap = { host = "imap.example.org" }\n',
+    )
+    account = load_config(path).accounts["default"]
+    assert (account.smtp.port, account.smtp.security) == (587, "starttls")
+    assert account.imap is not None
+    assert (account.imap.port, account.imap.security, account.imap.folder) == (993, "tls", "INBOX")
+
+
+def test_imap_may_be_left_out(tmp_path: Path) -> None:
+    path = minimal_config(tmp_path, 'host = "127.0.0.1", port = 2525, security = "none"')
+    assert load_config(path).accounts["default"].imap is None
+
+
+def test_unknown_security_mode(tmp_path: Path) -> None:
+    path = minimal_config(tmp_path, 'host = "smtp.example.org", security = "ssl"')
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:5: accounts.default.smtp.security:")
+    assert "'ssl'" in problem and "tls, starttls, none" in problem
+
+
+@pytest.mark.parametrize("host", ["smtp.example.org", "10.0.0.5", "127.0.0.1.example.org"])
+def test_security_none_is_refused_for_other_hosts(tmp_path: Path, host: str) -> None:
+    path = minimal_config(tmp_path, f'host = "{host}", security = "none"')
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:5: accounts.default.smtp.security:")
+    assert "loopback" in problem and repr(host) in problem
+
+
+def test_password_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = minimal_config(
+        tmp_path, 'host = "smtp.example.org", username = "jlee", password_env = "TEST_PW_VAR"'
+    )
+    smtp = load_config(path).accounts["default"].smtp
+    monkeypatch.setenv("TEST_PW_VAR", "s3cret value")
+    assert smtp.password() == "s3cret value"
+    monkeypatch.delenv("TEST_PW_VAR")
+    with pytest.raises(ConfigError) as caught:
+        smtp.password()
+    assert "TEST_PW_VAR" in str(caught.value)
+    assert "accounts.default.smtp.password_env" in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
+def test_password_never_read_from_the_file(tmp_path: Path) -> None:
+    path = minimal_config(tmp_path, 'host = "smtp.example.org", username = "u", password = "x"')
+    (problem,) = problems_of(path)
+    assert "accounts.default.smtp.password: unknown key" in problem
+
+
+def test_password_from_command(tmp_path: Path) -> None:
+    path = minimal_config(
+        tmp_path,
+        'host = "smtp.example.org", username = "jlee", password_cmd = "printf \'s3cret\\\\n\'"',
+    )
+    smtp = load_config(path).accounts["default"].smtp
+    assert smtp.password() == "s3cret"
+
+
+def test_failing_password_command(tmp_path: Path) -> None:
+    path = minimal_config(
+        tmp_path, 'host = "smtp.example.org", username = "jlee", password_cmd = "exit 3"'
+    )
+    with pytest.raises(ConfigError, match=r"accounts\.default\.smtp\.password_cmd.*3"):
+        load_config(path).accounts["default"].smtp.password()
+
+
+def test_no_password_needed_without_login(tmp_path: Path) -> None:
+    path = minimal_config(tmp_path, 'host = "127.0.0.1", port = 2525, security = "none"')
+    assert load_config(path).accounts["default"].smtp.password() is None
+
+
+def test_password_env_and_cmd_together_is_a_problem(tmp_path: Path) -> None:
+    path = minimal_config(
+        tmp_path,
+        'host = "smtp.example.org", username = "u", password_env = "A", password_cmd = "echo x"',
+    )
+    (problem,) = problems_of(path)
+    assert "accounts.default.smtp" in problem and "not both" in problem
+
+
+def test_password_without_username_is_a_problem(tmp_path: Path) -> None:
+    path = minimal_config(tmp_path, 'host = "smtp.example.org", password_env = "A"')
+    (problem,) = problems_of(path)
+    assert "accounts.default.smtp" in problem and "username" in problem
+
+
+def test_check_warns_about_a_missing_password_variable(project: Path) -> None:
+    result = invoke(["check"], project=project)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert any("OUTREACH_SMTP_PASSWORD" in w and "password_env" in w for w in warnings)
+    assert any("OUTREACH_IMAP_PASSWORD" in w for w in warnings)
+    result = invoke(
+        ["check"],
+        project=project,
+        env={"OUTREACH_SMTP_PASSWORD": "x", "OUTREACH_IMAP_PASSWORD": "y"},
+    )
+    assert result.exit_code == 0
+    assert "warning" not in result.stderr
+
+
+def test_server_settings_password_is_only_looked_up_when_asked(tmp_path: Path) -> None:
+    settings = ServerSettings(
+        kind="smtp",
+        key_path="accounts.x.smtp",
+        source=tmp_path / "config.toml",
+        host="smtp.example.org",
+        port=587,
+        security="starttls",
+        username="u",
+        password_env="SURELY_NOT_SET_ANYWHERE_42",
+    )
+    assert "SURELY_NOT_SET_ANYWHERE_42" not in os.environ
+    with pytest.raises(ConfigError, match="SURELY_NOT_SET_ANYWHERE_42"):
+        settings.password()
+
+
+# --------------------------------------------------------------------------- unknown keys
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "suggestion"),
+    [
+        ("[outreach]", "[outreach]\ndatabse = 'x.db'", "outreach.databse", "database"),
+        ("[worker]", "[wroker]", "wroker", "worker"),
+        (
+            'folder = "INBOX"',
+            'folder = "INBOX", fodler = "X"',
+            "accounts.default.imap.fodler",
+            "folder",
+        ),
+        ("per_day = 500", "per_dya = 500", "accounts.default.limits.per_dya", "per_day"),
+        (
+            "soft_bounce_limit = 3",
+            "soft_bounce_limt = 3",
+            "replies.soft_bounce_limt",
+            "soft_bounce_limit",
+        ),
+    ],
+)
+def test_unknown_config_key_names_file_line_and_key(
+    project: Path, old: str, new: str, key: str, suggestion: str
+) -> None:
+    path = project / "config.toml"
+    edit(path, old, new)
+    (problem,) = problems_of(path)
+    typo = key.rpartition(".")[2]
+    assert problem.startswith(f"{path}:{line_of(path, typo)}: {key}: unknown key")
+    assert f"did you mean '{suggestion}'" in problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("description =", "desciption = 'x'\ndescription =", "desciption"),
+        ('hours = "08:30-15:30"', 'hour = "08:30-15:30"', "window.hour"),
+        ('after = "7d"', 'after = "7d"\nsubjet = "x"', "steps[1].subjet"),
+        ('after = "10d"', 'after = "10d"\ntemplat = "x"', "steps[2].templat"),
+        ('name = "Spring break"', 'nmae = "Spring break"', "blackout[1].nmae"),
+    ],
+)
+def test_unknown_campaign_key_names_file_line_and_key(
+    project: Path, old: str, new: str, key: str
+) -> None:
+    path = project / "campaigns" / "checkin.toml"
+    edit(path, old, new)
+    with pytest.raises(Problems) as caught:
+        load_campaigns(load_config(project / "config.toml"))
+    (problem,) = caught.value.problems
+    typo = re.split(r"[.\]]", key)[-1]
+    assert problem.startswith(f"{path}:{line_of(path, typo + ' =')}: {key}: unknown key"), problem
+
+
+def test_problems_in_later_steps_point_at_their_own_lines(project: Path) -> None:
+    path = project / "campaigns" / "checkin.toml"
+    edit(path, 'template = "followup"', 'template = "folowup"')
+    edit(path, 'after = "10d"', 'after = "ten days"')
+    with pytest.raises(Problems) as caught:
+        load_campaigns(load_config(project / "config.toml"))
+    assert caught.value.problems[0].startswith(
+        f"{path}:{line_of(path, 'folowup')}: steps[1].template: template 'folowup' not found"
+    )
+    assert caught.value.problems[1].startswith(
+        f"{path}:{line_of(path, 'ten days')}: steps[2].after:"
+    )
+
+
+def test_commented_out_keys_are_not_taken_for_the_real_line(project: Path) -> None:
+    path = project / "campaigns" / "checkin.toml"  # holds "# start = 2026-09-08"
+    edit(path, "[audience]", 'start = "next fall"\n\n[audience]')
+    with pytest.raises(Problems) as caught:
+        load_campaigns(load_config(project / "config.toml"))
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{path}:{line_of(path, 'next fall')}: start:")
+
+
+def test_wrong_type_names_file_line_key_and_types(project: Path) -> None:
+    path = project / "config.toml"
+    edit(path, "port = 587", 'port = "587"')
+    (problem,) = problems_of(path)
+    assert problem == (
+        f"{path}:{line_of(path, 'port = ')}: accounts.default.smtp.port: "
+        "expected an integer, got a string"
+    )
+
+
+def test_toml_syntax_error_names_file_and_line(project: Path) -> None:
+    path = project / "config.toml"
+    edit(path, "[worker]", "[worker")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}:{line_of(path, '[worker')}: TOML syntax error")
+
+
+def test_config_that_is_not_utf8(project: Path) -> None:
+    path = project / "config.toml"
+    path.write_bytes(path.read_bytes().replace(b"Lincoln", b"Lincoln \xe9"))
+    with pytest.raises(InputError, match=re.escape(str(path)) + ".*UTF-8"):
+        load_config(path)
+
+
+def test_unknown_time_zone_in_config(project: Path) -> None:
+    path = project / "config.toml"
+    edit(path, 'timezone = "America/Chicago"', 'timezone = "America/Chicag"')
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:{line_of(path, 'timezone =')}: outreach.timezone:")
+    assert "America/Chicag" in problem
+
+
+def test_bad_from_address(project: Path) -> None:
+    path = project / "config.toml"
+    edit(path, "<jlee@district.example>", "<jlee@district>")
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:{line_of(path, 'from =')}: accounts.default.from:")
+
+
+def test_unsubscribe_url_must_be_https(project: Path) -> None:
+    path = project / "config.toml"
+    edit(
+        path,
+        "[accounts.default.limits]",
+        '[accounts.default.unsubscribe]\nurl = "http://district.example/u"\n\n'
+        "[accounts.default.limits]",
+    )
+    (problem,) = problems_of(path)
+    assert "accounts.default.unsubscribe.url" in problem and "https" in problem
+
+
+# --------------------------------------------------------------------------- every problem
+
+
+def test_check_reports_every_config_problem_at_once(project: Path) -> None:
+    path = project / "config.toml"
+    edit(path, 'database = "outreach.db"', 'databse = "outreach.db"')
+    edit(path, "port = 587", 'port = "587"')
+    edit(path, 'security = "tls"', 'security = "ssl"')
+    edit(path, 'poll_every = "2m"', 'poll_every = "2 minutes"')
+    edit(path, 'timezone = "America/Chicago"', 'timezone = "Central"')
+    result = invoke(["check"], project=project)
+    assert result.exit_code == 2
+    lines = error_lines(result)
+    assert len(lines) == 5, result.output
+    for key in (
+        "outreach.databse",
+        "accounts.default.smtp.port",
+        "accounts.default.imap.security",
+        "worker.poll_every",
+        "outreach.timezone",
+    ):
+        assert any(f"{path}:" in line and f": {key}: " in line for line in lines), key
+    assert "5 problems found" in result.stderr
+
+
+def test_check_reports_every_campaign_and_template_problem_at_once(project: Path) -> None:
+    campaign = project / "campaigns" / "checkin.toml"
+    edit(campaign, 'hours = "08:30-15:30"', 'hours = "8:30 to 15:30"')
+    edit(campaign, 'after = "7d"', 'after = "a week"')
+    edit(campaign, 'days = ["mon", "tue", "wed", "thu"]', 'days = ["mon", "tue", "wednes", "thx"]')
+    (project / "campaigns" / "second.toml").write_text(
+        'account = "nobody"\n[[steps]]\ntemplate = "nothing"\nsubject = "Hi"\n', encoding="utf-8"
+    )
+    (project / "templates" / "broken.txt.j2").write_text("{% if %}\n", encoding="utf-8")
+    result = invoke(["check"], project=project)
+    assert result.exit_code == 2
+    text = "\n".join(error_lines(result))
+    for needle in (
+        "window.hours",
+        "steps[1].after",
+        "'thx' is not a day",
+        "second.toml:1: account",
+        "second.toml:3: steps[0].template",
+        "broken.txt.j2:1: template syntax error",
+    ):
+        assert needle in text, needle
+    assert "6 problems found" in result.stderr
+
+
+def test_the_first_problem_and_a_count_for_other_commands(project: Path) -> None:
+    path = project / "config.toml"
+    edit(path, 'database = "outreach.db"', 'databse = "outreach.db"')
+    edit(path, 'poll_every = "2m"', 'poll_every = "2 minutes"')
+    result = invoke(["partners", "list"], project=project)
+    line = assert_input_error(result, f"{path}:", "outreach.databse")
+    assert "1 more" in line and "outreach check" in line
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_empty_window_is_reported_alongside_other_problems(project: Path) -> None:
+    path = project / "campaigns" / "checkin.toml"
+    edit(path, 'account = "default"', 'account = "nobody"')
+    edit(path, 'days = ["mon", "tue", "wed", "thu"]', "days = []")
+    with pytest.raises(Problems) as caught:
+        load_campaigns(load_config(project / "config.toml"))
+    keys = [problem.split(": ")[1] for problem in caught.value.problems]
+    assert keys == ["account", "window.days"]
