@@ -117,7 +117,7 @@ class Mailbox:
             folders = self.imap.list_folders()
         names = []
         for flags, _delimiter, name in folders:
-            if imapclient.SENT in flags or b"\\Sent" in flags:
+            if b"\\Sent" in flags:
                 return str(name)
             names.append(str(name))
         for candidate in SENT_NAMES:

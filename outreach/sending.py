@@ -24,6 +24,7 @@ from outreach.smtp import Envelope, Outcome, Result, deliver_batch
 from outreach.store import LedgerRow, Store
 
 Clock = Callable[[], datetime]
+QUEUE_CHUNK = 200
 
 
 @dataclass
@@ -99,23 +100,26 @@ class Sender:
             if budget is not None:
                 budget -= self.store.count_sendable(account.name, now)
             room[account.name] = budget
-        for item in self.due():
+        due = self.due()
+        for start in range(0, len(due), QUEUE_CHUNK):
             if self.should_stop():
                 return
-            left = room.get(item.campaign.account)
-            if left is not None:
-                if left <= 0:
-                    report.held_by_limit += 1
-                    continue
-                room[item.campaign.account] = left - 1
-            try:
-                self.queue_one(item)
-            except OutreachError as exc:
-                report.errors.append(str(exc))
-                log_event(self.log, "render_failed", str(exc), logging.ERROR,
-                          campaign=item.campaign.name, partner=item.partner.email)
-                continue
-            report.queued += 1
+            with self.store.write():  # one commit per chunk; each row stands alone anyway
+                for item in due[start : start + QUEUE_CHUNK]:
+                    left = room.get(item.campaign.account)
+                    if left is not None:
+                        if left <= 0:
+                            report.held_by_limit += 1
+                            continue
+                        room[item.campaign.account] = left - 1
+                    try:
+                        self.queue_one(item)
+                    except OutreachError as exc:
+                        report.errors.append(str(exc))
+                        log_event(self.log, "render_failed", str(exc), logging.ERROR,
+                                  campaign=item.campaign.name, partner=item.partner.email)
+                        continue
+                    report.queued += 1
 
     def queue_one(self, item: Due) -> int | None:
         campaign, partner, step = item.campaign, item.partner, item.step
@@ -173,16 +177,17 @@ class Sender:
         by_id = {row.id: row for row in rows}
         password = account.smtp.password()
 
-        def claim(envelope: Envelope) -> bool:
-            return self.store.mark_sending(envelope.key, self.clock())
-
-        def record(envelope: Envelope, result: Result) -> bool:
-            self.record_result(account, by_id[envelope.key], result, report)
-            return True
+        def transition(done: tuple[Envelope, Result] | None, claim: Envelope | None) -> bool:
+            with self.store.write():
+                if done is not None:
+                    self.record_result(account, by_id[done[0].key], done[1], report)
+                if claim is None:
+                    return True
+                return self.store.mark_sending(claim.key, self.clock())
 
         envelopes = [Envelope(row.id, account.from_email, row.to_addr, row.raw) for row in rows]
         asyncio.run(deliver_batch(
-            account.smtp, password, account.limits, envelopes, record, claim, self.should_stop,
+            account.smtp, password, account.limits, envelopes, transition, self.should_stop,
         ))
 
     def record_result(

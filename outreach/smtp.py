@@ -12,7 +12,7 @@ import asyncio
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -73,6 +73,9 @@ class Pacer:
         self.jitter = limits.jitter.total_seconds()
         self._next = 0.0
         self._lock = asyncio.Lock()
+
+    def will_wait(self) -> bool:
+        return self.jitter > 0 or (self.interval > 0 and self._next > time.monotonic())
 
     async def wait(self) -> None:
         if self.jitter > 0:
@@ -207,8 +210,10 @@ class Connection:
             self.drop()
 
 
-Handler = Callable[[Envelope, Result], Awaitable[bool] | bool]
-"""Called after each message; returning False stops the batch (a limit was reached)."""
+Transition = Callable[[tuple[Envelope, Result] | None, Envelope | None], bool]
+"""The ledger's one write per message: record the previous result (if any) and claim the next
+envelope (if any) in one transaction. Returns False when the claim was refused (the message
+is no longer sendable); the result is always recorded."""
 
 
 async def deliver_batch(
@@ -216,47 +221,50 @@ async def deliver_batch(
     password: str | None,
     limits: Limits,
     envelopes: Sequence[Envelope],
-    on_result: Handler,
-    before_send: Callable[[Envelope], bool] | None = None,
+    transition: Transition,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """Deliver envelopes over `limits.concurrency` reused connections.
 
-    `before_send` runs just before the SMTP conversation of each message (the ledger claims
-    it there); returning False skips the message. MailServerError propagates (server down,
-    login refused, TLS refused) and stops the batch; messages not yet claimed stay queued.
+    Every message is claimed through `transition` right before its SMTP conversation, and
+    its result recorded through it right after, folded into the next claim so each message
+    costs one commit. A pause (per_minute pacing, jitter) never holds a result back.
+    MailServerError propagates (server down, login refused, TLS refused) and stops the
+    batch; messages not yet claimed stay queued.
     """
     queue: asyncio.Queue[Envelope] = asyncio.Queue()
     for envelope in envelopes:
         queue.put_nowait(envelope)
     pacer = Pacer(limits)
-    stop = asyncio.Event()
 
     async def worker() -> None:
         connection = Connection(settings, password)
+        done: tuple[Envelope, Result] | None = None
         try:
-            while not stop.is_set() and not should_stop():
+            while not should_stop():
                 try:
                     envelope = queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    return
+                    break
+                if pacer.will_wait() and done is not None:
+                    transition(done, None)
+                    done = None
                 await pacer.wait()
-                if stop.is_set() or should_stop():
-                    return
-                # Connect before claiming the message: a server that is down or refuses our
-                # login leaves the message queued, untouched, for the next cycle.
+                if should_stop():
+                    break
+                # Connect before claiming: a server that is down or refuses our login
+                # leaves the message queued, untouched, for the next cycle.
                 await connection.open()
-                if before_send is not None and not before_send(envelope):
+                claimed = transition(done, envelope)
+                done = None
+                if not claimed:
                     continue
-                result = await connection.deliver(envelope)
-                keep_going = on_result(envelope, result)
-                if asyncio.iscoroutine(keep_going):
-                    keep_going = await keep_going
+                done = (envelope, await connection.deliver(envelope))
                 if connection.fatal is not None:
                     raise connection.fatal
-                if not keep_going:
-                    stop.set()
         finally:
+            if done is not None:
+                transition(done, None)
             await connection.close()
 
     count = max(1, min(limits.concurrency, len(envelopes)))

@@ -315,3 +315,57 @@ def test_plan_shows_who_gets_what_when(ws, smtp_server):
         ("p0000@partners.test", 1), ("p0000@partners.test", 2), ("p0000@partners.test", 3),
         ("p0001@partners.test", 1), ("p0001@partners.test", 2), ("p0001@partners.test", 3),
     ]
+
+
+# --------------------------------------------------------------------------- Sent folder (IMAP)
+
+
+def imap_settings(imap_server) -> dict:
+    return {"host": "127.0.0.1", "port": imap_server.port, "security": "none",
+            "username": imap_server.user, "password_env": "TEST_IMAP_PW"}
+
+
+def test_sent_copies_are_appended_to_the_sent_folder(tmp_path, smtp_server, imap_server,
+                                                     monkeypatch):
+    monkeypatch.setenv("TEST_IMAP_PW", imap_server.password)
+    imap_server.create_folder("Sent")
+    ws = Workspace(tmp_path, smtp_port=smtp_server.port, imap=imap_settings(imap_server),
+                   account_extra="save_sent = true")
+    ws.add_partners(partner_rows(3))
+    assert ws.worker().cycle().sent == 3
+    copies = imap_server.messages("Sent")
+    assert sorted(m.message["Message-ID"] for m in copies) == sorted(
+        r["message_id"] for r in ws.store.query("SELECT message_id FROM messages"))
+    assert all("\\Seen" in [str(f) for f in m.flags] for m in copies)
+    assert ws.store.scalar("SELECT count(*) FROM messages WHERE saved_copy_at IS NULL") == 0
+    ws.close()
+
+
+def test_unknown_after_a_crash_is_settled_from_the_sent_folder(tmp_path, smtp_server,
+                                                               imap_server, monkeypatch):
+    monkeypatch.setenv("TEST_IMAP_PW", imap_server.password)
+    imap_server.create_folder("Sent")
+    ws = Workspace(tmp_path, smtp_port=smtp_server.port, imap=imap_settings(imap_server))
+    ws.add_partners(partner_rows(2))
+    worker = ws.worker()
+    report = __import__("outreach.sending", fromlist=["SendReport"]).SendReport()
+    worker.sender.queue_due(report)
+    rows = ws.store.ledger_rows("1 ORDER BY id")
+    for row in rows:  # the worker claimed both, then died
+        assert ws.store.mark_sending(row.id, ws.clock())
+    imap_server.append(rows[0].raw, folder="Sent")  # the server kept a copy of the first
+    ws.worker().recover()
+    statuses = {r["id"]: r["status"] for r in ws.store.query("SELECT id, status FROM messages")}
+    assert statuses == {rows[0].id: "sent", rows[1].id: "unknown"}
+    kinds = [e["kind"] for e in ws.store.query(
+        "SELECT kind FROM events WHERE outbound_id = ? ORDER BY id", [rows[0].id])]
+    assert kinds == ["queued", "unknown", "resolved", "sent"]
+    # the unknown one is never resent by itself
+    ws.clock.advance(days=30)
+    ws.worker().cycle()
+    assert smtp_server.messages == [] or all(
+        m.rcpt_tos[0] != rows[1].to_addr for m in smtp_server.messages)
+    result = ws.cli("resolve", str(rows[1].id), "--sent")
+    assert result.exit_code == 0, result.output
+    assert ws.store.query("SELECT status FROM messages WHERE id = ?", [rows[1].id])[0]["status"] == "sent"
+    ws.close()
