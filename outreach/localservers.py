@@ -731,7 +731,8 @@ class LocalIMAPServer:
     pymap capabilities: IDLE, UIDPLUS (APPEND returns the UID), MOVE, MULTIAPPEND,
     ``SEARCH HEADER``; no NAMESPACE, CONDSTORE, ESEARCH, SORT. Each LOGIN costs ~0.1 s
     (PBKDF2), so the helpers here reuse one connection. The child's stdout/stderr go to
-    ``log_path`` (a temporary file unless given); ``log_tail()`` returns its end.
+    ``log_path`` (a temporary file made at the first start unless given; ``close()`` or
+    leaving the ``with`` block deletes it); ``log_tail()`` returns its end.
     """
 
     def __init__(
@@ -750,11 +751,8 @@ class LocalIMAPServer:
         self.port = port
         self.startup_timeout = startup_timeout
         self._own_log = log_path is None
-        if log_path is None:
-            fd, name = tempfile.mkstemp(prefix="outreach-pymap-", suffix=".log")
-            os.close(fd)
-            log_path = name
-        self.log_path = Path(log_path)
+        # a temporary file is made on the first start()
+        self.log_path: Path | None = Path(log_path) if log_path is not None else None
         self._proc: _Proc | None = None
         self._helper: Any = None  # IMAPClient, created on first use
         self._helper_lock = threading.RLock()
@@ -808,6 +806,10 @@ class LocalIMAPServer:
                 self.port = free_port(self.host)
             if _port_open(self.host, self.port):
                 raise RuntimeError(f"LocalIMAPServer: port {self.port} is already in use")
+            if self.log_path is None:
+                fd, name = tempfile.mkstemp(prefix="outreach-pymap-", suffix=".log")
+                os.close(fd)
+                self.log_path = Path(name)
             log_file = open(self.log_path, "ab")  # noqa: SIM115 (closed in _reap)
             log_file.write(f"--- starting pymap on {self.host}:{self.port}\n".encode())
             log_file.flush()
@@ -883,7 +885,7 @@ class LocalIMAPServer:
     def close(self) -> None:
         """stop(), and remove the log file if this object created it."""
         self.stop()
-        if self._own_log:
+        if self._own_log and self.log_path is not None:
             with contextlib.suppress(OSError):
                 self.log_path.unlink()
 
@@ -898,6 +900,8 @@ class LocalIMAPServer:
         return f"<LocalIMAPServer {self.user}@{self.host}:{self.port} {state}>"
 
     def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None:
+            return ""
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:

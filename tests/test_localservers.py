@@ -471,7 +471,7 @@ def test_imap_server_close_kills_process_and_removes_log() -> None:
         pid = server.pid
         with server.client() as c:
             assert c.list_folders()
-        assert server.log_path.exists()
+        assert server.log_path is not None and server.log_path.exists()
     assert not server.running
     assert not server.log_path.exists()  # its own temporary log is removed by close()
     assert not os.path.exists(f"/proc/{pid}")  # killed and reaped
