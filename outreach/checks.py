@@ -77,7 +77,10 @@ def check_all(config_path: Path) -> CheckReport:
                 f"{campaign.name}: {len(campaign.steps)} step(s) rendered for "
                 f"{len(audience)} partner(s)"
             )
-        report.problems.extend(render_problems(config, campaign, audience))
+        # a template that does not parse was reported above; do not echo it per campaign
+        report.problems.extend(
+            p for p in render_problems(config, campaign, audience) if p not in report.problems
+        )
     return report
 
 
@@ -102,11 +105,17 @@ def render_problems(config: Config, campaign: Campaign, partners: list[Partner])
     """Render and build every step for every partner; the same error is reported once."""
     renderer = Renderer(config)
     account = config.accounts[campaign.account]
-    seen: dict[str, int] = {}
+    first: dict[str, str] = {}  # the problem without its partner -> the first full message
+    count: dict[str, int] = {}
     now = datetime.now(UTC)
     for partner in partners:
         try:
             render_sequence(renderer, campaign, partner, account, now)
         except OutreachError as exc:
-            seen[str(exc)] = seen.get(str(exc), 0) + 1
-    return [key if count == 1 else f"{key} (and {count - 1} more partners)" for key, count in seen.items()]
+            key = str(exc).replace(f" (partner {partner.email})", "")
+            first.setdefault(key, str(exc))
+            count[key] = count.get(key, 0) + 1
+    return [
+        first[key] if n == 1 else f"{first[key]} (and {n - 1} more partners)"
+        for key, n in count.items()
+    ]

@@ -28,7 +28,9 @@ def column_key(header: str) -> str:
 
 def decode_csv(data: bytes, source: str) -> str:
     """UTF-8 with or without a BOM; anything else is refused with a hint."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    head = data[:4096]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or head.count(0) * 4 > len(head):
+        # a BOM, or UTF-16 without one: every other byte of ASCII text is NUL
         raise RosterError(
             f"{source}: the file is UTF-16; save it as \"CSV UTF-8\" and import it again"
         )

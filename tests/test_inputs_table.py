@@ -1,0 +1,431 @@
+"""A table of broken inputs, each run through the CLI.
+
+Every row must end the same way: exit code 2, one `error:` line naming the file and the
+line, key or partner, and no traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from helpers import (
+    CSV_HEADER,
+    assert_input_error,
+    edit,
+    error_lines,
+    invoke,
+    isolate_env,
+    line_of,
+    make_project,
+    write_csv,
+)
+
+from outreach.config import load_config
+from outreach.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_env(monkeypatch)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "project")
+
+
+Needles = Callable[[Path], list["str | re.Pattern[str]"]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """Break something in a fresh sample project, run `commands`, expect `needles`."""
+
+    id: str
+    setup: Callable[[Path], None]
+    needles: Needles
+    commands: tuple[tuple[str, ...], ...] = (("check",), ("preview", "checkin"))
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def config(p: Path) -> Path:
+    return p / "config.toml"
+
+
+def campaign(p: Path) -> Path:
+    return p / "campaigns" / "checkin.toml"
+
+
+def at(path: Path, needle: str, occurrence: int = 1) -> str:
+    """`/abs/file:LINE:` where LINE holds `needle`."""
+    return f"{path}:{line_of(path, needle, occurrence)}:"
+
+
+def import_csv(project: Path, name: str, rows: list[str]) -> None:
+    path = write_csv(project / name, rows)
+    result = invoke(["partners", "import", str(path)], project=project)
+    assert result.exit_code == 0, result.output
+
+
+# --------------------------------------------------------------------------- setups
+
+
+def toml_syntax_error(p: Path) -> None:
+    edit(config(p), "[worker]", "[worker")
+
+
+def campaign_toml_syntax_error(p: Path) -> None:
+    edit(campaign(p), 'after = "7d"', 'after = "7d')
+
+
+def unknown_key(p: Path) -> None:
+    edit(config(p), "per_minute = 20", "per_minut = 20")
+
+
+def wrong_type(p: Path) -> None:
+    edit(config(p), "port = 993", "port = true")
+
+
+def bad_duration_config(p: Path) -> None:
+    edit(config(p), 'send_every = "2m"', 'send_every = "2 min"')
+
+
+def bad_duration_campaign(p: Path) -> None:
+    edit(campaign(p), 'after = "10d"', 'after = "10 days"')
+
+
+def missing_template(p: Path) -> None:
+    (p / "templates" / "last_call.txt.j2").unlink()
+
+
+def missing_include(p: Path) -> None:
+    (p / "templates" / "_signature.txt.j2").unlink()
+
+
+def template_syntax_error(p: Path) -> None:
+    edit(p / "templates" / "followup.txt.j2", "Thank you,", "Thank you,{% if %}")
+
+
+def undefined_variable_for_some_partners(p: Path) -> None:
+    # partners.csv has no `region`; a second roster adds it for one partner only
+    import_csv(p, "partners.csv", (p / "partners.csv").read_text(encoding="utf-8").splitlines())
+    import_csv(p, "regions.csv", ["email,region", "maria.gonzalez@mercyhealth.example,Southeast"])
+    edit(p / "templates" / "followup.txt.j2", "Thank you,", "Region: {{ partner.region }}\nThanks,")
+
+
+def undefined_variable_in_subject(p: Path) -> None:
+    edit(campaign(p), "{{ program }} check-in", "{{ programme }} check-in")
+
+
+def unknown_time_zone_config(p: Path) -> None:
+    edit(config(p), 'timezone = "America/Chicago"', 'timezone = "US/Chicagoland"')
+
+
+def unknown_account(p: Path) -> None:
+    edit(campaign(p), 'account = "default"', 'account = "district"')
+
+
+def step_without_after(p: Path) -> None:
+    edit(campaign(p), 'after = "10d"', "")
+
+
+def threaded_step_with_subject(p: Path) -> None:
+    edit(campaign(p), 'after = "7d"', 'after = "7d"\nsubject = "Following up"')
+
+
+def first_step_without_subject(p: Path) -> None:
+    edit(
+        campaign(p),
+        'subject = "{{ program }} check-in: how is {{ partner.organization }} doing?"',
+        "",
+    )
+
+
+def bad_window(p: Path) -> None:
+    edit(campaign(p), 'hours = "08:30-15:30"', 'hours = "15:30-08:30"')
+
+
+def bad_blackout(p: Path) -> None:
+    edit(campaign(p), "to = 2027-03-19", "to = 2027-03-10")
+
+
+def config_missing(p: Path) -> None:
+    config(p).unlink()
+
+
+def no_accounts(p: Path) -> None:
+    text = config(p).read_text(encoding="utf-8")
+    start = text.index("[accounts.default]")
+    end = text.index("[worker]")
+    config(p).write_text(text[:start] + text[end:], encoding="utf-8")
+
+
+CONFIG_CASES = [
+    Case(
+        "toml-syntax", toml_syntax_error, lambda p: [at(config(p), "[worker"), "TOML syntax error"]
+    ),
+    Case(
+        "campaign-toml-syntax",
+        campaign_toml_syntax_error,
+        lambda p: [at(campaign(p), 'after = "7d'), "TOML syntax error"],
+    ),
+    Case(
+        "unknown-key",
+        unknown_key,
+        lambda p: [
+            at(config(p), "per_minut"),
+            "accounts.default.limits.per_minut",
+            "unknown key",
+            "per_minute",
+        ],
+    ),
+    Case(
+        "wrong-type",
+        wrong_type,
+        lambda p: [
+            at(config(p), "port = true"),
+            "accounts.default.imap.port",
+            "expected an integer, got a boolean",
+        ],
+    ),
+    Case(
+        "bad-duration-config",
+        bad_duration_config,
+        lambda p: [at(config(p), "send_every"), "worker.send_every", "'2 min'"],
+    ),
+    Case(
+        "bad-duration-campaign",
+        bad_duration_campaign,
+        lambda p: [at(campaign(p), "10 days"), "steps[2].after", "'10 days'"],
+    ),
+    Case(
+        "missing-template",
+        missing_template,
+        lambda p: [at(campaign(p), '"last_call"'), "steps[2].template", "last_call.txt.j2"],
+    ),
+    Case(
+        "missing-include",
+        missing_include,
+        lambda p: [str(p / "templates" / "_signature.txt.j2"), "not found"],
+    ),
+    Case(
+        "template-syntax",
+        template_syntax_error,
+        lambda p: [at(p / "templates" / "followup.txt.j2", "{% if %}"), "syntax error"],
+    ),
+    Case(
+        "undefined-variable-for-some-partners",
+        undefined_variable_for_some_partners,
+        lambda p: [
+            at(p / "templates" / "followup.txt.j2", "partner.region"),
+            "region",
+            re.compile(r"partner (dan\.oconnor|priya\.shah|sam\.lee)@"),
+        ],
+    ),
+    Case(
+        "undefined-variable-in-subject",
+        undefined_variable_in_subject,
+        lambda p: [str(campaign(p).name), "steps[0].subject", "programme", "partner "],
+    ),
+    Case(
+        "unknown-time-zone-config",
+        unknown_time_zone_config,
+        lambda p: [at(config(p), "US/Chicagoland"), "outreach.timezone", "US/Chicagoland"],
+    ),
+    Case(
+        "unknown-account",
+        unknown_account,
+        lambda p: [at(campaign(p), 'account = "district"'), "account", "'district'", "default"],
+    ),
+    Case(
+        "step-2-without-after",
+        step_without_after,
+        lambda p: [at(campaign(p), "[[steps]]", 3), "steps[2]", "after"],
+    ),
+    Case(
+        "threaded-step-with-subject",
+        threaded_step_with_subject,
+        lambda p: [at(campaign(p), "Following up"), "steps[1].subject", "thread = false"],
+    ),
+    Case(
+        "first-step-without-subject",
+        first_step_without_subject,
+        lambda p: [at(campaign(p), "[[steps]]", 1), "steps[0]", "subject"],
+    ),
+    Case(
+        "window-backwards",
+        bad_window,
+        lambda p: [at(campaign(p), "hours ="), "window.hours", "before the end"],
+    ),
+    Case(
+        "blackout-backwards",
+        bad_blackout,
+        lambda p: [at(campaign(p), "Spring break"), "blackout[1]", "before it starts"],
+    ),
+    Case(
+        "config-missing", config_missing, lambda p: [str(config(p)), "not found", "outreach init"]
+    ),
+    Case(
+        "no-accounts", no_accounts, lambda p: [str(config(p)), "accounts", "at least one account"]
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES, ids=lambda c: c.id)
+def test_broken_config_campaign_or_template(project: Path, case: Case) -> None:
+    case.setup(project)
+    needles = case.needles(project)
+    for command in case.commands:
+        result = invoke(list(command), project=project)
+        assert_input_error(result, *needles)
+        if command[0] == "check":
+            assert len(error_lines(result)) == 1, result.output  # no echo of one cause
+            assert re.search(r"^1 problem found$", result.stderr, re.M), result.stderr
+        else:
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# --------------------------------------------------------------------------- rosters
+
+
+@dataclass(frozen=True)
+class RosterCase:
+    id: str
+    data: bytes
+    needles: list[str | re.Pattern[str]]
+
+
+def rows(*lines: str) -> bytes:
+    return ("\n".join([CSV_HEADER, *lines]) + "\n").encode("utf-8")
+
+
+GOOD = "ok.partner@example.org,Ok Partner,Ok,Acme,Healthcare,Health,jlee,advisory,"
+
+ROSTER_CASES = [
+    RosterCase(
+        "bad-address",
+        rows(GOOD, "jane.doe@@example.org,Jane,,,,,,,"),
+        [":3:", "email", "jane.doe@@example.org"],
+    ),
+    RosterCase(
+        "address-without-domain-dot",
+        rows(GOOD, "jane@localhost,Jane,,,,,,,"),
+        [":3:", "email", "jane@localhost"],
+    ),
+    RosterCase("empty-address", rows(GOOD, ",Jane,,,,,,,"), [":3:", "email", "empty"]),
+    RosterCase(
+        "duplicate-email",
+        rows(GOOD, "OK.Partner@Example.org,Again,,,,,,,"),
+        [":3:", "duplicate", "ok.partner@example.org", "line 2"],
+    ),
+    RosterCase(
+        "latin-1",
+        rows(GOOD).replace(b"Ok Partner", b"Jos\xe9 Partner"),
+        [":2:", "not UTF-8", "CSV UTF-8"],
+    ),
+    RosterCase("utf-16", rows(GOOD).decode().encode("utf-16"), ["UTF-16", "CSV UTF-8"]),
+    RosterCase(
+        "utf-16-without-bom", rows(GOOD).decode().encode("utf-16-le"), ["UTF-16", "CSV UTF-8"]
+    ),
+    RosterCase(
+        "unknown-time-zone", rows(GOOD + "Europe/Lincoln"), [":2:", "timezone", "Europe/Lincoln"]
+    ),
+    RosterCase(
+        "crlf-in-quoted-field",
+        rows('evil@example.org,"Eve\r\nBcc: victim@example.org",,,,,,,'),
+        [":2:", "'name'", "line break"],
+    ),
+    RosterCase(
+        "lf-in-quoted-field",
+        rows(GOOD, 'x@example.org,"Two\nLines",,,,,,,'),
+        [":3:", "'name'", "line break"],
+    ),
+    RosterCase("nul-in-field", rows("nul@example.org,A\x00B,,,,,,,"), [":2:", "'name'"]),
+    RosterCase("unicode-line-separator", rows("ls@example.org,A\u2028B,,,,,,,"), [":2:", "'name'"]),
+    RosterCase(
+        "missing-comma", rows(GOOD, "short@example.org,Short"), [":3:", "2 values for 9 columns"]
+    ),
+    RosterCase("no-email-column", b"name,organization\nJane,Acme\n", [":1:", "'email'"]),
+    RosterCase("empty-file", b"", ["empty"]),
+    RosterCase("reserved-column", b"email,status\na@example.org,active\n", [":1:", "'status'"]),
+]
+
+
+@pytest.mark.parametrize("case", ROSTER_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("dry_run", [False, True], ids=["import", "dry-run"])
+def test_broken_roster(project: Path, case: RosterCase, dry_run: bool) -> None:
+    path = project / "roster.csv"
+    path.write_bytes(case.data)
+    args = ["partners", "import", *(["--dry-run"] if dry_run else []), str(path)]
+    result = invoke(args, project=project)
+    line = assert_input_error(result, str(path), *case.needles)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    if not dry_run:
+        assert "nothing imported" in line or ":" in line
+    listing = invoke(["partners", "list", "--json"], project=project)
+    assert listing.exit_code == 0
+    assert listing.stdout.strip() == "[]"  # nothing was imported
+
+
+def test_unknown_time_zone_in_the_roster_names_file_line_and_column(project: Path) -> None:
+    path = write_csv(project / "tz.csv", [CSV_HEADER, GOOD + "Mars/Olympus_Mons"])
+    result = invoke(["partners", "import", str(path)], project=project)
+    assert_input_error(result, f"{path}:2: timezone:", "Mars/Olympus_Mons")
+
+
+def test_missing_csv_file(project: Path) -> None:
+    path = project / "nope.csv"
+    assert_input_error(invoke(["partners", "import", str(path)], project=project), str(path))
+
+
+# --------------------------------------------------------------------------- passwords
+
+
+def test_missing_password_variable_raises_config_error_naming_it(project: Path) -> None:
+    account = load_config(config(project)).accounts["default"]
+    with pytest.raises(ConfigError) as caught:
+        account.smtp.password()
+    assert "OUTREACH_SMTP_PASSWORD" in str(caught.value)
+    assert "config.toml" in str(caught.value)
+    assert caught.value.exit_code == 2
+    assert "\n" not in str(caught.value)
+
+
+def test_check_warns_about_a_missing_password_variable(project: Path) -> None:
+    result = invoke(["check"], project=project, env={"OUTREACH_IMAP_PASSWORD": "set"})
+    assert result.exit_code == 0
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert "OUTREACH_SMTP_PASSWORD" in warning and "accounts.default.smtp" in warning
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["preview", "nosuch"], ["nosuch", "checkin"]),
+        (["preview", "checkin", "--step", "4"], ["steps 1 to 3", "4"]),
+        (["preview", "checkin", "--step", "0"], ["steps 1 to 3", "0"]),
+        (
+            ["preview", "checkin", "--partner", "nobody@example.org"],
+            ["nobody@example.org", "partners list"],
+        ),
+    ],
+)
+def test_bad_command_line_values(project: Path, args: list[str], needles: list[str]) -> None:
+    result = invoke(args, project=project)
+    assert_input_error(result, *needles)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_check_names_one_partner_and_counts_the_others(project: Path) -> None:
+    undefined_variable_for_some_partners(project)
+    result = invoke(["check"], project=project)
+    line = assert_input_error(result, "partner dan.oconnor@buildright.example")
+    assert line.endswith("(and 2 more partners)")
+    assert "maria.gonzalez" not in result.stderr  # she has a region
