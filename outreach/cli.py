@@ -191,6 +191,12 @@ def preview(app: App, campaign_name: str, partner_email: str | None, steps: tupl
         if not 1 <= number <= len(campaign.steps):
             raise InputError(f"{campaign.name} has steps 1 to {len(campaign.steps)}, not {number}")
     if partner_email:
+        from contextlib import suppress
+
+        from outreach.addresses import normalize_address
+
+        with suppress(ValueError):  # the roster keeps an IDN domain in its ASCII form
+            partner_email = normalize_address(partner_email)
         partner = app.store.partner_by_email(partner_email)
         if partner is None:
             raise InputError(f"no partner {partner_email} in the roster", hint="outreach partners list")
