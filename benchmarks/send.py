@@ -72,7 +72,7 @@ def outreach_run(host: str, port: int, count: int, concurrency: int) -> tuple[fl
         worker.logger = logging.getLogger("bench")
         ws.logger.setLevel(logging.ERROR)
         started = time.perf_counter()
-        report: SendReport = worker.cycle()
+        report: SendReport = worker.send_cycle()
         elapsed = time.perf_counter() - started
         if report.sent != count:
             raise SystemExit(f"outreach sent {report.sent} of {count}: {report.errors[:3]}")

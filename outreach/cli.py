@@ -312,9 +312,9 @@ def run(app: App, once: bool, dry_run: bool, log_json: bool, verbose: bool) -> N
         worker = Worker(app.config, app.campaigns, app.store, logger)
         if once:
             worker.recover()
-            report = worker.cycle()
-            click.echo(report.summary())
-            if report.errors:
+            read, sent = worker.cycle()
+            click.echo(f"read: {read.summary()}\nsend: {sent.summary()}")
+            if read.errors or sent.errors:
                 sys.exit(1)
             return
         from outreach.service import run_forever
@@ -470,6 +470,41 @@ def resolve(app: App, ids: tuple[int, ...], all_unknown: bool, choice: str | Non
         click.echo(f"#{r.id} {r.to_addr}: {'counted as sent' if choice == 'sent' else 'queued again'}")
 
 
+# --------------------------------------------------------------------------- classify
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per file.")
+def classify(files: tuple[Path, ...], as_json: bool) -> None:
+    """Show how each FILE.eml would be classified (reply, auto_reply, bounce, unsubscribe,
+    other), with the rules that decided it. Touches no database and no network."""
+    from outreach.classify import classify_message
+
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        result = classify_message(raw)
+        if as_json:
+            click.echo(json.dumps(result.to_json(str(path)), ensure_ascii=False))
+            continue
+        click.echo(f"{path}: {result.kind}")
+        for reason in result.reasons:
+            click.echo(f"  because: {reason}")
+        if result.bounced_recipients:
+            hard = {True: "hard", False: "soft", None: "unknown"}[result.hard]
+            click.echo(f"  failed recipients: {', '.join(result.bounced_recipients)} ({hard})")
+        if result.return_date:
+            click.echo(f"  back on: {result.return_date.isoformat()}")
+        if result.contact_change:
+            click.echo("  contact change: the person seems to have left")
+        if result.text:
+            click.echo("  text: " + result.text.replace("\n", "\n        "))
+
+
 # --------------------------------------------------------------------------- exports
 
 
@@ -495,3 +530,7 @@ def export(app: App, what: str, fmt: str, output: Path | None) -> None:
 def main() -> None:
     """Console entry point."""
     cli(prog_name="outreach")
+
+
+# Commands kept in their own modules add themselves to `cli` when imported.
+from outreach import cli_logs, cli_service  # noqa: E402, F401

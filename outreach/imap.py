@@ -143,6 +143,57 @@ class Mailbox:
         return found
 
 
+    # ------------------------------------------------------------------ reading
+
+    def select_readonly(self, folder: str) -> tuple[int, int]:
+        """Select a folder read-only (nothing is ever marked read); (UIDVALIDITY, UIDNEXT)."""
+        with self.errors(f"SELECT {folder}"):
+            info = self.imap.select_folder(folder, readonly=True)
+        uidvalidity = int(info.get(b"UIDVALIDITY", 0))
+        uidnext = int(info.get(b"UIDNEXT", 0) or 0)
+        return uidvalidity, uidnext
+
+    def uids_from(self, first: int) -> list[int]:
+        """UIDs >= first, ascending. (`first:*` also matches the highest UID when it is
+        below `first`, RFC 3501 6.4.8, hence the filter.)"""
+        with self.errors("UID SEARCH"):
+            found = self.imap.search(["UID", f"{max(first, 1)}:*"])
+        return sorted(uid for uid in found if uid >= first)
+
+    def fetch_headers(self, uids: list[int]) -> dict[int, tuple[bytes, int]]:
+        """Header block and size of each message, without downloading bodies."""
+        if not uids:
+            return {}
+        with self.errors("FETCH headers"):
+            data = self.imap.fetch(uids, ["BODY.PEEK[HEADER]", "RFC822.SIZE"])
+        return {
+            uid: (bytes(item.get(b"BODY[HEADER]") or b""), int(item.get(b"RFC822.SIZE") or 0))
+            for uid, item in data.items()
+        }
+
+    def fetch_bodies(self, uids: list[int], max_size: int) -> dict[int, bytes]:
+        """Whole messages (BODY.PEEK[], so not marked read), cut at max_size bytes."""
+        if not uids:
+            return {}
+        with self.errors("FETCH bodies"):
+            data = self.imap.fetch(uids, [f"BODY.PEEK[]<0.{max_size}>"])
+        bodies = {}
+        for uid, item in data.items():
+            raw = next((v for k, v in item.items() if k.startswith(b"BODY[]")), b"")
+            bodies[uid] = bytes(raw or b"")
+        return bodies
+
+    def idle_wait(self, seconds: float) -> bool:
+        """IMAP IDLE (RFC 2177) on the selected folder: True when the server reports news."""
+        with self.errors("IDLE"):
+            self.imap.idle()
+            try:
+                responses = self.imap.idle_check(timeout=seconds)
+            finally:
+                self.imap.idle_done()
+        return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+
+
 def _quietly_logout(client: imapclient.IMAPClient) -> None:
     try:
         client.logout()

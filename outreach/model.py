@@ -65,3 +65,14 @@ class SequenceState:
     last_step: int
     last_sent_at: datetime | None
     paused_until: datetime | None
+
+
+@dataclass(frozen=True)
+class LedgerRef:
+    """What the ledger knows of a message we sent (for matching replies to it)."""
+
+    id: int
+    partner_id: int
+    campaign: str
+    step: int
+    to_addr: str

@@ -29,7 +29,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from outreach.errors import StoreError
-from outreach.model import ACTIVE, BOUNCED, OPTED_OUT, Partner, SequenceState
+from outreach.model import ACTIVE, BOUNCED, OPTED_OUT, LedgerRef, Partner, SequenceState
 
 migrations = Migrations("outreach")
 
@@ -700,6 +700,101 @@ class Store:
         with self.write() as conn:
             conn.execute("INSERT OR IGNORE INTO worker (id) VALUES (1)")
             conn.execute(f"UPDATE worker SET {columns} WHERE id = 1", values)
+
+    # ------------------------------------------------------------------ inbound
+
+    def checkpoint(self, account: str, folder: str) -> tuple[int, int] | None:
+        """(UIDVALIDITY, last UID read) of a folder, or None before the first read."""
+        rows = self.query(
+            "SELECT uidvalidity, last_uid FROM mailboxes WHERE account = ? AND folder = ?",
+            [account, folder],
+        )
+        return (rows[0]["uidvalidity"], rows[0]["last_uid"]) if rows else None
+
+    def set_checkpoint(
+        self, account: str, folder: str, uidvalidity: int, last_uid: int, now: datetime
+    ) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO mailboxes (account, folder, uidvalidity, last_uid, updated_at)"
+                " VALUES (?,?,?,?,?) ON CONFLICT (account, folder) DO UPDATE SET"
+                " uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid,"
+                " updated_at = excluded.updated_at",
+                (account, folder, uidvalidity, last_uid, iso(now)),
+            )
+
+    def seen_uids(self, account: str, folder: str, uidvalidity: int, uids: list[int]) -> set[int]:
+        found: set[int] = set()
+        for start in range(0, len(uids), 500):
+            chunk = uids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.db.conn.execute(
+                f"SELECT uid FROM inbound WHERE account=? AND folder=? AND uidvalidity=?"
+                f" AND uid IN ({marks})", [account, folder, uidvalidity, *chunk]))
+        return found
+
+    def seen_message_ids(self, message_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(message_ids), 500):
+            chunk = message_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.db.conn.execute(
+                f"SELECT message_id FROM inbound WHERE message_id IN ({marks})", chunk))
+        return found
+
+    def ledger_refs(self, message_ids: Iterable[str]) -> dict[str, LedgerRef]:
+        """Our messages by Message-ID (given without angle brackets)."""
+        wanted = sorted({f"<{m.strip('<>')}>" for m in message_ids if m})
+        found: dict[str, LedgerRef] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.conn.execute(
+                f"SELECT id, partner_id, campaign, step, to_addr, message_id FROM messages"
+                f" WHERE message_id IN ({marks})", chunk):
+                found[row[5].strip("<>")] = LedgerRef(row[0], row[1], row[2], row[3], row[4])
+        return found
+
+    def partner_ids_by_address(self, addresses: Iterable[str]) -> dict[str, int]:
+        wanted = sorted({a.lower() for a in addresses if a})
+        found: dict[str, int] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.conn.execute(
+                f"SELECT email, id FROM partners WHERE email IN ({marks})", chunk):
+                found[row[0]] = row[1]
+        return found
+
+    def latest_sent(self, partner_ids: Iterable[int]) -> dict[int, LedgerRef]:
+        """Each partner's most recent message from outreach (to place a reply that does not
+        point at one of our messages)."""
+        wanted = sorted(set(partner_ids))
+        found: dict[int, LedgerRef] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.conn.execute(
+                f"SELECT id, partner_id, campaign, step, to_addr FROM messages"
+                f" WHERE partner_id IN ({marks}) AND status IN ('sent', 'unknown')"
+                f" ORDER BY sent_at", chunk):
+                found[row[1]] = LedgerRef(row[0], row[1], row[2], row[3], row[4])
+        return found
+
+    def record_inbound(self, values: dict[str, Any]) -> int:
+        columns = ", ".join(values)
+        marks = ", ".join("?" * len(values))
+        cursor = self.db.conn.execute(
+            f"INSERT INTO inbound ({columns}) VALUES ({marks})", list(values.values())
+        )
+        return int(cursor.lastrowid or 0)
+
+    def count_soft_bounce(self, partner_id: int, now: datetime) -> int:
+        self.db.conn.execute(
+            "UPDATE partners SET soft_bounces = soft_bounces + 1, updated_at = ? WHERE id = ?",
+            (iso(now), partner_id),
+        )
+        return int(self.scalar("SELECT soft_bounces FROM partners WHERE id = ?", [partner_id]))
 
     def status_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from outreach.config import Campaign, Config
+from outreach.ingest import ReadReport, Reader
 from outreach.logs import log_event
 from outreach.sending import SendReport, Sender
 from outreach.store import Store
@@ -32,6 +33,7 @@ class Worker:
         self.clock = clock
         self.should_stop = should_stop
         self.sender = Sender(config, campaigns, store, clock, logger, should_stop)
+        self.reader = Reader(config, campaigns, store, clock, logger, should_stop)
 
     def recover(self) -> None:
         """At start: messages a crash left in `sending` become `unknown`, then the Sent
@@ -54,5 +56,12 @@ class Worker:
         self.sender.deliver_all(report)
         return report
 
-    def cycle(self) -> SendReport:
-        return self.send_cycle()
+    def read_cycle(self) -> ReadReport:
+        report = ReadReport()
+        self.reader.read_all(report)
+        return report
+
+    def cycle(self) -> tuple[ReadReport, SendReport]:
+        """Read the mailbox first (a reply that arrived stops its follow-up), then send."""
+        read = self.read_cycle()
+        return read, self.send_cycle()

@@ -33,7 +33,7 @@ def events(ws: Workspace, kind: str) -> list[dict]:
 def test_delivers_one_message_per_partner_with_headers(ws, smtp_server):
     ws.add_partners(partner_rows(3))
     worker = ws.worker()
-    report = worker.cycle()
+    report = worker.send_cycle()
     assert (report.queued, report.sent) == (3, 3)
     received = smtp_server.wait_for(3)
     for item in received:
@@ -50,21 +50,21 @@ def test_delivers_one_message_per_partner_with_headers(ws, smtp_server):
     assert set(ledger(ws).values()) == {"sent"}
     assert len(events(ws, "sent")) == 3
     # nothing more is due right after
-    assert worker.cycle().queued == 0
+    assert worker.send_cycle().queued == 0
 
 
 def test_follow_ups_thread_and_stop_at_the_last_step(ws, smtp_server):
     ws.add_partners(partner_rows(1))
     worker = ws.worker()
-    worker.cycle()
+    worker.send_cycle()
     ws.clock.advance(days=1, hours=23)
-    assert worker.cycle().queued == 0, "step 2 is due only after 2 days"
+    assert worker.send_cycle().queued == 0, "step 2 is due only after 2 days"
     ws.clock.advance(hours=1)
-    assert worker.cycle().sent == 1
+    assert worker.send_cycle().sent == 1
     ws.clock.advance(days=3)
-    assert worker.cycle().sent == 1
+    assert worker.send_cycle().sent == 1
     ws.clock.advance(days=30)
-    assert worker.cycle().queued == 0
+    assert worker.send_cycle().queued == 0
     first, second, third = (m.message for m in smtp_server.wait_for(3))
     assert second["Subject"] == "Re: " + first["Subject"]
     assert second["In-Reply-To"] == first["Message-ID"]
@@ -90,9 +90,9 @@ subject = "A new question for {{ partner.organization }}"
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, campaign=campaign)
     ws.add_partners(partner_rows(1))
     worker = ws.worker()
-    worker.cycle()
+    worker.send_cycle()
     ws.clock.advance(days=1)
-    worker.cycle()
+    worker.send_cycle()
     second = smtp_server.wait_for(2)[1].message
     assert second["Subject"] == "A new question for Org 0"
     assert second["In-Reply-To"] is None and second["References"] is None
@@ -103,13 +103,13 @@ def test_451_defers_then_retries_after_the_backoff(ws, smtp_server):
     ws.add_partners(partner_rows(1))
     smtp_server.queue_data_responses("451 4.3.0 Try again later")
     worker = ws.worker()
-    report = worker.cycle()
+    report = worker.send_cycle()
     assert (report.sent, report.deferred) == (0, 1)
     row = ws.store.query("SELECT * FROM messages")[0]
     assert row["status"] == "deferred" and row["smtp_code"] == 451
-    assert worker.cycle().sent == 0, "not before the first retry delay (1m)"
+    assert worker.send_cycle().sent == 0, "not before the first retry delay (1m)"
     ws.clock.advance(minutes=1)
-    assert worker.cycle().sent == 1
+    assert worker.send_cycle().sent == 1
     assert len(smtp_server.wait_for(1)) == 1
     kinds = [e["kind"] for e in ws.store.query("SELECT kind FROM events WHERE kind != 'imported' ORDER BY id")]
     assert kinds == ["queued", "deferred", "sent"]
@@ -120,11 +120,11 @@ def test_retries_run_out_and_the_message_fails(tmp_path, smtp_server):
     ws.add_partners(partner_rows(1))
     smtp_server.queue_data_responses(*["451 4.3.0 busy"] * 3)
     worker = ws.worker()
-    worker.cycle()
+    worker.send_cycle()
     ws.clock.advance(minutes=1)
-    worker.cycle()
+    worker.send_cycle()
     ws.clock.advance(minutes=2)
-    report = worker.cycle()
+    report = worker.send_cycle()
     assert report.failed == 1
     row = ws.store.query("SELECT status, attempts, last_error FROM messages")[0]
     assert row["status"] == "failed" and row["attempts"] == 3
@@ -137,7 +137,7 @@ def test_retries_run_out_and_the_message_fails(tmp_path, smtp_server):
 def test_550_for_one_recipient_while_the_others_go_through(ws, smtp_server):
     ws.add_partners(partner_rows(4))
     smtp_server.refuse("p0002@partners.test", "550 5.1.1 No such user")
-    report = ws.worker().cycle()
+    report = ws.worker().send_cycle()
     assert (report.sent, report.failed) == (3, 1)
     assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(3)) == [
         "p0000@partners.test", "p0001@partners.test", "p0003@partners.test"]
@@ -147,14 +147,14 @@ def test_550_for_one_recipient_while_the_others_go_through(ws, smtp_server):
     assert len(failed) == 1 and "No such user" in failed[0]["summary"]
     # bounced partners get nothing more, in any campaign
     ws.clock.advance(days=10)
-    ws.worker().cycle()
+    ws.worker().send_cycle()
     assert all(m.rcpt_tos[0] != "p0002@partners.test" for m in smtp_server.messages)
 
 
 def test_dropped_connection_mid_batch_delivers_everything_once(ws, smtp_server):
     ws.add_partners(partner_rows(6))
     smtp_server.drop_after(2)  # hang up at the 3rd MAIL FROM
-    report = ws.worker().cycle()
+    report = ws.worker().send_cycle()
     assert report.sent == 6
     received = Counter(m.rcpt_tos[0] for m in smtp_server.wait_for(6))
     assert len(received) == 6 and set(received.values()) == {1}
@@ -164,7 +164,7 @@ def test_dropped_connection_mid_batch_delivers_everything_once(ws, smtp_server):
 def test_421_reconnects_and_goes_on(ws, smtp_server):
     ws.add_partners(partner_rows(4))
     smtp_server.drop_after(1, reply="421 4.3.2 Service shutting down")
-    report = ws.worker().cycle()
+    report = ws.worker().send_cycle()
     assert report.sent == 4
     assert len({m.rcpt_tos[0] for m in smtp_server.wait_for(4)}) == 4
 
@@ -173,17 +173,17 @@ def test_connection_lost_during_data_is_unknown_not_resent(ws, smtp_server):
     ws.add_partners(partner_rows(3))
     smtp_server.drop_after(1, reply=None, when="data")
     worker = ws.worker()
-    report = worker.cycle()
+    report = worker.send_cycle()
     assert report.unknown == 1 and report.sent == 2
     ws.clock.advance(days=1)
-    worker.cycle()
+    worker.send_cycle()
     row = ws.store.query("SELECT * FROM messages WHERE status = 'unknown'")[0]
     # shown to the user, settled explicitly
     status = json.loads(ws.cli("status", "--json").output)
     assert status["unknown"][0]["id"] == row["id"]
     result = ws.cli("resolve", str(row["id"]), "--resend")
     assert result.exit_code == 0, result.output
-    assert worker.cycle().sent == 1
+    assert worker.send_cycle().sent == 1
     assert Counter(m.rcpt_tos[0] for m in smtp_server.messages)[row["to_addr"]] == 1
 
 
@@ -195,7 +195,7 @@ def test_starttls_verified_against_a_throwaway_ca(tmp_path, smtp_tls_server):
         'security = "none"', 'security = "starttls"')
     (tmp_path / "config.toml").write_text(config)
     ws.add_partners(partner_rows(2))
-    assert ws.worker().cycle().sent == 2
+    assert ws.worker().send_cycle().sent == 2
     assert all(m.tls for m in smtp_tls_server.wait_for(2))
     ws.close()
 
@@ -206,7 +206,7 @@ def test_starttls_refuses_an_untrusted_certificate(tmp_path, smtp_tls_server):
         'security = "none"', 'security = "starttls"')
     (tmp_path / "config.toml").write_text(config)
     ws.add_partners(partner_rows(1))
-    report = ws.worker().cycle()
+    report = ws.worker().send_cycle()
     assert report.sent == 0 and report.errors and "TLS" in report.errors[0]
     assert smtp_tls_server.messages == []
     # nothing was claimed: the message waits in the queue, not in an unknown state
@@ -221,33 +221,33 @@ def test_auth_login_and_bad_password(tmp_path, smtp_server_factory, monkeypatch)
     ws.add_partners(partner_rows(2))
     monkeypatch.setenv("TEST_SMTP_PW", "wrong")
     with pytest.raises(AuthenticationError):
-        ws.worker().cycle()
+        ws.worker().send_cycle()
     assert ws.store.query("SELECT DISTINCT status FROM messages") == [{"status": "queued"}]
     monkeypatch.setenv("TEST_SMTP_PW", "s3cret")
-    assert ws.worker().cycle().sent == 2
+    assert ws.worker().send_cycle().sent == 2
     ws.close()
 
 
 def test_server_down_leaves_the_queue_for_the_next_cycle(ws, smtp_server):
     ws.add_partners(partner_rows(2))
     smtp_server.stop()
-    report = ws.worker().cycle()
+    report = ws.worker().send_cycle()
     assert report.sent == 0 and "cannot connect" in report.errors[0]
     assert {r["status"] for r in ws.store.query("SELECT status FROM messages")} == {"queued"}
     smtp_server.start()
-    assert ws.worker().cycle().sent == 2
+    assert ws.worker().send_cycle().sent == 2
 
 
 def test_per_day_limit_counts_from_the_ledger_across_restarts(tmp_path, smtp_server):
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, limits="per_day = 3")
     ws.add_partners(partner_rows(5))
-    report = ws.worker().cycle()
+    report = ws.worker().send_cycle()
     assert report.sent == 3 and report.held_by_limit == 2
     # a new worker (a restart) still counts the 3 sent in the last 24 h
     ws.clock.advance(hours=12)
-    assert ws.worker().cycle().sent == 0
+    assert ws.worker().send_cycle().sent == 0
     ws.clock.advance(hours=12, seconds=1)
-    assert ws.worker().cycle().sent == 2
+    assert ws.worker().send_cycle().sent == 2
     assert len(smtp_server.wait_for(5)) == 5
     ws.close()
 
@@ -256,7 +256,7 @@ def test_per_minute_limit_spaces_the_sends(tmp_path, smtp_server):
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, limits="per_minute = 120\nconcurrency = 2")
     ws.add_partners(partner_rows(4))
     started = time.monotonic()
-    assert ws.worker().cycle().sent == 4
+    assert ws.worker().send_cycle().sent == 4
     elapsed = time.monotonic() - started
     assert elapsed >= 1.4, f"4 messages at 120/min need at least 1.5 s of spacing, took {elapsed:.2f}"
     stamps = sorted(m.received_at for m in smtp_server.messages)
@@ -284,7 +284,7 @@ def test_run_once_from_the_cli(ws, smtp_server):
 
 def test_export_events_jsonl_contract(ws, smtp_server):
     ws.add_partners(partner_rows(1))
-    ws.worker().cycle()
+    ws.worker().send_cycle()
     result = ws.cli("export", "events", "--format", "jsonl")
     lines = [json.loads(line) for line in result.output.splitlines()]
     sent = [e for e in lines if e["kind"] == "sent"]
@@ -300,7 +300,7 @@ def test_export_events_jsonl_contract(ws, smtp_server):
 def test_status_counts_per_campaign(ws, smtp_server):
     ws.add_partners(partner_rows(3))
     smtp_server.refuse("p0001@partners.test")
-    ws.worker().cycle()
+    ws.worker().send_cycle()
     status = json.loads(ws.cli("status", "--json").output)
     assert status["campaigns"]["checkin"]["sent"] == 2
     assert status["campaigns"]["checkin"]["failed"] == 1
@@ -332,7 +332,7 @@ def test_sent_copies_are_appended_to_the_sent_folder(tmp_path, smtp_server, imap
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, imap=imap_settings(imap_server),
                    account_extra="save_sent = true")
     ws.add_partners(partner_rows(3))
-    assert ws.worker().cycle().sent == 3
+    assert ws.worker().send_cycle().sent == 3
     copies = imap_server.messages("Sent")
     assert sorted(m.message["Message-ID"] for m in copies) == sorted(
         r["message_id"] for r in ws.store.query("SELECT message_id FROM messages"))
@@ -362,7 +362,7 @@ def test_unknown_after_a_crash_is_settled_from_the_sent_folder(tmp_path, smtp_se
     assert kinds == ["queued", "unknown", "resolved", "sent"]
     # the unknown one is never resent by itself
     ws.clock.advance(days=30)
-    ws.worker().cycle()
+    ws.worker().send_cycle()
     assert smtp_server.messages == [] or all(
         m.rcpt_tos[0] != rows[1].to_addr for m in smtp_server.messages)
     result = ws.cli("resolve", str(rows[1].id), "--sent")

@@ -1,0 +1,275 @@
+"""The reading half of a cycle: new mail over IMAP -> classified, matched, acted on.
+
+Each message is processed in one transaction (its inbound row, its effect on the partner
+and sequence, its events); the folder checkpoint moves after each batch. A crash can make
+the next run see a message again, but its (account, folder, UIDVALIDITY, UID) and its
+Message-ID are already in `inbound`, so it is not processed twice. A UIDVALIDITY change
+rescans the folder with the same protection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from outreach.addresses import address_domain
+from outreach.classify import Classification, classify_message
+from outreach.config import Account, Campaign, Config
+from outreach.errors import AuthenticationError, MailServerError
+from outreach.imap import Mailbox
+from outreach.logs import log_event
+from outreach.mailparse import MessageHeaders, read_headers
+from outreach.plan import partner_zone
+from outreach.replies import Effect, Match, decide, header_ids, match_message, worth_downloading
+from outreach.store import Store, iso
+
+Clock = Callable[[], datetime]
+
+# Mailbox domains shared by unrelated people: never evidence that a sender is a partner.
+PUBLIC_DOMAINS = frozenset({
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com",
+    "yahoo.com", "ymail.com", "aol.com", "icloud.com", "me.com", "mac.com", "proton.me",
+    "protonmail.com", "gmx.com", "gmx.de", "web.de", "mail.com", "comcast.net", "att.net",
+})
+
+
+@dataclass
+class ReadReport:
+    seen: int = 0
+    relevant: int = 0
+    recorded: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.kinds.items()))
+        return f"{self.seen} new in mailbox, {self.recorded} recorded" + (f" ({kinds})" if kinds else "")
+
+
+class Reader:
+    def __init__(
+        self, config: Config, campaigns: list[Campaign], store: Store, clock: Clock,
+        logger: logging.Logger, should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.config = config
+        self.campaigns = campaigns
+        self.store = store
+        self.clock = clock
+        self.log = logger
+        self.should_stop = should_stop
+
+    def read_all(self, report: ReadReport) -> None:
+        for account in self.config.accounts.values():
+            if account.imap is None or self.should_stop():
+                continue
+            self.read_account(account, report)
+
+    def read_account(self, account: Account, report: ReadReport, attempts: int = 3) -> None:
+        """Read one account, reconnecting with backoff when the connection drops."""
+        assert account.imap is not None
+        for attempt in range(1, attempts + 1):
+            try:
+                with Mailbox(account.imap, account.imap.password()) as mailbox:
+                    self.read_folder(mailbox, account, account.imap.folder, report)
+                return
+            except AuthenticationError:
+                raise
+            except MailServerError as exc:
+                if attempt == attempts or exc.permanent or self.should_stop():
+                    report.errors.append(str(exc))
+                    log_event(self.log, "imap_error", str(exc), logging.WARNING,
+                              account=account.name)
+                    return
+                time.sleep(0.5 * 2 ** (attempt - 1))
+
+    def read_folder(self, mailbox: Mailbox, account: Account, folder: str,
+                    report: ReadReport) -> None:
+        uidvalidity, _ = mailbox.select_readonly(folder)
+        checkpoint = self.store.checkpoint(account.name, folder)
+        first = 1
+        if checkpoint is not None:
+            if checkpoint[0] == uidvalidity:
+                first = checkpoint[1] + 1
+            else:
+                log_event(self.log, "uidvalidity", f"{account.name}/{folder}: UIDVALIDITY changed "
+                          f"({checkpoint[0]} -> {uidvalidity}); rescanning, nothing is counted "
+                          "twice", logging.WARNING, account=account.name)
+        uids = mailbox.uids_from(first)
+        batch_size = max(1, self.config.replies.batch_size)
+        for start in range(0, len(uids), batch_size):
+            if self.should_stop():
+                return
+            batch = uids[start : start + batch_size]
+            self.read_batch(mailbox, account, folder, uidvalidity, batch, report)
+            self.store.set_checkpoint(account.name, folder, uidvalidity, batch[-1], self.clock())
+        if not uids and checkpoint is None:
+            self.store.set_checkpoint(account.name, folder, uidvalidity, 0, self.clock())
+        elif not uids and checkpoint is not None and checkpoint[0] != uidvalidity:
+            self.store.set_checkpoint(account.name, folder, uidvalidity, 0, self.clock())
+
+    def read_batch(self, mailbox: Mailbox, account: Account, folder: str, uidvalidity: int,
+                   uids: list[int], report: ReadReport) -> None:
+        report.seen += len(uids)
+        fresh = [u for u in uids if u not in self.store.seen_uids(account.name, folder,
+                                                                   uidvalidity, uids)]
+        heads = mailbox.fetch_headers(fresh)
+        parsed = {uid: read_headers(block) for uid, (block, _size) in heads.items()}
+        unsubscribe = self.unsubscribe_addresses(account)
+        our_ids = self.store.ledger_refs(i for h in parsed.values() for i in header_ids(h))
+        senders = self.store.partner_ids_by_address(
+            h.from_addr for h in parsed.values() if h.from_addr)
+        domains = self.partner_domains()
+        wanted = [
+            uid for uid, headers in parsed.items()
+            if worth_downloading(headers, our_ids, senders, domains, unsubscribe)
+        ]
+        wanted = [u for u in wanted if not self._duplicate(parsed[u], heads[u][0])]
+        report.relevant += len(wanted)
+        bodies = mailbox.fetch_bodies(wanted, self.config.replies.max_message_size)
+        for uid in wanted:
+            raw = bodies.get(uid)
+            if raw is None:
+                continue
+            self.process(account, folder, uidvalidity, uid, raw, heads[uid][1], report,
+                         unsubscribe, domains)
+
+    def _duplicate(self, headers: MessageHeaders, header_block: bytes) -> bool:
+        return bool(self.store.seen_message_ids([message_key(headers, header_block)]))
+
+    def unsubscribe_addresses(self, account: Account) -> tuple[str, ...]:
+        # Only a dedicated address means "stop" by itself; replies to the coordinator's own
+        # address are judged by what they say.
+        if account.unsubscribe_mailto and account.unsubscribe_mailto.lower() != account.from_email:
+            return (account.unsubscribe_mailto.lower(),)
+        return ()
+
+    def partner_domains(self) -> dict[str, int]:
+        """Domain -> partner for campaigns with match_domain, when the domain is one partner's
+        own (not a public mailbox provider, not shared by two partners)."""
+        if not any(c.match_domain for c in self.campaigns):
+            return {}
+        counts: dict[str, list[int]] = {}
+        for row in self.store.query("SELECT id, email FROM partners WHERE status = 'active'"):
+            counts.setdefault(address_domain(row["email"]), []).append(row["id"])
+        return {d: ids[0] for d, ids in counts.items() if len(ids) == 1 and d not in PUBLIC_DOMAINS}
+
+    def process(self, account: Account, folder: str, uidvalidity: int, uid: int, raw: bytes,
+                size: int, report: ReadReport, unsubscribe: tuple[str, ...],
+                domains: dict[str, int]) -> None:
+        """Classify, match and act on one message; one bad message never stops the batch."""
+        now = self.clock()
+        result = classify_message(raw, unsubscribe_addresses=unsubscribe, today=now.date())
+        headers = result.headers
+        ids = set(result.original_message_ids) | header_ids(headers)
+        ledger = self.store.ledger_refs(ids)
+        addresses = {a for a in (*result.bounced_recipients, headers.from_addr) if a}
+        by_address = self.store.partner_ids_by_address(addresses)
+        latest = self.store.latest_sent({*by_address.values(), *domains.values()})
+        matches = match_message(result, ledger, by_address, latest, domains)
+        campaign_allows_domain = {c.name for c in self.campaigns if c.match_domain}
+        matches = [m for m in matches if not m.rule.startswith("the sender's domain")
+                   or m.campaign in campaign_allows_domain]
+        if not matches:
+            return  # not ours: left alone, not logged
+        key = message_key(headers, raw.split(b"\r\n\r\n", 1)[0])
+        with self.store.write():
+            inbound_id = self.store.record_inbound(self.inbound_values(
+                account, folder, uidvalidity, uid, size, key, result, matches[0], now))
+            for match in matches:
+                self.apply(match, result, inbound_id, now)
+        report.recorded += 1
+        report.kinds[result.kind] = report.kinds.get(result.kind, 0) + 1
+        log_event(self.log, result.kind, f"{result.kind} from {headers.from_addr or '?'}"
+                  f" ({matches[0].rule})", campaign=matches[0].campaign, step=matches[0].step,
+                  reasons="; ".join(result.reasons)[:200])
+
+    def inbound_values(self, account: Account, folder: str, uidvalidity: int, uid: int,
+                       size: int, key: str, result: Classification, match: Match,
+                       now: datetime) -> dict[str, object]:
+        import json
+
+        headers = result.headers
+        needs_review = result.kind == "reply" or (result.kind == "auto_reply"
+                                                  and result.contact_change)
+        return {
+            "account": account.name, "folder": folder, "uidvalidity": uidvalidity, "uid": uid,
+            "message_id": key, "from_addr": headers.from_addr, "subject": headers.subject,
+            "date": iso(headers.date) if headers.date else None, "size": size,
+            "kind": result.kind, "reasons": json.dumps(list(result.reasons), ensure_ascii=False),
+            "partner_id": match.partner_id, "campaign": match.campaign, "step": match.step,
+            "matched_message": match.ledger_id, "match_rule": match.rule,
+            "text": result.text, "full_text": result.full_text,
+            "return_date": result.return_date.isoformat() if result.return_date else None,
+            "bounced": json.dumps(list(result.bounced_recipients)),
+            "hard": None if result.hard is None else int(result.hard),
+            "status_code": result.status, "diagnostic": result.diagnostic,
+            "contact_change": int(result.contact_change),
+            "error": "; ".join(result.reasons) if result.kind == "error" else None,
+            "processed_at": iso(now),
+            "handled_at": None if needs_review else iso(now),
+        }
+
+    def apply(self, match: Match, result: Classification, inbound_id: int, now: datetime) -> None:
+        partners = self.store.partners_by_id([match.partner_id])
+        partner = partners[match.partner_id]
+        zone = partner_zone(partner, self.config.timezone)
+        effect = decide(result, zone, now, self.config.replies.auto_reply_pause)
+        detail = {
+            "rule": match.rule, "reasons": list(result.reasons),
+            "return_date": result.return_date.isoformat() if result.return_date else None,
+            "status": result.status, "diagnostic": result.diagnostic, "hard": result.hard,
+            "contact_change": result.contact_change,
+        }
+        self.store.add_event(
+            effect.event, now, partner_id=match.partner_id, campaign=match.campaign,
+            step=match.step, message_id=result.headers.message_id, inbound_id=inbound_id,
+            summary=effect.summary, detail={k: v for k, v in detail.items() if v not in (None, [])},
+        )
+        self.apply_effect(effect, match, inbound_id, now)
+
+    def apply_effect(self, effect: Effect, match: Match, inbound_id: int, now: datetime) -> None:
+        store = self.store
+        if effect.partner_status is not None:
+            store.set_partner_status(
+                match.partner_id, effect.partner_status, effect.summary, now, event="status",
+                campaign=match.campaign, inbound_id=inbound_id,
+            )
+            return
+        if effect.soft_bounce:
+            count = store.count_soft_bounce(match.partner_id, now)
+            if count >= self.config.replies.soft_bounce_limit:
+                store.set_partner_status(
+                    match.partner_id, "bounced",
+                    f"{count} soft bounces (limit {self.config.replies.soft_bounce_limit})",
+                    now, event="status", campaign=match.campaign, inbound_id=inbound_id,
+                )
+            return
+        if effect.sequence_state is None or match.campaign is None:
+            return
+        sequence = store.sequence(match.campaign, match.partner_id)
+        if sequence is None or sequence.state not in ("active", "paused"):
+            return  # already replied or stopped: an auto-reply must not reopen it
+        store.set_sequence_state(match.campaign, match.partner_id, effect.sequence_state, now,
+                                 paused_until=effect.paused_until)
+        if effect.sequence_state == "paused":
+            store.add_event("paused", now, partner_id=match.partner_id, campaign=match.campaign,
+                            inbound_id=inbound_id, summary=effect.summary,
+                            detail={"until": iso(effect.paused_until)} if effect.paused_until
+                            else None)
+        elif effect.sequence_state in ("replied", "stopped"):
+            store.add_event("stopped", now, partner_id=match.partner_id, campaign=match.campaign,
+                            inbound_id=inbound_id,
+                            summary="follow-ups stopped: " + (
+                                "the partner replied" if effect.sequence_state == "replied"
+                                else "contact change"))
+
+
+def message_key(headers: MessageHeaders, header_block: bytes) -> str:
+    """The Message-ID, or a digest of the header block for mail that has none."""
+    if headers.message_id:
+        return headers.message_id
+    return "sha256:" + hashlib.sha256(header_block.strip()).hexdigest()
