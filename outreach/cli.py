@@ -353,7 +353,7 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
         open_sequences = app.store.open_sequences(campaign.name)
         partners = app.store.partners_by_id(s.partner_id for s in open_sequences)
         rows += project(
-            campaign, app.store.partners_without_sequence(campaign.name),
+            campaign, app.store.partners_without_sequence(campaign.name, campaign.audience),
             [(s, partners[s.partner_id]) for s in open_sequences], start, until,
             app.config.timezone,
         )

@@ -53,7 +53,7 @@ def find_due(store: Store, campaigns: list[Campaign], now: datetime, default_tz:
     for campaign in campaigns:
         if not campaign.enabled:
             continue
-        not_started[campaign.name] = store.partners_without_sequence(campaign.name)
+        not_started[campaign.name] = store.partners_without_sequence(campaign.name, campaign.audience)
         candidates = []
         for index in range(1, len(campaign.steps)):
             step = campaign.steps[index]

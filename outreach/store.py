@@ -28,6 +28,7 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from outreach.config import Audience
 from outreach.errors import StoreError
 from outreach.model import ACTIVE, BOUNCED, OPTED_OUT, LedgerRef, Partner, SequenceState
 
@@ -231,6 +232,8 @@ class Store:
             # Checkpoints fsync; fewer, larger ones keep a sending batch fast (WAL <= ~40 MB).
             conn.execute("PRAGMA wal_autocheckpoint=10000")
             conn.execute("PRAGMA foreign_keys=ON")
+            # Python's casefold, so SQL narrows the audience exactly as plan.py compares it
+            conn.create_function("casefold", 1, _casefold, deterministic=True)
             self.db = sqlite_utils.Database(conn, execute_plugins=False)
             migrations.apply(self.db)
         except sqlite3.Error as exc:
@@ -396,13 +399,27 @@ class Store:
                 [(name, account, iso(now)) for name, account in campaigns],
             )
 
-    def partners_without_sequence(self, campaign: str) -> list[Partner]:
-        """Active partners who have not started `campaign` (the audience filter is pure)."""
+    def partners_without_sequence(
+        self, campaign: str, audience: Audience | None = None
+    ) -> list[Partner]:
+        """Active partners who have not started `campaign`, narrowed by its audience in SQL
+        (a superset: the pure planner applies the audience rules exactly)."""
+        where = ["p.status = 'active'",
+                 "NOT EXISTS (SELECT 1 FROM sequences s WHERE s.campaign = ? AND s.partner_id = p.id)"]
+        params: list[Any] = [campaign]
+        if audience is not None:
+            for column, wanted in (("pathway", audience.pathways),
+                                   ("industry", audience.industries), ("owner", audience.owners)):
+                if wanted:
+                    where.append(f"casefold(trim(p.{column})) IN ({','.join('?' * len(wanted))})")
+                    params += [w.strip().casefold() for w in wanted]
+            if audience.tags:
+                where.append(
+                    "EXISTS (SELECT 1 FROM json_each(p.tags) t WHERE casefold(trim(t.value))"
+                    f" IN ({','.join('?' * len(audience.tags))}))")
+                params += [t.strip().casefold() for t in audience.tags]
         rows = self.query(
-            "SELECT p.* FROM partners p WHERE p.status = 'active' AND NOT EXISTS"
-            " (SELECT 1 FROM sequences s WHERE s.campaign = ? AND s.partner_id = p.id)"
-            " ORDER BY p.id",
-            [campaign],
+            f"SELECT p.* FROM partners p WHERE {' AND '.join(where)} ORDER BY p.id", params
         )
         return [_partner(row) for row in rows]
 
@@ -803,6 +820,10 @@ class Store:
         ):
             counts.setdefault(row["campaign"], {})[row["status"]] = row["n"]
         return counts
+
+
+def _casefold(value: object) -> object:
+    return value.casefold() if isinstance(value, str) else value
 
 
 def _partner(row: dict[str, Any]) -> Partner:

@@ -173,3 +173,33 @@ def test_replanning_after_recording_yields_nothing(tmp_path_factory, statuses, s
             later = find_due(store, [c], now + timedelta(days=365), "UTC")
             assert all(d.partner.id != p_id for d in later)
     store.close()
+
+
+words = st.sampled_from(["Health Science", "health science", "SANTÉ", "santé", "IT", "it",
+                         "Culinary", " Culinary ", "Straße", "STRASSE", "advisory", "Advisory"])
+
+
+@given(
+    partners=st.lists(st.tuples(words, words, st.lists(words, max_size=3)), min_size=1,
+                      max_size=12),
+    wanted_pathways=st.lists(words, max_size=2), wanted_tags=st.lists(words, max_size=2),
+    excluded=st.lists(words, max_size=1),
+)
+@settings(max_examples=40, deadline=None)
+def test_sql_audience_narrowing_never_drops_a_real_match(
+    tmp_path_factory, partners, wanted_pathways, wanted_tags, excluded
+):
+    """The store narrows the audience in SQL for speed; it must keep every partner the pure
+    rule accepts (same case folding, non-ASCII included)."""
+    store = Store(tmp_path_factory.mktemp("aud") / "o.db")
+    now = datetime(2026, 11, 24, 10, tzinfo=UTC)
+    store.upsert_partners([
+        Partner(email=f"p{i}@x.test", pathway=pathway, industry=industry, tags=tuple(tags))
+        for i, (pathway, industry, tags) in enumerate(partners)
+    ], now)
+    audience = Audience(pathways=tuple(wanted_pathways), tags=tuple(wanted_tags),
+                        exclude_tags=tuple(excluded))
+    expected = {p.email for p in store.partners() if audience_includes(audience, p)}
+    narrowed = store.partners_without_sequence("checkin", audience)
+    assert expected <= {p.email for p in narrowed}
+    store.close()
