@@ -243,9 +243,19 @@ def fold(name: str, value: str) -> str:
     return CRLF.join(lines)
 
 
+def needs_encoded_words(value: str) -> bool:
+    """True for text that cannot go into a header as it is (RFC 2047 encoded words instead).
+
+    Non-ASCII text; ASCII that a reader would decode as an encoded word ("=?utf-8?q?...?=");
+    a word too long for `fold` to keep its line within 78 characters (RFC 5322 2.1.1; past
+    998 a server may reject or cut the message). Encoded words are split to fit.
+    """
+    return not value.isascii() or "=?" in value or any(len(w) > 77 for w in value.split(" "))
+
+
 def encode_text_header(value: str) -> str:
     value = header_safe(value)
-    if value.isascii():
+    if not needs_encoded_words(value):
         return value
     return Header(value, "utf-8", header_name="Subject").encode(splitchars=" ", linesep=CRLF)
 
@@ -253,7 +263,11 @@ def encode_text_header(value: str) -> str:
 def encode_address(name: str, address: str) -> str:
     if not name:
         return address
-    return formataddr((name, address), charset="utf-8")
+    if needs_encoded_words(name):
+        # formataddr would write one unsplit encoded word, or leave "=?...?=" for readers
+        # to decode; Header splits and encodes (an encoded word is a valid phrase word)
+        return f"{Header(name, 'utf-8').encode(linesep=CRLF)} <{address}>"
+    return formataddr((name, address))
 
 
 def encode_address_header(value: str) -> str:
