@@ -69,10 +69,14 @@ class Workspace:
         self, root: Path, *, smtp_port: int, imap: dict[str, Any] | None = None,
         smtp_extra: str = "", limits: str = "", campaign: str | None = None,
         account_extra: str = "", config_extra: str = "",
+        smtp_host: str = "127.0.0.1", smtp_security: str = "none",
+        from_header: str = "Coordinator <coordinator@district.test>",
     ) -> None:
         self.root = root
         (root / "campaigns").mkdir(parents=True, exist_ok=True)
         (root / "templates").mkdir(exist_ok=True)
+        smtp_line = (f"host = {_toml(smtp_host)}, port = {smtp_port}, "
+                     f"security = {_toml(smtp_security)}")
         imap_line = ""
         if imap:
             inner = ", ".join(f"{k} = {_toml(v)}" for k, v in imap.items())
@@ -84,8 +88,8 @@ class Workspace:
             [template_vars]
             program = "Test CTE"
             [accounts.default]
-            from = "Coordinator <coordinator@district.test>"
-            smtp = {{ host = "127.0.0.1", port = {smtp_port}, security = "none"{smtp_extra} }}
+            from = {_toml(from_header)}
+            smtp = {{ {smtp_line}{smtp_extra} }}
             {imap_line}
             {account_extra}
             [accounts.default.limits]

@@ -1,0 +1,287 @@
+"""outreach itself against the real stack: Postfix submission (STARTTLS + AUTH, verified
+with the stack's CA) and Dovecot IMAPS, read by the worker.
+
+Every test takes its own users from ``mailstack.new_user()``: the coordinator's mailbox and
+the partners' mailboxes are empty at the start and no other test writes to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import threading
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiosmtplib
+import pytest
+
+from outreach import partner_mail
+from outreach.config import ServerSettings
+from outreach.imap import Mailbox
+from workspace import Workspace
+
+if TYPE_CHECKING:
+    from conftest import Mailstack
+
+PASSWORD_ENV = "OUTREACH_TEST_STACK_PW"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def stack_workspace(root: Path, stack: Mailstack, coordinator: str, **kwargs: Any) -> Workspace:
+    """A project whose account is `coordinator` on the stack: submission with STARTTLS and
+    AUTH, IMAPS, both verified against the stack's own certificate (ca_file)."""
+    imap = {
+        "host": stack.host, "port": stack.imaps_port, "security": "tls",
+        "username": coordinator, "password_env": PASSWORD_ENV, "ca_file": stack.ca_file,
+    }
+    imap.update(kwargs.pop("imap_extra", {}))
+    return Workspace(
+        root, smtp_port=stack.submission_port, smtp_host=stack.host, smtp_security="starttls",
+        smtp_extra=(f', username = "{coordinator}", password_env = "{PASSWORD_ENV}", '
+                    f'ca_file = "{stack.ca_file}"'),
+        from_header=f"Coordinator <{coordinator}>", imap=imap, **kwargs,
+    )
+
+
+@pytest.fixture
+def stack_env(monkeypatch: pytest.MonkeyPatch, mailstack: Mailstack) -> Iterator[None]:
+    # every user of the stack has the same password ("secret"); checked, not assumed
+    assert len(set(mailstack.users.values())) == 1
+    monkeypatch.setenv(PASSWORD_ENV, next(iter(mailstack.users.values())))
+    yield
+
+
+def parse(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def submit_raw(stack: Mailstack, user: str, recipients: list[str], raw: bytes) -> None:
+    """A partner's own mail client: submission port, STARTTLS verified, AUTH as `user`."""
+
+    async def go() -> None:
+        errors, _ = await aiosmtplib.send(
+            raw, sender=user, recipients=recipients, hostname=stack.host,
+            port=stack.submission_port, start_tls=True, tls_context=stack.tls_context(),
+            username=user, password=stack.users[user], timeout=20,
+        )
+        assert errors == {}
+
+    asyncio.run(go())
+
+
+def inbox_of(stack: Mailstack, user: str, count: int, **kwargs: Any) -> list[EmailMessage]:
+    return [parse(raw) for raw in stack.wait_for_messages(user, count=count, **kwargs).values()]
+
+
+def kinds_of(ws: Workspace, partner: str) -> list[str]:
+    return [r["kind"] for r in ws.store.query(
+        "SELECT e.kind FROM events e JOIN partners p ON p.id = e.partner_id"
+        " WHERE p.email = ? ORDER BY e.id", [partner])]
+
+
+def flags_in(stack: Mailstack, user: str, folder: str = "INBOX") -> list[tuple[bytes, ...]]:
+    with stack.imap(user) as c:
+        c.select_folder(folder, readonly=True)
+        uids = c.search("ALL")
+        return [d[b"FLAGS"] for d in c.fetch(uids, ["FLAGS"]).values()] if uids else []
+
+
+# --------------------------------------------------------------------------- the campaign
+
+
+def test_full_campaign_with_replies_bounce_and_sent_copies(
+    tmp_path: Path, mailstack: Mailstack, stack_env: None
+) -> None:
+    coordinator, _ = mailstack.new_user()
+    replier, _ = mailstack.new_user()  # answers through Postfix (real delivery)
+    appender, _ = mailstack.new_user()  # their answer is put in with IMAP APPEND
+    silent, _ = mailstack.new_user()  # never answers: gets every follow-up
+    gone = f"left-the-company@{mailstack.bounce_domain}"  # Postfix bounces it itself
+    with mailstack.imap(coordinator) as c:
+        c.create_folder("Sent")  # Dovecot here makes no Sent folder by itself
+
+    ws = stack_workspace(tmp_path, mailstack, coordinator, account_extra="save_sent = true")
+    rows = [
+        {"email": address, "name": f"Partner {i}", "organization": f"Org {i}"}
+        for i, address in enumerate([replier, appender, silent, gone])
+    ]
+    ws.add_partners(rows)
+    worker = ws.worker()
+
+    # cycle 1: step 1 to all four through Postfix submission
+    read, sent = worker.cycle()
+    assert (sent.queued, sent.sent, sent.errors) == (4, 4, []), sent
+    assert read.errors == []
+    first = {p: inbox_of(mailstack, p, 1)[0] for p in (replier, appender, silent)}
+    ledger = {r["to_addr"]: r["message_id"] for r in ws.store.query(
+        "SELECT to_addr, message_id FROM messages WHERE step = 1")}
+    for partner, message in first.items():
+        assert message["Message-ID"] == ledger[partner]
+        assert message["Subject"] == f"Check-in for Org {[replier, appender, silent].index(partner)}"
+        assert message["List-Unsubscribe"].startswith(f"<mailto:{coordinator}")
+
+    # Postfix's own bounce arrives in the coordinator's INBOX as a real DSN
+    (dsn,) = inbox_of(mailstack, coordinator, 1, criteria=["FROM", "MAILER-DAEMON"])
+    assert dsn.get_content_type() == "multipart/report"
+
+    # the replier answers from their own mail client: submission, then delivery by Postfix
+    raw_first = mailstack.wait_for_messages(replier)
+    answer = partner_mail.reply(next(iter(raw_first.values())),
+                                "We hired two of your students.\nMore next spring!")
+    submit_raw(mailstack, replier, [coordinator], answer)
+    # the other answer lands in the mailbox by IMAP APPEND (a client's own copy, a migration)
+    appended = partner_mail.reply(
+        next(iter(mailstack.wait_for_messages(appender).values())), "Busy season, talk soon.")
+    with mailstack.imap(coordinator) as c:
+        c.append("INBOX", appended)
+    inbox_of(mailstack, coordinator, 3)  # DSN + delivered reply + appended reply
+
+    # cycle 2, two days later: the answers and the bounce are read first, then only the
+    # silent partner gets step 2
+    ws.clock.advance(days=2)
+    read, sent = worker.cycle()
+    assert read.errors == [] and sent.errors == []
+    assert read.kinds == {"reply": 2, "bounce": 1}, read
+    assert sent.sent == 1
+    statuses = {p.email: p.status for p in ws.store.partners()}
+    assert statuses == {replier: "active", appender: "active", silent: "active", gone: "bounced"}
+    assert ws.store.sequence("checkin", 1).state == "replied"
+    assert ws.store.sequence("checkin", 2).state == "replied"
+    texts = {r["from_addr"]: r["text"] for r in ws.store.query(
+        "SELECT from_addr, text FROM inbound WHERE kind = 'reply'")}
+    assert texts == {replier: "We hired two of your students.\nMore next spring!",
+                     appender: "Busy season, talk soon."}
+    assert "bounce" in kinds_of(ws, gone)
+
+    # cycle 3: the last step; the silent partner's three messages form one thread
+    ws.clock.advance(days=3)
+    read, sent = worker.cycle()
+    assert (sent.sent, read.recorded) == (1, 0)
+    thread = inbox_of(mailstack, silent, 3)
+    assert [m["Subject"] for m in thread] == ["Check-in for Org 2"] + ["Re: Check-in for Org 2"] * 2
+    assert thread[2]["References"].split() == [thread[0]["Message-ID"], thread[1]["Message-ID"]]
+    assert thread[2]["In-Reply-To"] == thread[1]["Message-ID"]
+    assert len(mailstack.wait_for_messages(replier)) == 1  # nothing after the reply
+    assert len(mailstack.wait_for_messages(appender)) == 1
+
+    # the Sent folder holds one seen copy of every message that went out, bounced one too
+    sent_ids = {r["message_id"] for r in ws.store.query(
+        "SELECT message_id FROM messages WHERE status = 'sent'")}
+    assert len(sent_ids) == 6
+    copies = mailstack.wait_for_messages(coordinator, folder="Sent", count=6)
+    assert {parse(raw)["Message-ID"] for raw in copies.values()} == sent_ids
+    assert all(b"\\Seen" in flags for flags in flags_in(mailstack, coordinator, "Sent"))
+    # reading marked nothing in the INBOX as read, and moved or deleted nothing
+    assert len(flags_in(mailstack, coordinator)) == 3
+    assert all(b"\\Seen" not in flags for flags in flags_in(mailstack, coordinator))
+    # nothing more is due, and nothing is read twice
+    ws.clock.advance(days=30)
+    read, sent = worker.cycle()
+    assert (read.recorded, sent.queued) == (0, 0)
+    ws.close()
+
+
+def test_unknown_local_part_in_the_bounce_domain_via_run_once(
+    tmp_path: Path, mailstack: Mailstack, stack_env: None
+) -> None:
+    """The same through the command line a cron job runs: `outreach run --once`."""
+    coordinator, _ = mailstack.new_user()
+    partner, _ = mailstack.new_user()
+    gone = f"no-such-user@{mailstack.bounce_domain}"
+    ws = stack_workspace(tmp_path, mailstack, coordinator)
+    ws.add_partners([{"email": gone, "name": "Gone"}, {"email": partner, "name": "Here"}])
+    result = ws.cli("run", "--once")
+    assert result.exit_code == 0, result.output
+    assert "2 sent" in result.output
+    mailstack.wait_for_messages(coordinator, ["FROM", "MAILER-DAEMON"])
+    result = ws.cli("run", "--once")
+    assert result.exit_code == 0, result.output
+    assert "1 bounce" in result.output, result.output
+    statuses = {p.email: p.status for p in ws.store.partners()}
+    assert statuses == {gone: "bounced", partner: "active"}
+    row = ws.store.query("SELECT kind, hard, bounced, status_code FROM inbound")[0]
+    assert (row["kind"], row["hard"], row["status_code"]) == ("bounce", 1, "5.1.1")
+    assert gone in row["bounced"]
+    ws.close()
+
+
+def test_uidvalidity_change_on_dovecot_rescans_without_duplicates(
+    tmp_path: Path, mailstack: Mailstack, stack_env: None
+) -> None:
+    """The folder is deleted and made again (a new UIDVALIDITY, RFC 3501 2.3.1.1); the
+    user's client copies the old mail back: nothing is recorded twice, new mail is read."""
+    coordinator, _ = mailstack.new_user()
+    a, _ = mailstack.new_user()
+    b, _ = mailstack.new_user()
+    with mailstack.imap(coordinator) as c:
+        c.create_folder("Partners")
+    ws = stack_workspace(tmp_path, mailstack, coordinator, imap_extra={"folder": "Partners"})
+    ws.add_partners([{"email": a, "name": "A"}, {"email": b, "name": "B"}])
+    worker = ws.worker()
+    assert worker.cycle()[1].sent == 2
+    reply_a = partner_mail.reply(next(iter(mailstack.wait_for_messages(a).values())), "From A")
+    reply_b = partner_mail.reply(next(iter(mailstack.wait_for_messages(b).values())), "From B")
+    with mailstack.imap(coordinator) as c:
+        c.append("Partners", reply_a)
+        before = c.folder_status("Partners", ["UIDVALIDITY"])[b"UIDVALIDITY"]
+    assert worker.read_cycle().recorded == 1
+    with mailstack.imap(coordinator) as c:
+        c.delete_folder("Partners")
+        c.create_folder("Partners")
+        c.append("Partners", reply_a)
+        c.append("Partners", reply_b)
+        after = c.folder_status("Partners", ["UIDVALIDITY"])[b"UIDVALIDITY"]
+    assert after != before
+    report = worker.read_cycle()
+    assert (report.seen, report.recorded, report.errors) == (2, 1, [])
+    assert ws.store.scalar("SELECT count(*) FROM inbound") == 2
+    assert ws.store.checkpoint("default", "Partners")[0] == after
+    assert worker.read_cycle().seen == 0
+    ws.close()
+
+
+# --------------------------------------------------------------------------- IDLE
+
+
+def imap_settings(stack: Mailstack, user: str) -> ServerSettings:
+    return ServerSettings(
+        kind="imap", key_path="accounts.default.imap", source=Path("config.toml"),
+        host=stack.host, port=stack.imaps_port, security="tls", username=user,
+        ca_file=Path(stack.ca_file),
+    )
+
+
+def test_idle_wakes_up_shortly_after_a_delivery(mailstack: Mailstack) -> None:
+    user, password = mailstack.new_user()
+    sender, _ = mailstack.new_user()
+    message = partner_mail.unrelated(sender=sender, to=user, subject="IDLE probe")
+    with Mailbox(imap_settings(mailstack, user), password) as mailbox:
+        mailbox.select_readonly("INBOX")
+        # nothing arrives: IDLE returns False when its time is up
+        started = time.monotonic()
+        assert mailbox.idle_wait(1.0) is False
+        assert time.monotonic() - started >= 0.9
+
+        delivered = threading.Timer(
+            0.3, submit_raw, args=(mailstack, sender, [user], message))
+        delivered.start()
+        started = time.monotonic()
+        try:
+            woke = mailbox.idle_wait(15.0)
+        finally:
+            delivered.join()
+        elapsed = time.monotonic() - started
+        # Dovecot notices new mail ~0.5 s after delivery (mail-servers.md); far below 15 s
+        assert woke is True
+        assert elapsed < 5.0, f"IDLE took {elapsed:.1f} s to report the delivery"
+        # the connection is still usable after IDLE: the new message is there
+        assert mailbox.uids_from(1)
