@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 import pytest
+from workspace import Workspace
 
 from outreach import partner_mail
 from outreach.config import ServerSettings
 from outreach.imap import Mailbox
-from workspace import Workspace
 
 if TYPE_CHECKING:
     from conftest import Mailstack
@@ -126,7 +126,8 @@ def test_full_campaign_with_replies_bounce_and_sent_copies(
         "SELECT to_addr, message_id FROM messages WHERE step = 1")}
     for partner, message in first.items():
         assert message["Message-ID"] == ledger[partner]
-        assert message["Subject"] == f"Check-in for Org {[replier, appender, silent].index(partner)}"
+        number = [replier, appender, silent].index(partner)
+        assert message["Subject"] == f"Check-in for Org {number}"
         assert message["List-Unsubscribe"].startswith(f"<mailto:{coordinator}")
 
     # Postfix's own bounce arrives in the coordinator's INBOX as a real DSN
