@@ -193,6 +193,161 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+# The moment a partner answered: the Date header when it is plausible (not before the
+# message it answers, not after outreach read it), else when outreach read it.
+_INBOUND_AT = (
+    "CASE WHEN i.date IS NOT NULL AND i.date <= i.processed_at"
+    " AND i.date >= COALESCE(m.sent_at, '') THEN i.date ELSE i.processed_at END"
+)
+
+# Views for `sqlite-utils` / Datasette users (documented in docs/response-logs.md). Plain
+# SQL only (no functions of ours), so any SQLite client can read them.
+VIEWS = {
+    "reply_log": f"""
+        SELECT i.id AS id, {_INBOUND_AT} AS at, i.processed_at AS received_at,
+            i.partner_id AS partner_id, p.email AS partner, p.name AS name,
+            p.organization AS organization, i.campaign AS campaign, i.step AS step,
+            i.kind AS kind, i.subject AS subject, i.text AS text,
+            i.return_date AS return_date, i.bounced AS bounced, i.hard AS hard,
+            i.status_code AS status_code, i.diagnostic AS diagnostic,
+            i.contact_change AS contact_change,
+            (i.kind = 'reply' OR (i.kind = 'auto_reply' AND i.contact_change = 1))
+                AS needs_review,
+            i.handled_at IS NOT NULL AS handled, i.handled_at AS handled_at,
+            i.handled_note AS handled_note, i.from_addr AS from_addr,
+            i.match_rule AS match_rule, i.message_id AS message_id
+        FROM inbound i
+        LEFT JOIN partners p ON p.id = i.partner_id
+        LEFT JOIN messages m ON m.id = i.matched_message
+    """,
+    "partner_status": """
+        SELECT p.id AS id, p.email AS email, p.name AS name, p.organization AS organization,
+            p.industry AS industry, p.pathway AS pathway, p.owner AS owner,
+            p.status AS status, p.status_reason AS status_reason,
+            (SELECT max(sent_at) FROM messages WHERE partner_id = p.id) AS last_contact,
+            (SELECT max(at) FROM reply_log r WHERE r.partner_id = p.id AND r.kind = 'reply')
+                AS last_reply,
+            (SELECT campaign FROM sequences s WHERE s.partner_id = p.id
+                AND s.state IN ('active', 'paused') ORDER BY s.updated_at DESC LIMIT 1)
+                AS open_campaign,
+            (SELECT state FROM sequences s WHERE s.partner_id = p.id
+                AND s.state IN ('active', 'paused') ORDER BY s.updated_at DESC LIMIT 1)
+                AS open_state,
+            (SELECT count(*) FROM inbound WHERE partner_id = p.id AND kind = 'reply')
+                AS replies,
+            (SELECT count(*) FROM inbound WHERE partner_id = p.id AND handled_at IS NULL
+                AND (kind = 'reply' OR (kind = 'auto_reply' AND contact_change = 1)))
+                AS unhandled,
+            p.created_at AS created_at
+        FROM partners p
+    """,
+    "campaign_funnel": """
+        WITH names AS (
+            SELECT name AS campaign FROM campaigns
+            UNION SELECT DISTINCT campaign FROM sequences
+        ),
+        seq AS (
+            SELECT campaign, count(*) AS audience,
+                sum(state IN ('active', 'paused')) AS pending
+            FROM sequences GROUP BY campaign
+        ),
+        sent AS (
+            SELECT campaign, count(DISTINCT partner_id) AS reached, count(*) AS messages,
+                sum(status = 'failed') AS failed
+            FROM messages GROUP BY campaign
+        ),
+        delivered AS (
+            SELECT campaign, count(DISTINCT partner_id) AS reached, count(*) AS messages
+            FROM messages WHERE sent_at IS NOT NULL GROUP BY campaign
+        ),
+        per_step AS (
+            SELECT campaign, json_group_object(step, n) AS sent_per_step FROM (
+                SELECT campaign, step, count(*) AS n FROM messages
+                WHERE sent_at IS NOT NULL GROUP BY campaign, step ORDER BY campaign, step)
+            GROUP BY campaign
+        ),
+        answers AS (
+            SELECT campaign,
+                count(DISTINCT CASE WHEN kind = 'reply' THEN partner_id END) AS replied,
+                count(DISTINCT CASE WHEN kind = 'auto_reply' THEN partner_id END)
+                    AS auto_replied,
+                count(DISTINCT CASE WHEN kind = 'bounce' THEN partner_id END) AS bounced,
+                count(DISTINCT CASE WHEN kind = 'unsubscribe' THEN partner_id END)
+                    AS unsubscribed
+            FROM inbound GROUP BY campaign
+        ),
+        waits AS (
+            SELECT r.campaign AS campaign,
+                (julianday(min(r.at)) - julianday(min(m.sent_at))) * 24 AS hours
+            FROM reply_log r
+            JOIN messages m ON m.campaign = r.campaign AND m.partner_id = r.partner_id
+                AND m.sent_at IS NOT NULL
+            WHERE r.kind = 'reply'
+            GROUP BY r.campaign, r.partner_id
+        ),
+        ranked AS (
+            SELECT campaign, hours,
+                row_number() OVER (PARTITION BY campaign ORDER BY hours) AS rn,
+                count(*) OVER (PARTITION BY campaign) AS n
+            FROM waits
+        ),
+        median AS (
+            SELECT campaign, avg(hours) AS median_hours_to_reply FROM ranked
+            WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY campaign
+        )
+        SELECT names.campaign AS campaign,
+            COALESCE(seq.audience, 0) AS audience,
+            COALESCE(delivered.reached, 0) AS sent,
+            COALESCE(delivered.messages, 0) AS messages_sent,
+            COALESCE(per_step.sent_per_step, '{}') AS sent_per_step,
+            COALESCE(answers.replied, 0) AS replied,
+            COALESCE(answers.auto_replied, 0) AS auto_replied,
+            COALESCE(answers.bounced, 0) AS bounced,
+            COALESCE(answers.unsubscribed, 0) AS unsubscribed,
+            COALESCE(sent.failed, 0) AS failed,
+            COALESCE(seq.pending, 0) AS pending,
+            CASE WHEN COALESCE(delivered.reached, 0) = 0 THEN NULL
+                ELSE round(1.0 * COALESCE(answers.replied, 0) / delivered.reached, 4)
+                END AS reply_rate,
+            round(median.median_hours_to_reply, 2) AS median_hours_to_reply
+        FROM names
+        LEFT JOIN seq ON seq.campaign = names.campaign
+        LEFT JOIN sent ON sent.campaign = names.campaign
+        LEFT JOIN delivered ON delivered.campaign = names.campaign
+        LEFT JOIN per_step ON per_step.campaign = names.campaign
+        LEFT JOIN answers ON answers.campaign = names.campaign
+        LEFT JOIN median ON median.campaign = names.campaign
+    """,
+}
+
+
+@migrations()
+def m002_views(db: sqlite_utils.Database) -> None:
+    """Read-only views over the response log (reply_log first: the others use it)."""
+    db.execute("CREATE INDEX IF NOT EXISTS inbound_campaign ON inbound(campaign, kind)")
+    db.execute("CREATE INDEX IF NOT EXISTS messages_partner ON messages(partner_id, sent_at)")
+    for name, sql in VIEWS.items():
+        db.execute(f"CREATE VIEW {name} AS {sql}")
+
+
+@migrations()
+def m003_digest(db: sqlite_utils.Database) -> None:
+    """One row per day the daily digest went out (or was being sent): never twice a day."""
+    db.execute(
+        """
+        CREATE TABLE digests (
+            day TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            to_addr TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            summary TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+
+
 @dataclass(frozen=True)
 class LedgerRow:
     id: int
@@ -820,6 +975,57 @@ class Store:
         ):
             counts.setdefault(row["campaign"], {})[row["status"]] = row["n"]
         return counts
+
+    # ------------------------------------------------------------------ service & digest
+
+    def claim_digest(self, day: str, to_addr: str, message_id: str, now: datetime) -> bool:
+        """Reserve `day` (coordinator's local date) for the digest before any SMTP traffic;
+        False when that day's digest was already sent or is being sent."""
+        with self.write() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO digests (day, status, to_addr, message_id, created_at,"
+                " updated_at) VALUES (?, 'sending', ?, ?, ?, ?)",
+                (day, to_addr, message_id, iso(now), iso(now)),
+            )
+        return cursor.rowcount == 1
+
+    def finish_digest(self, day: str, status: str, summary: str, now: datetime) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE digests SET status = ?, summary = ?, updated_at = ? WHERE day = ?",
+                (status, summary, iso(now), day),
+            )
+
+    def release_digest(self, day: str) -> None:
+        """Give the day back (the server was not reachable): the digest is tried again."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM digests WHERE day = ? AND status = 'sending'", (day,))
+
+    def last_digest(self) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM digests ORDER BY created_at DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def inbound_since(self, since: datetime, kinds: Sequence[str]) -> list[dict[str, Any]]:
+        """Recorded mail of these kinds read after `since`, with the partner's name, oldest
+        first."""
+        marks = ",".join("?" * len(kinds))
+        return self.query(
+            "SELECT i.*, p.email AS partner_email, p.name AS partner_name,"
+            " p.organization AS partner_organization FROM inbound i"
+            " LEFT JOIN partners p ON p.id = i.partner_id"
+            f" WHERE i.processed_at > ? AND i.kind IN ({marks}) ORDER BY i.processed_at, i.id",
+            [iso(since), *kinds],
+        )
+
+    def refusals_since(self, since: datetime) -> list[dict[str, Any]]:
+        """Messages the mail server refused for good (5xx) after `since`."""
+        return self.query(
+            "SELECT e.*, p.email AS partner_email, p.name AS partner_name,"
+            " p.organization AS partner_organization FROM events e"
+            " JOIN partners p ON p.id = e.partner_id WHERE e.kind = 'failed' AND e.at > ?"
+            " ORDER BY e.at, e.id",
+            [iso(since)],
+        )
 
 
 def _casefold(value: object) -> object:
