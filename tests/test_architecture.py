@@ -1,0 +1,127 @@
+"""Pure modules decide; adapters do I/O. The pure ones must not import a network, database
+or CLI library, not even through another outreach module they import."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+PACKAGE = REPO / "outreach"
+PURE = ["plan", "roster", "durations", "model", "classify", "mailparse"]
+FORBIDDEN = frozenset(
+    {
+        "socket",
+        "sqlite3",
+        "sqlite_utils",
+        "aiosmtplib",
+        "imapclient",
+        "click",
+        "asyncio",
+        "smtplib",
+        "imaplib",
+    }
+)
+
+
+def imported_modules(source: str, module: str) -> set[str]:
+    """Every module a source imports, anywhere in it (also inside functions), as full names."""
+    package = module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(p for p in [*parts, node.module or ""] if p)
+            else:
+                base = node.module or ""
+            found.add(base)
+            # `from outreach import store` imports the module outreach.store
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute | ast.Name)
+            and getattr(node.func, "attr", getattr(node.func, "id", ""))
+            in (
+                "import_module",
+                "__import__",
+            )
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.add(node.args[0].value)
+    return found
+
+
+def own_module_path(name: str) -> Path | None:
+    """outreach.x -> outreach/x.py (or a package's __init__.py); None for anything else."""
+    if name != "outreach" and not name.startswith("outreach."):
+        return None
+    relative = Path(*name.split("."))
+    for candidate in (REPO / relative.with_suffix(".py"), REPO / relative / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def forbidden_imports(module: str) -> list[str]:
+    """'outreach.plan -> outreach.config -> click' for every way `module` reaches FORBIDDEN."""
+    chains: list[str] = []
+    seen: set[str] = set()
+    stack: list[tuple[str, tuple[str, ...]]] = [(module, (module,))]
+    while stack:
+        name, chain = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = own_module_path(name)
+        if path is None:
+            continue
+        for imported in sorted(imported_modules(path.read_text(encoding="utf-8"), name)):
+            if imported.split(".")[0] in FORBIDDEN:
+                chains.append(" -> ".join([*chain, imported]))
+            elif own_module_path(imported) is not None:
+                stack.append((imported, (*chain, imported)))
+    return sorted(set(chains))
+
+
+PRESENT = [name for name in PURE if (PACKAGE / f"{name}.py").is_file()]
+
+
+def test_the_foundation_pure_modules_exist() -> None:
+    assert {"plan", "roster", "durations", "model"} <= set(PRESENT)
+
+
+@pytest.mark.parametrize("name", PRESENT)
+def test_pure_module_imports_no_network_database_or_cli_library(name: str) -> None:
+    assert forbidden_imports(f"outreach.{name}") == []
+
+
+# The checker itself must be able to fail.
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import socket", "socket"),
+        ("import sqlite_utils.db", "sqlite_utils.db"),
+        ("from asyncio import run", "asyncio"),
+        ("def f():\n    import click\n", "click"),
+        ("import importlib\nimportlib.import_module('smtplib')", "smtplib"),
+        ("from imapclient.exceptions import IMAPClientError", "imapclient.exceptions"),
+    ],
+)
+def test_the_checker_sees_every_kind_of_import(source: str, expected: str) -> None:
+    assert expected in imported_modules(source, "outreach.plan")
+
+
+def test_the_checker_follows_outreach_imports() -> None:
+    found = imported_modules("from . import store\nfrom .config import Campaign", "outreach.plan")
+    assert {"outreach.store", "outreach.config"} <= found
+    chains = forbidden_imports("outreach.store")
+    assert any(chain.endswith("sqlite3") or chain.endswith("sqlite_utils") for chain in chains)
