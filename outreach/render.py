@@ -9,6 +9,7 @@ the roster let through.
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 import secrets
 import time
@@ -89,9 +90,15 @@ class Renderer:
         self.text_env = SandboxedEnvironment(autoescape=False, **common)
         self.html_env = SandboxedEnvironment(autoescape=True, **common)
         self._subjects: dict[str, jinja2.Template] = {}
+        self._has_html: dict[str, bool] = {}
 
     def has_html(self, template: str) -> bool:
-        return (self.config.templates_dir / f"{template}.html.j2").is_file()
+        found = self._has_html.get(template)
+        if found is None:
+            found = self._has_html[template] = (
+                self.config.templates_dir / f"{template}.html.j2"
+            ).is_file()
+        return found
 
     def context(
         self, campaign: Campaign, step: Step, partner: Partner, account: Account
@@ -157,6 +164,8 @@ class Renderer:
         except jinja2.TemplateNotFound as exc:
             missing = self.config.templates_dir / (exc.name or name)
             raise TemplateError(f"{missing}: template not found") from None
+        except UnicodeDecodeError:  # the same words as `outreach check`'s syntax pass
+            raise TemplateError(f"{path}: not UTF-8 text") from None
         except jinja2.TemplateSyntaxError as exc:
             where = f"{exc.filename or path}:{exc.lineno}"
             raise TemplateError(f"{where}: template syntax error: {exc.message}") from None
@@ -270,6 +279,7 @@ def encode_address(name: str, address: str) -> str:
     return formataddr((name, address))
 
 
+@functools.lru_cache(maxsize=64)
 def encode_address_header(value: str) -> str:
     name, address = parseaddr(header_safe(value))
     return encode_address(name, address or header_safe(value))
