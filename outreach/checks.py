@@ -96,8 +96,9 @@ def template_syntax_problems(config: Config) -> list[str]:
             env.get_template(name)
         except jinja2.TemplateSyntaxError as exc:
             problems.append(f"{path}:{exc.lineno}: template syntax error: {exc.message}")
-        except UnicodeDecodeError:
-            problems.append(f"{path}: not UTF-8 text")
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            problems.append(f"{path}:{line}: not UTF-8 text")
     return problems
 
 

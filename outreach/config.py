@@ -26,6 +26,7 @@ CONFIG_ENV = "OUTREACH_CONFIG"
 SECURITY_MODES = ("tls", "starttls", "none")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+RESERVED_TEMPLATE_VARS = ("partner", "account", "campaign", "step")
 
 # Sending limits published by the providers (see README, "Sending limits").
 LIMIT_PRESETS: dict[str, dict[str, Any]] = {
@@ -442,6 +443,9 @@ def load_config(path: Path) -> Config:
         reader.problem("outreach.timezone", str(exc))
 
     template_vars = reader.get(top, "", "template_vars", dict, {})
+    for key in template_vars:
+        if key in RESERVED_TEMPLATE_VARS:  # the renderer would silently replace it
+            reader.problem(f"template_vars.{key}", "this name is taken by outreach; rename it")
 
     accounts: dict[str, Account] = {}
     raw_accounts = reader.get(top, "", "accounts", dict, {})
@@ -749,7 +753,7 @@ def load_campaign(path: Path, config: Config) -> Campaign:
 
     steps: list[Step] = []
     raw_steps = reader.get(top, "", "steps", list, [], required=True)
-    if "steps" in top and not raw_steps:
+    if isinstance(top.get("steps"), list) and not raw_steps:
         reader.problem("steps", "a campaign needs at least one [[steps]] entry")
     for index, raw in enumerate(raw_steps):
         step = _read_step(reader, index, raw, config)

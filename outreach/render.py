@@ -164,8 +164,11 @@ class Renderer:
         except jinja2.TemplateNotFound as exc:
             missing = self.config.templates_dir / (exc.name or name)
             raise TemplateError(f"{missing}: template not found") from None
-        except UnicodeDecodeError:  # the same words as `outreach check`'s syntax pass
-            raise TemplateError(f"{path}: not UTF-8 text") from None
+        except UnicodeDecodeError as exc:  # the same words as `outreach check`'s syntax pass
+            if isinstance(exc.object, bytes) and path.is_file() and path.read_bytes() == exc.object:
+                line = exc.object[: exc.start].count(b"\n") + 1
+                raise TemplateError(f"{path}:{line}: not UTF-8 text") from None
+            raise TemplateError(f"{path}: a template it includes is not UTF-8 text") from None
         except jinja2.TemplateSyntaxError as exc:
             where = f"{exc.filename or path}:{exc.lineno}"
             raise TemplateError(f"{where}: template syntax error: {exc.message}") from None

@@ -631,3 +631,19 @@ def test_empty_window_is_reported_alongside_other_problems(project: Path) -> Non
         load_campaigns(load_config(project / "config.toml"))
     keys = [problem.split(": ")[1] for problem in caught.value.problems]
     assert keys == ["account", "window.days"]
+
+
+@pytest.mark.parametrize("name", ["partner", "account", "campaign", "step"])
+def test_template_vars_cannot_take_a_name_outreach_uses(project: Path, name: str) -> None:
+    path = project / "config.toml"
+    edit(path, 'phone = "(555) 010-0199"', f'{name} = "x"')
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:{line_of(path, name + ' = ')}: template_vars.{name}:")
+
+
+def test_steps_of_the_wrong_type_is_one_problem(project: Path) -> None:
+    (project / "campaigns" / "checkin.toml").write_text('steps = "checkin"\n', encoding="utf-8")
+    with pytest.raises(Problems) as caught:
+        load_campaigns(load_config(project / "config.toml"))
+    (problem,) = caught.value.problems
+    assert ":1: steps: expected a list, got a string" in problem

@@ -110,6 +110,12 @@ def template_syntax_error(p: Path) -> None:
     edit(p / "templates" / "followup.txt.j2", "Thank you,", "Thank you,{% if %}")
 
 
+def template_not_utf8(p: Path) -> None:
+    path = p / "templates" / "followup.txt.j2"
+    assert line_of(path, "Thank you,") == 7
+    path.write_bytes(path.read_bytes().replace(b"Thank you,", b"Gr\xfc\xdfe,"))
+
+
 def undefined_variable_for_some_partners(p: Path) -> None:
     # partners.csv has no `region`; a second roster adds it for one partner only
     import_csv(p, "partners.csv", (p / "partners.csv").read_text(encoding="utf-8").splitlines())
@@ -216,6 +222,11 @@ CONFIG_CASES = [
         "template-syntax",
         template_syntax_error,
         lambda p: [at(p / "templates" / "followup.txt.j2", "{% if %}"), "syntax error"],
+    ),
+    Case(
+        "template-not-utf8",
+        template_not_utf8,
+        lambda p: [f"{p / 'templates' / 'followup.txt.j2'}:7: not UTF-8 text"],
     ),
     Case(
         "undefined-variable-for-some-partners",
