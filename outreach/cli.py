@@ -313,6 +313,9 @@ def run(app: App, once: bool, dry_run: bool, log_json: bool, verbose: bool) -> N
         if once:
             worker.recover()
             read, sent = worker.cycle()
+            from outreach.service import record_once
+
+            record_once(app.store, read, sent, now())
             click.echo(f"read: {read.summary()}\nsend: {sent.summary()}")
             if read.errors or sent.errors:
                 sys.exit(1)

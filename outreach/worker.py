@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from outreach.config import Campaign, Config
-from outreach.ingest import ReadReport, Reader
+from outreach.config import Account, Campaign, Config
+from outreach.errors import OutreachError, TemplateError
+from outreach.ingest import Reader, ReadReport
 from outreach.logs import log_event
-from outreach.sending import SendReport, Sender
-from outreach.store import Store
+from outreach.plan import Due
+from outreach.sending import Sender, SendReport
+from outreach.store import Store, iso
 
 Clock = Callable[[], datetime]
 
@@ -32,8 +37,23 @@ class Worker:
         self.log = logger
         self.clock = clock
         self.should_stop = should_stop
-        self.sender = Sender(config, campaigns, store, clock, logger, should_stop)
-        self.reader = Reader(config, campaigns, store, clock, logger, should_stop)
+        self.sender: Sender = GuardedSender(config, campaigns, store, clock, logger,
+                                            self._stop_requested)
+        self.reader: Reader = GuardedReader(config, campaigns, store, clock, logger,
+                                            self._stop_requested)
+
+    def _stop_requested(self) -> bool:
+        # looked up at every check, so the service can set `should_stop` after construction
+        return self.should_stop()
+
+    def reconfigure(self, config: Config, campaigns: list[Campaign]) -> None:
+        """Use reloaded (already validated) campaigns and templates from the next cycle on."""
+        self.config = config
+        self.campaigns = campaigns
+        self.sender = GuardedSender(config, campaigns, self.store, self.clock, self.log,
+                                    self._stop_requested)
+        self.reader = GuardedReader(config, campaigns, self.store, self.clock, self.log,
+                                    self._stop_requested)
 
     def recover(self) -> None:
         """At start: messages a crash left in `sending` become `unknown`, then the Sent
@@ -65,3 +85,55 @@ class Worker:
         """Read the mailbox first (a reply that arrived stops its follow-up), then send."""
         read = self.read_cycle()
         return read, self.send_cycle()
+
+
+# Failures that are not about one message or one partner: the cycle stops and is retried.
+_NOT_ITEM_FAILURES = (OutreachError, sqlite3.Error, MemoryError)
+
+
+class GuardedSender(Sender):
+    """A bug met while preparing one partner's message is reported for that partner (like a
+    template error) and the others are still queued."""
+
+    def queue_one(self, item: Due) -> int | None:
+        try:
+            return super().queue_one(item)
+        except _NOT_ITEM_FAILURES:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one partner must not stop the others
+            raise TemplateError(
+                f"{item.campaign.name} step {item.step.number} for {item.partner.email}: "
+                f"could not be prepared: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+class GuardedReader(Reader):
+    """A message that makes the reading code fail (a bug, not an outage) is recorded as an
+    `error` with its reason and the batch goes on: it must never hold back the mail after it.
+    Outages and store errors still stop the batch, so the message is read again next time."""
+
+    def process(self, account: Account, folder: str, uidvalidity: int, uid: int, raw: bytes,
+                size: int, report: ReadReport, unsubscribe: tuple[str, ...],
+                domains: dict[str, int]) -> None:
+        try:
+            super().process(account, folder, uidvalidity, uid, raw, size, report, unsubscribe,
+                            domains)
+        except _NOT_ITEM_FAILURES:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one message must not stop the batch
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            now = self.clock()
+            header_block = raw.split(b"\r\n\r\n", 1)[0].strip()
+            with self.store.write():
+                self.store.record_inbound({
+                    "account": account.name, "folder": folder, "uidvalidity": uidvalidity,
+                    "uid": uid, "message_id": "sha256:" + hashlib.sha256(header_block).hexdigest(),
+                    "size": size, "kind": "error",
+                    "reasons": json.dumps([f"processing failed: {reason}"]),
+                    "error": reason, "processed_at": iso(now), "handled_at": iso(now),
+                })
+            report.errors.append(f"{account.name}/{folder} uid {uid}: {reason}")
+            report.kinds["error"] = report.kinds.get("error", 0) + 1
+            log_event(self.log, "read_failed", f"{account.name}/{folder} uid {uid}: could not "
+                      f"process this message ({reason}); recorded as an error, moving on",
+                      logging.ERROR, account=account.name, uid=uid)
