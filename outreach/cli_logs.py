@@ -97,3 +97,80 @@ def echo_json_array(items: Iterable[dict[str, Any]]) -> None:
             chunks = []
     chunks.append("\n]" if count else "]")
     click.echo("".join(chunks))
+
+
+# --------------------------------------------------------------------------- replies
+
+
+@cli.group("replies", invoke_without_command=True)
+@click.option("--unhandled", is_flag=True, help="Only answers nobody has handled yet.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, newest first.")
+@click.pass_context
+def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
+    """The review queue: partners' answers that need a person (human replies, and
+    auto-replies saying the contact left), newest first, with who, the campaign and the text.
+
+    Mark one handled with `outreach replies ack ID`; correct a wrong classification with
+    `outreach replies reclassify ID KIND`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from outreach.review import load_replies
+    from outreach.timeline import wrap
+
+    app = ctx.find_object(App)
+    assert app is not None
+    zone = _zone(app)
+    rows = load_replies(app.store, unhandled=unhandled)
+    if as_json:
+        echo_json_array(r.to_json(zone) for r in rows)
+        return
+    if not rows:
+        click.echo("no unhandled replies" if unhandled else "no replies yet")
+        return
+    width = max(40, _width() - 6)
+    blocks = []
+    for r in rows:
+        who = f"{r.name} <{r.partner}>" if r.name else str(r.partner)
+        where = f"{r.campaign} step {r.step}" if r.campaign and r.step else (r.campaign or "-")
+        flag = "handled" if r.handled else "OPEN"
+        kind = "" if r.kind == "reply" else f"  [{r.kind.replace('_', '-')}: contact change]"
+        head = (f"#{r.id}  {r.at.astimezone(zone).strftime('%Y-%m-%d %H:%M')}  {flag}  {who}"
+                + (f" · {r.organization}" if r.organization else "") + f" · {where}{kind}")
+        body = ["    " + line for line in (wrap(r.text, width) or ["(no text)"])]
+        if r.note:
+            body.append(f"    note: {r.note}")
+        blocks.append("\n".join([head, *body]))
+    click.echo("\n\n".join(blocks))
+    open_count = sum(1 for r in rows if not r.handled)
+    click.echo(f"\n{len(rows)} repl{'y' if len(rows) == 1 else 'ies'}, {open_count} open; "
+               f"times in {zone.key}. Mark one handled: outreach replies ack ID --note TEXT")
+
+
+@replies.command("ack")
+@click.argument("reply_id", metavar="ID", type=int)
+@click.option("--note", help="What was done (kept with the reply and in the log).")
+@pass_app
+def replies_ack(app: App, reply_id: int, note: str | None) -> None:
+    """Mark reply ID handled (it leaves the --unhandled queue); records an event."""
+    from outreach.review import acknowledge
+
+    click.echo(acknowledge(app.store, reply_id, note, _now()))
+
+
+@replies.command("reclassify")
+@click.argument("reply_id", metavar="ID", type=int)
+@click.argument("kind", type=click.Choice(["reply", "auto_reply", "bounce", "unsubscribe",
+                                           "other"]))
+@pass_app
+def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
+    """Correct the classification of message ID and redo its effect: e.g. an auto-reply
+    misread as a reply resumes the follow-ups; an unsubscribe misread puts the partner back
+    to active. Records an event."""
+    from outreach.review import reclassify
+
+    changes = reclassify(app.store, reply_id, kind, _now(),
+                         default_timezone=app.config.timezone,
+                         auto_reply_pause=app.config.replies.auto_reply_pause)
+    click.echo(f"#{reply_id} is now {kind}")
+    for change in changes:
+        click.echo(f"  {change}")

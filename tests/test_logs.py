@@ -116,3 +116,120 @@ def test_format_log_wraps_under_the_details_column(world: World):
     assert continued and all(line[:start].strip() == "" for line in continued)
     assert all(len(line) <= max(70, start + 30) for line in lines)
     assert ENGLISH.split()[0] in "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- replies
+
+
+def inbound_id(ws: Workspace, email: str, kind: str | None = None) -> int:
+    sql = ("SELECT i.id FROM inbound i JOIN partners p ON p.id = i.partner_id"
+           " WHERE p.email = ?" + (" AND i.kind = ?" if kind else "") + " ORDER BY i.id")
+    return int(ws.store.query(sql, [email, kind] if kind else [email])[0]["id"])
+
+
+def test_replies_queue_newest_first_with_the_answers(world: World):
+    rows = json.loads(ok(world.ws.cli("replies", "--json")))
+    assert [r["partner"] for r in rows] == [EMAILS[5], EMAILS[0]]  # Li (later), then María
+    li, maria = rows
+    assert maria["text"] == SPANISH and maria["name"] == "María González"
+    assert maria["organization"] == "Clínica Sol" and maria["campaign"] == "checkin"
+    assert maria["kind"] == "reply" and maria["handled"] is False
+    assert maria["at"] == "2026-11-24T09:00:00-06:00"
+    assert li["text"] == ENGLISH and li["step"] == 2
+    assert {"id", "partner", "campaign", "at", "text", "organization", "name", "kind",
+            "handled"} <= set(li)
+    out = ok(world.ws.cli("replies"))
+    assert out.index("li@harbor.test") < out.index("maria@clinica.test")
+    assert "María González <maria@clinica.test> · Clínica Sol · checkin step 1" in out
+    assert "    ¡Hola! Nos encantaría" in out and "2 replies, 2 open" in out
+
+
+def test_ack_takes_a_reply_out_of_the_unhandled_queue(world: World):
+    maria = inbound_id(world.ws, EMAILS[0])
+    out = ok(world.ws.cli("replies", "ack", str(maria), "--note", "llamé a María ☎"))
+    assert f"#{maria} (maria@clinica.test) marked handled" in out
+    unhandled = json.loads(ok(world.ws.cli("replies", "--unhandled", "--json")))
+    assert [r["partner"] for r in unhandled] == [EMAILS[5]]
+    every = json.loads(ok(world.ws.cli("replies", "--json")))
+    mine = [r for r in every if r["id"] == maria][0]
+    assert mine["handled"] is True and mine["note"] == "llamé a María ☎"
+    log = json.loads(ok(world.ws.cli("log", "--json", "--partner", EMAILS[0])))
+    assert log[-1]["kind"] == "acknowledged" and log[-1]["detail"] == {"note": "llamé a María ☎"}
+    assert "llamé a María ☎" in ok(world.ws.cli("log", "--partner", EMAILS[0]))
+    again = ok(world.ws.cli("replies", "ack", str(maria)))
+    assert "already handled" in again
+    missing = world.ws.cli("replies", "ack", "999")
+    assert missing.exit_code == 2 and "no reply #999" in missing.output
+    assert ok(world.ws.cli("replies", "--unhandled")).count("OPEN") == 1
+
+
+def test_reclassify_a_reply_that_was_an_auto_reply_resumes_follow_ups(world: World):
+    ws = world.ws
+    li = inbound_id(ws, EMAILS[5])
+    assert ws.store.sequence("checkin", 6).state == "replied"
+    out = ok(ws.cli("replies", "reclassify", str(li), "auto_reply"))
+    assert "follow-ups resume" in out
+    # no return date in the text: paused for auto_reply_pause (5d) from when it arrived
+    # (paused if that is still ahead of today's date, else active at once)
+    assert ws.store.sequence("checkin", 6).state in ("active", "paused")
+    assert json.loads(ok(ws.cli("replies", "--json")))[0]["partner"] == EMAILS[0]
+    kinds = [e["kind"] for e in json.loads(ok(ws.cli("log", "--json", "--partner", EMAILS[5])))]
+    assert kinds[-2:] == ["resumed", "reclassified"] or kinds[-3:] == [
+        "resumed", "paused", "reclassified"]
+    # once that pause is over (whatever today's date), the worker sends Li the next step
+    ws.clock.moment = datetime(2026, 12, 3, 18, 0, tzinfo=UTC)
+    ws.worker().cycle()
+    assert list(world.smtp.messages[-1].rcpt_tos) == [EMAILS[5]]
+    # and back: a reply again stops the sequence and enters the queue
+    out = ok(ws.cli("replies", "reclassify", str(li), "reply"))
+    assert ws.store.sequence("checkin", 6).state == "replied"
+    assert EMAILS[5] in ok(ws.cli("replies", "--unhandled"))
+
+
+def test_reclassify_an_unsubscribe_puts_the_partner_back(world: World):
+    ws = world.ws
+    sam = inbound_id(ws, EMAILS[3])
+    assert ws.store.partner_by_email(EMAILS[3]).status == "opted_out"
+    assert ws.store.sequence("checkin", 4).state == "stopped"
+    out = ok(ws.cli("replies", "reclassify", str(sam), "reply"))
+    assert "partner back to active (was opted_out); 1 sequence(s) reopened" in out
+    assert ws.store.partner_by_email(EMAILS[3]).status == "active"
+    assert ws.store.sequence("checkin", 4).state == "replied"
+    assert EMAILS[3] in ok(ws.cli("replies", "--unhandled"))
+    # and the reverse: a reply that was really an unsubscribe
+    maria = inbound_id(ws, EMAILS[0])
+    ok(ws.cli("replies", "reclassify", str(maria), "unsubscribe"))
+    assert ws.store.partner_by_email(EMAILS[0]).status == "opted_out"
+    assert EMAILS[0] not in ok(ws.cli("replies"))
+
+
+def test_reclassify_an_auto_reply_that_was_a_reply_stops_the_sequence(world: World):
+    ws = world.ws
+    dan = inbound_id(ws, EMAILS[1])
+    assert ws.store.sequence("checkin", 2).state == "paused"
+    ok(ws.cli("replies", "reclassify", str(dan), "reply"))
+    assert ws.store.sequence("checkin", 2).state == "replied"
+    queue = json.loads(ok(ws.cli("replies", "--unhandled", "--json")))
+    assert EMAILS[1] in [r["partner"] for r in queue]
+    event = json.loads(ok(ws.cli("log", "--json", "--partner", EMAILS[1])))[-1]
+    assert event["kind"] == "reclassified"
+    assert event["detail"]["from"] == "auto_reply" and event["detail"]["to"] == "reply"
+
+
+def test_reclassify_a_bounce_and_bad_input(world: World):
+    ws = world.ws
+    priya = inbound_id(ws, EMAILS[2])
+    ok(ws.cli("replies", "reclassify", str(priya), "other"))
+    assert ws.store.partner_by_email(EMAILS[2]).status == "active"
+    assert ws.store.sequence("checkin", 3).state == "active"
+    same = ws.cli("replies", "reclassify", str(priya), "other")
+    assert same.exit_code == 2 and "already classified as other" in same.output
+    bad = ws.cli("replies", "reclassify", str(priya), "spam")
+    assert bad.exit_code == 2
+    assert ws.cli("replies", "reclassify", "12345", "reply").exit_code == 2
+
+
+def test_replies_on_an_empty_database(ws: Workspace):
+    assert ok(ws.cli("replies")).strip() == "no replies yet"
+    assert ok(ws.cli("replies", "--unhandled")).strip() == "no unhandled replies"
+    assert json.loads(ok(ws.cli("replies", "--json"))) == []

@@ -1,0 +1,241 @@
+"""The review queue: partners' answers that need a person, marking them handled, and
+correcting a wrong classification (which redoes its effect on the sequence and partner).
+
+The queue is `inbound` rows that need a person (a human reply, or an auto-reply saying the
+contact left) with `handled_at` NULL. Every change is one transaction with its events.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from outreach.errors import InputError
+from outreach.model import ACTIVE, BOUNCED, OPTED_OUT
+from outreach.plan import partner_zone
+from outreach.replies import pause_until
+from outreach.store import Store, iso, parse_iso
+
+KINDS = ("reply", "auto_reply", "bounce", "unsubscribe", "other")
+OPEN = ("active", "paused")
+
+
+@dataclass(frozen=True)
+class ReplyRow:
+    id: int
+    at: datetime
+    partner: str | None
+    name: str
+    organization: str
+    campaign: str | None
+    step: int | None
+    kind: str
+    subject: str
+    text: str
+    contact_change: bool
+    handled_at: datetime | None
+    note: str | None
+
+    @property
+    def handled(self) -> bool:
+        return self.handled_at is not None
+
+    def to_json(self, zone: ZoneInfo) -> dict[str, Any]:
+        return {
+            "id": self.id, "at": self.at.astimezone(zone).isoformat(), "partner": self.partner,
+            "name": self.name, "organization": self.organization, "campaign": self.campaign,
+            "step": self.step, "kind": self.kind, "subject": self.subject, "text": self.text,
+            "contact_change": self.contact_change, "handled": self.handled,
+            "handled_at": self.handled_at.astimezone(zone).isoformat()
+            if self.handled_at else None,
+            "note": self.note,
+        }
+
+
+def load_replies(store: Store, *, unhandled: bool = False) -> list[ReplyRow]:
+    """Answers that need a person, newest first (all of them, or only the open ones)."""
+    where = "needs_review" + (" AND NOT handled" if unhandled else "")
+    rows = store.query(
+        "SELECT r.id, r.at, r.partner, r.name, r.organization, r.campaign, r.step, r.kind,"
+        " r.subject, r.text, r.contact_change, r.handled_at, r.handled_note,"
+        " i.full_text FROM reply_log r JOIN inbound i ON i.id = r.id"
+        f" WHERE {where} ORDER BY r.at DESC, r.id DESC"
+    )
+    return [
+        ReplyRow(
+            id=r["id"], at=datetime.fromisoformat(r["at"]), partner=r["partner"],
+            name=r["name"] or "", organization=r["organization"] or "", campaign=r["campaign"],
+            step=r["step"], kind=r["kind"], subject=r["subject"] or "",
+            text=(r["text"] or r["full_text"] or "").strip(),
+            contact_change=bool(r["contact_change"]), handled_at=parse_iso(r["handled_at"]),
+            note=r["handled_note"],
+        )
+        for r in rows
+    ]
+
+
+def _inbound(store: Store, inbound_id: int) -> dict[str, Any]:
+    rows = store.query(
+        "SELECT i.*, p.email, p.status AS partner_status, p.timezone AS partner_timezone"
+        " FROM inbound i LEFT JOIN partners p ON p.id = i.partner_id WHERE i.id = ?",
+        [inbound_id],
+    )
+    if not rows or rows[0]["partner_id"] is None:
+        raise InputError(f"no reply #{inbound_id}", hint="outreach replies")
+    return rows[0]
+
+
+def acknowledge(store: Store, inbound_id: int, note: str | None, now: datetime) -> str:
+    """Mark one answer handled, with an optional note; returns what happened, for the user."""
+    row = _inbound(store, inbound_id)
+    was = parse_iso(row["handled_at"])
+    needed_review = row["kind"] == "reply" or (row["kind"] == "auto_reply"
+                                               and row["contact_change"])
+    with store.write() as conn:
+        conn.execute(
+            "UPDATE inbound SET handled_at = COALESCE(handled_at, ?),"
+            " handled_note = COALESCE(?, handled_note) WHERE id = ?",
+            (iso(now), note, inbound_id),
+        )
+        store.add_event(
+            "acknowledged", now, partner_id=row["partner_id"], campaign=row["campaign"],
+            step=row["step"], inbound_id=inbound_id,
+            summary=f"{row['kind'].replace('_', '-')} #{inbound_id} handled"
+            + (f": {note}" if note else ""),
+            detail={"note": note} if note else None,
+        )
+    who = row["email"]
+    if was is not None and needed_review:
+        return f"#{inbound_id} ({who}) was already handled" + ("; note saved" if note else "")
+    return f"#{inbound_id} ({who}) marked handled"
+
+
+def reclassify(
+    store: Store, inbound_id: int, kind: str, now: datetime, *, default_timezone: str,
+    auto_reply_pause: timedelta,
+) -> list[str]:
+    """Correct the classification of one inbound message and redo its effect.
+
+    First the old kind's effect is undone (a sequence it stopped or paused goes back to
+    active; a partner it marked bounced or opted out goes back to active, with the
+    sequences that marking stopped), then the new kind's effect is applied as the worker
+    would have applied it when the message arrived. Returns what changed, for the user.
+    """
+    if kind not in KINDS:
+        raise InputError(f"unknown kind {kind!r} (use one of: {', '.join(KINDS)})")
+    row = _inbound(store, inbound_id)
+    old = row["kind"]
+    if old == kind:
+        raise InputError(f"#{inbound_id} is already classified as {kind}")
+    partner_id: int = row["partner_id"]
+    campaign: str | None = row["campaign"]
+    changes: list[str] = []
+    with store.write() as conn:
+        _undo(store, row, now, changes)
+        zone = partner_zone(
+            store.partners_by_id([partner_id])[partner_id], default_timezone)
+        received = parse_iso(row["processed_at"]) or now
+        needs_review = kind == "reply" or (kind == "auto_reply" and bool(row["contact_change"]))
+        conn.execute(
+            "UPDATE inbound SET kind = ?, handled_at = ?, reasons = ? WHERE id = ?",
+            (kind, None if needs_review else (row["handled_at"] or iso(now)),
+             json.dumps([*json.loads(row["reasons"] or "[]"),
+                         f"reclassified by hand: {old} -> {kind}"], ensure_ascii=False),
+             inbound_id),
+        )
+        if kind == "reply":
+            _close_sequence(store, row, "replied", "follow-ups stopped: the partner replied",
+                            now, changes)
+        elif kind == "auto_reply" and row["contact_change"]:
+            _close_sequence(store, row, "stopped", "follow-ups stopped: contact change", now,
+                            changes)
+        elif kind == "auto_reply":
+            back = date.fromisoformat(row["return_date"]) if row["return_date"] else None
+            until = pause_until(back, zone, received, auto_reply_pause)
+            sequence = store.sequence(campaign, partner_id) if campaign else None
+            if sequence is not None and sequence.state in OPEN and until > now:
+                store.set_sequence_state(campaign or "", partner_id, "paused", now,
+                                         paused_until=until)
+                store.add_event("paused", now, partner_id=partner_id, campaign=campaign,
+                                inbound_id=inbound_id,
+                                summary=f"follow-ups paused until {until.date().isoformat()}",
+                                detail={"until": iso(until)})
+                changes.append(f"{campaign}: follow-ups paused until "
+                               f"{until.date().isoformat()}")
+        elif kind in ("unsubscribe", "bounce"):
+            status = OPTED_OUT if kind == "unsubscribe" else BOUNCED
+            reason = ("asked to stop" if kind == "unsubscribe" else "hard bounce") + \
+                f" (reclassified by hand from {old})"
+            store.set_partner_status(partner_id, status, reason, now, event="status",
+                                     campaign=campaign, inbound_id=inbound_id)
+            changes.append(f"partner marked {status}; every open sequence stopped")
+        store.add_event(
+            "reclassified", now, partner_id=partner_id, campaign=campaign, step=row["step"],
+            inbound_id=inbound_id,
+            summary=f"#{inbound_id} {old} -> {kind}" + (f": {'; '.join(changes)}"
+                                                         if changes else ""),
+            detail={"from": old, "to": kind, "changes": changes},
+        )
+    return changes
+
+
+def _undo(store: Store, row: dict[str, Any], now: datetime, changes: list[str]) -> None:
+    """Reverse what the message's current kind did (only what is still in place)."""
+    conn = store.db.conn
+    inbound_id, partner_id, campaign = row["id"], row["partner_id"], row["campaign"]
+    status_events = store.query(
+        "SELECT at FROM events WHERE inbound_id = ? AND kind = 'status'"
+        " AND json_extract(detail, '$.restored') IS NULL ORDER BY id DESC LIMIT 1",
+        [inbound_id])
+    current = store.scalar("SELECT status FROM partners WHERE id = ?", [partner_id])
+    if status_events and current in (BOUNCED, OPTED_OUT):
+        stamp = status_events[0]["at"]
+        conn.execute(
+            "UPDATE partners SET status = ?, status_reason = NULL, updated_at = ? WHERE id = ?",
+            (ACTIVE, iso(now), partner_id))
+        reopened = conn.execute(
+            "UPDATE sequences SET state = 'active', paused_until = NULL, updated_at = ?"
+            " WHERE partner_id = ? AND state = 'stopped' AND updated_at = ?",
+            (iso(now), partner_id, stamp)).rowcount
+        store.add_event("status", now, partner_id=partner_id, campaign=campaign,
+                        inbound_id=inbound_id,
+                        summary=f"back to active (was {current}: #{inbound_id} reclassified)",
+                        detail={"restored": True})
+        changes.append(f"partner back to active (was {current})"
+                       + (f"; {reopened} sequence(s) reopened" if reopened else ""))
+    if row["kind"] == "bounce" and row["hard"] == 0:
+        conn.execute("UPDATE partners SET soft_bounces = max(soft_bounces - 1, 0),"
+                     " updated_at = ? WHERE id = ?", (iso(now), partner_id))
+        changes.append("one soft bounce fewer")
+    if campaign is None:
+        return
+    sequence = store.sequence(campaign, partner_id)
+    if sequence is None:
+        return
+    done_by_it = {r["kind"] for r in store.query(
+        "SELECT kind FROM events WHERE inbound_id = ? AND kind IN ('stopped', 'paused')",
+        [inbound_id])}
+    if ("stopped" in done_by_it and sequence.state in ("replied", "stopped")) or (
+            "paused" in done_by_it and sequence.state == "paused"):
+        store.set_sequence_state(campaign, partner_id, "active", now)
+        store.add_event("resumed", now, partner_id=partner_id, campaign=campaign,
+                        inbound_id=inbound_id,
+                        summary=f"follow-ups resume (#{inbound_id} is not a {row['kind']})")
+        changes.append(f"{campaign}: follow-ups resume (was {sequence.state})")
+
+
+def _close_sequence(store: Store, row: dict[str, Any], state: str, summary: str,
+                    now: datetime, changes: list[str]) -> None:
+    campaign, partner_id = row["campaign"], row["partner_id"]
+    if campaign is None:
+        return
+    sequence = store.sequence(campaign, partner_id)
+    if sequence is None or sequence.state not in OPEN:
+        return
+    store.set_sequence_state(campaign, partner_id, state, now)
+    store.add_event("stopped", now, partner_id=partner_id, campaign=campaign,
+                    inbound_id=row["id"], summary=summary)
+    changes.append(f"{campaign}: {summary}")
