@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from pathlib import Path
 
 from outreach.addresses import normalize_address
@@ -19,10 +20,19 @@ MAX_ERRORS_SHOWN = 50
 
 
 def column_key(header: str) -> str:
-    """'Region Name ' -> 'region_name': extra columns become names a template can use."""
-    key = re.sub(r"[^0-9a-zA-Z_]+", "_", header.strip()).strip("_").lower()
+    """'Region Name ' -> 'region_name', 'Región' -> 'región': names a template can use.
+
+    Letters outside ASCII are kept (Jinja names may use them; NFC, as an editor writes
+    them); a header that still is no identifier falls back to its ASCII letters and digits.
+    """
+    text = unicodedata.normalize("NFC", header.strip())
+    key = re.sub(r"\W+", "_", text).strip("_").lower()
     if key and key[0].isdigit():
         key = "_" + key
+    if key and not key.isidentifier():
+        key = re.sub(r"[^0-9a-zA-Z_]+", "_", text).strip("_").lower()
+        if key and key[0].isdigit():
+            key = "_" + key
     return key
 
 

@@ -139,7 +139,15 @@ def test_extra_columns_are_kept_as_fields() -> None:
 
 @pytest.mark.parametrize(
     ("header", "key"),
-    [("Region Name ", "region_name"), ("E-mail", "e_mail"), ("2025", "_2025"), ("City", "city")],
+    [
+        ("Region Name ", "region_name"),
+        ("E-mail", "e_mail"),
+        ("2025", "_2025"),
+        ("City", "city"),
+        ("Región", "región"),
+        ("Re\u0301gion Name", "région_name"),  # NFD, as some spreadsheets save it
+        ("Ciudad/Región", "ciudad_región"),
+    ],
 )
 def test_column_key(header: str, key: str) -> None:
     assert column_key(header) == key
@@ -362,3 +370,22 @@ def test_preview_finds_an_international_domain_as_typed(project: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "To: Bob <bob@xn--exmple-cua.org>" in result.stdout
+
+
+def test_non_ascii_column_names_are_usable_in_templates(project: Path) -> None:
+    edit(
+        project / "templates" / "followup.txt.j2",
+        "Thank you,",
+        "Región: {{ partner.región }}\nThank you,",
+    )
+    roster = write_csv(
+        project / "es.csv",
+        ["email,Nombre,name,tags,Región", "ana@example.org,Ana,Ana Díaz,advisory,Sureste"],
+    )
+    import_file(project, roster)
+    assert by_email(project)["ana@example.org"]["fields"] == {"nombre": "Ana", "región": "Sureste"}
+    result = invoke(
+        ["preview", "checkin", "--partner", "ana@example.org", "--step", "2"], project=project
+    )
+    assert result.exit_code == 0, result.output
+    assert "Región: Sureste" in result.stdout
