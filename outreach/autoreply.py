@@ -34,12 +34,14 @@ _SUBJECT_ANYWHERE = re.compile(
 )
 _BODY_PHRASES = re.compile(
     r"out of (the )?office|i am (currently )?(away|out)|i'?m (currently )?(away|out)\b|"
+    r"(i am|i'?m) (currently )?(travel+ing|abroad|attending)\b|"
     r"(am|be|'m|will be) (on|in) (vacation|holiday|annual leave|leave|parental leave|"
     r"maternity leave|a business trip)|limited (access to )?(e-?mail|internet)|"
-    r"(will|shall) (be back|return|respond|reply)[^.\n]{0,60}(return|back|as soon as)|"
+    r"(will|shall) (be back|return|respond|reply)[^.\n]{0,60}?(return|back|as soon as)|"
     r"(upon|on|after) my return|this is an? automa(ted|tic) (reply|response|message)|"
     r"auto-?reply|automatic reply|back in the office|returning (on|to the office)|"
-    r"i will (be )?respond(ing)? to your (e-?mail|message)|thank(s| you) for your (e-?)?mail"
+    r"i will (be )?respond(ing)? to your (e-?mail|message)|"
+    r"thank(s| you) for your (e-?mail|mail|message)"
     r"[^.\n]{0,40}[.!]?\s*i will (endeavou?r to )?(reply|respond|get back)|"
     r"reply (to you )?(shortly|as soon as possible)|away from (my desk|the office)|"
     r"no longer (with|employed|work)|(for|in case of) (urgent|urgency)|"
@@ -55,20 +57,40 @@ _BODY_PHRASES = re.compile(
     r"en caso de urgencia|para asuntos urgentes|en cas d'urgence|pour toute urgence|"
     # French
     r"absent(e)? du bureau|en cong[ée]s?|en vacances|je serai de retour|"
-    r"actuellement absent|r[ée]ponse automatique|de retour le|absent(e)? jusqu",
+    r"actuellement absent|r[ée]ponse automatique|de retour le|absent(e)? jusqu|"
+    # Italian, Portuguese, Dutch
+    r"fuori (ufficio|sede)|sar[òo] assente|risposta automatica|per urgenze|"
+    r"fora do escrit[óo]rio|estarei (ausente|fora)|resposta autom[áa]tica|"
+    r"(ben|is) (momenteel )?afwezig|niet op kantoor|automatisch antwoord|"
+    r"weer (aanwezig|bereikbaar)",
     re.IGNORECASE,
 )
 _CONTACT_CHANGE = re.compile(
     r"no longer (with|employed|at|work(s|ing)? (at|for|with)|part of|an? (employee|member))|"
-    r"(has|have) (left|departed) (the|our) (company|organi[sz]ation|firm|school|business)|"
+    r"(has|have) (now )?(left|departed) (the|our) (company|organi[sz]ation|firm|school|business|"
+    r"team|practice|agency)|"
+    r"(this|my|the) (e-?mail )?address (has changed|is no longer (valid|in use|active))|"
+    r"mailbox (is )?no longer (monitored|in use|active)|"
     r"(is|am) no longer (with|at|employed|working)|"
     r"(this|the) (e-?mail )?(address|mailbox|account) is no longer (in use|active|monitored)|"
-    r"ya no (trabaja|forma parte|est[áa] (con|en))|"
+    r"ya no (trabaja|trabajo|forma parte|formo parte|est[áa] (con|en))|"
+    r"ha dejado (la empresa|de trabajar)|(cuenta|direcci[óo]n)( de correo)? ya no (est[áa]|es) "
+    r"(activa|v[áa]lida|en uso)|"
     r"nicht mehr (im unternehmen|bei uns|f[üu]r|in unserem|besch[äa]ftigt|t[äa]tig)|"
-    r"(hat|haben) das unternehmen verlassen|"
-    r"ne fait plus partie|n'est plus (en poste|chez|employ|au sein)|"
-    r"a quitt[ée] (la soci|l'entreprise)",
+    r"(hat|haben) (das|unser) unternehmen verlassen|aus dem unternehmen ausgeschieden|"
+    r"(adresse|postfach|e-?mail-?adresse) (ist|wird) nicht mehr (aktiv|g[üu]ltig|genutzt|"
+    r"verwendet|abgerufen|besetzt)|"
+    r"ne (fait|fais) plus partie|n'est plus (en poste|chez|employ|au sein|active|valide|utilis)|"
+    r"a quitt[ée] (la soci|l'entreprise)|j'ai quitt[ée]|"
+    r"non (fa|lavora) pi[ùu] (parte|per|presso)|ha lasciato (l'azienda|la societ)|"
+    r"(n[ãa]o|j[áa] n[ãa]o) (faz mais parte|trabalha mais|trabalha)|deixou a empresa|"
+    r"niet (meer|langer) (werkzaam|in dienst)",
     re.IGNORECASE,
+)
+#: Looser contact-change wording, only believed once the message is known to be automatic
+#: ("Jordan has left Marigold Foods" in a person's answer is news, not an auto-reply).
+_CONTACT_CHANGE_LOOSE = re.compile(
+    r"\b(?:has|have) (?:now )?left (?:[A-Z][\w&.'-]+)|\bmy new (?:e-?mail )?address is\b"
 )
 _AUTO_HEADERS = (
     "x-autoreply",
@@ -162,6 +184,10 @@ def judge_auto_reply(headers: MessageHeaders, text: str) -> AutoReplyVerdict:
     if is_auto and not (strong or subject_strong or contact or weak or subject_weak):
         # body phrases only: people write "I'm on vacation next week" in real answers
         is_auto = len(text) < 2500
+    if is_auto and not contact:
+        contact = _CONTACT_CHANGE_LOOSE.search(head)
+        if contact:
+            reasons.append(f"body says {contact.group(0)!r} (contact change)")
     if is_auto:
         reasons.extend(weak)
     return AutoReplyVerdict(
@@ -191,12 +217,25 @@ _MONTHS = {
     "enero": 1, "febrero": 2, "marzo": 3, "abril": 4, "mayo": 5, "junio": 6, "julio": 7,
     "agosto": 8, "septiembre": 9, "setiembre": 9, "octubre": 10, "noviembre": 11,
     "diciembre": 12, "ene": 1, "abr": 4, "ago": 8, "dic": 12,
+    # Italian
+    "gennaio": 1, "febbraio": 2, "aprile": 4, "maggio": 5, "giugno": 6, "luglio": 7,
+    "settembre": 9, "ottobre": 10, "dicembre": 12,
+    # Portuguese
+    "janeiro": 1, "fevereiro": 2, "março": 3, "marco": 3, "maio": 5, "junho": 6, "julho": 7,
+    "setembro": 9, "outubro": 10, "novembro": 11, "dezembro": 12,
+    # Dutch
+    "januari": 1, "februari": 2, "maart": 3, "mei": 5, "augustus": 8,
 }  # fmt: skip
 _WEEKDAYS = {
     "monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3, "friday": 4, "saturday": 5,
     "sunday": 6, "montag": 0, "dienstag": 1, "mittwoch": 2, "donnerstag": 3, "freitag": 4,
     "lundi": 0, "mardi": 1, "mercredi": 2, "jeudi": 3, "vendredi": 4, "lunes": 0,
     "martes": 1, "miércoles": 2, "miercoles": 2, "jueves": 3, "viernes": 4,
+    "lunedì": 0, "lunedi": 0, "martedì": 1, "martedi": 1, "mercoledì": 2, "mercoledi": 2,
+    "giovedì": 3, "giovedi": 3, "venerdì": 4, "venerdi": 4,
+    "segunda-feira": 0, "terça-feira": 1, "terca-feira": 1, "quarta-feira": 2,
+    "quinta-feira": 3, "sexta-feira": 4,
+    "maandag": 0, "dinsdag": 1, "woensdag": 2, "donderdag": 3, "vrijdag": 4,
 }  # fmt: skip
 _MONTH_NAMES = "|".join(sorted((re.escape(m) for m in _MONTHS), key=len, reverse=True))
 _WEEKDAY_NAMES = "|".join(sorted(_WEEKDAYS, key=len, reverse=True))
@@ -235,19 +274,37 @@ _DATE_FOLLOWS = re.compile(
 #: Words after which a date is the day the person is back.
 _RETURN_CUES = re.compile(
     r"(back|return(ing)?|returns|in the office|zur[üu]ck|wieder|de retour|retour|"
-    r"regres[oa]r?|regresar[ée]|volver[ée]|vuelvo|reincorporar[ée]|disponible (à partir du|"
-    r"a partir del?)|ab dem|ab|from|à partir du|a partir del?)\b[^.\n]{0,40}$",
+    r"regres[oa]r?|regresar[ée]|volver[ée]|vuelvo|reincorporar[ée]|"
+    r"rientr\w*|di ritorno|torner[òo]|di nuovo|retorn\w*|regress\w*|de volta|terug|weer|"
+    r"(disponible|available|erreichbar|bereikbaar|disponibile|dispon[íi]vel)\s+"
+    r"(à partir du|a partir del?|from|ab( dem)?|vanaf|dal|a partire dal?))\b[^.\n]{0,40}$",
+    re.IGNORECASE,
+)
+#: "from X" / "ab X" / "vanaf X" starts an absence ("out from Dec 1") unless the words
+#: after the date say the person is available again ("ab 07.12. wieder erreichbar").
+_FROM_CUES = re.compile(
+    r"(ab( dem)?|from|starting|à partir du|a partir del?|a partire dal?|vanaf|desde( el)?|"
+    r"dal|dès le)\s*(?:the\s+|le\s+|el\s+|den\s+)?(?:(?:" + _WEEKDAY_NAMES + r"),?\s*)?$",
+    re.IGNORECASE,
+)
+_BACK_AFTER = re.compile(
+    r"^\.?[^.\n]{0,50}?\b(wieder|back|again|available|erreichbar|zur[üu]ck|disponible|bereikbaar|"
+    r"aanwezig|terug|weer|disponibile|di nuovo|de nuevo|nuevamente|de volta|dispon[íi]vel)\b",
     re.IGNORECASE,
 )
 _UNTIL_CUES = re.compile(
     r"(until|till|til|through|thru|to|bis( zum| einschlie(ß|ss)lich)?|jusqu'?(au|à)|"
-    r"hasta( el)?|au|al|-|–)\s*(?:the\s+|le\s+|el\s+|den\s+|zum\s+)?"
+    r"hasta( el)?|au|al|fino al?|sino al?|at[ée]( ao| a| o| dia)?|tot( en met)?|t/m|"
+    r"-|–)\s*(?:the\s+|le\s+|el\s+|den\s+|zum\s+)?"
     r"(?:(?:" + _WEEKDAY_NAMES + r"),?\s*)?$",
     re.IGNORECASE,
 )
-_INCLUSIVE = re.compile(r"(through|thru|inclusive|einschlie(ß|ss)lich|inclus)", re.IGNORECASE)
+_INCLUSIVE = re.compile(
+    r"(through|thru|inclusive|einschlie(ß|ss)lich|inclus|tot en met|t/m)", re.IGNORECASE
+)
 _INCLUSIVE_AFTER = re.compile(
-    r"^\W{0,3}(inclusive|inclusively|einschlie(ß|ss)lich|inclus(e|ive)?|incluido|inclusive)\b",
+    r"^\W{0,3}(inclusive|inclusively|einschlie(ß|ss)lich|inclus(e|ive)?|incluido|inclusive|"
+    r"compres[oi]|incluso|inclusief)\b",
     re.IGNORECASE,
 )
 
@@ -276,7 +333,7 @@ def find_return_date(text: str, reference: date | None) -> date | None:
         chosen = [h for h in hits if h.cue == cue]
         if chosen:
             return chosen[0].when
-    unambiguous = [h for h in hits if not h.ambiguous]
+    unambiguous = [h for h in hits if not h.ambiguous and h.cue != "from"]
     return unambiguous[0].when if unambiguous else None
 
 
@@ -304,7 +361,10 @@ def _date_hits(text: str, reference: date | None) -> list[_DateHit]:
                     when += timedelta(days=1)
             elif _RETURN_CUES.search(before):
                 cue = "return"
-            if kind in ("weekday", "day-only") and cue == "none":
+            elif _FROM_CUES.search(before):
+                back = _BACK_AFTER.match(text[span[1] : span[1] + 60])
+                cue = "return" if back else "from"
+            if kind in ("weekday", "day-only") and cue in ("none", "from"):
                 continue
             taken.append(span)
             hits.append(_DateHit(when, span[0], cue, ambiguous))
@@ -318,7 +378,7 @@ def _prefer_last_of_range(hits: list[_DateHit]) -> list[_DateHit]:
     for index, hit in enumerate(hits):
         following = hits[index + 1] if index + 1 < len(hits) else None
         if (
-            hit.cue == "return"
+            hit.cue in ("return", "from")
             and following
             and following.cue == "until"
             and (following.start - hit.start < 40)

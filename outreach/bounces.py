@@ -78,7 +78,9 @@ _DAEMON_LOCALPARTS = re.compile(
     r"^(mailer-daemon|mailer_daemon|mailerdaemon|mail-daemon|maildaemon|postmaster|mdaemon|"
     r"mail\.delivery\.system|mail-delivery-system|mailadmin|mail-admin|bounce|bounces|"
     r"nobody|mail\.administrator|administrator|sysadmin|mailmaster|smtp|"
-    r"symantec_antivirus_for_smtp_gateways|imss|mailsweeper|majordomo)(?:[+=].*)?$",
+    r"symantec_antivirus_for_smtp_gateways|imss|mailsweeper|majordomo|"
+    # Exchange's system mailbox: MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@
+    r"microsoftexchange[0-9a-f]{32})(?:[+=].*)?$",
     re.IGNORECASE,
 )
 _DAEMON_NAMES = re.compile(
@@ -97,7 +99,10 @@ _BOUNCE_SUBJECT = re.compile(
     r"warning: message .* delayed|delayed mail|delivery delay|mail could not|"
     r"message not delivered|delivery notification|processing error|nameserver error|"
     r"rejected|unable to deliver|utilisateur non|delivery status|mail failed|"
-    r"returning to sender|delivery warning",
+    r"returning to sender|delivery warning|could not send message|"
+    r"message (you sent )?(was )?blocked|delivery delayed|delivery (has )?failed|"
+    r"unzustellbar|non distribuable|no se puede entregar|non recapitabile|"
+    r"impossibile recapitare|n[ãa]o (foi )?entregue|onbestelbaar|kan niet worden bezorgd",
     re.IGNORECASE,
 )
 _BOUNCE_BODY = re.compile(
@@ -114,7 +119,15 @@ _BOUNCE_BODY = re.compile(
     r"mail delivery failed|non-delivery|nicht zugestellt|awaits moderator approval|"
     r"host not found|domain (not found|does not exist)|quota exceeded|mailbox (is )?full|"
     r"could not deliver|has been postponed|failed recipient|not a valid (user|recipient|"
-    r"address|mailbox)|full mailbox|(permanent|temporary) (error|failure)",
+    r"address|mailbox)|full mailbox|(permanent|temporary) (error|failure)|"
+    r"(has|have) not (yet )?been delivered|still undelivered|deferred:|"
+    r"(was|were|been) (blocked|rejected)|delivery (is )?delayed to|"
+    # other languages (Exchange/Microsoft 365 and common MTAs translate their notices)
+    r"konnte nicht zugestellt werden|nicht zugestellt werden|"
+    r"impossible de remettre|n'a pas pu [êe]tre (remis|distribu)|"
+    r"no se (pudo|puede) entregar|no se ha podido entregar|"
+    r"impossibile recapitare|non (è|e') stato possibile recapitare|"
+    r"n[ãa]o (foi|[ée]) poss[íi]vel entregar|kan niet worden bezorgd|kon niet worden bezorgd",
     re.IGNORECASE,
 )
 
@@ -442,7 +455,8 @@ def _heuristic_recipients(headers: MessageHeaders, text: str) -> list[str]:
     found: list[str] = []
     ours = {headers.from_addr or "", *headers.to_addrs}
     block_left = 0
-    for line in _until_returned_copy(text).splitlines()[:300]:
+    notice = _until_returned_copy(text)
+    for line in notice.splitlines()[:300]:
         if _RECIPIENT_BLOCK_START.search(line):
             block_left = 6
         elif line.strip() and block_left:
@@ -453,13 +467,33 @@ def _heuristic_recipients(headers: MessageHeaders, text: str) -> list[str]:
             addr = _tidy_address(raw_addr)
             if addr not in found and addr not in ours:
                 found.append(addr)
-    return found[:10]
+    return found[:10] or _only_named_address(notice, ours)
+
+
+def _only_named_address(notice: str, ours: set[str]) -> list[str]:
+    """The one address a short notice names (not ours, not a mail system), else nothing.
+
+    Gateways (Mimecast, Barracuda, hosted panels) write "Your message to: a@b was blocked"
+    in shapes no line rule foresees; when exactly one outside address appears in the
+    notice, it is the recipient that failed.
+    """
+    named = {
+        _tidy_address(a)
+        for a in _ADDRESS_RE.findall(notice[:5000])
+        if not _DAEMON_LOCALPARTS.match(a.split("@", 1)[0])
+    }
+    named -= ours
+    return sorted(named) if len(named) == 1 else []
 
 
 _RECIPIENT_BLOCK_START = re.compile(
     r"following (recipients?|address(es)?|\w+ addresses)|recipient\(s\)|address\(es\)|"
     r"failed recipients|addresses failed|could not be delivered to:?\s*$|"
-    r"(permanent|fatal) errors? -*\s*$",
+    r"(permanent|fatal) errors? -*\s*$|recipients or groups|"
+    r"(not|n't) (be )?(delivered|reach\w*) (to|some)|undeliverable to|"
+    r"^\s*(your message to|recipient|address|destinataire|destinatario|empf[äa]nger)s?\s*:|"
+    r"(n'a pas pu|no se pudo|konnte nicht)[^\n]*(:|à|a|an)\s*$|"
+    r"destinataires ou groupes|destinatarios o grupos|empf[äa]nger oder gruppen",
     re.IGNORECASE,
 )
 _FAILED_LINE = re.compile(
@@ -480,7 +514,8 @@ def _until_returned_copy(text: str) -> str:
     """Bounce text before the copy of the original message starts."""
     match = re.search(
         r"^.*(copy of (the|your) (original )?message|original message (follows|headers)|"
-        r"below this line|message headers follow|the header and top|returned message|"
+        r"below this line|message headers follow|the header and top|"
+        r"^[\s>*-]*(returned|original|undelivered) (message|mail)( headers)?\W*$|"
         r"first \d+ lines of your|-+ ?returned mail ?-+|reads \(in part\)|"
         r"original message (is )?(attached|included)).*$",
         text,

@@ -45,6 +45,8 @@ class Metric:
         return self.hits / self.total if self.total else float("nan")
 
     def line(self) -> str:
+        if not self.total:
+            return f"n/a  {self.name:<34}     -    (no labelled cases)"
         passed = self.value <= self.target if self.at_most else self.value >= self.target
         sign = "<=" if self.at_most else ">="
         mark = "ok  " if passed else "FAIL"
@@ -70,6 +72,7 @@ def measure(folder: Path) -> list[Metric]:
     reply_text = Metric("reply text right", 0.85)
     # informational: sources disagree on keeping sign-offs, we keep them (talon convention)
     reply_checks = Metric("(info) reply contains/excludes", 0.0)
+    contact = Metric("(info) contact change right", 0.0)
     unsub = Metric("unsubscribe requests", 0.85)
     other = Metric("other not filed as reply/unsub", 0.95)
     errors = Metric("classifier errors", 0.0, at_most=True)
@@ -93,6 +96,11 @@ def measure(folder: Path) -> list[Metric]:
                     when == label["return_date"],
                     f"{name}: want {label['return_date']} got {when}",
                 )
+            if "contact_change" in label:  # own fixtures label it; the corpus does not
+                contact.add(
+                    result.contact_change == label["contact_change"],
+                    f"{name}: want contact_change={label['contact_change']} {result.reasons}",
+                )
         elif kind == "reply":
             reply_misfiled.add(result.kind != "reply", f"{name}: {got} {result.reasons}")
             score_reply_text(label, result, name, reply_text, reply_checks)
@@ -108,6 +116,7 @@ def measure(folder: Path) -> list[Metric]:
         bounce_hard,
         auto_detect,
         auto_date,
+        contact,
         reply_misfiled,
         reply_text,
         reply_checks,

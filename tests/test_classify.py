@@ -54,6 +54,43 @@ def test_fixture_table(name: str) -> None:
         assert got == want, f"{key}: {result.reasons}"
 
 
+# --------------------------------------------------------------------------- holdout-like
+
+HOLDOUT = MAIL / "holdout_like"
+HOLDOUT_LABELS: list[dict[str, object]] = [
+    json.loads(line) for line in (HOLDOUT / "labels.jsonl").read_text().splitlines() if line
+]
+
+
+def test_every_holdout_like_fixture_is_labelled() -> None:
+    assert sorted(p.name for p in HOLDOUT.glob("*.eml")) == sorted(
+        str(label["file"]) for label in HOLDOUT_LABELS
+    )
+
+
+@pytest.mark.parametrize("label", HOLDOUT_LABELS, ids=lambda label: str(label["file"]))
+def test_holdout_like_fixture(label: dict[str, object]) -> None:
+    """Messages modelled on many more clients, MTAs and languages than the dev corpus.
+
+    Same label shape as the corpus (``scripts/measure_corpus.py`` reads the folder too);
+    classified without configured unsubscribe addresses, like the measurement.
+    """
+    result = classify_message((HOLDOUT / str(label["file"])).read_bytes())
+    assert result.kind == label["kind"], result.reasons
+    assert result.reasons
+    if label.get("bounced") is not None:
+        assert sorted(result.bounced_recipients) == sorted(label["bounced"]), result.reasons  # type: ignore[call-overload]
+    if label.get("hard") is not None:
+        assert result.hard == label["hard"], (result.status, result.diagnostic)
+    if "return_date" in label:
+        got = result.return_date.isoformat() if result.return_date else None
+        assert got == label["return_date"]
+    if "contact_change" in label:
+        assert result.contact_change == label["contact_change"], result.reasons
+    if label.get("reply_text") is not None:
+        assert " ".join((result.text or "").split()) == " ".join(str(label["reply_text"]).split())
+
+
 def test_quoted_unsubscribe_footer_is_still_a_reply() -> None:
     result = classify_fixture("reply_quoted_unsubscribe_footer.eml")
     assert result.kind == "reply"
