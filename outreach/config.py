@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -521,7 +521,15 @@ def load_config(path: Path) -> Config:
 def _check_address(reader: _Reader, key_path: str, text: str) -> str | None:
     from outreach.addresses import normalize_address
 
-    name, address = parseaddr(text)
+    found = getaddresses([text])
+    if len(found) > 1:  # parseaddr would quietly keep the first one
+        reader.problem(
+            key_path,
+            f"{text!r} is more than one address; write one, like \"Jordan Lee "
+            "<jlee@district.example>\" (a name with a comma goes in double quotes)",
+        )
+        return None
+    address = found[0][1] if found else ""
     try:
         return normalize_address(address or text)
     except ValueError as exc:

@@ -647,3 +647,33 @@ def test_steps_of_the_wrong_type_is_one_problem(project: Path) -> None:
         load_campaigns(load_config(project / "config.toml"))
     (problem,) = caught.value.problems
     assert ":1: steps: expected a list, got a string" in problem
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "jlee@district.example, boss@district.example",
+        "Lee, Jordan <jlee@district.example>",
+    ],
+)
+def test_from_must_be_exactly_one_address(project: Path, value: str) -> None:
+    path = project / "config.toml"
+    edit(path, 'from = "Jordan Lee <jlee@district.example>"', f"from = '{value}'")
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:{line_of(path, 'from =')}: accounts.default.from:")
+    assert "more than one address" in problem and "double quotes" in problem
+
+
+@pytest.mark.parametrize(
+    ("value", "email", "name"),
+    [
+        ('"Lee, Jordan" <JLee@District.example>', "jlee@district.example", "Lee, Jordan"),
+        ("jlee@district.example", "jlee@district.example", ""),
+        ("José Pérez <jp@district.example>", "jp@district.example", "José Pérez"),
+    ],
+)
+def test_from_forms(project: Path, value: str, email: str, name: str) -> None:
+    path = project / "config.toml"
+    edit(path, 'from = "Jordan Lee <jlee@district.example>"', f"from = '{value}'")
+    account = load_config(path).accounts["default"]
+    assert (account.from_email, account.from_name) == (email, name)

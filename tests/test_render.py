@@ -500,3 +500,21 @@ def test_any_field_through_import_is_rejected_or_harmless(
         return
     assert "\r" not in partner.name and "\n" not in partner.organization
     assert_exact_headers(partner, config, campaign)
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        ('"Lee, Jordan" <jlee@district.example>', "Lee, Jordan"),
+        ("José Pérez <jlee@district.example>", "José Pérez"),
+    ],
+)
+def test_from_header_keeps_the_configured_name(project: Project, value: str, name: str) -> None:
+    edit(
+        project.root / "config.toml",
+        'from = "Jordan Lee <jlee@district.example>"',
+        f"from = '{value}'",
+    )
+    (message,) = project.build(steps=[1])
+    (sender,) = message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == (name, "jlee@district.example")
