@@ -243,9 +243,15 @@ def partners() -> None:
 def partners_import(app: App, csv_file: Path, dry_run: bool) -> None:
     """Add or update partners from a CSV (upsert by email). All or nothing: one bad row and
     nothing changes; every bad row is listed by line number."""
-    from outreach.roster import read_roster
+    from outreach.roster import merge_partner, read_roster
 
-    records = read_roster(csv_file)
+    roster = read_roster(csv_file)
+    in_store = {p.email: p for p in app.store.partners()}
+    # columns the CSV leaves out keep their values: a partial roster must not blank them
+    records = [
+        merge_partner(in_store[p.email], p, roster.columns) if p.email in in_store else p
+        for p in roster
+    ]
     if dry_run:
         known = sum(1 for p in records if app.store.partner_by_email(p.email))
         click.echo(f"{csv_file}: {len(records)} valid rows ({len(records) - known} new, {known} updated); nothing changed (dry run)")

@@ -6,6 +6,8 @@ import csv
 import io
 import re
 import unicodedata
+from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 
 from outreach.addresses import normalize_address
@@ -54,7 +56,26 @@ def decode_csv(data: bytes, source: str) -> str:
         ) from None
 
 
-def parse_roster(data: bytes, source: str = "partners.csv") -> list[Partner]:
+class Roster(list[Partner]):
+    """The partners of one CSV, and the columns it had (see `merge_partner`)."""
+
+    def __init__(self, partners: list[Partner], columns: tuple[str, ...]) -> None:
+        super().__init__(partners)
+        self.columns = columns
+
+
+def merge_partner(known: Partner, row: Partner, columns: Collection[str]) -> Partner:
+    """A re-imported partner: the row's values for the columns the CSV has, the known values
+    for the rest. A CSV with only `email,owner` reassigns owners; it does not blank names."""
+    values = {
+        name: getattr(row if name in columns else known, name)
+        for name in ROSTER_COLUMNS
+        if name != "email"
+    }
+    return replace(known, **values, fields={**known.fields, **row.fields})
+
+
+def parse_roster(data: bytes, source: str = "partners.csv") -> Roster:
     """Parse a roster. All-or-nothing: raises RosterError naming every bad row by line."""
     text = decode_csv(data, source)
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -114,7 +135,7 @@ def parse_roster(data: bytes, source: str = "partners.csv") -> list[Partner]:
         partners.append(_partner(record, email))
     if problems:
         raise RosterError(_summary(source, problems))
-    return partners
+    return Roster(partners, tuple(keys))
 
 
 def _row_problems(record: dict[str, str]) -> list[str]:
@@ -162,7 +183,7 @@ def _summary(source: str, problems: list[str]) -> str:
     return f"{text} ({count}, nothing imported)"
 
 
-def read_roster(path: Path) -> list[Partner]:
+def read_roster(path: Path) -> Roster:
     try:
         data = path.read_bytes()
     except OSError as exc:

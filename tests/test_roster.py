@@ -20,7 +20,7 @@ from helpers import (
 
 from outreach.config import load_config
 from outreach.errors import RosterError
-from outreach.model import BOUNCED, OPTED_OUT
+from outreach.model import BOUNCED, OPTED_OUT, Partner
 from outreach.roster import column_key, parse_roster
 from outreach.store import Store
 
@@ -389,3 +389,40 @@ def test_non_ascii_column_names_are_usable_in_templates(project: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "Región: Sureste" in result.stdout
+
+
+def test_a_partial_roster_updates_only_its_columns(project: Path) -> None:
+    import_file(project, project / "partners.csv")
+    owners = write_csv(
+        project / "owners.csv",
+        ["email,owner,phone", "maria.gonzalez@mercyhealth.example,akim,555-0101"],
+    )
+    assert "(0 new, 1 updated)" in import_file(project, owners)
+    maria = by_email(project)["maria.gonzalez@mercyhealth.example"]
+    assert maria["owner"] == "akim"
+    assert maria["name"] == "María González"  # not in owners.csv: kept
+    assert maria["organization"] == "Mercy Health"
+    assert maria["tags"] == ["advisory", "internship-host"]
+    assert maria["timezone"] == "America/Chicago"
+    assert maria["fields"] == {"city": "Lincoln", "phone": "555-0101"}
+
+
+def test_an_empty_cell_in_a_present_column_clears_the_value(project: Path) -> None:
+    import_file(project, project / "partners.csv")
+    clear = write_csv(project / "clear.csv", ["email,tags,city", "sam.lee@bistro21.example,,"])
+    import_file(project, clear)
+    sam = by_email(project)["sam.lee@bistro21.example"]
+    assert sam["tags"] == [] and sam["fields"] == {"city": ""}
+    assert sam["name"] == "Sam Lee"
+
+
+def test_merge_partner_is_pure() -> None:
+    from outreach.roster import merge_partner
+
+    known = Partner(
+        email="a@x.example", name="A", owner="jlee", fields={"city": "L"}, id=7, status="opted_out"
+    )
+    row = Partner(email="a@x.example", owner="akim", fields={"phone": "1"})
+    merged = merge_partner(known, row, ("email", "owner", "phone"))
+    assert (merged.name, merged.owner, merged.id, merged.status) == ("A", "akim", 7, "opted_out")
+    assert merged.fields == {"city": "L", "phone": "1"}
