@@ -518,3 +518,13 @@ def test_from_header_keeps_the_configured_name(project: Project, value: str, nam
     (message,) = project.build(steps=[1])
     (sender,) = message["From"].addresses
     assert (sender.display_name, sender.addr_spec) == (name, "jlee@district.example")
+
+
+@pytest.mark.parametrize("target", ["../config.toml", "/etc/passwd", "templates/../../config.toml"])
+def test_includes_stay_inside_the_templates_folder(project: Project, target: str) -> None:
+    edit(
+        project.template("followup.txt.j2"), "Thank you,", f'{{% include "{target}" %}}\nThank you,'
+    )
+    message = project.fails()
+    assert "template not found" in message
+    assert "smtp.district.example" not in message
