@@ -136,9 +136,12 @@ def init(directory: Path) -> None:
         if target.exists():
             kept.append(name)
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with (sample / name).open("rb") as source, open(target, "xb") as out:
-            shutil.copyfileobj(source, out)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with (sample / name).open("rb") as source, open(target, "xb") as out:
+                shutil.copyfileobj(source, out)
+        except OSError as exc:
+            raise InputError(f"{target}: cannot write: {exc.strerror or exc}") from exc
         written.append(name)
     for name in written:
         click.echo(f"wrote {directory / name}")

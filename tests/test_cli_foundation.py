@@ -248,3 +248,13 @@ def test_sample_roster_addresses() -> None:
         )
         == SAMPLE_EMAILS
     )
+
+
+def test_init_where_it_cannot_write_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    result = invoke(["init", str(blocker / "project")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {blocker / 'project'}")
+    assert "cannot write" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
