@@ -156,8 +156,14 @@ def _strip_list_tag(subject: str) -> str:
     return re.sub(r"^\s*(\[[^\]]*\]\s*)+", "", subject)
 
 
-def judge_auto_reply(headers: MessageHeaders, text: str) -> AutoReplyVerdict:
-    """Weigh header, subject and body evidence for an automatic reply."""
+def judge_auto_reply(
+    headers: MessageHeaders, text: str, *, quotes_history: bool = False
+) -> AutoReplyVerdict:
+    """Weigh header, subject and body evidence for an automatic reply.
+
+    ``quotes_history``: the body quotes earlier mail below the new text. Body phrases
+    alone are then not believed: people quote, vacation responders rarely do.
+    """
     strong = strong_header_reasons(headers)
     weak = weak_header_reasons(headers)
     subject = headers.subject
@@ -183,7 +189,7 @@ def judge_auto_reply(headers: MessageHeaders, text: str) -> AutoReplyVerdict:
     )
     if is_auto and not (strong or subject_strong or contact or weak or subject_weak):
         # body phrases only: people write "I'm on vacation next week" in real answers
-        is_auto = len(text) < 2500
+        is_auto = len(text) < 2500 and not quotes_history
     if is_auto and not contact:
         contact = _CONTACT_CHANGE_LOOSE.search(head)
         if contact:

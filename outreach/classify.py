@@ -124,7 +124,9 @@ def _classify(
             headers=headers,
         )
     new_text = _new_text(msg, full_text)
-    verdict = judge_auto_reply(headers, full_text)
+    verdict = judge_auto_reply(
+        headers, full_text, quotes_history=_quotes_history(full_text, new_text)
+    )
     if verdict.is_auto_reply:
         return _auto_reply_result(verdict, headers, full_text, new_text, today)
     other = _other_reasons(headers, full_text, verdict)
@@ -138,6 +140,12 @@ def _classify(
     return Classification(
         kind=kind, reasons=tuple(reasons), text=new_text, full_text=full_text, headers=headers
     )
+
+
+def _quotes_history(full_text: str, new_text: str) -> bool:
+    """True when the body carries quoted history besides the new text (people quote;
+    vacation responders rarely do)."""
+    return len(" ".join(full_text.split())) > len(" ".join(new_text.split())) + 80
 
 
 def _new_text(msg: Message, full_text: str) -> str:
@@ -255,7 +263,10 @@ def _other_reasons(headers: MessageHeaders, full_text: str, verdict: AutoReplyVe
 _UNSUB_TEXT = re.compile(
     r"\bunsubscribe\b|\bunsuscribe\b|remove (me|us|my (e-?mail|address|name))\b|"
     r"take (me|us|my (e-?mail|address|name)) off|(stop|quit|cease) (e-?mailing|emailing|"
-    r"sending|contacting|mailing)|do not (e-?mail|contact|send)|don'?t (e-?mail|contact|send)|"
+    r"sending|contacting|mailing)|"
+    # "don't send the paperwork yet" is an answer: only "don't email/contact ME/US" asks to stop
+    r"(do not|don'?t|never) (e-?mail|contact|message|write( to)?|send) (me|us)\b|"
+    r"(do not|don'?t) send (any )?(more|further) |remove (our|this) (e-?mail|address)|"
     r"opt(ing)? (me )?out|no more e-?mails|not interested in (receiving|further)|"
     r"no longer (wish|want) to (receive|be contacted|hear)|delete (me|my (e-?mail|address))|"
     # Spanish
@@ -266,11 +277,17 @@ _UNSUB_TEXT = re.compile(
     # German
     r"abmelden|austragen|abbestellen|keine (weiteren )?(e-?mails|nachrichten|mails)|"
     r"nicht mehr (kontaktieren|anschreiben|schreiben)|aus (ihrem|dem) verteiler|"
-    r"l[öo]schen sie mich|"
+    r"l[öo]schen sie (mich|uns)|melden sie (mich|uns)\b[^.\n]{0,40}\bab\b|"
+    r"(mich|uns) (aus|von) (ihrem|ihrer|dem|der) (verteiler|liste|mailingliste|newsletter)|"
     # French
     r"d[ée]sabonn|d[ée]sinscri|retirez(-| )moi|supprimez(-| )moi|"
     r"ne plus (recevoir|me contacter)|arr[êe]tez de m'?(envoyer|[ée]crire|contacter)|"
-    r"ne m'?(envoyez|[ée]crivez|contactez) plus",
+    r"ne m'?(envoyez|[ée]crivez|contactez) plus|"
+    r"ne (souhaite|veux|d[ée]sire|souhaitons|voulons) plus (recevoir|[êe]tre contact)|"
+    # Italian, Portuguese, Dutch
+    r"cancellatemi|cancellami|rimuovetemi|disiscriv|non (voglio|desidero) pi[ùu] ricevere|"
+    r"descadastr|n[ãa]o (quero|desejo) (mais )?receber|afmelden|uitschrijven|"
+    r"verwijder (mij|me|ons)",
     re.IGNORECASE,
 )
 _UNSUB_SUBJECT = re.compile(
@@ -282,6 +299,14 @@ _UNSUB_SUBJECT = re.compile(
 )
 
 
+#: A reply whose only words are a command: "Remove", "STOP", "Baja."
+_BARE_COMMAND = re.compile(
+    r"^\W*(unsubscribe|unsub|remove|stop|opt[- ]?out|baja|abmelden|d[ée]sabonner|"
+    r"d[ée]sinscrire|cancel)\W*$",
+    re.IGNORECASE,
+)
+
+
 def unsubscribe_reasons(headers: MessageHeaders, new_text: str) -> list[str]:
     """Why a human message asks to stop receiving mail (empty list when it does not).
 
@@ -289,9 +314,12 @@ def unsubscribe_reasons(headers: MessageHeaders, new_text: str) -> list[str]:
     mail must not turn a normal answer into an unsubscribe request.
     """
     head = new_text[:1500]
-    match = _UNSUB_TEXT.search(head)
-    if match and not _mentions_only_in_passing(head, match):
-        return [f"new text asks to stop: {match.group(0)!r}"]
+    for match in _UNSUB_TEXT.finditer(head):
+        if not _mentions_only_in_passing(head, match):
+            return [f"new text asks to stop: {match.group(0)!r}"]
+    lines = [line for line in new_text.splitlines() if line.strip()]
+    if lines and len(new_text) < 200 and _BARE_COMMAND.match(lines[0]):
+        return [f"new text is the single command {lines[0].strip()!r}"]
     subject = headers.subject
     if _UNSUB_SUBJECT.match(subject):
         is_answer = bool(headers.in_reply_to) and bool(_substantive(new_text))
@@ -305,11 +333,21 @@ def _substantive(text: str) -> str:
     return text.strip()
 
 
+_NEGATED = re.compile(
+    r"(no need to|(do not|don'?t|doesn'?t|not) (want|need|wish|mean|plan) to|please (do not|don'?t)"
+    r"|not (going )?to|never|rather not|instead of)\s+(\w+\s+)?$",
+    re.IGNORECASE,
+)
+
+
 def _mentions_only_in_passing(text: str, match: re.Match[str]) -> bool:
     """'How do I unsubscribe colleagues?' style mentions are rare; treat as requests,
-    except when the word sits inside a URL."""
+    except inside a URL and when negated ("no need to unsubscribe us")."""
     start = max(0, match.start() - 30)
+    before = text[start : match.start()]
     context = text[start : match.end() + 5]
-    return bool(re.search(r"https?://\S*$", text[start : match.start()])) or "unsubscribe=" in (
-        context.lower()
+    return (
+        bool(re.search(r"https?://\S*$", before))
+        or "unsubscribe=" in context.lower()
+        or bool(_NEGATED.search(before))
     )

@@ -30,8 +30,11 @@ _HEADER_WORDS = (
     r"Fecha|Para|Asunto|Inviato|Oggetto|Verzonden|Aan|Onderwerp|Skickat|Till|Ämne|Sendt|"
     r"Til|Emne|Wysłano|Do|Temat|Отправлено|Кому|Тема|Дата|发送时间|收件人|主题|件名|送信日時)"
 )
+#: A quoted header block: "From:" then at least two more header lines (Sent/To/Subject...)
+#: close below it, so an answer listing "From: 1 March / To: 30 April" is not cut.
 _OUTLOOK_BLOCK = re.compile(
-    rf"^[ >*]*{_FROM_WORDS}\s*:[^\n]*\n(?:[^\n]*\n){{0,3}}?[ >*]*{_HEADER_WORDS}\s*:",
+    rf"^[ >*]*{_FROM_WORDS}\s*:[^\n]*\n(?:[^\n]*\n){{0,2}}?[ >*]*{_HEADER_WORDS}\s*:[^\n]*\n"
+    rf"(?:[^\n]*\n){{0,2}}?[ >*]*{_HEADER_WORDS}\s*:",
     re.MULTILINE | re.IGNORECASE,
 )
 _SEPARATORS = re.compile(
@@ -43,7 +46,7 @@ _SEPARATORS = re.compile(
     re.MULTILINE | re.IGNORECASE,
 )
 _WROTE = re.compile(
-    r"(wrote|writes|schrieb|a écrit|escribió|ha scritto|heeft geschreven|skrev|napisał|"
+    r"(wrote|writes|schrieb|a écrit|écrit|escribió|ha scritto|heeft geschreven|skrev|napisał|"
     r"napsal|kirjoitti|написал|написала|escreveu|yazdı)\s*:?\s*$",
     re.IGNORECASE,
 )
