@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Iterable
 from contextlib import suppress
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -174,3 +175,46 @@ def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
     click.echo(f"#{reply_id} is now {kind}")
     for change in changes:
         click.echo(f"  {change}")
+
+
+# --------------------------------------------------------------------------- report
+
+
+@cli.command("report")
+@click.argument("campaign_name", metavar="CAMPAIGN")
+@click.option("--html", "html_file", metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML report (charts, replies) to FILE.")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@pass_app
+def report_command(app: App, campaign_name: str, html_file: Path | None,
+                   as_json: bool) -> None:
+    """The funnel of CAMPAIGN (audience, sent per step, replied, auto-replied, bounced,
+    unsubscribed, still pending, reply rate, median time to reply) and the partners who
+    never answered."""
+    from outreach.progress import progress
+    from outreach.report import campaign_names, dumps, format_report, load_report
+
+    known = set(campaign_names(app.store)) | {c.name for c in app.campaigns}
+    if campaign_name not in known:
+        raise InputError(f"no campaign named {campaign_name!r} (campaigns: "
+                         f"{', '.join(sorted(known)) or 'none'})")
+    zone = _zone(app)
+    moment = _now()
+    report = load_report(app.store, campaign_name, zone)
+    if html_file is not None:
+        from outreach.report_html import render_html
+
+        with progress(report.replies, length=len(report.replies),
+                      label="writing the report") as replies:
+            page = render_html(report, zone, moment, replies)
+        try:
+            html_file.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{html_file}: cannot write: {exc.strerror}") from None
+    if as_json:
+        click.echo(dumps(report, zone))
+    else:
+        click.echo("\n".join(format_report(report, zone, moment)))
+    if html_file is not None:
+        click.echo(f"wrote {html_file}", err=True)
