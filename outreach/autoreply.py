@@ -90,7 +90,8 @@ _CONTACT_CHANGE = re.compile(
 #: Looser contact-change wording, only believed once the message is known to be automatic
 #: ("Jordan has left Marigold Foods" in a person's answer is news, not an auto-reply).
 _CONTACT_CHANGE_LOOSE = re.compile(
-    r"\b(?:has|have) (?:now )?left (?:[A-Z][\w&.'-]+)|\bmy new (?:e-?mail )?address is\b"
+    r"\b(?:has|have) (?:now )?left (?:[A-Z][\w&.'-]+)|\bmy new (?:e-?mail )?address is\b|"
+    r"\b[Mm]y last (?:working )?day (?:at|with|in) |\b(?:[Ii] have|[Ii]'ve) left\b"
 )
 _AUTO_HEADERS = (
     "x-autoreply",
@@ -275,7 +276,7 @@ _DATE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("day-only", re.compile(r"\b(?:the\s+)?(?P<d>\d{1,2})(?:st|nd|rd|th)\b", re.IGNORECASE)),
 ]
 _DATE_FOLLOWS = re.compile(
-    rf"^,?\s*(?:the\s+|le\s+|el\s+|den\s+)?(?:\d|(?:{_MONTH_NAMES})\b)", re.IGNORECASE
+    rf"^,?\s*\(?(?:the\s+|le\s+|el\s+|den\s+)?(?:\d|(?:{_MONTH_NAMES})\b)", re.IGNORECASE
 )
 #: Words after which a date is the day the person is back.
 _RETURN_CUES = re.compile(

@@ -183,10 +183,12 @@ def _auto_reply_result(
 ) -> Classification:
     reference = headers.date.date() if headers.date else today
     text_for_date = f"{headers.subject}\n{new_text or full_text}"
+    # "my last day at X was 27 November" is no return: people who left do not come back
+    return_date = None if verdict.contact_change else find_return_date(text_for_date, reference)
     return Classification(
         kind="auto_reply",
         reasons=verdict.reasons,
-        return_date=find_return_date(text_for_date, reference),
+        return_date=return_date,
         contact_change=verdict.contact_change,
         original_message_ids=tuple(
             dict.fromkeys(i for i in (headers.in_reply_to, *headers.references) if i)
@@ -267,6 +269,8 @@ _UNSUB_TEXT = re.compile(
     # "don't send the paperwork yet" is an answer: only "don't email/contact ME/US" asks to stop
     r"(do not|don'?t|never) (e-?mail|contact|message|write( to)?|send) (me|us)\b|"
     r"(do not|don'?t) send (any )?(more|further) |remove (our|this) (e-?mail|address)|"
+    r"remove (me |us )?from (the |your |this |our )?(mailing |e-?mail |distribution |contact )?"
+    r"(list|database)|"
     r"opt(ing)? (me )?out|no more e-?mails|not interested in (receiving|further)|"
     r"no longer (wish|want) to (receive|be contacted|hear)|delete (me|my (e-?mail|address))|"
     # Spanish
@@ -328,11 +332,28 @@ def unsubscribe_reasons(headers: MessageHeaders, new_text: str) -> list[str]:
     return []
 
 
+_DEVICE_SIGNATURE = re.compile(
+    r"^\s*(sent from my \w+|sent from (yahoo|outlook|mail) |get outlook for|"
+    r"envoy[ée] de mon|enviado desde mi|von meinem \w+ gesendet|inviato da)",
+    re.IGNORECASE,
+)
+
+
 def _substantive(text: str) -> str:
-    """Text minus short sign-off lines, to tell 'Done.' from an empty body."""
-    return text.strip()
+    """Text minus device signatures ("Sent from my iPhone"), to tell 'Done.' from a body
+    that says nothing."""
+    return "\n".join(
+        line for line in text.splitlines() if not _DEVICE_SIGNATURE.match(line)
+    ).strip()
 
 
+#: Words before "unsubscribe" that make it an instruction from a (quoted) footer:
+#: 'To stop receiving these check-ins, reply with "unsubscribe"', "click here to unsubscribe".
+_INSTRUCTION = re.compile(
+    r"(reply(ing)? with|respond with|click( here)?( to)?|here to|link to|you (can|may)|"
+    r"to stop receiving[^.\n]*|if you (would like|wish|want) to|write|send)\W{0,3}$",
+    re.IGNORECASE,
+)
 _NEGATED = re.compile(
     r"(no need to|(do not|don'?t|doesn'?t|not) (want|need|wish|mean|plan) to|please (do not|don'?t)"
     r"|not (going )?to|never|rather not|instead of)\s+(\w+\s+)?$",
@@ -350,4 +371,5 @@ def _mentions_only_in_passing(text: str, match: re.Match[str]) -> bool:
         bool(re.search(r"https?://\S*$", before))
         or "unsubscribe=" in context.lower()
         or bool(_NEGATED.search(before))
+        or bool(_INSTRUCTION.search(before))
     )

@@ -42,13 +42,20 @@ _SEPARATORS = re.compile(
     r"Mensaje original|Messaggio originale|Oorspronkelijk bericht|Ursprungligt meddelande|"
     r"Oprindelig meddelelse|Opprinnelig melding|Forwarded message|Reply message|"
     r"Original-Nachricht|Weitergeleitete Nachricht|Mensaje reenviado|Message transféré)"
-    r"\s*-{2,}|_{20,}|Begin forwarded message:|Anfang der weitergeleiteten Nachricht:)\s*$",
+    r"\s*-{2,}|_{20,}|Begin forwarded message:|Anfang der weitergeleiteten Nachricht:|"
+    # Zoho and some webmails: "---- On Mon, 30 Nov 2026 ... <a@b> wrote ----"
+    r"-{2,} ?[^\n]{0,200}(wrote|schrieb|schreef|a [ée]crit|escribi[óo]|ha scritto|escreveu) ?-{2,})"
+    r"\s*$",
     re.MULTILINE | re.IGNORECASE,
 )
 _WROTE = re.compile(
-    r"(wrote|writes|schrieb|a écrit|écrit|escribió|ha scritto|heeft geschreven|skrev|napisał|"
-    r"napsal|kirjoitti|написал|написала|escreveu|yazdı)\s*:?\s*$",
+    r"(wrote|writes|schrieb|schreef|a écrit|écrit|escribió|ha scritto|heeft geschreven|skrev|"
+    r"napisał|napsal|kirjoitti|написал|написала|escreveu|yazdı)\s*:?\s*$",
     re.IGNORECASE,
+)
+#: "Op ma 30 nov. 2026 om 14:02 schreef Name <" / "a@b>:" - the verb mid-line, wrapped
+_WROTE_INSIDE = re.compile(
+    r"\b(wrote|schrieb|schreef|a [ée]crit|escribi[óo]|ha scritto|escreveu|skrev)\b", re.IGNORECASE
 )
 _WROTE_START = re.compile(
     r"^(On|Am|Le|El|Il|Op|Den|Dnia|W dniu|Em|Quoting|Zitat von)\b", re.IGNORECASE
@@ -108,6 +115,12 @@ def _attribution_lines(lines: list[str]) -> set[int]:
                 found.update(range(start, index + 1))
         elif next_quoted and len(stripped) < 250 and _ATTRIBUTION.search(stripped):
             found.add(index)
+        elif _WROTE_START.match(stripped) and _WROTE_INSIDE.search(stripped):
+            for ahead in (1, 2):
+                following = lines[index + ahead].strip() if index + ahead < len(lines) else ""
+                if following.endswith(":") and len(following) < 120:
+                    found.update(range(index, index + ahead + 1))
+                    break
     return found
 
 
