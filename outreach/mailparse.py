@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.header import decode_header, make_header
+from email.headerregistry import HeaderRegistry
 from email.message import Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
+from typing import Any
 
 #: Parts bigger than this are never decoded for text (attachments, forwarded videos, ...).
 MAX_TEXT_PART_BYTES = 2_000_000
@@ -113,13 +115,55 @@ def _strip_leading_junk(raw: bytes) -> bytes:
     return data
 
 
+class _ReusingHeaderRegistry(HeaderRegistry):
+    """``policy.default``'s header factory without its repeated work.
+
+    The stdlib builds a new header class on every lookup and parses a header again each time
+    it is read (``Message.get``, ``get_content_type``, ``walk``...: dozens of times per
+    message). A parsed header is an immutable ``str`` subclass and a pure function of
+    (name, value), so classes and parsed headers are kept and handed out again (bounded).
+    """
+
+    MAX_ENTRIES = 20_000
+    MAX_VALUE = 8_192
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, Any] = {}
+        self._parsed: dict[tuple[str, str], Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if type(name) is not str or type(value) is not str:
+            return self[name](name, value)
+        key = (name, value)
+        header = self._parsed.get(key)
+        if header is None:
+            header = self[name](name, value)
+            if len(value) <= self.MAX_VALUE:
+                if len(self._parsed) >= self.MAX_ENTRIES:
+                    self._parsed.clear()
+                self._parsed[key] = header
+        return header
+
+
+#: ``policy.default`` with a header factory that reuses parsed headers (same results).
+DEFAULT_POLICY = policy.default.clone(header_factory=_ReusingHeaderRegistry())
+
+
 def parse_message(raw: bytes) -> Message:
     """Parse bytes into a message using ``policy.default``; never raises.
 
     Falls back to the lenient compat32 policy, then to an empty message.
     """
     data = _strip_leading_junk(raw if isinstance(raw, bytes) else bytes(raw))
-    for chosen in (policy.default, policy.compat32):
+    for chosen in (DEFAULT_POLICY, policy.compat32):
         try:
             return email.message_from_bytes(data, policy=chosen)
         except Exception:  # noqa: BLE001 - any parser failure degrades to the next policy
@@ -240,7 +284,11 @@ def headers_of(msg: Message) -> MessageHeaders:
         report_type = msg.get_param("report-type")
     except Exception:  # noqa: BLE001
         content_type, report_type = "text/plain", None
-    flags = {name: header_str(msg, name) for name in FLAG_HEADERS if header_str(msg, name)}
+    flags = {}
+    for name in _present(msg, FLAG_HEADERS):
+        value = header_str(msg, name)
+        if value:
+            flags[name] = value
     return MessageHeaders(
         message_id=message_ids[0] if message_ids else None,
         in_reply_to=in_reply_to[0] if in_reply_to else None,
@@ -258,12 +306,122 @@ def headers_of(msg: Message) -> MessageHeaders:
     )
 
 
+def _present(msg: Message, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of `names` (lower-case) the message has; all of them if that cannot be told."""
+    try:
+        keys = {str(k).lower() for k in msg.keys()}
+    except Exception:  # noqa: BLE001
+        return names
+    return tuple(n for n in names if n in keys)
+
+
 def read_headers(raw_header_bytes: bytes) -> MessageHeaders:
     """Parse a header-only fetch (``BODY.PEEK[HEADER]``) into MessageHeaders; never raises."""
     try:
         return headers_of(parse_message(raw_header_bytes))
     except Exception:  # noqa: BLE001
         return MessageHeaders()
+
+
+# --------------------------------------------------------------------------- skimming
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]"
+_SIMPLE_ADDR = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+#: From values whose address anyone reads the same way: `addr`, `Name <addr>`, `"Name" <addr>`.
+_SIMPLE_FROM = re.compile(
+    rf'\s*(?:(?:"[^"\\<>@,;:]*"|[A-Za-z0-9 \t!#$%&\'*+/?^_`{{|}}~-]*)\s*<({_SIMPLE_ADDR})>'
+    rf"|({_SIMPLE_ADDR}))\s*"
+)
+_HEADER_LINE = re.compile(r"([\x21-\x39\x3b-\x7e]+):")
+_SKIMMED = ("from", "in-reply-to", "references", "subject", "return-path", "content-type",
+            "to", "cc")
+
+
+@dataclass(frozen=True)
+class HeaderSkim:
+    """What a plain scan of a header block tells for certain, without the email parser.
+
+    ``from_addr``, ``subject`` and ``return_path`` are exactly what :func:`read_headers`
+    would give; ``ids`` holds every Message-ID that ``In-Reply-To``/``References`` could
+    yield (and maybe more); ``report`` is False only when no Content-Type can carry a
+    ``report-type``; ``recipients`` is the To/Cc text, lower-case without whitespace, and
+    ``recipients_unclear`` says an address in it may be written in a way that text does not
+    show (comments, quotes, encoded words).
+    """
+
+    from_addr: str | None
+    subject: str
+    return_path: str | None
+    ids: frozenset[str]
+    report: bool
+    recipients: str
+    recipients_unclear: bool
+
+
+def skim_headers(block: bytes) -> HeaderSkim | None:
+    """Scan a header block (``BODY.PEEK[HEADER]``) for the few facts that decide whether a
+    message is worth downloading; None when the block is not plain enough to be sure (encoded
+    words, non-ASCII, unusual syntax): then :func:`read_headers` must parse it."""
+    try:
+        text = block.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if text.count("\r") != text.count("\r\n") or text[:1] in (" ", "\t", "\r", "\n"):
+        return None
+    values: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.split("\n"):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line:
+            break  # end of the header block
+        if line[0] in " \t":
+            if current is None:
+                return None
+            current.append(line)
+            continue
+        if line.startswith("From "):
+            return None  # an mbox separator: the parser treats it specially
+        match = _HEADER_LINE.match(line)
+        if match is None:
+            return None  # the parser would end the header block here
+        name = match.group(1).lower()
+        if name in _SKIMMED:
+            current = [line[match.end() :].lstrip(" \t")]
+            values.setdefault(name, []).append(current)  # type: ignore[arg-type]
+        else:
+            current = []
+    joined = {name: ["".join(parts) for parts in found] for name, found in values.items()}
+    if any("=?" in v for name in ("from", "in-reply-to", "references", "subject",
+                                  "return-path") for v in joined.get(name, ())):
+        return None
+    senders = joined.get("from", [])
+    if len(senders) > 1:
+        return None
+    from_addr = None
+    if senders:
+        simple = _SIMPLE_FROM.fullmatch(senders[0])
+        if simple is None:
+            return None
+        from_addr = (simple.group(1) or simple.group(2)).lower()
+    ids: set[str] = set()
+    for name in ("in-reply-to", "references"):
+        for value in joined.get(name, ()):
+            ids.update(normalize_msgid(i) for i in _MSGID_RE.findall(value))
+            ids.update(normalize_msgid(i) for i in _ANGLE_LESS_ID_RE.findall(value))
+    subjects = joined.get("subject", [])
+    paths = joined.get("return-path", [])
+    return_path = " ".join(paths[0].split()) if paths else ""
+    recipients = joined.get("to", []) + joined.get("cc", [])
+    return HeaderSkim(
+        from_addr=from_addr,
+        subject=" ".join(subjects[0].split()) if subjects else "",
+        return_path=return_path or None,
+        ids=frozenset(i for i in ids if i),
+        report=any("report" in v.lower() for v in joined.get("content-type", ())),
+        recipients="".join("".join(recipients).lower().split()),
+        recipients_unclear=any(c in v for v in recipients for c in ("=?", "(", '"', "\\")),
+    )
 
 
 # --------------------------------------------------------------------------- bodies

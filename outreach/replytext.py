@@ -28,7 +28,8 @@ _FROM_WORDS = r"(?:From|Von|De|Da|Van|Från|Fra|Od|От|Из|发件人|寄件者
 _HEADER_WORDS = (
     r"(?:Sent|Date|To|Subject|Cc|Gesendet|Datum|An|Betreff|Envoyé|Date|À|Objet|Enviado|"
     r"Fecha|Para|Asunto|Inviato|Oggetto|Verzonden|Aan|Onderwerp|Skickat|Till|Ämne|Sendt|"
-    r"Til|Emne|Wysłano|Do|Temat|Отправлено|Кому|Тема|Дата|发送时间|收件人|主题|件名|送信日時)"
+    r"Til|Emne|Wysłano|Do|Temat|Sujet|Pour|Enviada|Отправлено|Кому|Тема|Дата|发送时间|收件人|"
+    r"主题|件名|送信日時)"
 )
 #: A quoted header block: "From:" then at least two more header lines (Sent/To/Subject...)
 #: close below it, so an answer listing "From: 1 March / To: 30 April" is not cut.
@@ -41,7 +42,9 @@ _SEPARATORS = re.compile(
     r"^[ >]*(?:-{2,}\s*(?:Original Message|Urspr[üu]ngliche Nachricht|Message d'origine|"
     r"Mensaje original|Messaggio originale|Oorspronkelijk bericht|Ursprungligt meddelande|"
     r"Oprindelig meddelelse|Opprinnelig melding|Forwarded message|Reply message|"
-    r"Original-Nachricht|Weitergeleitete Nachricht|Mensaje reenviado|Message transféré)"
+    r"Original-Nachricht|Weitergeleitete Nachricht|Mensaje reenviado|Message transféré|"
+    r"Mail original|Message original|Mensagem original|Originalnachricht|Messaggio inoltrato|"
+    r"Mensagem encaminhada|Alkuperäinen viesti|Original message follows)"
     r"\s*-{2,}|_{20,}|Begin forwarded message:|Anfang der weitergeleiteten Nachricht:|"
     # Zoho and some webmails: "---- On Mon, 30 Nov 2026 ... <a@b> wrote ----"
     r"-{2,} ?[^\n]{0,200}(wrote|schrieb|schreef|a [ée]crit|escribi[óo]|ha scritto|escreveu) ?-{2,})"
@@ -76,13 +79,21 @@ _LIST_FOOTER = re.compile(
 )
 
 
+#: Lotus Notes' quote header: "Name <a@b>" / date / "To" alone on a line (also localised).
+_NOTES_BLOCK = re.compile(
+    r"^[^\n]*@[^\n]*\n(?:[^\n]*\n){0,2}?[ \t]*\d{1,4}[./-]\d{1,2}[./-]\d{2,4}[^\n]*\n"
+    r"(?:[ \t]*\n)?[ \t]*(?:To|An|À|A|Para|Aan)[ \t]*$",
+    re.MULTILINE,
+)
+
+
 def _hard_cut(text: str) -> int:
     """Position where unprefixed quoted history starts (len(text) when none)."""
     positions = [len(text)]
     mark = text.find(QUOTE_MARK)
     if mark >= 0:
         positions.append(mark)
-    for pattern in (_OUTLOOK_BLOCK, _SEPARATORS):
+    for pattern in (_OUTLOOK_BLOCK, _SEPARATORS, _NOTES_BLOCK):
         for match in pattern.finditer(text):
             if text[: match.start()].strip():
                 positions.append(match.start())

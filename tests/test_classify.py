@@ -304,3 +304,41 @@ def test_html_to_text_marks_blockquotes() -> None:
 )  # fmt: skip
 def test_extract_reply(body: str, want: str) -> None:
     assert extract_reply(body) == want
+
+
+QUOTED = "> Hello,\n> Could you host interns?\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "want"),
+    [
+        ("Yes.\n\n2014-03-20 8:48 GMT+01:00 Sam Rivera <s@x.example>:\n\n" + QUOTED, "Yes."),
+        ("Yes.\n\nEl 11/07/2026 06:13 p.m., Sam escribió:\n" + QUOTED, "Yes."),
+        ("Yes.\n\nW dniu 30 listopada 2026 14:02 użytkownik Sam <s@x.example> napisał:\n" + QUOTED, "Yes."),  # noqa: E501
+        ("Yes.\n\nOp 30-11-26 14:02, Sam schreef:\n" + QUOTED, "Yes."),
+        ("Yes.\n\nOp ma 30 nov. 2026 om 14:02 schreef Sam <\ns@x.example>:\n\n" + QUOTED, "Yes."),
+        ("Yes.\n\n---- On Mon, 30 Nov 2026 08:02 Sam <s@x.example> wrote ----\n\nHello", "Yes."),
+        ("Yes.\n\n----- Mail original -----\nDe: Sam <s@x.example>\nÀ: a@b.example\nEnvoyé: Lundi\nObjet: y\n\nHello", "Yes."),  # noqa: E501
+        ("Yes.\n\n-------- Message original --------\nSujet : y\nDate : Mon\nDe : Sam\nPour : a@b\n\nHello", "Yes."),  # noqa: E501
+        ("Yes.\n\n\n\nSam Rivera <s@x.example>\nSent by: o@x.example\n11/30/2026 08:02 AM\n\nTo\na@b\ncc\n\nSubject\ny\n\nHello", "Yes."),  # noqa: E501
+        ("Dates:\nFrom: 1 March\nTo: 30 April\n\nLi\n\nOn Mon, Nov 30, 2026, Sam <s@x.example> wrote:\n" + QUOTED, "Dates:\nFrom: 1 March\nTo: 30 April\n\nLi"),  # noqa: E501
+    ],
+)  # fmt: skip
+def test_extract_reply_more_clients(body: str, want: str) -> None:
+    assert " ".join(extract_reply(body).split()) == " ".join(want.split())
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("Sarò fuori ufficio fino al 4 dicembre compreso, rientro lunedì 7 dicembre.", date(2026, 12, 7)),  # noqa: E501
+        ("Estarei fora até 04/12/2026, retornando em 07/12/2026.", date(2026, 12, 7)),
+        ("Ik ben tot en met vrijdag 4 december afwezig.", date(2026, 12, 5)),
+        ("Ich bin ab 30.11.2026 nicht im Büro. Ich kehre zurück am 07.12.2026.", date(2026, 12, 7)),
+        ("I'm out of the office from December 1.", None),
+        ("Back Tuesday (12/8).", date(2026, 12, 8)),
+        ("I'll be out 2 days, 5 out of 10 tasks done.", None),
+    ],
+)  # fmt: skip
+def test_return_dates_more_languages(text: str, want: date | None) -> None:
+    assert find_return_date(text, date(2026, 11, 30)) == want
