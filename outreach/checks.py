@@ -8,7 +8,13 @@ from pathlib import Path
 
 import jinja2
 
-from outreach.config import Campaign, Config, load_campaigns, load_config
+from outreach.config import (
+    Campaign,
+    Config,
+    key_location,
+    load_campaigns,
+    load_config,
+)
 from outreach.errors import ConfigError, OutreachError, Problems
 from outreach.model import Partner
 from outreach.plan import audience_includes
@@ -88,7 +94,10 @@ def template_syntax_problems(config: Config) -> list[str]:
     renderer = Renderer(config)
     problems = []
     if not config.templates_dir.is_dir():
-        return [f"{config.templates_dir}: templates folder not found"]
+        return [
+            f"{key_location(config.path, 'outreach.templates')}: the templates folder "
+            f"{config.templates_dir} does not exist"
+        ]
     for path in sorted(config.templates_dir.rglob("*.j2")):
         name = path.relative_to(config.templates_dir).as_posix()
         env = renderer.html_env if name.endswith(".html.j2") else renderer.text_env

@@ -69,8 +69,8 @@ class ServerSettings:
             value = os.environ.get(self.password_env)
             if value is None:
                 raise ConfigError(
-                    f"{self.source.name}: {self.key_path}.password_env: the environment "
-                    f"variable {self.password_env} is not set",
+                    f"{key_location(self.source, self.key_path + '.password_env')}: the "
+                    f"environment variable {self.password_env} is not set",
                     hint=f"export {self.password_env}=... before starting outreach",
                 )
             return value
@@ -81,12 +81,13 @@ class ServerSettings:
                 )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise ConfigError(
-                    f"{self.source.name}: {self.key_path}.password_cmd could not run: {exc}"
+                    f"{key_location(self.source, self.key_path + '.password_cmd')} could not "
+                    f"run: {exc}"
                 ) from exc
             if done.returncode != 0:
                 raise ConfigError(
-                    f"{self.source.name}: {self.key_path}.password_cmd exited with "
-                    f"{done.returncode}"
+                    f"{key_location(self.source, self.key_path + '.password_cmd')} exited "
+                    f"with {done.returncode}"
                 )
             return done.stdout.rstrip("\r\n")
         return None
@@ -434,6 +435,8 @@ def load_config(path: Path) -> Config:
 
     main = reader.table(top.get("outreach", {}), "outreach", _OUTREACH)
     database = folder / reader.get(main, "outreach", "database", str, "outreach.db")
+    if database.is_dir():  # also `database = ""`: the config's own folder
+        reader.problem("outreach.database", f"{database} is a folder; name the database file")
     campaigns_dir = folder / reader.get(main, "outreach", "campaigns", str, "campaigns")
     templates_dir = folder / reader.get(main, "outreach", "templates", str, "templates")
     timezone = reader.get(main, "outreach", "timezone", str, "America/Chicago")
@@ -697,6 +700,15 @@ _BLACKOUT = ("from", "to", "name")
 _STEP = ("template", "subject", "after", "thread")
 
 
+def key_location(path: Path, key_path: str) -> str:
+    """'/path/file.toml:LINE: key' for a problem found after the file was read."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return f"{path}: {key_path}"
+    return f"{path}:{_Reader(path, text).line_of(key_path)}: {key_path}"
+
+
 def campaign_files(config: Config) -> list[Path]:
     if not config.campaigns_dir.is_dir():
         return []
@@ -708,7 +720,10 @@ def load_campaigns(config: Config) -> list[Campaign]:
     problems: list[str] = []
     campaigns: list[Campaign] = []
     if not config.campaigns_dir.is_dir():
-        raise ConfigError(f"{config.campaigns_dir}: campaigns folder not found")
+        raise ConfigError(
+            f"{key_location(config.path, 'outreach.campaigns')}: the campaigns folder "
+            f"{config.campaigns_dir} does not exist"
+        )
     seen: dict[str, Path] = {}
     for path in campaign_files(config):
         try:

@@ -29,7 +29,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
-from outreach.config import Account, Campaign, Config, Step
+from outreach.config import Account, Campaign, Config, Step, key_location
 from outreach.errors import TemplateError
 from outreach.model import Partner
 
@@ -140,20 +140,23 @@ class Renderer:
         self, campaign: Campaign, step: Step, partner: Partner, context: dict[str, Any]
     ) -> str:
         source = step.subject or ""
-        where = f"{campaign.source.name}: steps[{step.number - 1}].subject"
         try:
             template = self._subjects.get(source)
             if template is None:
                 template = self._subjects[source] = self.text_env.from_string(source)
             return template.render(context)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"{where}: template syntax error: {exc.message}") from None
-        except SecurityError as exc:
-            raise TemplateError(f"{where}: not allowed in a template: {exc}") from None
-        except jinja2.UndefinedError as exc:
-            raise TemplateError(f"{where}: {exc.message} (partner {partner.email})") from None
         except Exception as exc:  # noqa: BLE001 - any template bug is the user's to fix
-            raise TemplateError(f"{where}: {type(exc).__name__}: {exc} (partner {partner.email})") from None
+            # file:line of the subject, looked up only now that it is needed
+            where = key_location(campaign.source, f"steps[{step.number - 1}].subject")
+            if isinstance(exc, jinja2.TemplateSyntaxError):
+                reason = f"template syntax error: {exc.message}"
+            elif isinstance(exc, SecurityError):
+                reason = f"not allowed in a template: {exc}"
+            elif isinstance(exc, jinja2.UndefinedError):
+                reason = f"{exc.message} (partner {partner.email})"
+            else:
+                reason = f"{type(exc).__name__}: {exc} (partner {partner.email})"
+            raise TemplateError(f"{where}: {reason}") from None
 
     def _render_file(
         self, env: SandboxedEnvironment, name: str, partner: Partner, context: dict[str, Any]

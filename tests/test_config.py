@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import date, time, timedelta
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import (
+    SAMPLE,
     assert_input_error,
     edit,
     error_lines,
@@ -17,7 +19,10 @@ from helpers import (
     line_of,
     make_project,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from outreach.checks import check_all
 from outreach.config import (
     ServerSettings,
     find_config,
@@ -677,3 +682,136 @@ def test_from_forms(project: Path, value: str, email: str, name: str) -> None:
     edit(path, 'from = "Jordan Lee <jlee@district.example>"', f"from = '{value}'")
     account = load_config(path).accounts["default"]
     assert (account.from_email, account.from_name) == (email, name)
+
+
+# --------------------------------------------------------------------------- any value, anywhere
+
+toml_values = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(
+        lambda f: (
+            "nan"
+            if f != f
+            else ("inf" if f == float("inf") else "-inf")
+            if f in (float("inf"), float("-inf"))
+            else repr(f)
+        )
+    ),
+    st.booleans().map(lambda b: "true" if b else "false"),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=30).map(json.dumps),
+    st.sampled_from(
+        [
+            '""',
+            '"7d"',
+            '"0s"',
+            '"none"',
+            '"tls"',
+            '"mon"',
+            '"09:00-16:00"',
+            '"24:00-01:00"',
+            '"x@y"',
+            '"Nowhere/Zone"',
+            '"../../etc/passwd"',
+            "2026-01-01",
+            "10:30:00",
+            "2026-01-01T10:00:00",
+            "2026-01-01T10:00:00-05:00",
+            "[]",
+            "{}",
+            '["a", 1]',
+            "[1]",
+            "[[]]",
+            "{ x = 1 }",
+            "[{ from = 2026-01-01 }]",
+            "[{}]",
+            '"default"',
+            '"checkin"',
+        ]
+    ),
+)
+
+ASSIGNMENT = re.compile(r"(?m)(?:^|[{,]\s*)([A-Za-z_]+)\s*=\s*")
+
+
+def mutate(text: str, which: int, value: str) -> str:
+    """Replace the value of the `which`-th assignment (top-level or inline) by `value`."""
+    found = list(ASSIGNMENT.finditer(text))
+    match = found[which % len(found)]
+    rest = text[match.end() :]
+    # the old value ends at the end of the line, or at `,`/`}` inside an inline table
+    if text[match.start()] in "{,":
+        end = re.search(r"\s*[,}]", rest)
+        stop = end.start() if end else len(rest)
+        if rest[:1] in "[{" or rest[:1] == '"':
+            stop = _balanced(rest)
+    else:
+        line_end = rest.find("\n")
+        stop = len(rest) if line_end < 0 else line_end
+        if rest[:1] in "[{":
+            stop = max(stop, _balanced(rest))
+    return text[: match.end()] + value + rest[stop:]
+
+
+def _balanced(rest: str) -> int:
+    """End of the value at the start of `rest`: a string, or a bracketed array or table."""
+    if rest[:1] == '"':
+        index = 1
+        while index < len(rest) and rest[index] != '"':
+            index += 2 if rest[index] == "\\" else 1
+        return index + 1
+    depth, index, in_string = 0, 0, False
+    for index, char in enumerate(rest):
+        if char == '"':
+            in_string = not in_string
+        elif not in_string and char in "[{":
+            depth += 1
+        elif not in_string and char in "]}":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return len(rest)
+
+
+@pytest.fixture(scope="module")
+def sample_texts() -> tuple[str, str]:
+    return (
+        (SAMPLE / "config.toml").read_text(encoding="utf-8"),
+        (SAMPLE / "campaigns" / "checkin.toml").read_text(encoding="utf-8"),
+    )
+
+
+LOCATED = re.compile(r"^(?P<file>/\S+?)(:\d+)?: ")
+
+
+def assert_located(problem: str, root: Path) -> None:
+    """One line that begins with a file of the project (and its line where there is one)."""
+    found = LOCATED.match(problem)
+    assert found and Path(found["file"]).is_relative_to(root), problem
+    assert "\n" not in problem and "Traceback" not in problem
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(which=st.integers(min_value=0, max_value=200), value=toml_values, in_campaign=st.booleans())
+def test_any_value_for_any_key_is_loaded_or_reported(
+    tmp_path_factory: pytest.TempPathFactory,
+    sample_texts: tuple[str, str],
+    which: int,
+    value: str,
+    in_campaign: bool,
+) -> None:
+    root = tmp_path_factory.mktemp("mutant")
+    make_project(root)
+    config_text, campaign_text = sample_texts
+    target = root / ("campaigns/checkin.toml" if in_campaign else "config.toml")
+    target.write_text(
+        mutate(campaign_text if in_campaign else config_text, which, value), encoding="utf-8"
+    )
+    try:
+        config = load_config(root / "config.toml")
+        load_campaigns(config)
+    except (ConfigError, Problems) as exc:
+        for problem in exc.problems if isinstance(exc, Problems) else [str(exc)]:
+            assert_located(problem, root)
+    report = check_all(root / "config.toml")
+    for problem in report.problems + report.warnings:
+        assert_located(problem, root)

@@ -240,7 +240,11 @@ CONFIG_CASES = [
     Case(
         "undefined-variable-in-subject",
         undefined_variable_in_subject,
-        lambda p: [str(campaign(p).name), "steps[0].subject", "programme", "partner "],
+        lambda p: [
+            at(campaign(p), "{{ programme }}") + " steps[0].subject:",
+            "programme",
+            "partner ",
+        ],
     ),
     Case(
         "unknown-time-zone-config",
