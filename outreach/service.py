@@ -488,17 +488,29 @@ class Service:
                 self.watchers.append(watcher)
 
     def run(self) -> int:
+        self.install_signals()  # first: a stop asked for during start-up is a warm one too
+        try:
+            return self._run()
+        finally:
+            self.idle_stop.set()
+            self.restore_signals()
+            self.log.removeFilter(self.tap)
+            if self._timer is not None:
+                self._timer.cancel()
+            self.files.cleanup()
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+
+    def _run(self) -> int:
         try:
             config, campaigns = self.files.load()
         except Problems as exc:
-            self.files.cleanup()
             log_event(self.log, "fatal", f"cannot start: {exc.problems[0]}"
                       + (f" (and {len(exc.problems) - 1} more; `outreach check` shows them all)"
                          if len(exc.problems) > 1 else ""), logging.ERROR)
             return exc.exit_code
         self.worker.reconfigure(config, campaigns)
         self.log.addFilter(self.tap)
-        self.install_signals()
         started = self.now()
         self.heartbeat(pid=os.getpid(), host=socket.gethostname(), started_at=iso(started),
                        heartbeat_at=iso(started), stopped_at=None)
@@ -510,45 +522,40 @@ class Service:
                   "SIGTERM/Ctrl-C stops it, SIGHUP reloads campaigns",
                   pid=os.getpid(), database=str(self.config.database))
         try:
-            self.run_job("recover", self.worker.recover)
-            self.run_job("read", self.read)
-            self.run_job("send", self.send_due)
-            self.run_job("digest", self.digest)
-            self.start_watchers()
-            scheduler = schedule.Scheduler()
-            scheduler.every(self.poll).seconds.do(self.run_job, "read", self.read)
-            scheduler.every(self.send).seconds.do(self.run_job, "send", self.send_due)
-            if self.config.digest is not None:
-                scheduler.every(30).seconds.do(self.run_job, "digest", self.digest)
-            scheduler.every(min(30, self.poll)).seconds.do(self.run_job, "heartbeat", self.beat)
-            while not self.stopping:
-                if self.reload_requested:
-                    self.reload_requested = False
-                    self.run_job("reload", lambda: self.maybe_reload(force=True))
-                if self.read_requested:
-                    self.read_requested = False
-                    self.run_job("read", self.read)
-                scheduler.run_pending()
-                if self.stopping:
-                    break
-                wait = scheduler.idle_seconds
-                self.sleep(min(max(wait if wait is not None else 1.0, 0.0), 60.0))
+            self.loop()
         finally:
-            self.idle_stop.set()
-            self.restore_signals()
-            self.log.removeFilter(self.tap)
-            if self._timer is not None:
-                self._timer.cancel()
             now = self.now()
             self.heartbeat(heartbeat_at=iso(now), stopped_at=iso(now))
-            self.files.cleanup()
-            for fd in (self._wake_r, self._wake_w):
-                os.close(fd)
         if self.fatal is not None:
             log_event(self.log, "fatal", f"stopping: {self.fatal}", logging.ERROR)
             return self.fatal.exit_code
         log_event(self.log, "stopped", "worker stopped")
         return 0
+
+    def loop(self) -> None:
+        self.run_job("recover", self.worker.recover)
+        self.run_job("read", self.read)
+        self.run_job("send", self.send_due)
+        self.run_job("digest", self.digest)
+        self.start_watchers()
+        scheduler = schedule.Scheduler()
+        scheduler.every(self.poll).seconds.do(self.run_job, "read", self.read)
+        scheduler.every(self.send).seconds.do(self.run_job, "send", self.send_due)
+        if self.config.digest is not None:
+            scheduler.every(30).seconds.do(self.run_job, "digest", self.digest)
+        scheduler.every(min(30, self.poll)).seconds.do(self.run_job, "heartbeat", self.beat)
+        while not self.stopping:
+            if self.reload_requested:
+                self.reload_requested = False
+                self.run_job("reload", lambda: self.maybe_reload(force=True))
+            if self.read_requested:
+                self.read_requested = False
+                self.run_job("read", self.read)
+            scheduler.run_pending()
+            if self.stopping:
+                break
+            wait = scheduler.idle_seconds
+            self.sleep(min(max(wait if wait is not None else 1.0, 0.0), 60.0))
 
 
 def run_forever(app: App, worker: Worker, logger: logging.Logger) -> int:
