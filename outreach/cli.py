@@ -414,6 +414,9 @@ def status(app: App, as_json: bool) -> None:
         "last_send_at": worker.get("last_send_at"),
         "last_error": worker.get("last_error"),
         "last_error_at": worker.get("last_error_at"),
+        "heartbeat_at": worker.get("heartbeat_at"),
+        "stopped_at": worker.get("stopped_at"),
+        "host": worker.get("host"),
     }
     unknown = app.store.ledger_rows("status = 'unknown' ORDER BY id")
     if as_json:
@@ -430,11 +433,17 @@ def status(app: App, as_json: bool) -> None:
     click.echo(format_table(table) if names else "no campaigns yet")
     state = "running (pid %s)" % holder if holder is not None else "not running"
     click.echo(f"\nworker: {state}")
-    for key in ("last_cycle_at", "last_read_at", "last_send_at"):
-        if worker_info[key]:
-            click.echo(f"  {key.replace('_', ' ')}: {worker_info[key]}")
-    if worker_info["last_error"]:
-        click.echo(f"  last error: {worker_info['last_error']} ({worker_info['last_error_at']})")
+    from outreach.service import when
+
+    zone, moment = local_zone(app), now()
+    for key, label in (("started_at", "started"), ("last_read_at", "last read mail"),
+                       ("last_send_at", "last sent"), ("heartbeat_at", "last heartbeat"),
+                       ("stopped_at", "stopped")):
+        if worker.get(key) and (key != "stopped_at" or holder is None):
+            click.echo(f"  {label}: {when(worker[key], zone, moment)}")
+    if worker.get("last_error"):
+        click.echo(f"  last error: {worker['last_error']} "
+                   f"({when(worker.get('last_error_at'), zone, moment)})")
     if unknown:
         click.echo(f"\n{len(unknown)} message(s) with an unknown outcome (see `outreach resolve`):")
         for r in unknown:

@@ -35,7 +35,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -53,7 +53,7 @@ from outreach.errors import (
     Problems,
 )
 from outreach.logs import log_event
-from outreach.store import Store, iso
+from outreach.store import Store, iso, parse_iso
 
 if TYPE_CHECKING:
     from outreach.cli import App
@@ -130,6 +130,17 @@ class EventTap(logging.Filter):
     def take(self) -> list[tuple[str, int, str]]:
         events, self.events = self.events, []
         return events
+
+
+def when(text: str | None, zone: tzinfo, now: datetime) -> str:
+    """A stored time for people: local, with how long ago ("2026-11-30 09:12:03, 2m ago")."""
+    moment = parse_iso(text)
+    if moment is None:
+        return "never"
+    ago = max(timedelta(0), now - moment)
+    ago = timedelta(seconds=int(ago.total_seconds()))
+    return (f"{moment.astimezone(zone).strftime('%Y-%m-%d %H:%M:%S')}, "
+            f"{format_duration(ago)} ago")
 
 
 def record_once(store: Store, read: ReadReport, sent: SendReport, now: datetime) -> None:

@@ -182,6 +182,9 @@ def test_run_sends_reads_logs_and_stops_warm_on_sigterm(
     assert state["running"] is True and state["pid"] == worker.proc.pid
     assert state["last_cycle_at"] and state["last_read_at"] and state["last_send_at"]
     assert state["last_error"] is None
+    text = CliRunner().invoke(cli, ["--config", str(tmp_path / "config.toml"), "status"]).stdout
+    assert f"worker: running (pid {worker.proc.pid})" in text
+    assert "last read mail: " in text and "last sent: " in text and " ago" in text
 
     started = time.monotonic()
     assert worker.stop() == 0
