@@ -6,6 +6,7 @@ Order matters and follows how certain each signal is:
 2. non-delivery report (RFC 3464 DSN, flufl.bounce detectors, heuristics)     -> bounce
 3. sent to one of our unsubscribe addresses                                     -> unsubscribe
 4. automatic reply (RFC 3834 ``Auto-Submitted``, vendor headers, subject, body) -> auto_reply
+   (but a help-desk acknowledgement with a ticket number and no absence goes to 5)
 5. other machine mail (ticket systems, no-reply notifications, receipts)        -> other
 6. the new text (never the quoted footer) or the subject asks to stop           -> unsubscribe
 7. anything else                                                                 -> reply
@@ -127,7 +128,7 @@ def _classify(
     verdict = judge_auto_reply(
         headers, full_text, quotes_history=_quotes_history(full_text, new_text)
     )
-    if verdict.is_auto_reply:
+    if verdict.is_auto_reply and not _ticket_acknowledgement(headers, full_text, verdict):
         return _auto_reply_result(verdict, headers, full_text, new_text, today)
     other = _other_reasons(headers, full_text, verdict)
     if other:
@@ -221,7 +222,8 @@ _TICKET_HEADERS = (
 _TICKET_SUBJECT = re.compile(
     r"\[(ticket|case|request|incident)?\s*#?\s*[A-Z]*-?\d{3,}\]|\b(INC|REQ|RITM|CS|SR)\d{5,}\b|"
     r"\bticket\s*#?\s*\d+|has been (resolved|closed|created|updated|received)|"
-    r"(request|case|ticket) (received|created|#)",
+    r"(request|case|ticket) (received|created|#)|##\d{3,}##|"
+    r"\b(request|ticket|case|incident) ?(id|number|no\.?|nr\.?)\s*:?\s*#*\s*\d{3,}",
     re.IGNORECASE,
 )
 _REPLY_SUBJECT = re.compile(r"^\s*(re|aw|sv|antw|r)\s*(\[\d+\])?\s*:", re.IGNORECASE)
@@ -230,6 +232,24 @@ _NO_REPLY_TEXT = re.compile(
     r"(notification|message)|this mailbox is not monitored|no-?reply",
     re.IGNORECASE,
 )
+
+
+_ABSENCE = re.compile(
+    r"out of (the )?office|vacation|holiday|leave|away|absent|abwesen|urlaub|ausente|fuera de|"
+    r"cong[ée]|vacances|vacaciones|ferie|afwezig|no longer|nicht mehr|ya no|ne fait plus",
+    re.IGNORECASE,
+)
+
+
+def _ticket_acknowledgement(
+    headers: MessageHeaders, full_text: str, verdict: AutoReplyVerdict
+) -> bool:
+    """A help-desk "we received your request #123" is machine mail ('other'), not a
+    person's auto-reply, unless it speaks of someone's absence or departure."""
+    ticket = _TICKET_SUBJECT.search(headers.subject) or any(
+        headers.get(name) for name in _TICKET_HEADERS[:7]
+    )
+    return bool(ticket) and not verdict.contact_change and not _ABSENCE.search(full_text[:3000])
 
 
 def _other_reasons(headers: MessageHeaders, full_text: str, verdict: AutoReplyVerdict) -> list[str]:
