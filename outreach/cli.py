@@ -259,33 +259,52 @@ def partners_import(app: App, csv_file: Path, dry_run: bool) -> None:
         known = sum(1 for p in records if app.store.partner_by_email(p.email))
         click.echo(f"{csv_file}: {len(records)} valid rows ({len(records) - known} new, {known} updated); nothing changed (dry run)")
         return
-    created, updated = app.store.upsert_partners(records, now())
+    from outreach.progress import progress_counter
+
+    created = updated = 0
+    moment = now()
+    # one transaction (all or nothing), written in chunks so a large roster shows progress
+    with app.store.write(), progress_counter(length=len(records), label="importing") as done:
+        for start in range(0, len(records), 500):
+            chunk = records[start : start + 500]
+            new, changed = app.store.upsert_partners(chunk, moment)
+            created, updated = created + new, updated + changed
+            done(len(chunk))
     click.echo(f"{csv_file}: imported {len(records)} partners ({created} new, {updated} updated)")
 
 
 @partners.command("list")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per partner.")
 @click.option("--status", type=click.Choice(["active", "bounced", "opted_out", "inactive"]))
+@click.option("--stale", metavar="DURATION",
+              help="Only partners nobody has heard from in this long (e.g. 90d): no reply since.")
 @pass_app
-def partners_list(app: App, as_json: bool, status: str | None) -> None:
-    """Show the roster with each partner's status."""
+def partners_list(app: App, as_json: bool, status: str | None, stale: str | None) -> None:
+    """Show the roster: status, last contact, last reply and open campaign of each partner."""
+    from outreach.relationships import is_stale, load_relationships, partner_json, partner_table
+
     rows = app.store.partners(status=status)
+    rels = load_relationships(app.store) if rows else {}
+    if stale is not None:
+        from outreach.durations import parse_duration
+
+        try:
+            quiet = parse_duration(stale)
+        except ValueError as exc:
+            raise InputError(f"--stale: {exc}") from None
+        moment = now()
+        rows = [p for p in rows if p.id not in rels or is_stale(rels[p.id], moment, quiet)]
     if as_json:
-        click.echo(json.dumps([
-            {"email": p.email, "name": p.name, "first_name": p.first_name,
-             "organization": p.organization, "industry": p.industry, "pathway": p.pathway,
-             "owner": p.owner, "tags": list(p.tags), "timezone": p.timezone,
-             "fields": p.fields, "status": p.status}
-            for p in rows
-        ], ensure_ascii=False, indent=2))
+        from outreach.relationships import NONE
+
+        click.echo(json.dumps([partner_json(p, rels.get(p.id or 0, NONE), local_zone(app))
+                               for p in rows], ensure_ascii=False, indent=2))
         return
     if not rows:
-        click.echo("no partners yet (outreach partners import FILE.csv)")
+        click.echo(f"nobody has been quiet for {stale}" if stale is not None
+                   else "no partners yet (outreach partners import FILE.csv)")
         return
-    table = [("EMAIL", "NAME", "ORGANIZATION", "PATHWAY", "STATUS")] + [
-        (p.email, p.name, p.organization, p.pathway, p.status) for p in rows
-    ]
-    click.echo(format_table(table))
+    click.echo(format_table(partner_table(rows, rels, local_zone(app))))
 
 
 def format_table(rows: list[tuple[str, ...]], max_width: int = 40) -> str:
@@ -530,14 +549,16 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("what", type=click.Choice(["events"]))
+@click.argument("what", type=click.Choice(["events", "replies", "partners"]))
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]), default="jsonl",
               show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE instead of standard output.")
 @pass_app
 def export(app: App, what: str, fmt: str, output: Path | None) -> None:
-    """Export the response log (events) as CSV, JSON or JSON Lines."""
+    """Export events, replies or partners as CSV, JSON or JSON Lines, with stable column
+    names (docs/response-logs.md). CSV is UTF-8 with a BOM: it opens cleanly in a
+    spreadsheet."""
     from outreach.exports import write_export
 
     count = write_export(app.store, what, fmt, output, app.config.timezone)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -26,6 +26,16 @@ def progress(items: Iterable[T], *, length: int | None, label: str) -> Iterator[
     with click.progressbar(items, length=length, label=label, file=sys.stderr,
                            show_pos=True) as bar:
         yield bar
+
+
+@contextmanager
+def progress_counter(*, length: int, label: str) -> Iterator[Callable[[int], None]]:
+    """`advance(n)` for work done in chunks; a no-op unless a bar is worth showing."""
+    if length < MIN_ITEMS or not _stderr_is_tty():
+        yield lambda n: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True) as bar:
+        yield bar.update
 
 
 def _stderr_is_tty() -> bool:

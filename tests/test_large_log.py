@@ -1,0 +1,159 @@
+"""Every response-log command on a log of more than 10,000 events stays fast (a few seconds),
+and shows progress only when stderr is a terminal.
+
+The log is built with the store API (what the worker calls), not by hand-written SQL, and
+faster than real cycles would: 3,000 partners, three steps for some, replies, auto-replies,
+bounces, unsubscribes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from workspace import Workspace
+
+from outreach.cli import cli
+from outreach.model import Partner
+from outreach.store import Store
+
+PARTNERS = 3000
+LIMIT = 5.0  # seconds per command, generous for a slow CI machine
+
+
+def build_large_log(store: Store, start: datetime) -> None:
+    partners = [Partner(email=f"p{i:05d}@org{i % 97}.test", name=f"Partnér {i} Ñandú",
+                        organization=f"Org {i % 97} & Sons") for i in range(PARTNERS)]
+    store.upsert_partners(partners, start)
+    ids = {p.email: p.id for p in store.partners()}
+    with store.write():
+        for n, partner in enumerate(partners):
+            pid = ids[partner.email]
+            assert pid is not None
+            moment = start + timedelta(minutes=n % 600)
+            steps = 3 if n % 5 == 0 else 1
+            for step in range(1, steps + 1):
+                sent_at = moment + timedelta(days=2 * (step - 1))
+                ledger_id = store.queue_message(
+                    campaign="checkin", partner_id=pid, step=step, account="default",
+                    message_id=f"<m{n}.{step}@district.test>", to_addr=partner.email,
+                    subject=f"Check-in {step}", raw=b"x", now=sent_at)
+                assert ledger_id is not None
+                row = store.ledger_rows("id = ?", [ledger_id])[0]
+                store.mark_sent(row, sent_at)
+            kind = {0: "reply", 1: "auto_reply", 2: "bounce", 3: "unsubscribe"}.get(n % 6)
+            if kind is None:
+                continue
+            at = moment + timedelta(hours=5 + n % 300)
+            inbound_id = store.record_inbound({
+                "account": "default", "folder": "INBOX", "uidvalidity": 1, "uid": n + 1,
+                "message_id": f"r{n}@org.test", "from_addr": partner.email,
+                "subject": "Re: Check-in", "date": at.isoformat(), "kind": kind,
+                "partner_id": pid, "campaign": "checkin", "step": 1,
+                "text": f"Respuesta {n}: ¡gracias! 🎉 =SUM(A1)" if kind == "reply" else None,
+                "processed_at": at.isoformat(),
+                "handled_at": None if kind == "reply" else at.isoformat(),
+            })
+            store.add_event(kind, at, partner_id=pid, campaign="checkin", step=1,
+                            inbound_id=inbound_id, summary=f"{kind} {n}")
+            if kind == "reply":
+                store.set_sequence_state("checkin", pid, "replied", at)
+                store.add_event("stopped", at, partner_id=pid, campaign="checkin",
+                                inbound_id=inbound_id, summary="follow-ups stopped")
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    ws = Workspace(tmp_path_factory.mktemp("big"), smtp_port=2525)
+    build_large_log(ws.store, datetime(2026, 3, 2, 14, 0, tzinfo=UTC))
+    ws.close()
+    yield ws
+
+
+def timed(ws: Workspace, *args: str) -> tuple[str, float]:
+    began = time.perf_counter()
+    result = ws.cli(*args)
+    elapsed = time.perf_counter() - began
+    assert result.exit_code == 0, (args, result.output[-2000:], result.exception)
+    return result.stdout, elapsed
+
+
+def test_the_log_has_more_than_10k_events(big: Workspace):
+    with Store(big.root / "outreach.db") as store:
+        assert store.scalar("SELECT count(*) FROM events") > 10_000
+
+
+@pytest.mark.parametrize("args", [
+    ("log",),
+    ("log", "--json"),
+    ("log", "--partner", "p00042@org42.test"),
+    ("log", "--campaign", "checkin", "--since", "2026-03-03"),
+    ("replies",),
+    ("replies", "--unhandled", "--json"),
+    ("report", "checkin"),
+    ("partners", "list"),
+    ("partners", "list", "--json"),
+    ("partners", "list", "--stale", "90d"),
+    ("export", "events", "--format", "csv"),
+    ("export", "events", "--format", "jsonl"),
+    ("export", "replies", "--format", "json"),
+    ("export", "partners", "--format", "csv"),
+], ids=lambda a: " ".join(a))
+def test_commands_stay_fast(big: Workspace, args: tuple[str, ...]):
+    out, elapsed = timed(big, *args)
+    assert out.strip()
+    assert elapsed < LIMIT, f"outreach {' '.join(args)} took {elapsed:.1f} s"
+
+
+def test_html_report_on_a_large_log(big: Workspace):
+    target = big.root / "big.html"
+    _, elapsed = timed(big, "report", "checkin", "--html", str(target))
+    assert elapsed < LIMIT
+    page = target.read_text(encoding="utf-8")
+    assert page.count('class="reply"') == 500 + 500  # replies and auto-replies shown
+    assert 'id="chart-replies"' in page and 'id="chart-funnel"' in page
+
+
+def test_big_outputs_are_complete(big: Workspace):
+    events = [json.loads(line) for line in timed(big, "export", "events", "--format",
+                                                 "jsonl")[0].splitlines()]
+    assert len(events) > 10_000 and events[0]["at"] <= events[-1]["at"]
+    rows = list(csv.DictReader(io.StringIO(timed(big, "export", "replies", "--format",
+                                                 "csv")[0].lstrip("\ufeff"))))
+    assert len(rows) == 2000
+    replies = [r for r in rows if r["kind"] == "reply"]
+    assert replies[0]["text"].startswith("Respuesta") and "🎉" in replies[0]["text"]
+    report = json.loads(timed(big, "report", "checkin", "--json")[0])
+    assert report["sent"] == PARTNERS and report["replied"] == 500
+    assert report["sent_per_step"] == {"1": PARTNERS, "2": 600, "3": 600}
+
+
+def test_progress_only_on_a_terminal(big: Workspace, monkeypatch: pytest.MonkeyPatch,
+                                     tmp_path: Path):
+    copy = tmp_path / "copy"
+    shutil.copytree(big.root, copy)  # this test imports partners: keep the shared log as is
+    runner = CliRunner()
+    config = ["--config", str(copy / "config.toml")]
+    quiet = runner.invoke(cli, [*config, "export", "events", "-o", str(tmp_path / "a.jsonl")])
+    assert quiet.exit_code == 0 and "exporting" not in quiet.stderr
+    monkeypatch.setattr("outreach.progress._stderr_is_tty", lambda: True)
+    loud = runner.invoke(cli, [*config, "export", "events", "--format", "jsonl"])
+    assert loud.exit_code == 0 and "exporting events" in loud.stderr
+    assert all(json.loads(line) for line in loud.stdout.splitlines())  # stdout stays clean
+    report = runner.invoke(cli, [*config, "report", "checkin", "--html",
+                                 str(tmp_path / "r.html")])
+    assert report.exit_code == 0 and "writing the report" in report.stderr
+    roster = tmp_path / "roster.csv"
+    roster.write_text("email,name\n" + "".join(f"n{i}@new.test,Nuevo {i}\n"
+                                                for i in range(600)), encoding="utf-8")
+    imported = runner.invoke(cli, [*config, "partners", "import", str(roster)])
+    assert imported.exit_code == 0, imported.output
+    assert "importing" in imported.stderr and "600 new" in imported.stdout
