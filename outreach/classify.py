@@ -383,7 +383,8 @@ _NEGATED = re.compile(
 
 def _mentions_only_in_passing(text: str, match: re.Match[str]) -> bool:
     """'How do I unsubscribe colleagues?' style mentions are rare; treat as requests,
-    except inside a URL and when negated ("no need to unsubscribe us")."""
+    except inside a URL, when negated ("no need to unsubscribe us"), when it is a footer's
+    instruction, or when it is about one conversation ("remove me from the cc")."""
     start = max(0, match.start() - 30)
     before = text[start : match.start()]
     context = text[start : match.end() + 5]
@@ -392,4 +393,12 @@ def _mentions_only_in_passing(text: str, match: re.Match[str]) -> bool:
         or "unsubscribe=" in context.lower()
         or bool(_NEGATED.search(before))
         or bool(_INSTRUCTION.search(before))
+        or bool(_NOT_THE_LIST.match(text[match.end() : match.end() + 30]))
     )
+
+
+#: "remove me from the cc" / "take me off this thread" asks about one conversation, not the list
+_NOT_THE_LIST = re.compile(
+    r"\s*(from|off)\s+(the\s+|this\s+)?(cc|copy|thread|chain|conversation|email chain)\b",
+    re.IGNORECASE,
+)
