@@ -88,7 +88,8 @@ def parse_roster(data: bytes, source: str = "partners.csv") -> Roster:
     keys = [column_key(h) for h in header]
     problems: list[str] = []
     if "email" not in keys:
-        raise RosterError(f"{source}:1: no 'email' column (columns: {', '.join(header)})")
+        columns = ", ".join(map(repr, header))  # repr: a header may hold a line break
+        raise RosterError(f"{source}:1: no 'email' column (columns: {columns})")
     for key, original in zip(keys, header, strict=True):
         if not key:
             problems.append(f"{source}:1: a column has no name ({original!r})")

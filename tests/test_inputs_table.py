@@ -365,6 +365,7 @@ ROSTER_CASES = [
         "missing-comma", rows(GOOD, "short@example.org,Short"), [":3:", "2 values for 9 columns"]
     ),
     RosterCase("no-email-column", b"name,organization\nJane,Acme\n", [":1:", "'email'"]),
+    RosterCase("line-break-in-a-header", b'"e\nmail",name\nx@example.org,X\n', [":1:", "'email'"]),
     RosterCase("empty-file", b"", ["empty"]),
     RosterCase("reserved-column", b"email,status\na@example.org,active\n", [":1:", "'status'"]),
 ]
