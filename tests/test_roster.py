@@ -17,6 +17,8 @@ from helpers import (
     make_project,
     write_csv,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outreach.config import load_config
 from outreach.errors import RosterError
@@ -426,3 +428,41 @@ def test_merge_partner_is_pure() -> None:
     merged = merge_partner(known, row, ("email", "owner", "phone"))
     assert (merged.name, merged.owner, merged.id, merged.status) == ("A", "akim", 7, "opted_out")
     assert merged.fields == {"city": "L", "phone": "1"}
+
+
+csv_pieces = st.sampled_from(
+    [
+        *'ab,"\r\n;\x00é \t\ufeff',
+        "email",
+        "name",
+        "tags",
+        "timezone",
+        "id",
+        "a@b.example",
+        "A@B.example",
+        "America/Chicago",
+        "Nowhere/Zone",
+        "\u2028",
+        "\xff",
+    ]
+)
+
+
+@given(
+    st.one_of(
+        st.lists(csv_pieces, max_size=40).map(lambda parts: "".join(parts).encode()),
+        st.lists(csv_pieces, max_size=40).map(lambda p: ("email,name\n" + "".join(p)).encode()),
+        st.binary(max_size=200),
+    )
+)
+def test_any_bytes_import_or_give_one_line_naming_the_file(data: bytes) -> None:
+    try:
+        partners = parse_roster(data, "r.csv")
+    except RosterError as exc:
+        assert str(exc).startswith("r.csv") and "\n" not in str(exc), str(exc)
+        return
+    emails = [p.email for p in partners]
+    assert len(set(emails)) == len(emails)
+    for partner in partners:
+        for value in (partner.name, partner.organization, *partner.fields.values()):
+            assert "\n" not in value and "\r" not in value and "\x00" not in value
