@@ -135,7 +135,11 @@ def unknown_account(p: Path) -> None:
     edit(campaign(p), 'account = "default"', 'account = "district"')
 
 
-def step_without_after(p: Path) -> None:
+def step_2_without_after(p: Path) -> None:
+    edit(campaign(p), 'after = "7d"', "")
+
+
+def step_3_without_after(p: Path) -> None:
     edit(campaign(p), 'after = "10d"', "")
 
 
@@ -258,8 +262,13 @@ CONFIG_CASES = [
     ),
     Case(
         "step-2-without-after",
-        step_without_after,
-        lambda p: [at(campaign(p), "[[steps]]", 3), "steps[2]", "after"],
+        step_2_without_after,
+        lambda p: [at(campaign(p), "[[steps]]", 2) + " steps[1]:", "needs 'after'"],
+    ),
+    Case(
+        "step-3-without-after",
+        step_3_without_after,
+        lambda p: [at(campaign(p), "[[steps]]", 3) + " steps[2]:", "needs 'after'"],
     ),
     Case(
         "threaded-step-with-subject",
