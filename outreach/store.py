@@ -17,6 +17,7 @@ so that text order is time order.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,18 @@ def iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetime")
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# A lone UTF-16 surrogate cannot be encoded as UTF-8, so SQLite refuses the whole row. Lenient
+# decoders make them from hostile mail (UTF-7 payloads, surrogateescape'd 8-bit headers).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """Text SQLite can store: lone surrogates become U+FFFD; other values pass through."""
+    if isinstance(value, str) and _LONE_SURROGATE.search(value):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    return value
 
 
 def parse_iso(text: str | None) -> datetime | None:
@@ -455,10 +468,10 @@ class Store:
         cursor = self.db.conn.execute(
             "INSERT INTO events (at, partner_id, campaign, step, kind, message_id, outbound_id,"
             " inbound_id, summary, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
+            [storable(v) for v in (
                 iso(at), partner_id, campaign, step, kind, message_id, outbound_id, inbound_id,
                 summary, json.dumps(detail or {}, ensure_ascii=False, default=str),
-            ),
+            )],
         )
         return int(cursor.lastrowid or 0)
 
@@ -957,7 +970,8 @@ class Store:
         columns = ", ".join(values)
         marks = ", ".join("?" * len(values))
         cursor = self.db.conn.execute(
-            f"INSERT INTO inbound ({columns}) VALUES ({marks})", list(values.values())
+            f"INSERT INTO inbound ({columns}) VALUES ({marks})",
+            [storable(v) for v in values.values()],
         )
         return int(cursor.lastrowid or 0)
 
