@@ -406,6 +406,10 @@ class Store:
             migrations.apply(self.db)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(
+                f"{self.path}: cannot create the database folder: {exc.strerror}"
+            ) from exc
 
     def close(self) -> None:
         self.db.close()
