@@ -457,7 +457,11 @@ class Demo:
             self.worker_log = None
 
     def close(self) -> None:
+        """After an interruption: Ctrl-C reached the worker too (same process group), so it
+        is already finishing its cycle; give it a moment before asking again."""
         if self.worker is not None and self.worker.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.worker.wait(3)
             self.stop_worker()
         self.close_servers()
 

@@ -35,7 +35,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,7 @@ from outreach.errors import (
     Problems,
 )
 from outreach.logs import log_event
+from outreach.model import Partner
 from outreach.store import Store, iso, parse_iso
 
 if TYPE_CHECKING:
@@ -174,6 +175,32 @@ def fingerprint(config: Config) -> tuple[tuple[str, int, int], ...]:
     return tuple(found)
 
 
+def render_check(config: Config, campaign: Campaign,
+                 partners: list[Partner]) -> tuple[list[str], list[str]]:
+    """Render every step for (up to RENDER_CHECK_PARTNERS of) the campaign's partners, or a
+    sample partner when it has none: (problems, warnings). A template that fails for every
+    partner is broken (a problem); one that fails for some is their data (a warning)."""
+    from outreach.checks import SAMPLE_PARTNER, render_problems
+    from outreach.plan import audience_includes
+    from outreach.render import Renderer, render_sequence
+
+    audience = [p for p in partners if audience_includes(campaign.audience, p)]
+    audience = audience[:RENDER_CHECK_PARTNERS] or [SAMPLE_PARTNER]
+    renderer = Renderer(config)
+    account = config.accounts[campaign.account]
+    now = datetime.now(UTC)
+    failing = []
+    for partner in audience:
+        try:
+            render_sequence(renderer, campaign, partner, account, now)
+        except OutreachError:
+            failing.append(partner)
+    if not failing:
+        return [], []
+    found = render_problems(config, campaign, failing)
+    return (found, []) if len(failing) == len(audience) else ([], found)
+
+
 class CampaignFiles:
     """The campaigns and templates the worker runs with: always the last version that
     passed the checks. Templates are used from a private copy made before checking."""
@@ -183,6 +210,7 @@ class CampaignFiles:
         self.store = store
         self.root = Path(tempfile.mkdtemp(prefix="outreach-templates-"))
         self.current: Path | None = None
+        self.warnings: list[str] = []
         self.seen: tuple[tuple[str, int, int], ...] | None = None
         self._versions = 0
 
@@ -191,14 +219,16 @@ class CampaignFiles:
 
     def load(self) -> tuple[Config, list[Campaign]]:
         """Copy, check and return the campaigns and templates on disk now; Problems if they
-        do not pass (the current version is kept)."""
-        from outreach.checks import SAMPLE_PARTNER, render_problems, template_syntax_problems
-        from outreach.plan import audience_includes
+        do not pass (the current version is kept). Partners whose own data does not render
+        (a missing field) are only `warnings`: they are reported at each send and must not
+        hold back everyone else."""
+        from outreach.checks import template_syntax_problems
 
         self.seen = fingerprint(self.config)
         self._versions += 1
         copy = self.root / f"v{self._versions}"
         real = str(self.config.templates_dir)
+        self.warnings = []
         try:
             if self.config.templates_dir.is_dir():
                 shutil.copytree(self.config.templates_dir, copy)
@@ -216,9 +246,9 @@ class CampaignFiles:
             if not problems:
                 partners = self.store.partners(status="active")
                 for campaign in campaigns:
-                    audience = [p for p in partners if audience_includes(campaign.audience, p)]
-                    problems += render_problems(
-                        candidate, campaign, audience[:RENDER_CHECK_PARTNERS] or [SAMPLE_PARTNER])
+                    blocking, warnings = render_check(candidate, campaign, partners)
+                    problems += blocking
+                    self.warnings += [w.replace(str(copy), real) for w in warnings]
             if problems:
                 raise Problems([p.replace(str(copy), real) for p in problems])
         except BaseException:
@@ -487,6 +517,13 @@ class Service:
         self.worker.reconfigure(config, campaigns)
         log_event(self.log, "reloaded", "campaigns and templates reloaded: "
                   + (", ".join(c.name for c in campaigns) or "no campaigns"))
+        self.log_render_warnings()
+
+    def log_render_warnings(self) -> None:
+        for warning in self.files.warnings[:10]:
+            log_event(self.log, "render_warning", f"{warning} (that partner is skipped and "
+                      "reported at each send until the data or the template is fixed)",
+                      logging.WARNING)
 
     # ------------------------------------------------------------------ main loop
 
@@ -532,6 +569,7 @@ class Service:
                   + f", sends every {format_duration(timedelta(seconds=self.send))}; "
                   "SIGTERM/Ctrl-C stops it, SIGHUP reloads campaigns",
                   pid=os.getpid(), database=str(self.config.database))
+        self.log_render_warnings()
         try:
             self.loop()
         finally:

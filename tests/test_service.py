@@ -644,3 +644,22 @@ def test_unit_escaping() -> None:
     assert systemd_escape("/usr/bin/outreach") == "/usr/bin/outreach"
     assert systemd_escape("/srv/100%/a b") == '"/srv/100%%/a b"'
     assert systemd_escape("/x/$HOME") == "/x/$$HOME"
+
+
+def test_a_template_broken_for_everyone_blocks_a_reload_but_one_partners_data_does_not(
+    tmp_path: Path, smtp_server: LocalSMTPServer,
+) -> None:
+    from outreach.model import Partner
+    from outreach.service import render_check
+
+    ws = make_workspace(tmp_path, smtp_server, None)
+    (tmp_path / "templates" / "hello.txt.j2").write_text("Hello from {{ partner.city }}\n")
+    campaign = ws.campaigns[0]
+    with_city = Partner(email="a@partners.test", name="A", fields={"city": "Lincoln"})
+    without = Partner(email="b@partners.test", name="B")
+    problems, warnings = render_check(ws.config, campaign, [with_city, without])
+    assert problems == [] and len(warnings) == 1 and "b@partners.test" in warnings[0]
+    problems, warnings = render_check(ws.config, campaign, [without])
+    assert len(problems) == 1 and "city" in problems[0] and warnings == []
+    assert render_check(ws.config, campaign, [with_city]) == ([], [])
+    ws.close()
