@@ -32,6 +32,7 @@ from outreach.mailparse import (
     has_plain_part,
     headers_of,
     html_body_text,
+    mime_not_parsed,
     parse_legacy,
     parse_message,
 )
@@ -88,6 +89,9 @@ def classify_message(
     try:
         msg = parse_message(raw)
         headers = headers_of(msg)
+        unread = mime_not_parsed(msg)
+        if unread is not None:  # the headers still say whom it concerns
+            return Classification(kind="error", reasons=(unread,), headers=headers)
         return _classify(msg, raw, headers, unsubscribe_addresses, today)
     except Exception as exc:  # noqa: BLE001 - the batch must go on; record why
         return Classification(

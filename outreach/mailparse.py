@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy
+from email import errors, policy
 from email.header import decode_header, make_header
 from email.headerregistry import HeaderRegistry
 from email.message import Message
@@ -157,18 +157,62 @@ class _ReusingHeaderRegistry(HeaderRegistry):
 DEFAULT_POLICY = policy.default.clone(header_factory=_ReusingHeaderRegistry())
 
 
+#: More multipart containers than this and a message is not parsed as MIME, only its headers
+#: are: the stdlib parser checks every line against every open boundary (quadratic in the
+#: nesting depth) and recurses once per level, so mail nested thousands deep costs seconds
+#: and ends in RecursionError, which lost the headers too. Real mail has a handful.
+MAX_MULTIPARTS = 100
+_MULTIPART = re.compile(rb"multipart/", re.IGNORECASE)
+
+
+class MimeNotParsedDefect(errors.MessageDefect):
+    """The MIME structure was not parsed (too complex or the parser failed): headers only."""
+
+
 def parse_message(raw: bytes) -> Message:
     """Parse bytes into a message using ``policy.default``; never raises.
 
-    Falls back to the lenient compat32 policy, then to an empty message.
+    Falls back to the lenient compat32 policy, then to the headers alone (a message with a
+    :class:`MimeNotParsedDefect` and no body), which is also what too complex MIME gets.
     """
     data = _strip_leading_junk(raw if isinstance(raw, bytes) else bytes(raw))
+    if not _too_many_multiparts(data):
+        for chosen in (DEFAULT_POLICY, policy.compat32):
+            try:
+                return email.message_from_bytes(data, policy=chosen)
+            except Exception:  # noqa: BLE001 - any parser failure degrades to the next policy
+                continue
+    return _headers_only(data)
+
+
+def _too_many_multiparts(data: bytes) -> bool:
+    return any(n > MAX_MULTIPARTS for n, _ in enumerate(_MULTIPART.finditer(data), 1))
+
+
+def _headers_only(data: bytes) -> Message:
+    end = re.search(rb"\r?\n\r?\n", data)
+    head = data[: end.end()] if end else data
     for chosen in (DEFAULT_POLICY, policy.compat32):
         try:
-            return email.message_from_bytes(data, policy=chosen)
-        except Exception:  # noqa: BLE001 - any parser failure degrades to the next policy
+            msg = email.message_from_bytes(head, policy=chosen)
+            break
+        except Exception:  # noqa: BLE001
             continue
-    return Message()
+    else:
+        msg = Message()
+    msg.set_payload("")
+    msg.defects.append(MimeNotParsedDefect(
+        f"MIME structure not read (more than {MAX_MULTIPARTS} multipart parts, or the parser "
+        "failed): headers only"))
+    return msg
+
+
+def mime_not_parsed(msg: Message) -> str | None:
+    """Why only the headers of `msg` were read, or None when it was parsed whole."""
+    for defect in getattr(msg, "defects", ()):
+        if isinstance(defect, MimeNotParsedDefect):
+            return str(defect)
+    return None
 
 
 def parse_legacy(raw: bytes) -> Message:
