@@ -230,18 +230,25 @@ async def deliver_batch(
     its result recorded through it right after, folded into the next claim so each message
     costs one commit. A pause (per_minute pacing, jitter) never holds a result back.
     MailServerError propagates (server down, login refused, TLS refused) and stops the
-    batch; messages not yet claimed stay queued.
+    batch; messages not yet claimed stay queued. The other connections finish the message
+    they are on first: cancelling one mid-DATA would leave it claimed with its outcome
+    unrecorded, although the server may well have taken it.
     """
     queue: asyncio.Queue[Envelope] = asyncio.Queue()
     for envelope in envelopes:
         queue.put_nowait(envelope)
     pacer = Pacer(limits)
+    failed = False
+
+    def stopping() -> bool:
+        return failed or should_stop()
 
     async def worker() -> None:
+        nonlocal failed
         connection = Connection(settings, password)
         done: tuple[Envelope, Result] | None = None
         try:
-            while not should_stop():
+            while not stopping():
                 try:
                     envelope = queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -250,7 +257,7 @@ async def deliver_batch(
                     transition(done, None)
                     done = None
                 await pacer.wait()
-                if should_stop():
+                if stopping():
                     break
                 # Connect before claiming: a server that is down or refuses our login
                 # leaves the message queued, untouched, for the next cycle.
@@ -262,6 +269,9 @@ async def deliver_batch(
                 done = (envelope, await connection.deliver(envelope))
                 if connection.fatal is not None:
                     raise connection.fatal
+        except BaseException:
+            failed = True
+            raise
         finally:
             if done is not None:
                 transition(done, None)
@@ -270,7 +280,10 @@ async def deliver_batch(
     count = max(1, min(limits.concurrency, len(envelopes)))
     tasks = [asyncio.create_task(worker()) for _ in range(count)]
     try:
-        await asyncio.gather(*tasks)
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         for task in tasks:
             task.cancel()
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome

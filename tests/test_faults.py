@@ -6,7 +6,10 @@ reported, and the next cycle completes.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from hostile_mail import assert_read_correctly, corpus
 from workspace import Workspace, partner_rows
 
 from outreach.classify import classify_message
+from outreach.errors import AuthenticationError
 from outreach.localservers import LocalIMAPServer, LocalSMTPServer
 
 # --------------------------------------------------------------------------- helpers
@@ -115,3 +119,99 @@ def test_mime_nested_thousands_deep_keeps_its_headers_and_costs_little(depth: in
     assert result.kind == "error" and "MIME structure not read" in result.reasons[0]
     assert result.headers.in_reply_to == "ours@district.test"
     assert result.headers.from_addr == "p0000@partners.test"
+
+
+# --------------------------------------------------------------------------- SMTP outage
+
+
+def ledger_statuses(ws: Workspace) -> Counter[str]:
+    return Counter(r["status"] for r in ws.store.query("SELECT status FROM messages"))
+
+
+def assert_each_sent_once(ws: Workspace, smtp: LocalSMTPServer) -> None:
+    """Every ledger row is sent or unknown; what the server got, it got once, and every row
+    that says `sent` is what the server got."""
+    rows = ws.store.query("SELECT to_addr, step, status, message_id FROM messages")
+    received = Counter(m.message["Message-ID"] for m in smtp.messages)
+    assert set(received.values()) <= {1}, "a message was delivered twice"
+    by_partner = Counter(m.rcpt_tos[0] for m in smtp.messages)
+    assert set(by_partner.values()) <= {1}, "a partner got the same step twice"
+    assert {r["status"] for r in rows} <= {"sent", "unknown"}
+    for row in rows:
+        if row["status"] == "sent":
+            assert received[row["message_id"]] == 1, row
+    assert set(received) <= {r["message_id"] for r in rows}
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_smtp_server_stopped_mid_batch(tmp_path: Path, smtp_server: LocalSMTPServer,
+                                       concurrency: int) -> None:
+    smtp_server.delay = 0.02  # time spent inside DATA, where an outage hurts most
+    ws = Workspace(tmp_path, smtp_port=smtp_server.port, limits=f"concurrency = {concurrency}")
+    ws.add_partners(partner_rows(60))
+    worker = ws.worker()
+
+    def outage() -> None:
+        smtp_server.wait_for(12, timeout=30)
+        smtp_server.stop()  # cuts every open connection, refuses new ones
+
+    stopper = threading.Thread(target=outage)
+    stopper.start()
+    report = worker.send_cycle()
+    stopper.join()
+    assert report.errors, "the outage is reported"
+    assert any("cannot connect" in e for e in report.errors), report.errors
+    assert 12 <= report.sent < 60
+    statuses = ledger_statuses(ws)
+    # nothing is left claimed: each message is sent, queued (never tried), deferred (tried
+    # before DATA) or unknown (cut during DATA), and the report says so
+    assert set(statuses) <= {"sent", "queued", "deferred", "unknown"}, statuses
+    assert statuses["sent"] == report.sent and statuses["unknown"] == report.unknown
+    assert statuses["unknown"] <= concurrency
+
+    smtp_server.start()
+    ws.clock.advance(minutes=1)  # the first retry of what was deferred
+    report = worker.send_cycle()
+    assert report.errors == []
+    assert ledger_statuses(ws)["sent"] + ledger_statuses(ws)["unknown"] == 60
+    assert_each_sent_once(ws, smtp_server)
+    ws.close()
+
+
+def test_login_refused_on_one_connection_while_another_is_in_data(
+    tmp_path: Path, smtp_server_factory: Callable[..., LocalSMTPServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One connection is hung up on and its reconnect refused (the password was changed on
+    the server) while the other connection waits for its DATA reply: that message's result
+    is still recorded. It used to be cancelled mid-DATA and left claimed (`sending`), though
+    the server had taken it."""
+    server = smtp_server_factory(username="jlee", password="s3cret", delay=0.3)
+    monkeypatch.setenv("TEST_SMTP_PW", "s3cret")
+    ws = Workspace(tmp_path, smtp_port=server.port, limits="concurrency = 2",
+                   smtp_extra=', username = "jlee", password_env = "TEST_SMTP_PW"')
+    ws.add_partners(partner_rows(10))
+
+    def password_changed() -> None:
+        server.wait_for(2, timeout=10)
+        server.password = "rotated"
+        server.drop_after(0, reply="421 4.3.2 Service shutting down")
+
+    changer = threading.Thread(target=password_changed)
+    changer.start()
+    with pytest.raises(AuthenticationError):
+        ws.worker().send_cycle()
+    changer.join()
+    time.sleep(0.5)  # anything the server was still taking is in by now
+    statuses = ledger_statuses(ws)
+    assert statuses["sending"] == 0, statuses
+    assert statuses["sent"] == len(server.messages) == 3
+    # the rest waits in the queue; the next run with the new password delivers it once
+    monkeypatch.setenv("TEST_SMTP_PW", "rotated")
+    ws.clock.advance(minutes=1)
+    worker = ws.worker()
+    worker.recover()
+    assert worker.send_cycle().errors == []
+    assert ledger_statuses(ws) == {"sent": 10}
+    assert_each_sent_once(ws, server)
+    ws.close()
