@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,9 +22,18 @@ from outreach.config import Account, Campaign, Config
 from outreach.errors import AuthenticationError, MailServerError
 from outreach.imap import Mailbox
 from outreach.logs import log_event
-from outreach.mailparse import MessageHeaders, read_headers
+from outreach.mailparse import HeaderSkim, MessageHeaders, read_headers, skim_headers
 from outreach.plan import partner_zone
-from outreach.replies import Effect, Match, decide, header_ids, match_message, worth_downloading
+from outreach.replies import (
+    BOUNCE_SENDERS,
+    BOUNCE_SUBJECTS,
+    Effect,
+    Match,
+    decide,
+    header_ids,
+    match_message,
+    worth_downloading,
+)
 from outreach.store import Store, iso
 
 Clock = Callable[[], datetime]
@@ -114,20 +123,24 @@ class Reader:
     def read_batch(self, mailbox: Mailbox, account: Account, folder: str, uidvalidity: int,
                    uids: list[int], report: ReadReport) -> None:
         report.seen += len(uids)
-        fresh = [u for u in uids if u not in self.store.seen_uids(account.name, folder,
-                                                                   uidvalidity, uids)]
+        seen = self.store.seen_uids(account.name, folder, uidvalidity, uids)
+        fresh = [u for u in uids if u not in seen]
         heads = mailbox.fetch_headers(fresh)
-        parsed = {uid: read_headers(block) for uid, (block, _size) in heads.items()}
         unsubscribe = self.unsubscribe_addresses(account)
+        domains = self.partner_domains()
+        certain, maybe = self.candidates(heads, unsubscribe, domains)
+        parsed = {uid: read_headers(heads[uid][0]) for uid in maybe}
         our_ids = self.store.ledger_refs(i for h in parsed.values() for i in header_ids(h))
         senders = self.store.partner_ids_by_address(
             h.from_addr for h in parsed.values() if h.from_addr)
-        domains = self.partner_domains()
-        wanted = [
-            uid for uid, headers in parsed.items()
-            if worth_downloading(headers, our_ids, senders, domains, unsubscribe)
-        ]
-        wanted = [u for u in wanted if not self._duplicate(parsed[u], heads[u][0])]
+        keys: dict[int, str] = {}
+        for uid, (block, _size) in heads.items():
+            if uid in certain:
+                keys[uid] = skim_key(certain[uid], block)
+            elif uid in parsed and worth_downloading(parsed[uid], our_ids, senders, domains,
+                                                     unsubscribe):
+                keys[uid] = message_key(parsed[uid], block)
+        wanted = [u for u, key in keys.items() if not self._duplicate(key)]
         report.relevant += len(wanted)
         bodies = mailbox.fetch_bodies(wanted, self.config.replies.max_message_size)
         for uid in wanted:
@@ -137,8 +150,36 @@ class Reader:
             self.process(account, folder, uidvalidity, uid, raw, heads[uid][1], report,
                          unsubscribe, domains)
 
-    def _duplicate(self, headers: MessageHeaders, header_block: bytes) -> bool:
-        return bool(self.store.seen_message_ids([message_key(headers, header_block)]))
+    def candidates(
+        self, heads: dict[int, tuple[bytes, int]], unsubscribe: tuple[str, ...],
+        domains: dict[str, int],
+    ) -> tuple[dict[int, HeaderSkim], list[int]]:
+        """Sort a batch by its headers: (certainly worth downloading, maybe); the rest
+        certainly is not.
+
+        Parsing every header block with the email package costs more than downloading the
+        whole message. A plain scan (`skim_headers`) settles most of a mailbox: mail that
+        cannot concern us is left out, mail from a partner's address is in; only what the
+        scan cannot settle (or cannot read for certain) goes through `read_headers` and
+        `worth_downloading`. The decision is the same as parsing every header block.
+        """
+        skims = {uid: skim_headers(block) for uid, (block, _size) in heads.items()}
+        clear = [s for s in skims.values() if s is not None]
+        ours = self.store.ledger_refs(i for s in clear for i in s.ids)
+        senders = self.store.partner_ids_by_address(s.from_addr for s in clear if s.from_addr)
+        certain: dict[int, HeaderSkim] = {}
+        maybe: list[int] = []
+        for uid, skim in skims.items():
+            if skim is None:
+                maybe.append(uid)
+            elif skim.message_id_known and from_partner(skim, senders, domains):
+                certain[uid] = skim
+            elif may_concern(skim, ours, senders, domains, unsubscribe):
+                maybe.append(uid)
+        return certain, maybe
+
+    def _duplicate(self, key: str) -> bool:
+        return bool(self.store.seen_message_ids([key]))
 
     def unsubscribe_addresses(self, account: Account) -> tuple[str, ...]:
         # Only a dedicated address means "stop" by itself; replies to the coordinator's own
@@ -268,8 +309,41 @@ class Reader:
                                 else "contact change"))
 
 
+def from_partner(skim: HeaderSkim, partner_addresses: Collection[str],
+                 partner_domains: Collection[str]) -> bool:
+    """The sender test of `worth_downloading` (the skim's sender address is exact)."""
+    sender = skim.from_addr or ""
+    return sender in partner_addresses or sender.rpartition("@")[2] in partner_domains
+
+
+def may_concern(skim: HeaderSkim, our_ids: Collection[str], partner_addresses: Collection[str],
+                partner_domains: Collection[str], unsubscribe_addresses: Collection[str]) -> bool:
+    """False only when `worth_downloading` would say no for these headers (see replies.py):
+    every test there, answered from what the skim knows for certain."""
+    if not skim.ids.isdisjoint(our_ids):
+        return True
+    if from_partner(skim, partner_addresses, partner_domains):
+        return True
+    if unsubscribe_addresses and (skim.recipients_unclear or any(
+            address in skim.recipients for address in unsubscribe_addresses)):
+        return True
+    return bool(
+        skim.return_path in ("", "<>")
+        or (skim.from_addr and BOUNCE_SENDERS.match(skim.from_addr))
+        or skim.report
+        or BOUNCE_SUBJECTS.search(skim.subject)
+    )
+
+
 def message_key(headers: MessageHeaders, header_block: bytes) -> str:
     """The Message-ID, or a digest of the header block for mail that has none."""
     if headers.message_id:
         return headers.message_id
+    return "sha256:" + hashlib.sha256(header_block.strip()).hexdigest()
+
+
+def skim_key(skim: HeaderSkim, header_block: bytes) -> str:
+    """`message_key` from a skim whose Message-ID is known."""
+    if skim.message_id:
+        return skim.message_id
     return "sha256:" + hashlib.sha256(header_block.strip()).hexdigest()

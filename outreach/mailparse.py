@@ -216,11 +216,34 @@ def mime_not_parsed(msg: Message) -> str | None:
 
 
 def parse_legacy(raw: bytes) -> Message:
-    """Parse with compat32, the policy third-party detectors (flufl.bounce) expect."""
+    """Parse with compat32, the policy third-party detectors (flufl.bounce) expect.
+
+    The parse happens when the message is first used: only mail that looks like a bounce is.
+    """
+    return _LazyLegacyMessage(raw)
+
+
+def _parse_legacy_now(raw: bytes) -> Message:
     try:
         return email.message_from_bytes(_strip_leading_junk(raw), policy=policy.compat32)
     except Exception:  # noqa: BLE001
         return Message()
+
+
+class _LazyLegacyMessage(Message):
+    """A compat32 Message that parses its bytes on first attribute access, then becomes the
+    parsed message (same class, same state) so later accesses cost nothing extra."""
+
+    def __init__(self, raw: bytes) -> None:  # noqa: D107 - the parse fills in the state
+        object.__setattr__(self, "_lazy_raw", raw)
+
+    def __getattribute__(self, name: str) -> Any:
+        state = object.__getattribute__(self, "__dict__")
+        if "_lazy_raw" in state:
+            parsed = _parse_legacy_now(state.pop("_lazy_raw"))
+            state.update(parsed.__dict__)
+            object.__setattr__(self, "__class__", type(parsed))
+        return object.__getattribute__(self, name)
 
 
 def header_str(msg: Message, name: str) -> str:
@@ -353,7 +376,7 @@ def headers_of(msg: Message) -> MessageHeaders:
 def _present(msg: Message, names: tuple[str, ...]) -> tuple[str, ...]:
     """Those of `names` (lower-case) the message has; all of them if that cannot be told."""
     try:
-        keys = {str(k).lower() for k in msg.keys()}
+        keys = {str(k).lower() for k in msg}
     except Exception:  # noqa: BLE001
         return names
     return tuple(n for n in names if n in keys)
@@ -376,9 +399,14 @@ _SIMPLE_FROM = re.compile(
     rf'\s*(?:(?:"[^"\\<>@,;:]*"|[A-Za-z0-9 \t!#$%&\'*+/?^_`{{|}}~-]*)\s*<({_SIMPLE_ADDR})>'
     rf"|({_SIMPLE_ADDR}))\s*"
 )
-_HEADER_LINE = re.compile(r"([\x21-\x39\x3b-\x7e]+):")
+_SIMPLE_MSGID = re.compile(rf"\s*<({_ATEXT}+(?:\.{_ATEXT}+)*@{_ATEXT}+(?:\.{_ATEXT}+)*)>\s*")
 _SKIMMED = ("from", "in-reply-to", "references", "subject", "return-path", "content-type",
-            "to", "cc")
+            "to", "cc", "message-id")
+#: A header block the parser reads as plain "Name: value" lines and folded continuations.
+_PLAIN_BLOCK = re.compile(r"(?:[\x21-\x39\x3b-\x7e]+:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
+_SKIMMED_FIELD = re.compile(
+    rf"^({'|'.join(_SKIMMED)}):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)", re.IGNORECASE | re.MULTILINE
+)
 
 
 @dataclass(frozen=True)
@@ -390,7 +418,7 @@ class HeaderSkim:
     yield (and maybe more); ``report`` is False only when no Content-Type can carry a
     ``report-type``; ``recipients`` is the To/Cc text, lower-case without whitespace, and
     ``recipients_unclear`` says an address in it may be written in a way that text does not
-    show (comments, quotes, encoded words).
+    show (comments, quotes, encoded words). ``message_id`` is exact when ``message_id_known``.
     """
 
     from_addr: str | None
@@ -400,6 +428,8 @@ class HeaderSkim:
     report: bool
     recipients: str
     recipients_unclear: bool
+    message_id: str | None = None
+    message_id_known: bool = False
 
 
 def skim_headers(block: bytes) -> HeaderSkim | None:
@@ -410,32 +440,20 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
         text = block.decode("ascii")
     except UnicodeDecodeError:
         return None
-    if text.count("\r") != text.count("\r\n") or text[:1] in (" ", "\t", "\r", "\n"):
-        return None
-    values: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.split("\n"):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line:
-            break  # end of the header block
-        if line[0] in " \t":
-            if current is None:
-                return None
-            current.append(line)
-            continue
-        if line.startswith("From "):
-            return None  # an mbox separator: the parser treats it specially
-        match = _HEADER_LINE.match(line)
-        if match is None:
-            return None  # the parser would end the header block here
-        name = match.group(1).lower()
-        if name in _SKIMMED:
-            current = [line[match.end() :].lstrip(" \t")]
-            values.setdefault(name, []).append(current)  # type: ignore[arg-type]
-        else:
-            current = []
-    joined = {name: ["".join(parts) for parts in found] for name, found in values.items()}
+    if text.count("\r") != text.count("\r\n") or text.count("\n") != text.count("\r\n"):
+        return None  # only CRLF line ends, as IMAP servers send them
+    text = text.replace("\r\n", "\n")
+    if text[:1] in (" ", "\t", "\n"):
+        return None  # leading blank lines are dropped before parsing; a continuation first
+    head = text.split("\n\n", 1)[0]  # the parser ends the header block at the first blank line
+    if head.startswith("From ") or "\nFrom " in head:
+        return None  # an mbox separator: the parser treats it specially
+    head = head.rstrip("\n") + "\n" if head else ""
+    if not _PLAIN_BLOCK.fullmatch(head):
+        return None  # a line that is no header: the parser would end the header block there
+    joined: dict[str, list[str]] = {}
+    for match in _SKIMMED_FIELD.finditer(head):
+        joined.setdefault(match.group(1).lower(), []).append(match.group(2).replace("\n", ""))
     if any("=?" in v for name in ("from", "in-reply-to", "references", "subject",
                                   "return-path") for v in joined.get(name, ())):
         return None
@@ -457,6 +475,12 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
     paths = joined.get("return-path", [])
     return_path = " ".join(paths[0].split()) if paths else ""
     recipients = joined.get("to", []) + joined.get("cc", [])
+    message_ids = joined.get("message-id", [])
+    message_id, message_id_known = None, not message_ids
+    if len(message_ids) == 1:
+        simple_id = _SIMPLE_MSGID.fullmatch(message_ids[0])
+        if simple_id is not None:
+            message_id, message_id_known = simple_id.group(1), True
     return HeaderSkim(
         from_addr=from_addr,
         subject=" ".join(subjects[0].split()) if subjects else "",
@@ -465,6 +489,8 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
         report=any("report" in v.lower() for v in joined.get("content-type", ())),
         recipients="".join("".join(recipients).lower().split()),
         recipients_unclear=any(c in v for v in recipients for c in ("=?", "(", '"', "\\")),
+        message_id=message_id,
+        message_id_known=message_id_known,
     )
 
 
