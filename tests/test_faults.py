@@ -11,14 +11,17 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hostile_mail import assert_read_correctly, corpus
 from workspace import Workspace, partner_rows
 
+from outreach import partner_mail
 from outreach.classify import classify_message
 from outreach.errors import AuthenticationError
 from outreach.localservers import LocalIMAPServer, LocalSMTPServer
+from outreach.worker import Worker
 
 # --------------------------------------------------------------------------- helpers
 
@@ -214,4 +217,93 @@ def test_login_refused_on_one_connection_while_another_is_in_data(
     assert worker.send_cycle().errors == []
     assert ledger_statuses(ws) == {"sent": 10}
     assert_each_sent_once(ws, server)
+    ws.close()
+
+
+# --------------------------------------------------------------------------- IMAP outage
+
+
+def replies_to_all(ws: Workspace, smtp: LocalSMTPServer) -> list[bytes]:
+    return [partner_mail.reply(m.raw, f"Answer from {m.rcpt_tos[0]}") for m in smtp.messages]
+
+
+def stop_after(monkeypatch: pytest.MonkeyPatch, worker: Worker, count: int,
+               action: Callable[[], None]) -> None:
+    """Run `action` (in the reading thread) right after the `count`-th message is recorded."""
+    original = worker.reader.process
+    seen = 0
+
+    def process(*args: Any, **kwargs: Any) -> None:
+        nonlocal seen
+        original(*args, **kwargs)
+        seen += 1
+        if seen == count:
+            action()
+
+    monkeypatch.setattr(worker.reader, "process", process)
+
+
+def assert_each_recorded_once(ws: Workspace, expected: int) -> None:
+    rows = ws.store.query("SELECT message_id, partner_id, kind FROM inbound")
+    assert len(rows) == expected
+    assert len({r["message_id"] for r in rows}) == expected, "a reply was recorded twice"
+    replies = Counter(r["partner_id"] for r in ws.store.query(
+        "SELECT partner_id FROM events WHERE kind = 'reply'"))
+    assert len(replies) == expected and set(replies.values()) == {1}
+
+
+def test_imap_server_stopped_mid_read(
+    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ws = reading_workspace(tmp_path, smtp_server, imap_server, monkeypatch,
+                           config_extra="[replies]\nbatch_size = 10")
+    ws.add_partners(partner_rows(60))
+    worker = ws.worker()
+    assert worker.send_cycle().sent == 60
+    replies = replies_to_all(ws, smtp_server)
+    multiappend(imap_server, replies)
+
+    stop_after(monkeypatch, worker, 25, imap_server.stop)
+    report = worker.read_cycle()
+    assert report.errors and "cannot connect" in report.errors[-1], report.errors
+    read_before = ws.store.scalar("SELECT count(*) FROM inbound")
+    assert 25 <= read_before < 60  # what was fetched before the outage is kept
+
+    # pymap keeps mail in memory: it comes back empty, with a new UIDVALIDITY, and the
+    # user's client puts the mail back (the first replies included: a safe rescan)
+    imap_server.start()
+    multiappend(imap_server, replies)
+    report = worker.read_cycle()
+    assert report.errors == [] and report.recorded == 60 - read_before
+    assert_each_recorded_once(ws, 60)
+    assert worker.read_cycle().recorded == 0
+    ws.close()
+
+
+def test_imap_server_restarted_during_the_reconnect_backoff(
+    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server is back (and refilled) while the reader waits to reconnect: the same
+    cycle, or at the latest the next one, reads everything, once."""
+    ws = reading_workspace(tmp_path, smtp_server, imap_server, monkeypatch,
+                           config_extra="[replies]\nbatch_size = 10")
+    ws.add_partners(partner_rows(40))
+    worker = ws.worker()
+    worker.send_cycle()
+    replies = replies_to_all(ws, smtp_server)
+    multiappend(imap_server, replies)
+
+    def bounce_server() -> None:
+        imap_server.stop()
+        threading.Thread(target=lambda: (imap_server.start(), multiappend(imap_server,
+                                                                          replies))).start()
+
+    stop_after(monkeypatch, worker, 15, bounce_server)
+    first = worker.read_cycle()
+    second = worker.read_cycle()
+    assert second.errors == []
+    assert first.recorded + second.recorded == 40
+    assert_each_recorded_once(ws, 40)
     ws.close()

@@ -286,3 +286,56 @@ def test_idle_wakes_up_shortly_after_a_delivery(mailstack: Mailstack) -> None:
         assert elapsed < 5.0, f"IDLE took {elapsed:.1f} s to report the delivery"
         # the connection is still usable after IDLE: the new message is there
         assert mailbox.uids_from(1)
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_dovecot_drops_the_connection_mid_read(
+    tmp_path: Path, mailstack: Mailstack, stack_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`doveadm kick` cuts the worker's IMAP session in the middle of a read: the reader
+    reconnects, goes on from its checkpoint, and records every reply once."""
+    import subprocess
+
+    from workspace import partner_rows
+
+    coordinator, _ = mailstack.new_user()
+    ws = stack_workspace(tmp_path, mailstack, coordinator,
+                         config_extra="[replies]\nbatch_size = 10")
+    # the partners are on a domain Postfix refuses: nothing is sent, the ledger is filled
+    # by hand with what the replies answer
+    ws.add_partners(partner_rows(80))
+    worker = ws.worker()
+    report = type(worker.send_cycle())()
+    worker.sender.queue_due(report)
+    rows = ws.store.ledger_rows("1 ORDER BY id")
+    for row in rows:
+        ws.store.mark_sending(row.id, ws.clock())
+        ws.store.mark_sent(row, ws.clock(), "250 by hand")
+    with mailstack.imap(coordinator) as c:
+        c.multiappend("INBOX", [partner_mail.reply(r.raw, f"Answer {r.to_addr}") for r in rows])
+
+    kicked = []
+    original = worker.reader.process
+
+    def process(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        if len(kicked) == 0 and ws.store.scalar("SELECT count(*) FROM inbound") == 25:
+            done = subprocess.run(["doveadm", "-c", mailstack.dovecot_conf, "kick", coordinator],
+                                  capture_output=True, text=True, timeout=30)
+            kicked.append(done)
+
+    monkeypatch.setattr(worker.reader, "process", process)
+    connects = []
+    connect = Mailbox.connect
+    monkeypatch.setattr(Mailbox, "connect", lambda self: (connects.append(1), connect(self))[1])
+    report = worker.read_cycle()
+    assert kicked and kicked[0].returncode == 0, kicked and kicked[0].stderr
+    assert len(connects) == 2, "the reader reconnected after the kick"
+    assert report.errors == [], report.errors
+    assert report.recorded == 80
+    rows = ws.store.query("SELECT message_id FROM inbound")
+    assert len({r["message_id"] for r in rows}) == len(rows) == 80
+    assert worker.read_cycle().recorded == 0
+    ws.close()
