@@ -150,7 +150,7 @@ def format_log(
         head = "  ".join(row[i].ljust(widths[i]) for i in keep)
         yield (head + "  " + lines[0]).rstrip()
         for line in lines[1:]:
-            yield " " * indent + line
+            yield " " * indent + line if line else ""
 
 
 def wrap(text: str, width: int) -> list[str]:
