@@ -137,7 +137,7 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
         kind = "" if r.kind == "reply" else f"  [{r.kind.replace('_', '-')}: contact change]"
         head = (f"#{r.id}  {r.at.astimezone(zone).strftime('%Y-%m-%d %H:%M')}  {flag}  {who}"
                 + (f" · {r.organization}" if r.organization else "") + f" · {where}{kind}")
-        body = ["    " + line for line in (wrap(r.text, width) or ["(no text)"])]
+        body = [("    " + line).rstrip() for line in (wrap(r.text, width) or ["(no text)"])]
         if r.note:
             body.append(f"    note: {r.note}")
         blocks.append("\n".join([head, *body]))

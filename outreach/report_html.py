@@ -36,6 +36,7 @@ th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line
          vertical-align: top; }
 th { color: var(--muted); font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.date { white-space: nowrap; }
 svg { display: block; max-width: 100%; height: auto; }
 svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 .reply { border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px;
@@ -214,7 +215,7 @@ def _never_answered(report: CampaignReport, zone: ZoneInfo) -> str:
         "<tr>"
         f"<td>{esc(s.name)}</td><td>{esc(s.email)}</td><td>{esc(s.organization)}</td>"
         f'<td class="num">{esc(s.last_step)}</td>'
-        f"<td>{esc(_date(s.last_sent_at, zone))}</td>"
+        f'<td class="date">{esc(_date(s.last_sent_at, zone))}</td>'
         f"<td>{esc(s.state)}{' (auto-reply)' if s.auto_replied else ''}</td></tr>"
         for s in silent
     )

@@ -143,6 +143,7 @@ def test_replies_queue_newest_first_with_the_answers(world: World):
     assert out.index("li@harbor.test") < out.index("maria@clinica.test")
     assert "María González <maria@clinica.test> · Clínica Sol · checkin step 1" in out
     assert "    ¡Hola! Nos encantaría" in out and "2 replies, 2 open" in out
+    assert all(line == line.rstrip() for line in out.splitlines())
 
 
 def test_ack_takes_a_reply_out_of_the_unhandled_queue(world: World):
