@@ -23,7 +23,7 @@ from email.headerregistry import HeaderRegistry
 from email.message import Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, NamedTuple
 
 #: Parts bigger than this are never decoded for text (attachments, forwarded videos, ...).
 MAX_TEXT_PART_BYTES = 2_000_000
@@ -402,15 +402,15 @@ _SIMPLE_FROM = re.compile(
 _SIMPLE_MSGID = re.compile(rf"\s*<({_ATEXT}+(?:\.{_ATEXT}+)*@{_ATEXT}+(?:\.{_ATEXT}+)*)>\s*")
 _SKIMMED = ("from", "in-reply-to", "references", "subject", "return-path", "content-type",
             "to", "cc", "message-id")
-#: A header block the parser reads as plain "Name: value" lines and folded continuations.
-_PLAIN_BLOCK = re.compile(r"(?:[\x21-\x39\x3b-\x7e]+:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
+#: A header block (after a leading newline) that the parser reads as plain "Name: value" lines
+#: and folded continuations, nothing else.
+_PLAIN_BLOCK = re.compile(r"(?:\n[\x21-\x39\x3b-\x7e]+:[^\n]*(?:\n[ \t][^\n]*)*)*")
 _SKIMMED_FIELD = re.compile(
-    rf"^({'|'.join(_SKIMMED)}):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)", re.IGNORECASE | re.MULTILINE
+    rf"\n({'|'.join(_SKIMMED)}):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)", re.IGNORECASE
 )
 
 
-@dataclass(frozen=True)
-class HeaderSkim:
+class HeaderSkim(NamedTuple):
     """What a plain scan of a header block tells for certain, without the email parser.
 
     ``from_addr``, ``subject`` and ``return_path`` are exactly what :func:`read_headers`
@@ -445,10 +445,10 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
     text = text.replace("\r\n", "\n")
     if text[:1] in (" ", "\t", "\n"):
         return None  # leading blank lines are dropped before parsing; a continuation first
-    head = text.split("\n\n", 1)[0]  # the parser ends the header block at the first blank line
-    if head.startswith("From ") or "\nFrom " in head:
+    # the parser ends the header block at the first blank line
+    head = "\n" + text.split("\n\n", 1)[0].rstrip("\n")
+    if "\nFrom " in head:
         return None  # an mbox separator: the parser treats it specially
-    head = head.rstrip("\n") + "\n" if head else ""
     if not _PLAIN_BLOCK.fullmatch(head):
         return None  # a line that is no header: the parser would end the header block there
     joined: dict[str, list[str]] = {}

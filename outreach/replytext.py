@@ -17,12 +17,17 @@ import re
 
 from mailparser_reply import EmailReplyParser
 from mailparser_reply.constants import MAIL_LANGUAGES
+from mailparser_reply.parser import EmailMessage
 
 from outreach.mailparse import QUOTE_MARK, normalize_newlines
 
 #: Only the head of a body is searched for the answer: replies are short, history is long.
 MAX_REPLY_SOURCE_CHARS = 50_000
 _PARSER = EmailReplyParser(languages=[lang for lang in MAIL_LANGUAGES if lang != "david"])
+# The library builds its three regexes (from every language's phrases) for each message it
+# reads; they depend only on the languages, so they are built once and handed to each message.
+_TEMPLATE = EmailMessage(text="", languages=_PARSER.languages)
+_REGEXES = (_TEMPLATE.HEADER_REGEX, _TEMPLATE.SIGNATURE_REGEX, _TEMPLATE.DISCLAIMERS_REGEX)
 
 _FROM_WORDS = r"(?:From|Von|De|Da|Van|Från|Fra|Od|От|Из|发件人|寄件者|差出人)"
 _HEADER_WORDS = (
@@ -177,7 +182,9 @@ def _tidy(text: str) -> str:
 def _library_reply(text: str) -> str | None:
     """mail-parser-reply's first non-empty reply (full body: signature kept)."""
     try:
-        message = _PARSER.read(text)
+        message = EmailMessage(text=text, languages=_PARSER.languages)  # as _PARSER.read(text)
+        message._header_regex, message._signature_regex, message._disclaimers_regex = _REGEXES
+        message = message.read()
     except Exception:  # noqa: BLE001 - regex-heavy library, be defensive
         return None
     for reply in message.replies:
