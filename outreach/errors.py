@@ -55,6 +55,19 @@ class MailServerError(OutreachError, ConnectionError):
         self.permanent = permanent
 
 
+def tls_failure(where: str, exc: BaseException) -> MailServerError:
+    """A refused TLS handshake as one line that says why (self-signed, unknown issuer, issued
+    for another name, expired), with the hint that fits."""
+    verify = getattr(exc, "verify_message", None)  # ssl.SSLCertVerificationError
+    reason = f"certificate refused: {verify}" if verify else getattr(exc, "reason", None) or exc
+    if verify and "mismatch" in verify.lower():
+        hint = "the certificate is for another name: set host to a name it is valid for"
+    else:
+        hint = ("if the server uses a private or self-signed certificate, name it (or its CA)"
+                " in ca_file")
+    return MailServerError(f"{where}: TLS failed: {reason}", hint=hint, permanent=True)
+
+
 class AuthenticationError(MailServerError):
     """The server rejected our credentials: retrying will not help."""
 

@@ -17,7 +17,7 @@ import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from outreach.config import ServerSettings
-from outreach.errors import AuthenticationError, MailServerError
+from outreach.errors import AuthenticationError, MailServerError, tls_failure
 
 SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "[Gmail]/Sent Mail", "INBOX.Sent")
 
@@ -62,11 +62,7 @@ class Mailbox:
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except ssl.SSLError as exc:
-            raise MailServerError(
-                f"{self.where}: TLS failed: {exc.reason or exc}",
-                hint="if the server uses a private certificate, name its CA in ca_file",
-                permanent=True,
-            ) from exc
+            raise tls_failure(self.where, exc) from exc
         except (IMAPClientError, OSError) as exc:
             raise MailServerError(f"{self.where}: cannot connect: {exc}") from exc
         if s.username:

@@ -19,7 +19,7 @@ from enum import Enum
 import aiosmtplib
 
 from outreach.config import Limits, ServerSettings
-from outreach.errors import AuthenticationError, MailServerError
+from outreach.errors import AuthenticationError, MailServerError, tls_failure
 
 
 class Outcome(Enum):
@@ -130,20 +130,12 @@ class Connection:
             ) from exc
         except ssl.SSLError as exc:
             client.close()
-            raise MailServerError(
-                f"SMTP {s.address}: TLS failed: {exc.reason or exc}",
-                hint="if the server uses a private certificate, name its CA in ca_file",
-                permanent=True,
-            ) from exc
+            raise tls_failure(f"SMTP {s.address}", exc) from exc
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
             client.close()
             cause = exc.__cause__ if isinstance(exc.__cause__, ssl.SSLError) else None
-            if cause is not None:
-                raise MailServerError(
-                    f"SMTP {s.address}: TLS failed: {cause}",
-                    hint="if the server uses a private certificate, name its CA in ca_file",
-                    permanent=True,
-                ) from exc
+            if cause is not None:  # implicit TLS: aiosmtplib wraps it in SMTPConnectError
+                raise tls_failure(f"SMTP {s.address}", cause) from exc
             raise MailServerError(f"SMTP {s.address}: cannot connect: {_short(str(exc))}") from exc
         self.client = client
         return client
