@@ -405,7 +405,8 @@ def check_timezone(name: str) -> ZoneInfo:
     """ZoneInfo(name) or ValueError with a readable message."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a folder of the zone database ("America") or a name too long for a path
         raise ValueError(f"unknown time zone {name!r} (use a name like \"America/Chicago\")") from None
 
 

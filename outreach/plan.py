@@ -48,7 +48,7 @@ def audience_includes(audience: Audience, partner: Partner) -> bool:
 def partner_zone(partner: Partner, default_timezone: str) -> ZoneInfo:
     try:
         return ZoneInfo(partner.timezone or default_timezone)
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, OSError):  # OSError: "America" is a folder of the database
         return ZoneInfo(default_timezone)
 
 
