@@ -339,3 +339,66 @@ def test_dovecot_drops_the_connection_mid_read(
     assert len({r["message_id"] for r in rows}) == len(rows) == 80
     assert worker.read_cycle().recorded == 0
     ws.close()
+
+
+def test_outreach_run_records_a_reply_at_once_thanks_to_idle(
+    tmp_path: Path, mailstack: Mailstack, stack_env: None
+) -> None:
+    """The long-running worker (`outreach run`) polls every 10 minutes here; with IMAP IDLE
+    a reply delivered by Postfix is recorded within seconds."""
+    import json
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    coordinator, _ = mailstack.new_user()
+    partner, _ = mailstack.new_user()
+    ws = stack_workspace(tmp_path, mailstack, coordinator, config_extra=(
+        '[worker]\npoll_every = "10m"\nsend_every = "10m"\nidle = true'))
+    ws.add_partners([{"email": partner, "name": "Pat", "organization": "Acme"}])
+    ws.close()
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "outreach", "--config", str(tmp_path / "config.toml"),
+             "run", "--log-json", "-v"],
+            stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ))
+    try:
+        def events() -> list[dict[str, Any]]:
+            lines = log_path.read_text(errors="replace").splitlines()
+            return [json.loads(line) for line in lines if line.startswith("{")]
+
+        def wait_until(what: str, test: Any, timeout: float = 20) -> float:
+            started = time.monotonic()
+            while not test():
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() - started < timeout, f"{what}\n{log_path.read_text()}"
+                time.sleep(0.05)
+            return time.monotonic() - started
+
+        # the first cycle at start sends step 1; then the IDLE watcher waits for news
+        (first,) = mailstack.wait_for_messages(partner, timeout=20).values()
+        wait_until("IDLE started", lambda: any(
+            e.get("event") == "idle" and "waiting for new mail" in e["message"]
+            for e in events()))
+
+        def replies() -> int:
+            with sqlite3.connect(f"file:{tmp_path / 'outreach.db'}?mode=ro", uri=True) as db:
+                return int(db.execute(
+                    "SELECT count(*) FROM inbound WHERE kind = 'reply'").fetchone()[0])
+
+        submit_raw(mailstack, partner, [coordinator],
+                   partner_mail.reply(first, "Thanks, we would love to host two interns."))
+        took = wait_until("the reply recorded", lambda: replies() == 1, timeout=30)
+        assert took < 15, f"recorded after {took:.1f} s: IDLE did not wake the worker"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert code == 0, log_path.read_text()
+    assert any(e.get("event") == "stopped" for e in events())
