@@ -181,6 +181,16 @@ _HARD_PHRASES = re.compile(
 
 def bounce_signals(headers: MessageHeaders, msg: Message, text: str) -> list[str]:
     """Human-readable reasons suggesting the message is a non-delivery report."""
+    signals = _header_signals(headers, msg)
+    if _BOUNCE_BODY.search(text[:20000]):
+        signals.append("body describes a delivery failure")
+    if _has_returned_message(msg):
+        signals.append("returns the original message")
+    return signals
+
+
+def _header_signals(headers: MessageHeaders, msg: Message) -> list[str]:
+    """The sender and subject signals of `bounce_signals` (cheap: no body text)."""
     signals: list[str] = []
     local = (headers.from_addr or "").split("@", 1)[0].strip('"\\')
     raw_from = header_str(msg, "from")
@@ -192,11 +202,10 @@ def bounce_signals(headers: MessageHeaders, msg: Message, text: str) -> list[str
         signals.append(f"sender {headers.from_addr or headers.from_name} is a mail system")
     if _BOUNCE_SUBJECT.search(headers.subject):
         signals.append(f"subject {headers.subject[:60]!r} reads like a delivery failure")
-    if _BOUNCE_BODY.search(text[:20000]):
-        signals.append("body describes a delivery failure")
-    if _has_returned_message(msg):
-        signals.append("returns the original message")
     return signals
+
+
+_DSN_FIELD_LINE = re.compile(r"^\s*(Final|Original)-Recipient:", re.I | re.M)
 
 
 def _has_returned_message(msg: Message) -> bool:
@@ -533,6 +542,11 @@ def analyse_bounce(
         headers.report_type in (None, "delivery-status")
     )
     dsn_texts = _delivery_status_texts(msg)
+    if (not dsn_texts and not is_report and not headers.get("x-failed-recipients")
+            and not _header_signals(headers, msg) and not _DSN_FIELD_LINE.search(full_text)):
+        # Without a report, DSN fields, a mail-system sender or a failure subject, the body
+        # signals alone can never make it a bounce below (see _enough_signals): skip them.
+        return None
     signals = bounce_signals(headers, msg, full_text)
     reasons: list[str] = []
     recipients: list[RecipientFailure] = []
@@ -542,7 +556,7 @@ def analyse_bounce(
         reasons.append(_dsn_reason(recipients))
     elif dsn_texts and not is_report and not signals:
         return None
-    elif re.search(r"^\s*(Final|Original)-Recipient:", full_text, re.I | re.M) and signals:
+    elif _DSN_FIELD_LINE.search(full_text) and signals:
         recipients = parse_dsn_fields(full_text)
         if recipients:
             reasons.append("DSN fields in the message text: " + _dsn_summary(recipients))
