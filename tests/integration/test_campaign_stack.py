@@ -402,3 +402,30 @@ def test_outreach_run_records_a_reply_at_once_thanks_to_idle(
             raise
     assert code == 0, log_path.read_text()
     assert any(e.get("event") == "stopped" for e in events())
+
+
+def test_sent_copies_wait_until_a_sent_folder_exists(
+    tmp_path: Path, mailstack: Mailstack, stack_env: None
+) -> None:
+    """This Dovecot makes no Sent folder by itself: the mail still goes out, the missing
+    folder is reported with a hint, and the copies are saved once the folder exists."""
+    coordinator, _ = mailstack.new_user()
+    partner, _ = mailstack.new_user()
+    ws = stack_workspace(tmp_path, mailstack, coordinator, account_extra="save_sent = true")
+    ws.add_partners([{"email": partner, "name": "Pat", "organization": "Acme"}])
+    worker = ws.worker()
+    report = worker.send_cycle()
+    assert report.sent == 1
+    assert len(report.errors) == 1 and "no Sent folder" in report.errors[0], report.errors
+    assert "sent_folder" in report.errors[0]
+    mailstack.wait_for_messages(partner)
+    with mailstack.imap(coordinator) as c:
+        c.create_folder("Sent")
+    report = worker.send_cycle()
+    assert (report.sent, report.errors) == (0, [])
+    (copy,) = mailstack.wait_for_messages(coordinator, folder="Sent").values()
+    assert parse(copy)["Message-ID"] == ws.store.query("SELECT message_id FROM messages")[0][
+        "message_id"]
+    assert worker.send_cycle().errors == []
+    assert len(mailstack.wait_for_messages(coordinator, folder="Sent")) == 1  # saved once
+    ws.close()
