@@ -34,6 +34,7 @@ from outreach.errors import StoreError
 from outreach.model import ACTIVE, BOUNCED, OPTED_OUT, LedgerRef, Partner, SequenceState
 
 migrations = Migrations("outreach")
+IN_CHUNK = 500
 
 
 def iso(moment: datetime) -> str:
@@ -446,6 +447,21 @@ class Store:
         else:
             conn.execute("COMMIT")
 
+    def _select_in(
+        self, sql: str, values: Sequence[Any], before: Sequence[Any] = (), as_dicts: bool = False
+    ) -> Iterator[Any]:
+        """Run `sql`, whose `{marks}` is an IN list, over `values` in chunks (SQLite limits
+        the number of parameters of one statement)."""
+        for start in range(0, len(values), IN_CHUNK):
+            chunk = list(values[start : start + IN_CHUNK])
+            cursor = self.db.conn.execute(
+                sql.format(marks=",".join("?" * len(chunk))), [*before, *chunk])
+            if as_dicts:
+                names = [c[0] for c in cursor.description]
+                yield from (dict(zip(names, row, strict=True)) for row in cursor)
+            else:
+                yield from cursor
+
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         return list(self.db.query(sql, params))
 
@@ -532,14 +548,9 @@ class Store:
         return _partner(rows[0]) if rows else None
 
     def partners_by_id(self, ids: Iterable[int]) -> dict[int, Partner]:
-        wanted = sorted(set(ids))
-        found: dict[int, Partner] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.query(f"SELECT * FROM partners WHERE id IN ({marks})", chunk):
-                found[row["id"]] = _partner(row)
-        return found
+        cursor_rows = self._select_in("SELECT * FROM partners WHERE id IN ({marks})",
+                                      sorted(set(ids)), as_dicts=True)
+        return {row["id"]: _partner(row) for row in cursor_rows}
 
     def set_partner_status(
         self, partner_id: int, status: str, reason: str, now: datetime, *, event: str,
@@ -913,62 +924,36 @@ class Store:
             )
 
     def seen_uids(self, account: str, folder: str, uidvalidity: int, uids: list[int]) -> set[int]:
-        found: set[int] = set()
-        for start in range(0, len(uids), 500):
-            chunk = uids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.db.conn.execute(
-                f"SELECT uid FROM inbound WHERE account=? AND folder=? AND uidvalidity=?"
-                f" AND uid IN ({marks})", [account, folder, uidvalidity, *chunk]))
-        return found
+        return {r[0] for r in self._select_in(
+            "SELECT uid FROM inbound WHERE account=? AND folder=? AND uidvalidity=?"
+            " AND uid IN ({marks})", uids, before=(account, folder, uidvalidity))}
 
     def seen_message_ids(self, message_ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(message_ids), 500):
-            chunk = message_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.db.conn.execute(
-                f"SELECT message_id FROM inbound WHERE message_id IN ({marks})", chunk))
-        return found
+        return {r[0] for r in self._select_in(
+            "SELECT message_id FROM inbound WHERE message_id IN ({marks})", message_ids)}
 
     def ledger_refs(self, message_ids: Iterable[str]) -> dict[str, LedgerRef]:
         """Our messages by Message-ID (given without angle brackets)."""
         wanted = sorted({f"<{m.strip('<>')}>" for m in message_ids if m})
-        found: dict[str, LedgerRef] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.conn.execute(
-                f"SELECT id, partner_id, campaign, step, to_addr, message_id FROM messages"
-                f" WHERE message_id IN ({marks})", chunk):
-                found[row[5].strip("<>")] = LedgerRef(row[0], row[1], row[2], row[3], row[4])
-        return found
+        rows = self._select_in(
+            "SELECT id, partner_id, campaign, step, to_addr, message_id FROM messages"
+            " WHERE message_id IN ({marks})", wanted)
+        return {row[5].strip("<>"): LedgerRef(*row[:5]) for row in rows}
 
     def partner_ids_by_address(self, addresses: Iterable[str]) -> dict[str, int]:
         wanted = sorted({a.lower() for a in addresses if a})
-        found: dict[str, int] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.conn.execute(
-                f"SELECT email, id FROM partners WHERE email IN ({marks})", chunk):
-                found[row[0]] = row[1]
-        return found
+        return dict(self._select_in("SELECT email, id FROM partners WHERE email IN ({marks})",
+                                    wanted))
 
     def latest_sent(self, partner_ids: Iterable[int]) -> dict[int, LedgerRef]:
         """Each partner's most recent message from outreach (to place a reply that does not
         point at one of our messages)."""
         wanted = sorted(set(partner_ids))
-        found: dict[int, LedgerRef] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.conn.execute(
-                f"SELECT id, partner_id, campaign, step, to_addr FROM messages"
-                f" WHERE partner_id IN ({marks}) AND status IN ('sent', 'unknown')"
-                f" ORDER BY sent_at", chunk):
-                found[row[1]] = LedgerRef(row[0], row[1], row[2], row[3], row[4])
-        return found
+        rows = self._select_in(
+            "SELECT id, partner_id, campaign, step, to_addr FROM messages"
+            " WHERE partner_id IN ({marks}) AND status IN ('sent', 'unknown') ORDER BY sent_at",
+            wanted)
+        return {row[1]: LedgerRef(*row) for row in rows}  # the latest wins
 
     def record_inbound(self, values: dict[str, Any]) -> int:
         columns = ", ".join(values)
