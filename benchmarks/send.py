@@ -28,9 +28,10 @@ import aiosmtplib
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from workspace import Workspace, partner_rows  # noqa: E402
+
 from outreach.localservers import free_port  # noqa: E402
 from outreach.sending import SendReport  # noqa: E402
-from workspace import Workspace, partner_rows  # noqa: E402
 
 CAMPAIGN = """
 [window]
@@ -45,9 +46,18 @@ subject = "Check-in for {{ partner.organization }}"
 def start_sink() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c",
-         "aiosmtpd.handlers.Sink"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{port}",
+            "-c",
+            "aiosmtpd.handlers.Sink",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -63,8 +73,9 @@ def start_sink() -> tuple[subprocess.Popen[bytes], int]:
 def outreach_run(host: str, port: int, count: int, concurrency: int) -> tuple[float, list[bytes]]:
     folder = Path(tempfile.mkdtemp(prefix="outreach-bench-"))
     try:
-        ws = Workspace(folder, smtp_port=port, campaign=CAMPAIGN,
-                       limits=f"concurrency = {concurrency}")
+        ws = Workspace(
+            folder, smtp_port=port, campaign=CAMPAIGN, limits=f"concurrency = {concurrency}"
+        )
         if host != "127.0.0.1":
             raise SystemExit("only loopback hosts")
         ws.add_partners(partner_rows(count))
@@ -132,8 +143,10 @@ def main() -> None:
                 raw.append(asyncio.run(raw_run(host, port, raws, concurrency)))
             ratio = max(ours) / max(raw)
             ratios.append(ratio)
-            print(f"concurrency {concurrency}: outreach {max(ours):7.0f} msg/s   "
-                  f"raw aiosmtplib {max(raw):7.0f} msg/s   ratio {ratio:.2f}")
+            print(
+                f"concurrency {concurrency}: outreach {max(ours):7.0f} msg/s   "
+                f"raw aiosmtplib {max(raw):7.0f} msg/s   ratio {ratio:.2f}"
+            )
     finally:
         if sink is not None:
             sink.terminate()

@@ -22,9 +22,15 @@ from outreach.render import Renderer, render_sequence
 from outreach.store import Store
 
 SAMPLE_PARTNER = Partner(
-    email="sample.partner@example.org", name="Sample Partner", first_name="Sample",
-    organization="Sample Organization", industry="Sample Industry", pathway="Sample Pathway",
-    owner="sample", tags=("sample",), timezone="America/Chicago",
+    email="sample.partner@example.org",
+    name="Sample Partner",
+    first_name="Sample",
+    organization="Sample Organization",
+    industry="Sample Industry",
+    pathway="Sample Pathway",
+    owner="sample",
+    tags=("sample",),
+    timezone="America/Chicago",
 )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from importlib import resources
@@ -48,7 +48,9 @@ class App:
             if campaign.name == name:
                 return campaign
         known = ", ".join(c.name for c in self.campaigns) or "none"
-        raise InputError(f"no campaign named {name!r} in {self.config.campaigns_dir} (campaigns: {known})")
+        raise InputError(
+            f"no campaign named {name!r} in {self.config.campaigns_dir} (campaigns: {known})"
+        )
 
     @cached_property
     def store(self) -> Store:
@@ -71,7 +73,8 @@ class OutreachGroup(click.Group):
         except Problems as exc:
             more = (
                 f" (and {len(exc.problems) - 1} more; `outreach check` shows them all)"
-                if len(exc.problems) > 1 else ""
+                if len(exc.problems) > 1
+                else ""
             )
             fail(exc.problems[0] + more, exc.exit_code)
         except OutreachError as exc:
@@ -92,7 +95,10 @@ def now() -> datetime:
 @click.group(cls=OutreachGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="outreach")
 @click.option(
-    "--config", "config_path", metavar="PATH", envvar="OUTREACH_CONFIG",
+    "--config",
+    "config_path",
+    metavar="PATH",
+    envvar="OUTREACH_CONFIG",
     help="config.toml to use (default: $OUTREACH_CONFIG, else ./config.toml).",
 )
 @click.pass_context
@@ -183,7 +189,9 @@ def check(app: App) -> None:
 @click.option("--partner", "partner_email", metavar="EMAIL", help="Render for this partner.")
 @click.option("--step", "steps", type=int, multiple=True, help="Only this step (repeatable).")
 @pass_app
-def preview(app: App, campaign_name: str, partner_email: str | None, steps: tuple[int, ...]) -> None:
+def preview(
+    app: App, campaign_name: str, partner_email: str | None, steps: tuple[int, ...]
+) -> None:
     """Print the complete rendered message(s) of CAMPAIGN with their headers."""
     from outreach.checks import SAMPLE_PARTNER
     from outreach.plan import audience_includes
@@ -202,10 +210,13 @@ def preview(app: App, campaign_name: str, partner_email: str | None, steps: tupl
             partner_email = normalize_address(partner_email)
         partner = app.store.partner_by_email(partner_email)
         if partner is None:
-            raise InputError(f"no partner {partner_email} in the roster", hint="outreach partners list")
+            raise InputError(
+                f"no partner {partner_email} in the roster", hint="outreach partners list"
+            )
     else:
         audience = [
-            p for p in app.store.partners(status="active")
+            p
+            for p in app.store.partners(status="active")
             if audience_includes(campaign.audience, p)
         ]
         partner = audience[0] if audience else SAMPLE_PARTNER
@@ -220,8 +231,11 @@ def preview(app: App, campaign_name: str, partner_email: str | None, steps: tupl
 
 
 def format_for_terminal(message: Any) -> str:
-    lines = [f"{name}: {value}" for name, value in message.items() if name.lower() not in (
-        "content-type", "content-transfer-encoding", "mime-version")]
+    lines = [
+        f"{name}: {value}"
+        for name, value in message.items()
+        if name.lower() not in ("content-type", "content-transfer-encoding", "mime-version")
+    ]
     text_part = message.get_body(("plain",))
     html_part = message.get_body(("html",))
     lines.append("")
@@ -257,7 +271,10 @@ def partners_import(app: App, csv_file: Path, dry_run: bool) -> None:
     ]
     if dry_run:
         known = sum(1 for p in records if app.store.partner_by_email(p.email))
-        click.echo(f"{csv_file}: {len(records)} valid rows ({len(records) - known} new, {known} updated); nothing changed (dry run)")
+        click.echo(
+            f"{csv_file}: {len(records)} valid rows ({len(records) - known} new, {known} "
+            "updated); nothing changed (dry run)"
+        )
         return
     from outreach.progress import progress_counter
 
@@ -276,8 +293,11 @@ def partners_import(app: App, csv_file: Path, dry_run: bool) -> None:
 @partners.command("list")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per partner.")
 @click.option("--status", type=click.Choice(["active", "bounced", "opted_out", "inactive"]))
-@click.option("--stale", metavar="DURATION",
-              help="Only partners nobody has heard from in this long (e.g. 90d): no reply since.")
+@click.option(
+    "--stale",
+    metavar="DURATION",
+    help="Only partners nobody has heard from in this long (e.g. 90d): no reply since.",
+)
 @pass_app
 def partners_list(app: App, as_json: bool, status: str | None, stale: str | None) -> None:
     """Show the roster: status, last contact, last reply and open campaign of each partner."""
@@ -297,20 +317,30 @@ def partners_list(app: App, as_json: bool, status: str | None, stale: str | None
     if as_json:
         from outreach.relationships import NONE
 
-        click.echo(json.dumps([partner_json(p, rels.get(p.id or 0, NONE), local_zone(app))
-                               for p in rows], ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                [partner_json(p, rels.get(p.id or 0, NONE), local_zone(app)) for p in rows],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     if not rows:
-        click.echo(f"nobody has been quiet for {stale}" if stale is not None
-                   else "no partners yet (outreach partners import FILE.csv)")
+        click.echo(
+            f"nobody has been quiet for {stale}"
+            if stale is not None
+            else "no partners yet (outreach partners import FILE.csv)"
+        )
         return
     click.echo(format_table(partner_table(rows, rels, local_zone(app))))
 
 
-def format_table(rows: list[tuple[str, ...]], max_width: int = 40) -> str:
+def format_table(rows: Sequence[Sequence[str]], max_width: int = 40) -> str:
     cut = [tuple(c if len(c) <= max_width else c[: max_width - 1] + "…" for c in r) for r in rows]
     widths = [max(len(r[i]) for r in cut) for i in range(len(cut[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cut)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cut
+    )
 
 
 # --------------------------------------------------------------------------- sending
@@ -384,23 +414,43 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
         open_sequences = app.store.open_sequences(campaign.name)
         partners = app.store.partners_by_id(s.partner_id for s in open_sequences)
         rows += project(
-            campaign, app.store.partners_without_sequence(campaign.name, campaign.audience),
-            [(s, partners[s.partner_id]) for s in open_sequences], start, until,
+            campaign,
+            app.store.partners_without_sequence(campaign.name, campaign.audience),
+            [(s, partners[s.partner_id]) for s in open_sequences],
+            start,
+            until,
             app.config.timezone,
         )
     rows.sort(key=lambda r: (r.at, r.campaign, r.partner.email))
     if as_json:
-        click.echo(json.dumps([
-            {"campaign": r.campaign, "partner": r.partner.email, "step": r.step,
-             "at": r.at.isoformat()} for r in rows], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "campaign": r.campaign,
+                        "partner": r.partner.email,
+                        "step": r.step,
+                        "at": r.at.isoformat(),
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return
     if not rows:
         click.echo(f"nothing planned in the next {days} days")
         return
     zone = local_zone(app)
     table = [("WHEN", "CAMPAIGN", "STEP", "PARTNER", "ORGANIZATION")] + [
-        (r.at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M"), r.campaign, str(r.step),
-         r.partner.email, r.partner.organization) for r in rows
+        (
+            r.at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M"),
+            r.campaign,
+            str(r.step),
+            r.partner.email,
+            r.partner.organization,
+        )
+        for r in rows
     ]
     click.echo(format_table(table))
     click.echo(f"\n{len(rows)} message(s) in the next {days} days (times in {zone.key})")
@@ -439,30 +489,51 @@ def status(app: App, as_json: bool) -> None:
     }
     unknown = app.store.ledger_rows("status = 'unknown' ORDER BY id")
     if as_json:
-        click.echo(json.dumps({
-            "campaigns": {n: {s: counts.get(n, {}).get(s, 0) for s in LEDGER_STATES} for n in names},
-            "worker": worker_info,
-            "unknown": [{"id": r.id, "partner": r.to_addr, "campaign": r.campaign, "step": r.step,
-                         "message_id": r.message_id} for r in unknown],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "campaigns": {
+                        n: {s: counts.get(n, {}).get(s, 0) for s in LEDGER_STATES} for n in names
+                    },
+                    "worker": worker_info,
+                    "unknown": [
+                        {
+                            "id": r.id,
+                            "partner": r.to_addr,
+                            "campaign": r.campaign,
+                            "step": r.step,
+                            "message_id": r.message_id,
+                        }
+                        for r in unknown
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     table = [("CAMPAIGN", *(s.upper() for s in LEDGER_STATES))] + [
         (n, *(str(counts.get(n, {}).get(s, 0)) for s in LEDGER_STATES)) for n in names
     ]
     click.echo(format_table(table) if names else "no campaigns yet")
-    state = "running (pid %s)" % holder if holder is not None else "not running"
+    state = f"running (pid {holder})" if holder is not None else "not running"
     click.echo(f"\nworker: {state}")
     from outreach.service import when
 
     zone, moment = local_zone(app), now()
-    for key, label in (("started_at", "started"), ("last_read_at", "last read mail"),
-                       ("last_send_at", "last sent"), ("heartbeat_at", "last heartbeat"),
-                       ("stopped_at", "stopped")):
+    for key, label in (
+        ("started_at", "started"),
+        ("last_read_at", "last read mail"),
+        ("last_send_at", "last sent"),
+        ("heartbeat_at", "last heartbeat"),
+        ("stopped_at", "stopped"),
+    ):
         if worker.get(key) and (key != "stopped_at" or holder is None):
             click.echo(f"  {label}: {when(worker[key], zone, moment)}")
     if worker.get("last_error"):
-        click.echo(f"  last error: {worker['last_error']} "
-                   f"({when(worker.get('last_error_at'), zone, moment)})")
+        click.echo(
+            f"  last error: {worker['last_error']} "
+            f"({when(worker.get('last_error_at'), zone, moment)})"
+        )
     if unknown:
         click.echo(f"\n{len(unknown)} message(s) with an unknown outcome (see `outreach resolve`):")
         for r in unknown:
@@ -474,8 +545,12 @@ def status(app: App, as_json: bool) -> None:
 @click.option("--all", "all_unknown", is_flag=True, help="Every message with an unknown outcome.")
 @click.option("--sent", "choice", flag_value="sent", help="Count it as delivered.")
 @click.option("--resend", "choice", flag_value="resend", help="Queue it to be sent again.")
-@click.option("--check-sent-folder", "choice", flag_value="imap",
-              help="Look for it in the account's Sent folder over IMAP.")
+@click.option(
+    "--check-sent-folder",
+    "choice",
+    flag_value="imap",
+    help="Look for it in the account's Sent folder over IMAP.",
+)
 @pass_app
 def resolve(app: App, ids: tuple[int, ...], all_unknown: bool, choice: str | None) -> None:
     """Settle messages whose delivery is unknown (the worker stopped while sending them).
@@ -507,15 +582,18 @@ def resolve(app: App, ids: tuple[int, ...], all_unknown: bool, choice: str | Non
         raise InputError(f"not an unknown message: {', '.join(f'#{i}' for i in sorted(missing))}")
     for r in chosen:
         app.store.resolve_unknown(r, choice == "sent", now(), "by `outreach resolve`")
-        click.echo(f"#{r.id} {r.to_addr}: {'counted as sent' if choice == 'sent' else 'queued again'}")
+        click.echo(
+            f"#{r.id} {r.to_addr}: {'counted as sent' if choice == 'sent' else 'queued again'}"
+        )
 
 
 # --------------------------------------------------------------------------- classify
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per file.")
 def classify(files: tuple[Path, ...], as_json: bool) -> None:
     """Show how each FILE.eml would be classified (reply, auto_reply, bounce, unsubscribe,
@@ -550,10 +628,19 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
 
 @cli.command()
 @click.argument("what", type=click.Choice(["events", "replies", "partners"]))
-@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]), default="jsonl",
-              show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to FILE instead of standard output.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json", "jsonl"]),
+    default="jsonl",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE instead of standard output.",
+)
 @pass_app
 def export(app: App, what: str, fmt: str, output: Path | None) -> None:
     """Export events, replies or partners as CSV, JSON or JSON Lines, with stable column

@@ -309,7 +309,9 @@ class _Reader:
     def problem(self, key_path: str, message: str) -> None:
         line = self.line_of(key_path) if key_path else None
         where = f"{self.path}:{line}" if line else str(self.path)
-        self.problems.append(f"{where}: {key_path}: {message}" if key_path else f"{where}: {message}")
+        self.problems.append(
+            f"{where}: {key_path}: {message}" if key_path else f"{where}: {message}"
+        )
 
     def table(self, value: Any, key_path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -386,8 +388,14 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-               list: "a list", dict: "a table"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "a list",
+    dict: "a table",
+}
 
 
 def _names(kinds: tuple[type, ...]) -> str:
@@ -407,7 +415,9 @@ def check_timezone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         # OSError: a folder of the zone database ("America") or a name too long for a path
-        raise ValueError(f"unknown time zone {name!r} (use a name like \"America/Chicago\")") from None
+        raise ValueError(
+            f'unknown time zone {name!r} (use a name like "America/Chicago")'
+        ) from None
 
 
 # ----------------------------------------------------------------------------- config.toml
@@ -416,7 +426,14 @@ _TOP = ("outreach", "template_vars", "accounts", "worker", "replies", "digest")
 _OUTREACH = ("database", "campaigns", "templates", "timezone")
 _ACCOUNT = ("from", "reply_to", "smtp", "imap", "limits", "unsubscribe", "save_sent")
 _SERVER_COMMON = (
-    "host", "port", "security", "username", "password_env", "password_cmd", "ca_file", "timeout",
+    "host",
+    "port",
+    "security",
+    "username",
+    "password_env",
+    "password_cmd",
+    "ca_file",
+    "timeout",
 )
 _IMAP_ONLY = ("folder", "sent_folder", "idle")
 _LIMITS = ("preset", "per_minute", "per_day", "jitter", "retry", "concurrency")
@@ -529,8 +546,8 @@ def _check_address(reader: _Reader, key_path: str, text: str) -> str | None:
     if len(found) > 1:  # parseaddr would quietly keep the first one
         reader.problem(
             key_path,
-            f"{text!r} is more than one address; write one, like \"Jordan Lee "
-            "<jlee@district.example>\" (a name with a comma goes in double quotes)",
+            f'{text!r} is more than one address; write one, like "Jordan Lee '
+            '<jlee@district.example>" (a name with a comma goes in double quotes)',
         )
         return None
     address = found[0][1] if found else ""
@@ -555,7 +572,9 @@ def _read_account(reader: _Reader, name: str, raw: Any) -> Account | None:
         smtp = _read_server(reader, f"{key_path}.smtp", "smtp", table["smtp"])
     else:
         reader.problem(key_path, "missing required key 'smtp'")
-    imap = _read_server(reader, f"{key_path}.imap", "imap", table["imap"]) if "imap" in table else None
+    imap = (
+        _read_server(reader, f"{key_path}.imap", "imap", table["imap"]) if "imap" in table else None
+    )
 
     limits = _read_limits(reader, f"{key_path}.limits", table.get("limits", {}))
     unsub = reader.table(table.get("unsubscribe", {}), f"{key_path}.unsubscribe", _UNSUBSCRIBE)
@@ -678,7 +697,7 @@ def _read_limits(reader: _Reader, key_path: str, raw: Any) -> Limits:
 def _parse_clock(reader: _Reader, key_path: str, text: str) -> time | None:
     found = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", text)
     if not found or int(found.group(1)) > 24 or int(found.group(2)) > 59:
-        reader.problem(key_path, f"{text!r} is not a time of day like \"09:00\"")
+        reader.problem(key_path, f'{text!r} is not a time of day like "09:00"')
         return None
     hour, minute = int(found.group(1)), int(found.group(2))
     if hour == 24:
@@ -692,8 +711,16 @@ def _parse_clock(reader: _Reader, key_path: str, text: str) -> time | None:
 # ----------------------------------------------------------------------------- campaigns
 
 _CAMPAIGN = (
-    "name", "description", "account", "audience", "start", "window", "blackout", "steps",
-    "match_domain", "enabled",
+    "name",
+    "description",
+    "account",
+    "audience",
+    "start",
+    "window",
+    "blackout",
+    "steps",
+    "match_domain",
+    "enabled",
 )
 _AUDIENCE = ("tags", "pathways", "industries", "owners", "exclude_tags")
 _WINDOW = ("days", "hours")
@@ -812,9 +839,10 @@ def _read_start(reader: _Reader, value: Any, timezone: str) -> datetime | None:
             reader.problem("start", f"{value!r} is not a date like 2026-09-01")
             return None
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=ZoneInfo(timezone))
-        return value
+        moment: datetime = value
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=ZoneInfo(timezone))
+        return moment
     if isinstance(value, date):
         return datetime.combine(value, time(0), ZoneInfo(timezone))
     reader.problem("start", f"expected a date, got {_kind(value)}")
@@ -843,7 +871,7 @@ def _read_window(reader: _Reader, raw: Any) -> Window:
     if hours is not None:
         parts = hours.split("-")
         if len(parts) != 2:
-            reader.problem("window.hours", f"{hours!r}: write the hours like \"09:00-16:00\"")
+            reader.problem("window.hours", f'{hours!r}: write the hours like "09:00-16:00"')
         else:
             parsed_start = _parse_clock(reader, "window.hours", parts[0])
             parsed_end = _parse_clock(reader, "window.hours", parts[1])
@@ -896,7 +924,8 @@ def _read_step(reader: _Reader, index: int, raw: Any, config: Config) -> Step | 
     if template and not (config.templates_dir / f"{template}.txt.j2").is_file():
         reader.problem(
             f"{key_path}.template",
-            f"template {template!r} not found: expected {config.templates_dir / (template + '.txt.j2')}",
+            f"template {template!r} not found: expected "
+            f"{config.templates_dir / (template + '.txt.j2')}",
         )
     thread = reader.get(table, key_path, "thread", bool, True)
     subject = reader.get(table, key_path, "subject", str)
@@ -911,7 +940,7 @@ def _read_step(reader: _Reader, index: int, raw: Any, config: Config) -> Step | 
         if thread and subject:
             reader.problem(
                 f"{key_path}.subject",
-                "a threaded follow-up is sent as \"Re: <first subject>\"; set thread = false "
+                'a threaded follow-up is sent as "Re: <first subject>"; set thread = false '
                 "to give it its own subject",
             )
             subject = None
@@ -920,8 +949,11 @@ def _read_step(reader: _Reader, index: int, raw: Any, config: Config) -> Step | 
     if template is None or after is None:
         return None
     return Step(
-        number=number, template=template, subject=subject if (number == 1 or not thread) else None,
-        after=after, thread=thread if number > 1 else False,
+        number=number,
+        template=template,
+        subject=subject if (number == 1 or not thread) else None,
+        after=after,
+        thread=thread if number > 1 else False,
     )
 
 

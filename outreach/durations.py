@@ -13,10 +13,10 @@ MAX_DURATION = timedelta(days=36525)
 def parse_duration(text: str) -> timedelta:
     """Parse "7d", "36h", "30m", "5s", "1w", "1d12h" or "0s"; raise ValueError otherwise."""
     if not isinstance(text, str):
-        raise ValueError(f"expected a duration like \"7d\" or \"30m\", got {text!r}")
+        raise ValueError(f'expected a duration like "7d" or "30m", got {text!r}')
     compact = text.strip().lower().replace(" ", "")
     if not compact:
-        raise ValueError("expected a duration like \"7d\" or \"30m\", got an empty string")
+        raise ValueError('expected a duration like "7d" or "30m", got an empty string')
     position = 0
     total = timedelta()
     for match in _PART.finditer(compact):
@@ -32,8 +32,7 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is too long a duration (at most 100 years)")
     if position != len(compact):
         raise ValueError(
-            f"{text!r} is not a duration: use a number and a unit, like \"7d\", \"36h\", "
-            "\"30m\" or \"5s\""
+            f'{text!r} is not a duration: use a number and a unit, like "7d", "36h", "30m" or "5s"'
         )
     return total
 

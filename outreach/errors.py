@@ -48,9 +48,7 @@ class StoreError(OutreachError):
 class MailServerError(OutreachError, ConnectionError):
     """A mail server could not be reached or refused us (temporary unless `permanent`)."""
 
-    def __init__(
-        self, message: str, *, hint: str | None = None, permanent: bool = False
-    ) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, permanent: bool = False) -> None:
         super().__init__(message, hint=hint)
         self.permanent = permanent
 
@@ -63,8 +61,10 @@ def tls_failure(where: str, exc: BaseException) -> MailServerError:
     if verify and "mismatch" in verify.lower():
         hint = "the certificate is for another name: set host to a name it is valid for"
     else:
-        hint = ("if the server uses a private or self-signed certificate, name it (or its CA)"
-                " in ca_file")
+        hint = (
+            "if the server uses a private or self-signed certificate, name it (or its CA)"
+            " in ca_file"
+        )
     return MailServerError(f"{where}: TLS failed: {reason}", hint=hint, permanent=True)
 
 

@@ -22,7 +22,9 @@ def redact(fields: dict[str, Any]) -> dict[str, Any]:
 
 class HumanFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        stamp = (
+            datetime.fromtimestamp(record.created, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        )
         fields = redact(getattr(record, "fields", {}) or {})
         tail = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "

@@ -402,11 +402,12 @@ _SIMPLE_FROM = re.compile(
 _SIMPLE_MSGID = re.compile(rf"\s*<({_ATEXT}+(?:\.{_ATEXT}+)*@{_ATEXT}+(?:\.{_ATEXT}+)*)>\s*")
 _SKIMMED = ("from", "in-reply-to", "references", "subject", "return-path", "content-type",
             "to", "cc", "message-id")
-#: A header block (after a leading newline) that the parser reads as plain "Name: value" lines
-#: and folded continuations, nothing else.
-_PLAIN_BLOCK = re.compile(r"(?:\n[\x21-\x39\x3b-\x7e]+:[^\n]*(?:\n[ \t][^\n]*)*)*")
+#: A header block that the parser reads as plain "Name: value" lines and folded continuations,
+#: each ending in CRLF, nothing else (no lone CR or LF, no mbox "From " line).
+_PLAIN_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[^\n]*\r\n(?:[ \t][^\n]*\r\n)*)*")
 _SKIMMED_FIELD = re.compile(
-    rf"\n({'|'.join(_SKIMMED)}):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)", re.IGNORECASE
+    rb"\n(" + "|".join(_SKIMMED).encode() + rb"):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)",
+    re.IGNORECASE,
 )
 
 
@@ -436,24 +437,16 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
     """Scan a header block (``BODY.PEEK[HEADER]``) for the few facts that decide whether a
     message is worth downloading; None when the block is not plain enough to be sure (encoded
     words, non-ASCII, unusual syntax): then :func:`read_headers` must parse it."""
-    try:
-        text = block.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    if text.count("\r") != text.count("\r\n") or text.count("\n") != text.count("\r\n"):
-        return None  # only CRLF line ends, as IMAP servers send them
-    text = text.replace("\r\n", "\n")
-    if text[:1] in (" ", "\t", "\n"):
-        return None  # leading blank lines are dropped before parsing; a continuation first
-    # the parser ends the header block at the first blank line
-    head = "\n" + text.split("\n\n", 1)[0].rstrip("\n")
-    if "\nFrom " in head:
-        return None  # an mbox separator: the parser treats it specially
-    if not _PLAIN_BLOCK.fullmatch(head):
-        return None  # a line that is no header: the parser would end the header block there
+    if not block.isascii() or block[:1] in (b" ", b"\t", b"\r", b"\n", b""):
+        return None  # 8-bit headers; leading blank lines are dropped before parsing
+    end = block.find(b"\r\n\r\n")  # the parser ends the header block at the first blank line
+    head = block[: end + 2] if end >= 0 else block if block.endswith(b"\r\n") else block + b"\r\n"
+    if not _PLAIN_BLOCK.fullmatch(head) or head.count(b"\r") != head.count(b"\n"):
+        return None  # a line that is no header (the parser would end the block there), a lone CR
     joined: dict[str, list[str]] = {}
-    for match in _SKIMMED_FIELD.finditer(head):
-        joined.setdefault(match.group(1).lower(), []).append(match.group(2).replace("\n", ""))
+    for match in _SKIMMED_FIELD.finditer(b"\n" + head):
+        value = match.group(2).replace(b"\r\n", b"")  # unfolded; no lone CR: the last is CRLF's
+        joined.setdefault(match.group(1).decode().lower(), []).append(value[:-1].decode())
     if any("=?" in v for name in ("from", "in-reply-to", "references", "subject",
                                   "return-path") for v in joined.get(name, ())):
         return None

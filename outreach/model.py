@@ -12,7 +12,14 @@ PARTNER_STATUSES = (ACTIVE, BOUNCED, OPTED_OUT, INACTIVE)
 
 # Roster columns with a meaning; anything else is kept in `fields` for templates.
 ROSTER_COLUMNS = (
-    "email", "name", "first_name", "organization", "industry", "pathway", "owner", "tags",
+    "email",
+    "name",
+    "first_name",
+    "organization",
+    "industry",
+    "pathway",
+    "owner",
+    "tags",
     "timezone",
 )
 

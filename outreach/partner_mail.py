@@ -36,17 +36,20 @@ def _quoted(original: EmailMessage) -> str:
     return "\n".join("> " + line for line in text.splitlines())
 
 
-def reply(raw: bytes, text: str, *, sender: str | None = None,
-          when: datetime | None = None) -> bytes:
+def reply(
+    raw: bytes, text: str, *, sender: str | None = None, when: datetime | None = None
+) -> bytes:
     """A human answer, Gmail style: new text, then "On ... wrote:" and the quoted message."""
     original = _original(raw)
     sender = sender or str(original["To"])
     subject = str(original["Subject"])
-    message = _base(original, sender, subject if subject.lower().startswith("re:")
-                    else f"Re: {subject}", when)
+    message = _base(
+        original, sender, subject if subject.lower().startswith("re:") else f"Re: {subject}", when
+    )
     message["In-Reply-To"] = str(original["Message-ID"])
     message["References"] = " ".join(
-        x for x in (str(original.get("References") or ""), str(original["Message-ID"])) if x)
+        x for x in (str(original.get("References") or ""), str(original["Message-ID"])) if x
+    )
     wrote = f"On {original['Date']}, {original['From']} wrote:"
     message.set_content(f"{text.rstrip()}\n\n{wrote}\n{_quoted(original)}\n")
     return message.as_bytes()
@@ -72,9 +75,14 @@ def out_of_office(raw: bytes, back: date, *, when: datetime | None = None) -> by
     return message.as_bytes()
 
 
-def bounce(raw: bytes, *, status: str = "5.1.1", reporting_mta: str = "mx.partners.test",
-           diagnostic: str = "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown",
-           when: datetime | None = None) -> bytes:
+def bounce(
+    raw: bytes,
+    *,
+    status: str = "5.1.1",
+    reporting_mta: str = "mx.partners.test",
+    diagnostic: str = "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown",
+    when: datetime | None = None,
+) -> bytes:
     """An RFC 3464 delivery status notification carrying the original headers, laid out as
     Postfix writes it."""
     original = _original(raw)
@@ -126,8 +134,12 @@ Content-Type: text/rfc822-headers
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii", "replace")
 
 
-def unrelated(sender: str = "newsletter@vendor.test", to: str = "coordinator@district.test",
-              subject: str = "Your weekly digest", when: datetime | None = None) -> bytes:
+def unrelated(
+    sender: str = "newsletter@vendor.test",
+    to: str = "coordinator@district.test",
+    subject: str = "Your weekly digest",
+    when: datetime | None = None,
+) -> bytes:
     message = EmailMessage(policy=SMTP)
     message["From"] = sender
     message["To"] = to

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 
 from outreach.config import Account, Campaign, Config, Step, key_location
 from outreach.errors import TemplateError
@@ -84,7 +85,9 @@ class Renderer:
         self.config = config
         loader = jinja2.FileSystemLoader(str(config.templates_dir))
         common: dict[str, Any] = dict(
-            loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
             auto_reload=False,
         )
         self.text_env = SandboxedEnvironment(autoescape=False, **common)
@@ -112,14 +115,21 @@ class Renderer:
                 "from_name": account.from_name,
                 "email": account.from_email,
             },
-            campaign={"name": campaign.name, "description": campaign.description,
-                      "steps": len(campaign.steps)},
+            campaign={
+                "name": campaign.name,
+                "description": campaign.description,
+                "steps": len(campaign.steps),
+            },
             step=step.number,
         )
         return context
 
     def render(
-        self, campaign: Campaign, step: Step, partner: Partner, account: Account,
+        self,
+        campaign: Campaign,
+        step: Step,
+        partner: Partner,
+        account: Account,
         threading: Threading = Threading(),
     ) -> Rendered:
         context = self.context(campaign, step, partner, account)
@@ -204,8 +214,12 @@ def unsubscribe_url(template: str, partner_email: str, message_id: str) -> str:
 
 
 def build_message(
-    rendered: Rendered, partner: Partner, account: Account, now: datetime,
-    threading: Threading = Threading(), message_id: str | None = None,
+    rendered: Rendered,
+    partner: Partner,
+    account: Account,
+    now: datetime,
+    threading: Threading = Threading(),
+    message_id: str | None = None,
 ) -> Built:
     """The complete RFC 5322 message: one recipient, its own Message-ID, threading headers."""
     message_id = message_id or new_message_id(account.domain)
@@ -305,8 +319,10 @@ def encode_body(text: str) -> tuple[str, bytes]:
 def _part(subtype: str, text: str) -> bytes:
     cte, body = encode_body(text)
     charset = "us-ascii" if cte == "7bit" else "utf-8"
-    head = (f"Content-Type: text/{subtype}; charset=\"{charset}\"{CRLF}"
-            f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}")
+    head = (
+        f'Content-Type: text/{subtype}; charset="{charset}"{CRLF}'
+        f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}"
+    )
     return head.encode("ascii") + body
 
 
@@ -315,10 +331,10 @@ def serialize(headers: list[tuple[str, str]], text: str, html: str | None) -> by
     if html is None:
         return head.encode("ascii") + _part("plain", text)
     boundary = "=_outreach_" + secrets.token_hex(12)
-    head += f"Content-Type: multipart/alternative; boundary=\"{boundary}\"{CRLF}{CRLF}"
+    head += f'Content-Type: multipart/alternative; boundary="{boundary}"{CRLF}{CRLF}'
     parts = [head.encode("ascii")]
     for subtype, content in (("plain", text), ("html", html)):
-        parts.append(f"--{boundary}{CRLF}".encode("ascii") + _part(subtype, content) )
+        parts.append(f"--{boundary}{CRLF}".encode("ascii") + _part(subtype, content))
     parts.append(f"--{boundary}--{CRLF}".encode("ascii"))
     return b"".join(parts)
 
@@ -331,7 +347,11 @@ def parse_built(raw: bytes) -> EmailMessage:
 
 
 def render_sequence(
-    renderer: Renderer, campaign: Campaign, partner: Partner, account: Account, now: datetime,
+    renderer: Renderer,
+    campaign: Campaign,
+    partner: Partner,
+    account: Account,
+    now: datetime,
     steps: Iterable[int] | None = None,
 ) -> list[Built]:
     """Every step of a campaign for one partner, threaded as the real sequence would be."""

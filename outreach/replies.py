@@ -16,8 +16,11 @@ from outreach.model import LedgerRef
 
 # Mail from these local parts, or with these subjects, may be a bounce of ours even when
 # nothing in its headers points at us: its body says which message came back.
-BOUNCE_SENDERS = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailer|bounces?|"
-                            r"mdaemon|nobody|microsoftexchange[0-9a-f]*)[@+]", re.IGNORECASE)
+BOUNCE_SENDERS = re.compile(
+    r"^(mailer-daemon|postmaster|mail-daemon|mailer|bounces?|"
+    r"mdaemon|nobody|microsoftexchange[0-9a-f]*)[@+]",
+    re.IGNORECASE,
+)
 BOUNCE_SUBJECTS = re.compile(
     r"undeliver|delivery (status|fail|report|notification)|returned mail|failure notice|"
     r"mail delivery|non[- ]?delivery|could not be delivered|nicht zustellbar|"
@@ -95,34 +98,55 @@ def match_message(
         for message_id in result.original_message_ids:
             ref = ledger_by_id.get(message_id)
             if ref is not None:
-                return [Match(ref.partner_id, ref.campaign, ref.step, ref.id,
-                              "the Message-ID inside the returned message")]
+                return [
+                    Match(
+                        ref.partner_id,
+                        ref.campaign,
+                        ref.step,
+                        ref.id,
+                        "the Message-ID inside the returned message",
+                    )
+                ]
         found = []
         for address in result.bounced_recipients:
             partner_id = partner_by_address.get(address)
             if partner_id is not None:
                 ref = latest_by_partner.get(partner_id)
-                found.append(Match(partner_id, ref.campaign if ref else None,
-                                   ref.step if ref else None, ref.id if ref else None,
-                                   f"failed recipient {address} is in the roster"))
+                found.append(
+                    Match(
+                        partner_id,
+                        ref.campaign if ref else None,
+                        ref.step if ref else None,
+                        ref.id if ref else None,
+                        f"failed recipient {address} is in the roster",
+                    )
+                )
         if found:
             return found
-    for message_id in [headers.in_reply_to, *reversed(headers.references)]:
-        ref = ledger_by_id.get(message_id or "")
+    pointers: list[str | None] = [headers.in_reply_to, *reversed(headers.references)]
+    for pointer in pointers:
+        ref = ledger_by_id.get(pointer or "")
         if ref is not None:
-            return [Match(ref.partner_id, ref.campaign, ref.step, ref.id,
-                          "In-Reply-To/References point at our message")]
+            return [
+                Match(
+                    ref.partner_id,
+                    ref.campaign,
+                    ref.step,
+                    ref.id,
+                    "In-Reply-To/References point at our message",
+                )
+            ]
     sender = headers.from_addr or ""
     partner_id = partner_by_address.get(sender)
     if partner_id is not None and partner_id in latest_by_partner:
         ref = latest_by_partner[partner_id]
-        return [Match(partner_id, ref.campaign, ref.step, ref.id,
-                      "the sender is in the roster")]
+        return [Match(partner_id, ref.campaign, ref.step, ref.id, "the sender is in the roster")]
     partner_id = partner_by_domain.get(sender.rpartition("@")[2])
     if partner_id is not None and partner_id in latest_by_partner:
         ref = latest_by_partner[partner_id]
-        return [Match(partner_id, ref.campaign, ref.step, ref.id,
-                      "the sender's domain is a partner's")]
+        return [
+            Match(partner_id, ref.campaign, ref.step, ref.id, "the sender's domain is a partner's")
+        ]
     return []
 
 
@@ -139,8 +163,9 @@ class Effect:
     summary: str = ""
 
 
-def pause_until(return_date: date | None, zone: ZoneInfo, now: datetime,
-                default_pause: timedelta) -> datetime:
+def pause_until(
+    return_date: date | None, zone: ZoneInfo, now: datetime, default_pause: timedelta
+) -> datetime:
     """The day after the return date (local midnight), else now + the configured pause."""
     if return_date is not None:
         candidate = datetime.combine(return_date + timedelta(days=1), time(0), zone)
@@ -149,29 +174,44 @@ def pause_until(return_date: date | None, zone: ZoneInfo, now: datetime,
     return now + default_pause
 
 
-def decide(result: Classification, zone: ZoneInfo, now: datetime,
-           default_pause: timedelta) -> Effect:
+def decide(
+    result: Classification, zone: ZoneInfo, now: datetime, default_pause: timedelta
+) -> Effect:
     kind = result.kind
     if kind == "reply":
-        return Effect("reply", sequence_state="replied", needs_review=True,
-                      summary=_clip(result.text or result.full_text or ""))
+        return Effect(
+            "reply",
+            sequence_state="replied",
+            needs_review=True,
+            summary=_clip(result.text or result.full_text or ""),
+        )
     if kind == "unsubscribe":
-        return Effect("unsubscribe", partner_status="opted_out",
-                      summary="asked to stop: " + "; ".join(result.reasons)[:200])
+        return Effect(
+            "unsubscribe",
+            partner_status="opted_out",
+            summary="asked to stop: " + "; ".join(result.reasons)[:200],
+        )
     if kind == "bounce":
         detail = " ".join(x for x in (result.status, result.diagnostic) if x)
         if result.hard is False:
             return Effect("bounce", soft_bounce=True, summary=f"soft bounce {detail}".strip())
-        return Effect("bounce", partner_status="bounced",
-                      summary=f"hard bounce {detail}".strip())
+        return Effect("bounce", partner_status="bounced", summary=f"hard bounce {detail}".strip())
     if kind == "auto_reply":
         if result.contact_change:
-            return Effect("auto_reply", sequence_state="stopped", needs_review=True,
-                          summary="contact change: " + _clip(result.text or result.full_text or ""))
+            return Effect(
+                "auto_reply",
+                sequence_state="stopped",
+                needs_review=True,
+                summary="contact change: " + _clip(result.text or result.full_text or ""),
+            )
         until = pause_until(result.return_date, zone, now, default_pause)
         back = f"back {result.return_date.isoformat()}; " if result.return_date else ""
-        return Effect("auto_reply", sequence_state="paused", paused_until=until,
-                      summary=f"{back}follow-ups paused until {until.date().isoformat()}")
+        return Effect(
+            "auto_reply",
+            sequence_state="paused",
+            paused_until=until,
+            summary=f"{back}follow-ups paused until {until.date().isoformat()}",
+        )
     if kind == "error":
         return Effect("error", summary="; ".join(result.reasons)[:300])
     return Effect("other", summary="; ".join(result.reasons)[:300])

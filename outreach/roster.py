@@ -44,7 +44,7 @@ def decode_csv(data: bytes, source: str) -> str:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")) or head.count(0) * 4 > len(head):
         # a BOM, or UTF-16 without one: every other byte of ASCII text is NUL
         raise RosterError(
-            f"{source}: the file is UTF-16; save it as \"CSV UTF-8\" and import it again"
+            f'{source}: the file is UTF-16; save it as "CSV UTF-8" and import it again'
         )
     try:
         return data.decode("utf-8-sig")
@@ -52,7 +52,7 @@ def decode_csv(data: bytes, source: str) -> str:
         line = data[: exc.start].count(b"\n") + 1
         raise RosterError(
             f"{source}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as "
-            "\"CSV UTF-8\" and import it again"
+            '"CSV UTF-8" and import it again'
         ) from None
 
 
@@ -82,7 +82,9 @@ def parse_roster(data: bytes, source: str = "partners.csv") -> Roster:
     try:
         header = next(reader)
     except StopIteration:
-        raise RosterError(f"{source}: the file is empty; it needs a header row with 'email'") from None
+        raise RosterError(
+            f"{source}: the file is empty; it needs a header row with 'email'"
+        ) from None
     except csv.Error as exc:
         raise RosterError(f"{source}:1: {exc}") from None
     keys = [column_key(h) for h in header]
@@ -118,7 +120,8 @@ def parse_roster(data: bytes, source: str = "partners.csv") -> Roster:
             continue
         if len(row) != len(keys):
             problems.append(
-                f"{source}:{line}: {len(row)} values for {len(keys)} columns (a missing or extra comma?)"
+                f"{source}:{line}: {len(row)} values for {len(keys)} columns"
+                " (a missing or extra comma?)"
             )
             continue
         record = dict(zip(keys, (cell.strip() for cell in row), strict=True))

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from outreach.config import Account, Campaign, Config
 from outreach.errors import AuthenticationError, MailServerError, OutreachError
@@ -53,7 +54,9 @@ def find_due(store: Store, campaigns: list[Campaign], now: datetime, default_tz:
     for campaign in campaigns:
         if not campaign.enabled:
             continue
-        not_started[campaign.name] = store.partners_without_sequence(campaign.name, campaign.audience)
+        not_started[campaign.name] = store.partners_without_sequence(
+            campaign.name, campaign.audience
+        )
         candidates = []
         for index in range(1, len(campaign.steps)):
             step = campaign.steps[index]
@@ -65,8 +68,13 @@ def find_due(store: Store, campaigns: list[Campaign], now: datetime, default_tz:
 
 class Sender:
     def __init__(
-        self, config: Config, campaigns: list[Campaign], store: Store, clock: Clock,
-        logger: logging.Logger, should_stop: Callable[[], bool] = lambda: False,
+        self,
+        config: Config,
+        campaigns: list[Campaign],
+        store: Store,
+        clock: Clock,
+        logger: logging.Logger,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.config = config
         self.campaigns = campaigns
@@ -116,8 +124,14 @@ class Sender:
                         self.queue_one(item)
                     except OutreachError as exc:
                         report.errors.append(str(exc))
-                        log_event(self.log, "render_failed", str(exc), logging.ERROR,
-                                  campaign=item.campaign.name, partner=item.partner.email)
+                        log_event(
+                            self.log,
+                            "render_failed",
+                            str(exc),
+                            logging.ERROR,
+                            campaign=item.campaign.name,
+                            partner=item.partner.email,
+                        )
                         continue
                     report.queued += 1
 
@@ -135,9 +149,15 @@ class Sender:
         rendered = self.renderer.render(campaign, step, partner, account, threading)
         built = build_message(rendered, partner, account, now, threading)
         return self.store.queue_message(
-            campaign=campaign.name, partner_id=partner.id, step=step.number,
-            account=account.name, message_id=built.message_id, to_addr=built.to_addr,
-            subject=built.subject, raw=built.raw, now=now,
+            campaign=campaign.name,
+            partner_id=partner.id,
+            step=step.number,
+            account=account.name,
+            message_id=built.message_id,
+            to_addr=built.to_addr,
+            subject=built.subject,
+            raw=built.raw,
+            now=now,
         )
 
     # ------------------------------------------------------------------ deliver
@@ -158,8 +178,12 @@ class Sender:
 
     def accounts_in_use(self) -> list[Account]:
         names = {c.account for c in self.campaigns}
-        names |= {r["account"] for r in self.store.query(
-            "SELECT DISTINCT account FROM messages WHERE status IN ('queued', 'deferred')")}
+        names |= {
+            r["account"]
+            for r in self.store.query(
+                "SELECT DISTINCT account FROM messages WHERE status IN ('queued', 'deferred')"
+            )
+        }
         return [self.config.accounts[n] for n in sorted(names) if n in self.config.accounts]
 
     def deliver_account(self, account: Account, report: SendReport) -> None:
@@ -169,9 +193,14 @@ class Sender:
         if budget is not None and len(rows) > budget:
             report.held_by_limit += len(rows) - budget
             rows = rows[:budget]
-            log_event(self.log, "limit", f"{account.name}: per_day limit of "
-                      f"{account.limits.per_day} reached; the rest waits", logging.WARNING,
-                      account=account.name)
+            log_event(
+                self.log,
+                "limit",
+                f"{account.name}: per_day limit of "
+                f"{account.limits.per_day} reached; the rest waits",
+                logging.WARNING,
+                account=account.name,
+            )
         if not rows:
             return
         by_id = {row.id: row for row in rows}
@@ -186,21 +215,34 @@ class Sender:
                 return self.store.mark_sending(claim.key, self.clock())
 
         envelopes = [Envelope(row.id, account.from_email, row.to_addr, row.raw) for row in rows]
-        asyncio.run(deliver_batch(
-            account.smtp, password, account.limits, envelopes, transition, self.should_stop,
-        ))
+        asyncio.run(
+            deliver_batch(
+                account.smtp,
+                password,
+                account.limits,
+                envelopes,
+                transition,
+                self.should_stop,
+            )
+        )
 
     def record_result(
         self, account: Account, row: LedgerRow, result: Result, report: SendReport
     ) -> None:
         now = self.clock()
-        fields = dict(campaign=row.campaign, step=row.step, to=row.to_addr,
-                      message_id=row.message_id, code=result.code)
+        fields: dict[str, Any] = dict(
+            campaign=row.campaign,
+            step=row.step,
+            to=row.to_addr,
+            message_id=row.message_id,
+            code=result.code,
+        )
         if result.outcome is Outcome.SENT:
             self.store.mark_sent(row, now, f"{result.code} {result.message}")
             report.sent += 1
-            log_event(self.log, "sent", f"sent {row.campaign} step {row.step} to {row.to_addr}",
-                      **fields)
+            log_event(
+                self.log, "sent", f"sent {row.campaign} step {row.step} to {row.to_addr}", **fields
+            )
         elif result.outcome is Outcome.DEFERRED:
             attempts = row.attempts + 1
             schedule = account.limits.retry
@@ -208,26 +250,42 @@ class Sender:
                 error = f"gave up after {attempts} attempts: {result.message}"
                 self.store.mark_failed(row, now, result.code, error, permanent=False)
                 report.failed += 1
-                log_event(self.log, "failed", f"failed {row.to_addr}: {error}", logging.WARNING,
-                          **fields)
+                log_event(
+                    self.log, "failed", f"failed {row.to_addr}: {error}", logging.WARNING, **fields
+                )
             else:
                 retry_at = now + schedule[attempts - 1]
                 self.store.mark_deferred(row, now, retry_at, result.code, result.message)
                 report.deferred += 1
-                log_event(self.log, "deferred", f"deferred {row.to_addr}: {result.message}",
-                          logging.WARNING, retry_at=retry_at.isoformat(timespec="seconds"),
-                          **fields)
+                log_event(
+                    self.log,
+                    "deferred",
+                    f"deferred {row.to_addr}: {result.message}",
+                    logging.WARNING,
+                    retry_at=retry_at.isoformat(timespec="seconds"),
+                    **fields,
+                )
         elif result.outcome in (Outcome.REFUSED, Outcome.REJECTED):
             permanent = result.outcome is Outcome.REFUSED
             self.store.mark_failed(row, now, result.code, result.message, permanent=permanent)
             report.failed += 1
-            log_event(self.log, "failed", f"refused {row.to_addr}: {result.message}",
-                      logging.WARNING, **fields)
+            log_event(
+                self.log,
+                "failed",
+                f"refused {row.to_addr}: {result.message}",
+                logging.WARNING,
+                **fields,
+            )
         else:
             self.store.mark_unknown(row, now, result.message)
             report.unknown += 1
-            log_event(self.log, "unknown", f"outcome unknown for {row.to_addr}: {result.message}",
-                      logging.WARNING, **fields)
+            log_event(
+                self.log,
+                "unknown",
+                f"outcome unknown for {row.to_addr}: {result.message}",
+                logging.WARNING,
+                **fields,
+            )
 
     # ------------------------------------------------------------------ Sent folder
 
@@ -248,8 +306,13 @@ class Sender:
                     self.store.mark_saved_copy(row.id, self.clock())
         except MailServerError as exc:
             report.errors.append(str(exc))
-            log_event(self.log, "imap_error", f"saving sent copies: {exc}", logging.WARNING,
-                      account=account.name)
+            log_event(
+                self.log,
+                "imap_error",
+                f"saving sent copies: {exc}",
+                logging.WARNING,
+                account=account.name,
+            )
 
     def resolve_unknown(self) -> tuple[int, int]:
         """Look for `unknown` messages in each account's Sent folder; found ones count as sent.
@@ -270,13 +333,23 @@ class Sender:
                         mailbox.sent_folder(), [r.message_id for r in account_rows]
                     )
             except MailServerError as exc:
-                log_event(self.log, "imap_error", f"checking the Sent folder: {exc}",
-                          logging.WARNING, account=name)
+                log_event(
+                    self.log,
+                    "imap_error",
+                    f"checking the Sent folder: {exc}",
+                    logging.WARNING,
+                    account=name,
+                )
                 continue
             for row in account_rows:
                 if row.message_id in found:
                     self.store.resolve_unknown(row, True, self.clock(), "found in the Sent folder")
                     resolved += 1
-                    log_event(self.log, "resolved", f"{row.to_addr}: found in the Sent folder; "
-                              "counted as sent", campaign=row.campaign, step=row.step)
+                    log_event(
+                        self.log,
+                        "resolved",
+                        f"{row.to_addr}: found in the Sent folder; counted as sent",
+                        campaign=row.campaign,
+                        step=row.step,
+                    )
         return resolved, len(rows) - resolved

@@ -9,6 +9,7 @@ server may have accepted it), which the ledger records instead of guessing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
 import time
@@ -109,7 +110,7 @@ class Connection:
             port=s.port,
             timeout=timeout,
             use_tls=s.security == "tls",
-            start_tls=True if s.security == "starttls" else False,
+            start_tls=s.security == "starttls",
             tls_context=tls_context(s) if s.security != "none" else None,
         )
         try:
@@ -119,7 +120,8 @@ class Connection:
         except aiosmtplib.SMTPAuthenticationError as exc:
             client.close()
             raise AuthenticationError(
-                f"SMTP {s.address}: login as {s.username} refused: {exc.code} {_short(exc.message)}",
+                f"SMTP {s.address}: login as {s.username} refused: "
+                f"{exc.code} {_short(exc.message)}",
                 hint=f"check the password in {s.password_env or 'password_cmd'}",
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
@@ -131,7 +133,7 @@ class Connection:
         except ssl.SSLError as exc:
             client.close()
             raise tls_failure(f"SMTP {s.address}", exc) from exc
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             client.close()
             cause = exc.__cause__ if isinstance(exc.__cause__, ssl.SSLError) else None
             if cause is not None:  # implicit TLS: aiosmtplib wraps it in SMTPConnectError
@@ -147,10 +149,8 @@ class Connection:
 
     async def close(self) -> None:
         if self.client is not None and self.client.is_connected:
-            try:
+            with contextlib.suppress(TimeoutError, aiosmtplib.SMTPException, OSError):
                 await self.client.quit()
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
-                pass
         self.drop()
 
     async def deliver(self, envelope: Envelope) -> Result:
@@ -182,12 +182,17 @@ class Connection:
                     return Result(Outcome.DEFERRED, exc.code, _short(exc.message))
                 await self._reset(client)
                 return Result(_classify_refusal(exc.code, phase), exc.code, _short(exc.message))
-            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError,
-                    asyncio.TimeoutError) as exc:
+            except (
+                aiosmtplib.SMTPServerDisconnected,
+                aiosmtplib.SMTPTimeoutError,
+                OSError,
+                TimeoutError,
+            ) as exc:
                 self.drop()
                 if phase == "data":
                     return Result(
-                        Outcome.UNKNOWN, None,
+                        Outcome.UNKNOWN,
+                        None,
                         f"connection lost during DATA ({_short(str(exc)) or type(exc).__name__})",
                     )
                 if attempt == 1:
@@ -198,7 +203,7 @@ class Connection:
     async def _reset(self, client: aiosmtplib.SMTP) -> None:
         try:
             await client.rset()
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
             self.drop()
 
 

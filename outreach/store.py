@@ -381,7 +381,12 @@ class LedgerRow:
 
 # Ledger states
 QUEUED, SENDING, SENT, DEFERRED, FAILED, UNKNOWN = (
-    "queued", "sending", "sent", "deferred", "failed", "unknown",
+    "queued",
+    "sending",
+    "sent",
+    "deferred",
+    "failed",
+    "unknown",
 )
 LEDGER_STATES = (QUEUED, SENDING, SENT, DEFERRED, FAILED, UNKNOWN)
 
@@ -455,7 +460,8 @@ class Store:
         for start in range(0, len(values), IN_CHUNK):
             chunk = list(values[start : start + IN_CHUNK])
             cursor = self.db.conn.execute(
-                sql.format(marks=",".join("?" * len(chunk))), [*before, *chunk])
+                sql.format(marks=",".join("?" * len(chunk))), [*before, *chunk]
+            )
             if as_dicts:
                 names = [c[0] for c in cursor.description]
                 yield from (dict(zip(names, row, strict=True)) for row in cursor)
@@ -488,10 +494,21 @@ class Store:
         cursor = self.db.conn.execute(
             "INSERT INTO events (at, partner_id, campaign, step, kind, message_id, outbound_id,"
             " inbound_id, summary, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [storable(v) for v in (
-                iso(at), partner_id, campaign, step, kind, message_id, outbound_id, inbound_id,
-                summary, json.dumps(detail or {}, ensure_ascii=False, default=str),
-            )],
+            [
+                storable(v)
+                for v in (
+                    iso(at),
+                    partner_id,
+                    campaign,
+                    step,
+                    kind,
+                    message_id,
+                    outbound_id,
+                    inbound_id,
+                    summary,
+                    json.dumps(detail or {}, ensure_ascii=False, default=str),
+                )
+            ],
         )
         return int(cursor.lastrowid or 0)
 
@@ -508,9 +525,15 @@ class Store:
         with self.write() as conn:
             for partner in partners:
                 values = (
-                    partner.name, partner.first_name, partner.organization, partner.industry,
-                    partner.pathway, partner.owner, json.dumps(list(partner.tags)),
-                    partner.timezone, json.dumps(partner.fields, ensure_ascii=False),
+                    partner.name,
+                    partner.first_name,
+                    partner.organization,
+                    partner.industry,
+                    partner.pathway,
+                    partner.owner,
+                    json.dumps(list(partner.tags)),
+                    partner.timezone,
+                    json.dumps(partner.fields, ensure_ascii=False),
                 )
                 row = conn.execute(
                     "SELECT id FROM partners WHERE email = ?", (partner.email,)
@@ -548,13 +571,21 @@ class Store:
         return _partner(rows[0]) if rows else None
 
     def partners_by_id(self, ids: Iterable[int]) -> dict[int, Partner]:
-        cursor_rows = self._select_in("SELECT * FROM partners WHERE id IN ({marks})",
-                                      sorted(set(ids)), as_dicts=True)
+        cursor_rows = self._select_in(
+            "SELECT * FROM partners WHERE id IN ({marks})", sorted(set(ids)), as_dicts=True
+        )
         return {row["id"]: _partner(row) for row in cursor_rows}
 
     def set_partner_status(
-        self, partner_id: int, status: str, reason: str, now: datetime, *, event: str,
-        campaign: str | None = None, inbound_id: int | None = None,
+        self,
+        partner_id: int,
+        status: str,
+        reason: str,
+        now: datetime,
+        *,
+        event: str,
+        campaign: str | None = None,
+        inbound_id: int | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Mark a partner bounced / opted out and stop every open sequence of theirs."""
@@ -569,8 +600,13 @@ class Store:
                 (iso(now), partner_id),
             )
             self.add_event(
-                event, now, partner_id=partner_id, campaign=campaign, inbound_id=inbound_id,
-                summary=reason, detail=detail,
+                event,
+                now,
+                partner_id=partner_id,
+                campaign=campaign,
+                inbound_id=inbound_id,
+                summary=reason,
+                detail=detail,
             )
 
     # ------------------------------------------------------------------ campaigns & planning
@@ -587,19 +623,25 @@ class Store:
     ) -> list[Partner]:
         """Active partners who have not started `campaign`, narrowed by its audience in SQL
         (a superset: the pure planner applies the audience rules exactly)."""
-        where = ["p.status = 'active'",
-                 "NOT EXISTS (SELECT 1 FROM sequences s WHERE s.campaign = ? AND s.partner_id = p.id)"]
+        where = [
+            "p.status = 'active'",
+            "NOT EXISTS (SELECT 1 FROM sequences s WHERE s.campaign = ? AND s.partner_id = p.id)",
+        ]
         params: list[Any] = [campaign]
         if audience is not None:
-            for column, wanted in (("pathway", audience.pathways),
-                                   ("industry", audience.industries), ("owner", audience.owners)):
+            for column, wanted in (
+                ("pathway", audience.pathways),
+                ("industry", audience.industries),
+                ("owner", audience.owners),
+            ):
                 if wanted:
                     where.append(f"casefold(trim(p.{column})) IN ({','.join('?' * len(wanted))})")
                     params += [w.strip().casefold() for w in wanted]
             if audience.tags:
                 where.append(
                     "EXISTS (SELECT 1 FROM json_each(p.tags) t WHERE casefold(trim(t.value))"
-                    f" IN ({','.join('?' * len(audience.tags))}))")
+                    f" IN ({','.join('?' * len(audience.tags))}))"
+                )
                 params += [t.strip().casefold() for t in audience.tags]
         rows = self.query(
             f"SELECT p.* FROM partners p WHERE {' AND '.join(where)} ORDER BY p.id", params
@@ -637,15 +679,24 @@ class Store:
         return [_sequence(row) for row in rows]
 
     def set_sequence_state(
-        self, campaign: str, partner_id: int, state: str, now: datetime,
+        self,
+        campaign: str,
+        partner_id: int,
+        state: str,
+        now: datetime,
         paused_until: datetime | None = None,
     ) -> None:
         with self.write() as conn:
             conn.execute(
                 "UPDATE sequences SET state=?, paused_until=?, updated_at=?"
                 " WHERE campaign=? AND partner_id=?",
-                (state, iso(paused_until) if paused_until else None, iso(now), campaign,
-                 partner_id),
+                (
+                    state,
+                    iso(paused_until) if paused_until else None,
+                    iso(now),
+                    campaign,
+                    partner_id,
+                ),
             )
 
     def resume_paused(self, now: datetime) -> list[SequenceState]:
@@ -662,7 +713,10 @@ class Store:
                     (iso(now), seq.campaign, seq.partner_id),
                 )
                 self.add_event(
-                    "resumed", now, partner_id=seq.partner_id, campaign=seq.campaign,
+                    "resumed",
+                    now,
+                    partner_id=seq.partner_id,
+                    campaign=seq.campaign,
                     summary="pause ended; follow-ups resume",
                 )
         return resumed
@@ -670,8 +724,17 @@ class Store:
     # ------------------------------------------------------------------ ledger
 
     def queue_message(
-        self, *, campaign: str, partner_id: int, step: int, account: str, message_id: str,
-        to_addr: str, subject: str, raw: bytes, now: datetime,
+        self,
+        *,
+        campaign: str,
+        partner_id: int,
+        step: int,
+        account: str,
+        message_id: str,
+        to_addr: str,
+        subject: str,
+        raw: bytes,
+        now: datetime,
     ) -> int | None:
         """Write a rendered message to the outbox before any SMTP traffic.
 
@@ -684,8 +747,19 @@ class Store:
                 "INSERT OR IGNORE INTO messages (campaign, partner_id, step, account, message_id,"
                 " to_addr, subject, status, raw, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (campaign, partner_id, step, account, message_id, to_addr, subject, QUEUED, raw,
-                 stamp, stamp),
+                (
+                    campaign,
+                    partner_id,
+                    step,
+                    account,
+                    message_id,
+                    to_addr,
+                    subject,
+                    QUEUED,
+                    raw,
+                    stamp,
+                    stamp,
+                ),
             )
             if cursor.rowcount == 0:
                 return None
@@ -697,8 +771,14 @@ class Store:
                 (campaign, partner_id, step, stamp),
             )
             self.add_event(
-                "queued", now, partner_id=partner_id, campaign=campaign, step=step,
-                message_id=message_id, outbound_id=ledger_id, summary=subject,
+                "queued",
+                now,
+                partner_id=partner_id,
+                campaign=campaign,
+                step=step,
+                message_id=message_id,
+                outbound_id=ledger_id,
+                summary=subject,
             )
         return ledger_id
 
@@ -718,9 +798,13 @@ class Store:
         return self.ledger_rows(sql, params)
 
     def count_sendable(self, account: str, now: datetime) -> int:
-        return int(self.scalar(
-            "SELECT count(*) FROM messages WHERE account = ? AND (status = 'queued'"
-            " OR (status = 'deferred' AND next_attempt_at <= ?))", [account, iso(now)]))
+        return int(
+            self.scalar(
+                "SELECT count(*) FROM messages WHERE account = ? AND (status = 'queued'"
+                " OR (status = 'deferred' AND next_attempt_at <= ?))",
+                [account, iso(now)],
+            )
+        )
 
     def mark_sending(self, ledger_id: int, now: datetime) -> bool:
         """Claim a row for one delivery attempt; committed before the SMTP conversation."""
@@ -746,8 +830,14 @@ class Store:
                 (stamp, stamp, row.campaign, row.partner_id, row.step),
             )
             self.add_event(
-                "sent", now, partner_id=row.partner_id, campaign=row.campaign, step=row.step,
-                message_id=row.message_id, outbound_id=row.id, summary=row.subject,
+                "sent",
+                now,
+                partner_id=row.partner_id,
+                campaign=row.campaign,
+                step=row.step,
+                message_id=row.message_id,
+                outbound_id=row.id,
+                summary=row.subject,
                 detail={"response": response} if response else None,
             )
 
@@ -761,8 +851,13 @@ class Store:
                 (iso(retry_at), code, error, iso(now), row.id),
             )
             self.add_event(
-                "deferred", now, partner_id=row.partner_id, campaign=row.campaign, step=row.step,
-                message_id=row.message_id, outbound_id=row.id,
+                "deferred",
+                now,
+                partner_id=row.partner_id,
+                campaign=row.campaign,
+                step=row.step,
+                message_id=row.message_id,
+                outbound_id=row.id,
                 summary=f"{error} (retry at {iso(retry_at)})",
                 detail={"code": code, "retry_at": iso(retry_at)},
             )
@@ -782,14 +877,24 @@ class Store:
                 (code, error, iso(now), row.id),
             )
             self.add_event(
-                "failed", now, partner_id=row.partner_id, campaign=row.campaign, step=row.step,
-                message_id=row.message_id, outbound_id=row.id, summary=error,
+                "failed",
+                now,
+                partner_id=row.partner_id,
+                campaign=row.campaign,
+                step=row.step,
+                message_id=row.message_id,
+                outbound_id=row.id,
+                summary=error,
                 detail={"code": code, "permanent": permanent},
             )
             if permanent:
                 self.set_partner_status(
-                    row.partner_id, BOUNCED, f"refused by the mail server: {error}", now,
-                    event="status", campaign=row.campaign,
+                    row.partner_id,
+                    BOUNCED,
+                    f"refused by the mail server: {error}",
+                    now,
+                    event="status",
+                    campaign=row.campaign,
                 )
             else:
                 conn.execute(
@@ -806,8 +911,14 @@ class Store:
                 (reason, iso(now), row.id),
             )
             self.add_event(
-                "unknown", now, partner_id=row.partner_id, campaign=row.campaign, step=row.step,
-                message_id=row.message_id, outbound_id=row.id, summary=reason,
+                "unknown",
+                now,
+                partner_id=row.partner_id,
+                campaign=row.campaign,
+                step=row.step,
+                message_id=row.message_id,
+                outbound_id=row.id,
+                summary=reason,
             )
 
     def release(self, row: LedgerRow, now: datetime) -> None:
@@ -830,8 +941,13 @@ class Store:
                     (iso(now), row.id),
                 )
                 self.add_event(
-                    "unknown", now, partner_id=row.partner_id, campaign=row.campaign,
-                    step=row.step, message_id=row.message_id, outbound_id=row.id,
+                    "unknown",
+                    now,
+                    partner_id=row.partner_id,
+                    campaign=row.campaign,
+                    step=row.step,
+                    message_id=row.message_id,
+                    outbound_id=row.id,
                     summary="the worker stopped while this message was being sent; it may or "
                     "may not have been delivered",
                 )
@@ -846,8 +962,13 @@ class Store:
                     (row.id,),
                 )
                 self.add_event(
-                    "resolved", now, partner_id=row.partner_id, campaign=row.campaign,
-                    step=row.step, message_id=row.message_id, outbound_id=row.id,
+                    "resolved",
+                    now,
+                    partner_id=row.partner_id,
+                    campaign=row.campaign,
+                    step=row.step,
+                    message_id=row.message_id,
+                    outbound_id=row.id,
                     summary=f"counted as sent ({how})",
                 )
                 self.mark_sent(row, now)
@@ -858,8 +979,13 @@ class Store:
                     (iso(now), row.id),
                 )
                 self.add_event(
-                    "resolved", now, partner_id=row.partner_id, campaign=row.campaign,
-                    step=row.step, message_id=row.message_id, outbound_id=row.id,
+                    "resolved",
+                    now,
+                    partner_id=row.partner_id,
+                    campaign=row.campaign,
+                    step=row.step,
+                    message_id=row.message_id,
+                    outbound_id=row.id,
                     summary=f"queued again ({how})",
                 )
 
@@ -886,10 +1012,11 @@ class Store:
         return [r[0] for r in rows]
 
     def first_subject(self, campaign: str, partner_id: int) -> str | None:
-        return self.scalar(
+        subject: str | None = self.scalar(
             "SELECT subject FROM messages WHERE campaign=? AND partner_id=? AND step=1",
             [campaign, partner_id],
         )
+        return subject
 
     def worker_state(self) -> dict[str, Any]:
         rows = self.query("SELECT * FROM worker WHERE id = 1")
@@ -924,26 +1051,39 @@ class Store:
             )
 
     def seen_uids(self, account: str, folder: str, uidvalidity: int, uids: list[int]) -> set[int]:
-        return {r[0] for r in self._select_in(
-            "SELECT uid FROM inbound WHERE account=? AND folder=? AND uidvalidity=?"
-            " AND uid IN ({marks})", uids, before=(account, folder, uidvalidity))}
+        return {
+            r[0]
+            for r in self._select_in(
+                "SELECT uid FROM inbound WHERE account=? AND folder=? AND uidvalidity=?"
+                " AND uid IN ({marks})",
+                uids,
+                before=(account, folder, uidvalidity),
+            )
+        }
 
     def seen_message_ids(self, message_ids: list[str]) -> set[str]:
-        return {r[0] for r in self._select_in(
-            "SELECT message_id FROM inbound WHERE message_id IN ({marks})", message_ids)}
+        return {
+            r[0]
+            for r in self._select_in(
+                "SELECT message_id FROM inbound WHERE message_id IN ({marks})", message_ids
+            )
+        }
 
     def ledger_refs(self, message_ids: Iterable[str]) -> dict[str, LedgerRef]:
         """Our messages by Message-ID (given without angle brackets)."""
         wanted = sorted({f"<{m.strip('<>')}>" for m in message_ids if m})
         rows = self._select_in(
             "SELECT id, partner_id, campaign, step, to_addr, message_id FROM messages"
-            " WHERE message_id IN ({marks})", wanted)
+            " WHERE message_id IN ({marks})",
+            wanted,
+        )
         return {row[5].strip("<>"): LedgerRef(*row[:5]) for row in rows}
 
     def partner_ids_by_address(self, addresses: Iterable[str]) -> dict[str, int]:
         wanted = sorted({a.lower() for a in addresses if a})
-        return dict(self._select_in("SELECT email, id FROM partners WHERE email IN ({marks})",
-                                    wanted))
+        return dict(
+            self._select_in("SELECT email, id FROM partners WHERE email IN ({marks})", wanted)
+        )
 
     def latest_sent(self, partner_ids: Iterable[int]) -> dict[int, LedgerRef]:
         """Each partner's most recent message from outreach (to place a reply that does not
@@ -952,7 +1092,8 @@ class Store:
         rows = self._select_in(
             "SELECT id, partner_id, campaign, step, to_addr FROM messages"
             " WHERE partner_id IN ({marks}) AND status IN ('sent', 'unknown') ORDER BY sent_at",
-            wanted)
+            wanted,
+        )
         return {row[1]: LedgerRef(*row) for row in rows}  # the latest wins
 
     def record_inbound(self, values: dict[str, Any]) -> int:
@@ -1031,7 +1172,7 @@ class Store:
         )
 
 
-def _casefold(value: object) -> object:
+def _casefold(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 
@@ -1082,5 +1223,12 @@ def _ledger(row: dict[str, Any]) -> LedgerRow:
 
 
 __all__ = [
-    "ACTIVE", "BOUNCED", "OPTED_OUT", "Store", "SequenceState", "LedgerRow", "iso", "parse_iso",
+    "ACTIVE",
+    "BOUNCED",
+    "OPTED_OUT",
+    "Store",
+    "SequenceState",
+    "LedgerRow",
+    "iso",
+    "parse_iso",
 ]

@@ -28,8 +28,13 @@ class Worker:
     """Wires the store, the planner and the mail adapters together for one database."""
 
     def __init__(
-        self, config: Config, campaigns: list[Campaign], store: Store, logger: logging.Logger,
-        clock: Clock = utc_now, should_stop: Callable[[], bool] = lambda: False,
+        self,
+        config: Config,
+        campaigns: list[Campaign],
+        store: Store,
+        logger: logging.Logger,
+        clock: Clock = utc_now,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.config = config
         self.campaigns = campaigns
@@ -37,10 +42,12 @@ class Worker:
         self.log = logger
         self.clock = clock
         self.should_stop = should_stop
-        self.sender: Sender = GuardedSender(config, campaigns, store, clock, logger,
-                                            self._stop_requested)
-        self.reader: Reader = GuardedReader(config, campaigns, store, clock, logger,
-                                            self._stop_requested)
+        self.sender: Sender = GuardedSender(
+            config, campaigns, store, clock, logger, self._stop_requested
+        )
+        self.reader: Reader = GuardedReader(
+            config, campaigns, store, clock, logger, self._stop_requested
+        )
 
     def _stop_requested(self) -> bool:
         # looked up at every check, so the service can set `should_stop` after construction
@@ -50,24 +57,35 @@ class Worker:
         """Use reloaded (already validated) campaigns and templates from the next cycle on."""
         self.config = config
         self.campaigns = campaigns
-        self.sender = GuardedSender(config, campaigns, self.store, self.clock, self.log,
-                                    self._stop_requested)
-        self.reader = GuardedReader(config, campaigns, self.store, self.clock, self.log,
-                                    self._stop_requested)
+        self.sender = GuardedSender(
+            config, campaigns, self.store, self.clock, self.log, self._stop_requested
+        )
+        self.reader = GuardedReader(
+            config, campaigns, self.store, self.clock, self.log, self._stop_requested
+        )
 
     def recover(self) -> None:
         """At start: messages a crash left in `sending` become `unknown`, then the Sent
         folder (when there is an IMAP account) settles what it can."""
         interrupted = self.store.mark_interrupted(self.clock())
         for row in interrupted:
-            log_event(self.log, "unknown", f"{row.to_addr}: {row.campaign} step {row.step} was "
-                      "being sent when the worker stopped; not resending it blindly",
-                      logging.WARNING, message_id=row.message_id)
+            log_event(
+                self.log,
+                "unknown",
+                f"{row.to_addr}: {row.campaign} step {row.step} was "
+                "being sent when the worker stopped; not resending it blindly",
+                logging.WARNING,
+                message_id=row.message_id,
+            )
         if self.store.scalar("SELECT count(*) FROM messages WHERE status='unknown'"):
             resolved, left = self.sender.resolve_unknown()
             if left:
-                log_event(self.log, "unknown", f"{left} message(s) with an unknown outcome: "
-                          "see `outreach resolve`", logging.WARNING)
+                log_event(
+                    self.log,
+                    "unknown",
+                    f"{left} message(s) with an unknown outcome: see `outreach resolve`",
+                    logging.WARNING,
+                )
 
     def send_cycle(self) -> SendReport:
         report = SendReport()
@@ -112,12 +130,22 @@ class GuardedReader(Reader):
     `error` with its reason and the batch goes on: it must never hold back the mail after it.
     Outages and store errors still stop the batch, so the message is read again next time."""
 
-    def process(self, account: Account, folder: str, uidvalidity: int, uid: int, raw: bytes,
-                size: int, report: ReadReport, unsubscribe: tuple[str, ...],
-                domains: dict[str, int]) -> None:
+    def process(
+        self,
+        account: Account,
+        folder: str,
+        uidvalidity: int,
+        uid: int,
+        raw: bytes,
+        size: int,
+        report: ReadReport,
+        unsubscribe: tuple[str, ...],
+        domains: dict[str, int],
+    ) -> None:
         try:
-            super().process(account, folder, uidvalidity, uid, raw, size, report, unsubscribe,
-                            domains)
+            super().process(
+                account, folder, uidvalidity, uid, raw, size, report, unsubscribe, domains
+            )
         except _NOT_ITEM_FAILURES:
             raise
         except Exception as exc:  # noqa: BLE001 - one message must not stop the batch
@@ -125,15 +153,29 @@ class GuardedReader(Reader):
             now = self.clock()
             header_block = raw.split(b"\r\n\r\n", 1)[0].strip()
             with self.store.write():
-                self.store.record_inbound({
-                    "account": account.name, "folder": folder, "uidvalidity": uidvalidity,
-                    "uid": uid, "message_id": "sha256:" + hashlib.sha256(header_block).hexdigest(),
-                    "size": size, "kind": "error",
-                    "reasons": json.dumps([f"processing failed: {reason}"]),
-                    "error": reason, "processed_at": iso(now), "handled_at": iso(now),
-                })
+                self.store.record_inbound(
+                    {
+                        "account": account.name,
+                        "folder": folder,
+                        "uidvalidity": uidvalidity,
+                        "uid": uid,
+                        "message_id": "sha256:" + hashlib.sha256(header_block).hexdigest(),
+                        "size": size,
+                        "kind": "error",
+                        "reasons": json.dumps([f"processing failed: {reason}"]),
+                        "error": reason,
+                        "processed_at": iso(now),
+                        "handled_at": iso(now),
+                    }
+                )
             report.errors.append(f"{account.name}/{folder} uid {uid}: {reason}")
             report.kinds["error"] = report.kinds.get("error", 0) + 1
-            log_event(self.log, "read_failed", f"{account.name}/{folder} uid {uid}: could not "
-                      f"process this message ({reason}); recorded as an error, moving on",
-                      logging.ERROR, account=account.name, uid=uid)
+            log_event(
+                self.log,
+                "read_failed",
+                f"{account.name}/{folder} uid {uid}: could not "
+                f"process this message ({reason}); recorded as an error, moving on",
+                logging.ERROR,
+                account=account.name,
+                uid=uid,
+            )

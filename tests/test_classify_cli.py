@@ -20,8 +20,15 @@ def test_classify_json_one_line_per_file(tmp_path, monkeypatch):
     lines = [json.loads(line) for line in result.output.splitlines()]
     assert [line["file"] for line in lines] == [str(f) for f in files]
     for line in lines:
-        assert {"file", "kind", "bounced_recipients", "hard", "return_date", "text",
-                "reasons"} <= set(line)
+        assert {
+            "file",
+            "kind",
+            "bounced_recipients",
+            "hard",
+            "return_date",
+            "text",
+            "reasons",
+        } <= set(line)
         assert isinstance(line["bounced_recipients"], list) and line["reasons"]
     bounce, auto, reply = lines
     assert bounce["kind"] == "bounce" and bounce["hard"] is True and bounce["bounced_recipients"]

@@ -11,15 +11,14 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from workspace import Workspace, partner_rows
 
 from outreach.localservers import LocalSMTPServer
 from outreach.store import Store
-from workspace import Workspace, partner_rows
 
 TWO_QUICK_STEPS = """
 [window]
@@ -39,13 +38,21 @@ PARTNERS = 300
 @pytest.mark.slow
 def test_sigkill_at_random_moments_never_sends_twice(tmp_path: Path, smtp_server: LocalSMTPServer):
     smtp_server.delay = 0.002  # a little time inside DATA, where a kill hurts most
-    ws = Workspace(tmp_path, smtp_port=smtp_server.port, campaign=TWO_QUICK_STEPS,
-                   limits="concurrency = 2")
+    ws = Workspace(
+        tmp_path, smtp_port=smtp_server.port, campaign=TWO_QUICK_STEPS, limits="concurrency = 2"
+    )
     ws.add_partners(partner_rows(PARTNERS))
     ws.close()
     rng = random.Random(20261129)
-    command = [sys.executable, "-m", "outreach", "--config", str(tmp_path / "config.toml"),
-               "run", "--once"]
+    command = [
+        sys.executable,
+        "-m",
+        "outreach",
+        "--config",
+        str(tmp_path / "config.toml"),
+        "run",
+        "--once",
+    ]
     kills = 0
     for attempt in range(60):
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -62,7 +69,8 @@ def test_sigkill_at_random_moments_never_sends_twice(tmp_path: Path, smtp_server
         assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""
         with Store(tmp_path / "outreach.db") as store:
             pending = store.scalar(
-                "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending', 'deferred')")
+                "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending', 'deferred')"
+            )
             started = store.scalar("SELECT count(*) FROM sequences")
         if not pending and started == PARTNERS:
             # one more run: everything that can be sent has been
@@ -80,8 +88,11 @@ def test_sigkill_at_random_moments_never_sends_twice(tmp_path: Path, smtp_server
     received = Counter(m.message["Message-ID"] for m in smtp_server.messages)
     # every delivered message is in the ledger, and no (partner, step) arrived twice
     assert set(received) <= set(by_message_id), "a message went out that the ledger lost"
-    delivered = Counter((by_message_id[mid]["to_addr"], by_message_id[mid]["step"])
-                        for mid in received for _ in range(received[mid]))
+    delivered = Counter(
+        (by_message_id[mid]["to_addr"], by_message_id[mid]["step"])
+        for mid in received
+        for _ in range(received[mid])
+    )
     twice = [key for key, count in delivered.items() if count > 1]
     assert twice == [], f"delivered twice: {twice[:5]}"
     # the ledger has one row per (partner, step), each sent or reported unknown

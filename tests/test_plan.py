@@ -27,7 +27,9 @@ CHICAGO = ZoneInfo("America/Chicago")
 
 def campaign(**kwargs) -> Campaign:
     defaults = dict(
-        name="checkin", source=Path("checkin.toml"), account="default",
+        name="checkin",
+        source=Path("checkin.toml"),
+        account="default",
         steps=(
             Step(1, "hello", "Hi", timedelta(0), thread=False),
             Step(2, "nudge", None, timedelta(days=7)),
@@ -102,7 +104,9 @@ def test_project_lists_the_whole_sequence():
     now = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # Monday 09:00 Chicago
     rows = project(c, [partner()], [], now, now + timedelta(days=30), "UTC")
     assert [(r.step, r.at) for r in rows] == [
-        (1, now), (2, now + timedelta(days=7)), (3, now + timedelta(days=17)),
+        (1, now),
+        (2, now + timedelta(days=7)),
+        (3, now + timedelta(days=17)),
     ]
 
 
@@ -115,8 +119,11 @@ moments = st.datetimes(
 
 
 @given(
-    last_step=st.integers(0, 3), sent=moments, now=moments,
-    paused=st.none() | moments, zone=st.sampled_from(["UTC", "America/Chicago", "Asia/Tokyo"]),
+    last_step=st.integers(0, 3),
+    sent=moments,
+    now=moments,
+    paused=st.none() | moments,
+    zone=st.sampled_from(["UTC", "America/Chicago", "Asia/Tokyo"]),
 )
 def test_nothing_is_ever_planned_for_a_partner_who_replied(last_step, sent, now, paused, zone):
     c = campaign(window=Window(frozenset(range(7)), time(0), time.max))
@@ -132,13 +139,17 @@ def test_nothing_is_ever_planned_for_a_partner_who_replied(last_step, sent, now,
     replied=st.sets(st.integers(0, 7)),
 )
 @settings(max_examples=40, deadline=None)
-def test_replanning_after_recording_yields_nothing(tmp_path_factory, statuses, steps, hops, replied):
+def test_replanning_after_recording_yields_nothing(
+    tmp_path_factory, statuses, steps, hops, replied
+):
     """Drive the real store through several cycles; after each one is recorded, nothing
     more is due, no (partner, step) is ever queued twice, and repliers get nothing."""
     c = campaign(
         window=Window(frozenset(range(7)), time(0), time.max),
-        steps=(Step(1, "hello", "Hi", timedelta(0), thread=False),
-               *(Step(i + 2, "nudge", None, timedelta(days=d)) for i, d in enumerate(steps))),
+        steps=(
+            Step(1, "hello", "Hi", timedelta(0), thread=False),
+            *(Step(i + 2, "nudge", None, timedelta(days=d)) for i, d in enumerate(steps)),
+        ),
     )
     store = Store(tmp_path_factory.mktemp("plan") / "o.db")
     now = datetime(2026, 11, 24, 10, tzinfo=UTC)
@@ -155,9 +166,15 @@ def test_replanning_after_recording_yields_nothing(tmp_path_factory, statuses, s
             assert due.partner.status == "active"
             seen.add(key)
             ledger_id = store.queue_message(
-                campaign="checkin", partner_id=due.partner.id, step=due.step.number,
-                account="default", message_id=f"<{key}@x>", to_addr=due.partner.email,
-                subject="s", raw=b"x", now=now,
+                campaign="checkin",
+                partner_id=due.partner.id,
+                step=due.step.number,
+                account="default",
+                message_id=f"<{key}@x>",
+                to_addr=due.partner.email,
+                subject="s",
+                raw=b"x",
+                now=now,
             )
             row = store.ledger_rows("id = ?", [ledger_id])[0]
             store.mark_sending(row.id, now)
@@ -175,14 +192,30 @@ def test_replanning_after_recording_yields_nothing(tmp_path_factory, statuses, s
     store.close()
 
 
-words = st.sampled_from(["Health Science", "health science", "SANTÉ", "santé", "IT", "it",
-                         "Culinary", " Culinary ", "Straße", "STRASSE", "advisory", "Advisory"])
+words = st.sampled_from(
+    [
+        "Health Science",
+        "health science",
+        "SANTÉ",
+        "santé",
+        "IT",
+        "it",
+        "Culinary",
+        " Culinary ",
+        "Straße",
+        "STRASSE",
+        "advisory",
+        "Advisory",
+    ]
+)
 
 
 @given(
-    partners=st.lists(st.tuples(words, words, st.lists(words, max_size=3)), min_size=1,
-                      max_size=12),
-    wanted_pathways=st.lists(words, max_size=2), wanted_tags=st.lists(words, max_size=2),
+    partners=st.lists(
+        st.tuples(words, words, st.lists(words, max_size=3)), min_size=1, max_size=12
+    ),
+    wanted_pathways=st.lists(words, max_size=2),
+    wanted_tags=st.lists(words, max_size=2),
     excluded=st.lists(words, max_size=1),
 )
 @settings(max_examples=40, deadline=None)
@@ -193,12 +226,16 @@ def test_sql_audience_narrowing_never_drops_a_real_match(
     rule accepts (same case folding, non-ASCII included)."""
     store = Store(tmp_path_factory.mktemp("aud") / "o.db")
     now = datetime(2026, 11, 24, 10, tzinfo=UTC)
-    store.upsert_partners([
-        Partner(email=f"p{i}@x.test", pathway=pathway, industry=industry, tags=tuple(tags))
-        for i, (pathway, industry, tags) in enumerate(partners)
-    ], now)
-    audience = Audience(pathways=tuple(wanted_pathways), tags=tuple(wanted_tags),
-                        exclude_tags=tuple(excluded))
+    store.upsert_partners(
+        [
+            Partner(email=f"p{i}@x.test", pathway=pathway, industry=industry, tags=tuple(tags))
+            for i, (pathway, industry, tags) in enumerate(partners)
+        ],
+        now,
+    )
+    audience = Audience(
+        pathways=tuple(wanted_pathways), tags=tuple(wanted_tags), exclude_tags=tuple(excluded)
+    )
     expected = {p.email for p in store.partners() if audience_includes(audience, p)}
     narrowed = store.partners_without_sequence("checkin", audience)
     assert expected <= {p.email for p in narrowed}

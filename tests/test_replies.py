@@ -7,19 +7,25 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from workspace import Workspace, partner_rows
 
 from outreach import partner_mail
 from outreach.ingest import ReadReport
-from workspace import Workspace, partner_rows
 
 
 @pytest.fixture
 def ws(tmp_path: Path, smtp_server, imap_server, monkeypatch):
     monkeypatch.setenv("TEST_IMAP_PW", imap_server.password)
     workspace = Workspace(
-        tmp_path, smtp_port=smtp_server.port,
-        imap={"host": "127.0.0.1", "port": imap_server.port, "security": "none",
-              "username": imap_server.user, "password_env": "TEST_IMAP_PW"},
+        tmp_path,
+        smtp_port=smtp_server.port,
+        imap={
+            "host": "127.0.0.1",
+            "port": imap_server.port,
+            "security": "none",
+            "username": imap_server.user,
+            "password_env": "TEST_IMAP_PW",
+        },
         config_extra='[replies]\nauto_reply_pause = "5d"\nsoft_bounce_limit = 2',
     )
     yield workspace
@@ -32,9 +38,14 @@ def sent_to(smtp_server, address: str, step: int = 1) -> bytes:
 
 
 def kinds(ws: Workspace, partner: str) -> list[str]:
-    return [r["kind"] for r in ws.store.query(
-        "SELECT e.kind FROM events e JOIN partners p ON p.id = e.partner_id"
-        " WHERE p.email = ? ORDER BY e.id", [partner])]
+    return [
+        r["kind"]
+        for r in ws.store.query(
+            "SELECT e.kind FROM events e JOIN partners p ON p.id = e.partner_id"
+            " WHERE p.email = ? ORDER BY e.id",
+            [partner],
+        )
+    ]
 
 
 def test_a_full_round_of_answers(ws, smtp_server, imap_server):
@@ -44,15 +55,22 @@ def test_a_full_round_of_answers(ws, smtp_server, imap_server):
     assert sent.sent == 6 and read.recorded == 0
     p = [f"p{i:04d}@partners.test" for i in range(6)]
     when = ws.clock()
-    imap_server.append(partner_mail.reply(
-        sent_to(smtp_server, p[0]), "Our clinic added a night shift.\nWe would love more interns.",
-        when=when))
+    imap_server.append(
+        partner_mail.reply(
+            sent_to(smtp_server, p[0]),
+            "Our clinic added a night shift.\nWe would love more interns.",
+            when=when,
+        )
+    )
     imap_server.append(partner_mail.out_of_office(sent_to(smtp_server, p[1]), date(2026, 12, 7)))
     imap_server.append(partner_mail.bounce(sent_to(smtp_server, p[2])))
     imap_server.append(partner_mail.unsubscribe(sent_to(smtp_server, p[3])))
     imap_server.append(partner_mail.unrelated())
-    imap_server.append(partner_mail.bounce(sent_to(smtp_server, p[5]), status="4.2.2",
-                                           diagnostic="452 4.2.2 Mailbox full"))
+    imap_server.append(
+        partner_mail.bounce(
+            sent_to(smtp_server, p[5]), status="4.2.2", diagnostic="452 4.2.2 Mailbox full"
+        )
+    )
     read, _ = worker.cycle()
     assert read.recorded == 5, read
     assert read.kinds == {"reply": 1, "auto_reply": 1, "bounce": 2, "unsubscribe": 1}
@@ -142,11 +160,12 @@ def test_a_malformed_message_is_recorded_and_the_batch_goes_on(ws, smtp_server, 
     worker = ws.worker()
     worker.cycle()
     original = sent_to(smtp_server, "p0000@partners.test")
-    message_id = [line for line in original.decode().splitlines()
-                  if line.startswith("Message-ID:")][0].split(": ", 1)[1]
+    message_id = [
+        line for line in original.decode().splitlines() if line.startswith("Message-ID:")
+    ][0].split(": ", 1)[1]
     broken = (
         "From: p0000@partners.test\r\nIn-Reply-To: " + message_id + "\r\n"
-        "Subject: Re: hi\r\nContent-Type: multipart/mixed; boundary=\"nope\"\r\n"
+        'Subject: Re: hi\r\nContent-Type: multipart/mixed; boundary="nope"\r\n'
         "Content-Transfer-Encoding: base64\r\n\r\n--nope\r\nContent-Type: text/plain; "
         "charset=x-unknown-charset\r\n\r\n\xff\xfe garbage \x00\r\n"
     ).encode("latin-1")

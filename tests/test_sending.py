@@ -8,10 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from workspace import Workspace, partner_rows
 
 from outreach.errors import AuthenticationError
 from outreach.localservers import LocalSMTPServer
-from workspace import Workspace, partner_rows
 
 
 @pytest.fixture
@@ -22,8 +22,10 @@ def ws(tmp_path: Path, smtp_server: LocalSMTPServer):
 
 
 def ledger(ws: Workspace) -> dict[str, str]:
-    return {r["to_addr"] + f"#{r['step']}": r["status"] for r in ws.store.query(
-        "SELECT to_addr, step, status FROM messages")}
+    return {
+        r["to_addr"] + f"#{r['step']}": r["status"]
+        for r in ws.store.query("SELECT to_addr, step, status FROM messages")
+    }
 
 
 def events(ws: Workspace, kind: str) -> list[dict]:
@@ -43,7 +45,9 @@ def test_delivers_one_message_per_partner_with_headers(ws, smtp_server):
         assert message["To"].addresses[0].addr_spec == item.rcpt_tos[0]
         assert message["Message-ID"].endswith("@district.test>")
         assert message["Date"] is not None
-        assert message["List-Unsubscribe"] == "<mailto:coordinator@district.test?subject=unsubscribe>"
+        assert (
+            message["List-Unsubscribe"] == "<mailto:coordinator@district.test?subject=unsubscribe>"
+        )
         assert message["Subject"].startswith("Check-in for Org ")
     ids = {r.message["Message-ID"] for r in received}
     assert ids == {r["message_id"] for r in ws.store.query("SELECT message_id FROM messages")}
@@ -111,7 +115,10 @@ def test_451_defers_then_retries_after_the_backoff(ws, smtp_server):
     ws.clock.advance(minutes=1)
     assert worker.send_cycle().sent == 1
     assert len(smtp_server.wait_for(1)) == 1
-    kinds = [e["kind"] for e in ws.store.query("SELECT kind FROM events WHERE kind != 'imported' ORDER BY id")]
+    kinds = [
+        e["kind"]
+        for e in ws.store.query("SELECT kind FROM events WHERE kind != 'imported' ORDER BY id")
+    ]
     assert kinds == ["queued", "deferred", "sent"]
 
 
@@ -140,7 +147,10 @@ def test_550_for_one_recipient_while_the_others_go_through(ws, smtp_server):
     report = ws.worker().send_cycle()
     assert (report.sent, report.failed) == (3, 1)
     assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(3)) == [
-        "p0000@partners.test", "p0001@partners.test", "p0003@partners.test"]
+        "p0000@partners.test",
+        "p0001@partners.test",
+        "p0003@partners.test",
+    ]
     statuses = {p.email: p.status for p in ws.store.partners()}
     assert statuses["p0002@partners.test"] == "bounced"
     failed = events(ws, "failed")
@@ -188,11 +198,15 @@ def test_connection_lost_during_data_is_unknown_not_resent(ws, smtp_server):
 
 
 def test_starttls_verified_against_a_throwaway_ca(tmp_path, smtp_tls_server):
-    ws = Workspace(tmp_path, smtp_port=smtp_tls_server.port,
-                   smtp_extra=f', ca_file = "{smtp_tls_server.ca_file}"')
+    ws = Workspace(
+        tmp_path,
+        smtp_port=smtp_tls_server.port,
+        smtp_extra=f', ca_file = "{smtp_tls_server.ca_file}"',
+    )
     # security = "none" is written by the workspace; switch to starttls on loopback
-    config = (tmp_path / "config.toml").read_text().replace(
-        'security = "none"', 'security = "starttls"')
+    config = (
+        (tmp_path / "config.toml").read_text().replace('security = "none"', 'security = "starttls"')
+    )
     (tmp_path / "config.toml").write_text(config)
     ws.add_partners(partner_rows(2))
     assert ws.worker().send_cycle().sent == 2
@@ -202,8 +216,9 @@ def test_starttls_verified_against_a_throwaway_ca(tmp_path, smtp_tls_server):
 
 def test_starttls_refuses_an_untrusted_certificate(tmp_path, smtp_tls_server):
     ws = Workspace(tmp_path, smtp_port=smtp_tls_server.port)
-    config = (tmp_path / "config.toml").read_text().replace(
-        'security = "none"', 'security = "starttls"')
+    config = (
+        (tmp_path / "config.toml").read_text().replace('security = "none"', 'security = "starttls"')
+    )
     (tmp_path / "config.toml").write_text(config)
     ws.add_partners(partner_rows(1))
     report = ws.worker().send_cycle()
@@ -216,8 +231,11 @@ def test_starttls_refuses_an_untrusted_certificate(tmp_path, smtp_tls_server):
 
 def test_auth_login_and_bad_password(tmp_path, smtp_server_factory, monkeypatch):
     server = smtp_server_factory(username="jlee", password="s3cret")
-    ws = Workspace(tmp_path, smtp_port=server.port,
-                   smtp_extra=', username = "jlee", password_env = "TEST_SMTP_PW"')
+    ws = Workspace(
+        tmp_path,
+        smtp_port=server.port,
+        smtp_extra=', username = "jlee", password_env = "TEST_SMTP_PW"',
+    )
     ws.add_partners(partner_rows(2))
     monkeypatch.setenv("TEST_SMTP_PW", "wrong")
     with pytest.raises(AuthenticationError):
@@ -258,7 +276,9 @@ def test_per_minute_limit_spaces_the_sends(tmp_path, smtp_server):
     started = time.monotonic()
     assert ws.worker().send_cycle().sent == 4
     elapsed = time.monotonic() - started
-    assert elapsed >= 1.4, f"4 messages at 120/min need at least 1.5 s of spacing, took {elapsed:.2f}"
+    assert elapsed >= 1.4, (
+        f"4 messages at 120/min need at least 1.5 s of spacing, took {elapsed:.2f}"
+    )
     stamps = sorted(m.received_at for m in smtp_server.messages)
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     assert min(gaps) >= 0.4
@@ -312,8 +332,12 @@ def test_plan_shows_who_gets_what_when(ws, smtp_server):
     result = ws.cli("plan", "checkin", "--days", "10", "--json")
     rows = json.loads(result.output)
     assert sorted((r["partner"], r["step"]) for r in rows) == [
-        ("p0000@partners.test", 1), ("p0000@partners.test", 2), ("p0000@partners.test", 3),
-        ("p0001@partners.test", 1), ("p0001@partners.test", 2), ("p0001@partners.test", 3),
+        ("p0000@partners.test", 1),
+        ("p0000@partners.test", 2),
+        ("p0000@partners.test", 3),
+        ("p0001@partners.test", 1),
+        ("p0001@partners.test", 2),
+        ("p0001@partners.test", 3),
     ]
 
 
@@ -321,28 +345,40 @@ def test_plan_shows_who_gets_what_when(ws, smtp_server):
 
 
 def imap_settings(imap_server) -> dict:
-    return {"host": "127.0.0.1", "port": imap_server.port, "security": "none",
-            "username": imap_server.user, "password_env": "TEST_IMAP_PW"}
+    return {
+        "host": "127.0.0.1",
+        "port": imap_server.port,
+        "security": "none",
+        "username": imap_server.user,
+        "password_env": "TEST_IMAP_PW",
+    }
 
 
-def test_sent_copies_are_appended_to_the_sent_folder(tmp_path, smtp_server, imap_server,
-                                                     monkeypatch):
+def test_sent_copies_are_appended_to_the_sent_folder(
+    tmp_path, smtp_server, imap_server, monkeypatch
+):
     monkeypatch.setenv("TEST_IMAP_PW", imap_server.password)
     imap_server.create_folder("Sent")
-    ws = Workspace(tmp_path, smtp_port=smtp_server.port, imap=imap_settings(imap_server),
-                   account_extra="save_sent = true")
+    ws = Workspace(
+        tmp_path,
+        smtp_port=smtp_server.port,
+        imap=imap_settings(imap_server),
+        account_extra="save_sent = true",
+    )
     ws.add_partners(partner_rows(3))
     assert ws.worker().send_cycle().sent == 3
     copies = imap_server.messages("Sent")
     assert sorted(m.message["Message-ID"] for m in copies) == sorted(
-        r["message_id"] for r in ws.store.query("SELECT message_id FROM messages"))
+        r["message_id"] for r in ws.store.query("SELECT message_id FROM messages")
+    )
     assert all("\\Seen" in [str(f) for f in m.flags] for m in copies)
     assert ws.store.scalar("SELECT count(*) FROM messages WHERE saved_copy_at IS NULL") == 0
     ws.close()
 
 
-def test_unknown_after_a_crash_is_settled_from_the_sent_folder(tmp_path, smtp_server,
-                                                               imap_server, monkeypatch):
+def test_unknown_after_a_crash_is_settled_from_the_sent_folder(
+    tmp_path, smtp_server, imap_server, monkeypatch
+):
     monkeypatch.setenv("TEST_IMAP_PW", imap_server.password)
     imap_server.create_folder("Sent")
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, imap=imap_settings(imap_server))
@@ -357,15 +393,23 @@ def test_unknown_after_a_crash_is_settled_from_the_sent_folder(tmp_path, smtp_se
     ws.worker().recover()
     statuses = {r["id"]: r["status"] for r in ws.store.query("SELECT id, status FROM messages")}
     assert statuses == {rows[0].id: "sent", rows[1].id: "unknown"}
-    kinds = [e["kind"] for e in ws.store.query(
-        "SELECT kind FROM events WHERE outbound_id = ? ORDER BY id", [rows[0].id])]
+    kinds = [
+        e["kind"]
+        for e in ws.store.query(
+            "SELECT kind FROM events WHERE outbound_id = ? ORDER BY id", [rows[0].id]
+        )
+    ]
     assert kinds == ["queued", "unknown", "resolved", "sent"]
     # the unknown one is never resent by itself
     ws.clock.advance(days=30)
     ws.worker().send_cycle()
     assert smtp_server.messages == [] or all(
-        m.rcpt_tos[0] != rows[1].to_addr for m in smtp_server.messages)
+        m.rcpt_tos[0] != rows[1].to_addr for m in smtp_server.messages
+    )
     result = ws.cli("resolve", str(rows[1].id), "--sent")
     assert result.exit_code == 0, result.output
-    assert ws.store.query("SELECT status FROM messages WHERE id = ?", [rows[1].id])[0]["status"] == "sent"
+    assert (
+        ws.store.query("SELECT status FROM messages WHERE id = ?", [rows[1].id])[0]["status"]
+        == "sent"
+    )
     ws.close()

@@ -66,22 +66,32 @@ def partner_rows(count: int, domain: str = "partners.test") -> list[dict[str, st
 
 class Workspace:
     def __init__(
-        self, root: Path, *, smtp_port: int, imap: dict[str, Any] | None = None,
-        smtp_extra: str = "", limits: str = "", campaign: str | None = None,
-        account_extra: str = "", config_extra: str = "",
-        smtp_host: str = "127.0.0.1", smtp_security: str = "none",
+        self,
+        root: Path,
+        *,
+        smtp_port: int,
+        imap: dict[str, Any] | None = None,
+        smtp_extra: str = "",
+        limits: str = "",
+        campaign: str | None = None,
+        account_extra: str = "",
+        config_extra: str = "",
+        smtp_host: str = "127.0.0.1",
+        smtp_security: str = "none",
         from_header: str = "Coordinator <coordinator@district.test>",
     ) -> None:
         self.root = root
         (root / "campaigns").mkdir(parents=True, exist_ok=True)
         (root / "templates").mkdir(exist_ok=True)
-        smtp_line = (f"host = {_toml(smtp_host)}, port = {smtp_port}, "
-                     f"security = {_toml(smtp_security)}")
+        smtp_line = (
+            f"host = {_toml(smtp_host)}, port = {smtp_port}, security = {_toml(smtp_security)}"
+        )
         imap_line = ""
         if imap:
             inner = ", ".join(f"{k} = {_toml(v)}" for k, v in imap.items())
             imap_line = f"imap = {{ {inner} }}"
-        (root / "config.toml").write_text(textwrap.dedent(f"""\
+        (root / "config.toml").write_text(
+            textwrap.dedent(f"""\
             [outreach]
             database = "outreach.db"
             timezone = "UTC"
@@ -96,7 +106,9 @@ class Workspace:
             jitter = "0s"
             {limits}
             {config_extra}
-            """), encoding="utf-8")
+            """),
+            encoding="utf-8",
+        )
         (root / "templates" / "hello.txt.j2").write_text(
             "Hello {{ partner.name }},\nHow has {{ partner.organization }} changed?\n"
         )
@@ -131,8 +143,9 @@ class Workspace:
         return self.store.partners()
 
     def worker(self, **kwargs: Any) -> Worker:
-        return Worker(self.config, self.campaigns, self.store, self.logger, clock=self.clock,
-                      **kwargs)
+        return Worker(
+            self.config, self.campaigns, self.store, self.logger, clock=self.clock, **kwargs
+        )
 
     def cli(self, *args: str) -> Result:
         return CliRunner().invoke(cli, ["--config", str(self.root / "config.toml"), *args])
