@@ -447,8 +447,9 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
     for match in _SKIMMED_FIELD.finditer(b"\n" + head):
         value = match.group(2).replace(b"\r\n", b"")  # unfolded; no lone CR: the last is CRLF's
         joined.setdefault(match.group(1).decode().lower(), []).append(value[:-1].decode())
-    if any("=?" in v for name in ("from", "in-reply-to", "references", "subject",
-                                  "return-path") for v in joined.get(name, ())):
+    if b"=?" in head and any("=?" in v for name in ("from", "in-reply-to", "references",
+                                                     "subject", "return-path")
+                             for v in joined.get(name, ())):
         return None
     senders = joined.get("from", [])
     if len(senders) > 1:
