@@ -1,12 +1,17 @@
 """Send path throughput vs raw aiosmtplib, side by side in one run.
 
-    python benchmarks/send.py [--quick] [--messages N] [--postfix HOST:PORT]
+    python benchmarks/send.py [--quick] [--messages N] [--postfix [--plain]]
 
 For each concurrency (1 and 4), the same number of partners goes through outreach's full
-send path (plan, render, write the outbox, claim, SMTP, record) and, to the same SMTP sink
+send path (plan, render, write the outbox, claim, SMTP, record) and, to the same SMTP server
 at the same concurrency, raw aiosmtplib sends the same pre-rendered messages as bytes over
-reused connections. Both use the same sink process (aiosmtpd's Sink handler, or a real
-Postfix given with --postfix). Printed: messages per second of each and their ratio; the last
+reused connections. The server is an aiosmtpd Sink in its own process (default), or with
+--postfix the project's real Postfix + Dovecot (scripts/mailstack, started for the run and
+stopped after, also on Ctrl-C): its submission port with STARTTLS and AUTH, the certificate
+verified against the stack's own (both sides), or with --plain its plain SMTP port without
+TLS or AUTH. Postfix delivers every message to Dovecot over LMTP (the partners are
+sink+pNNNN@example.test: one mailbox); before each measured run the benchmark waits until
+Postfix's queue is empty. Printed: messages per second of each and their ratio; the last
 line is the headline `ratio: X` (the lower of the two concurrencies).
 """
 
@@ -15,19 +20,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _mailstack import Mailstack, exit_cleanly_on_signals  # noqa: E402
 from workspace import Workspace, partner_rows  # noqa: E402
 
 from outreach.localservers import free_port  # noqa: E402
@@ -41,6 +52,7 @@ hours = "00:00-24:00"
 template = "hello"
 subject = "Check-in for {{ partner.organization }}"
 """
+PASSWORD_ENV = "OUTREACH_BENCH_SMTP_PASSWORD"
 
 
 def start_sink() -> tuple[subprocess.Popen[bytes], int]:
@@ -70,15 +82,56 @@ def start_sink() -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("the SMTP sink did not start")
 
 
-def outreach_run(host: str, port: int, count: int, concurrency: int) -> tuple[float, list[bytes]]:
+@dataclass
+class Target:
+    """Where both sides send; for Postfix's submission port, with STARTTLS and AUTH."""
+
+    port: int
+    host: str = "127.0.0.1"
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    postfix: bool = False
+
+    def smtp_table(self) -> str:
+        """The `smtp = {...}` line of config.toml for this target."""
+        table = f'host = "{self.host}", port = {self.port}, security = "none"'
+        if self.starttls:
+            table = (
+                f'host = "{self.host}", port = {self.port}, security = "starttls", '
+                f'username = "{self.username}", password_env = "{PASSWORD_ENV}", '
+                f'ca_file = "{self.ca_file}"'
+            )
+        return f"smtp = {{ {table} }}"
+
+    def partners(self, count: int) -> list[dict[str, str]]:
+        if not self.postfix:
+            rows: list[dict[str, str]] = partner_rows(count)
+            return rows
+        rows = partner_rows(count, domain="example.test")
+        for row in rows:  # Dovecot files sink+anything@ in sink's INBOX
+            row["email"] = "sink+" + row["email"]
+        return rows
+
+
+def outreach_run(
+    target: Target, count: int, concurrency: int
+) -> tuple[float, list[tuple[str, bytes]]]:
     folder = Path(tempfile.mkdtemp(prefix="outreach-bench-"))
     try:
         ws = Workspace(
-            folder, smtp_port=port, campaign=CAMPAIGN, limits=f"concurrency = {concurrency}"
+            folder, smtp_port=target.port, campaign=CAMPAIGN, limits=f"concurrency = {concurrency}"
         )
-        if host != "127.0.0.1":
+        if target.host != "127.0.0.1":
             raise SystemExit("only loopback hosts")
-        ws.add_partners(partner_rows(count))
+        config = ws.root / "config.toml"
+        text = config.read_text(encoding="utf-8")
+        written = Target(target.port).smtp_table()  # what Workspace writes
+        if written not in text:
+            raise SystemExit("unexpected config.toml from tests/workspace.py")
+        config.write_text(text.replace(written, target.smtp_table()), encoding="utf-8")
+        ws.add_partners(target.partners(count))
         worker = ws.worker()
         worker.logger = logging.getLogger("bench")
         ws.logger.setLevel(logging.ERROR)
@@ -87,70 +140,114 @@ def outreach_run(host: str, port: int, count: int, concurrency: int) -> tuple[fl
         elapsed = time.perf_counter() - started
         if report.sent != count:
             raise SystemExit(f"outreach sent {report.sent} of {count}: {report.errors[:3]}")
-        raws = [r["raw"] for r in ws.store.query("SELECT raw FROM messages ORDER BY id")]
+        sent = [
+            (r["to_addr"], r["raw"])
+            for r in ws.store.query("SELECT to_addr, raw FROM messages ORDER BY id")
+        ]
         ws.close()
-        return count / elapsed, raws
+        return count / elapsed, sent
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def raw_run(host: str, port: int, raws: list[bytes], concurrency: int) -> float:
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for raw in raws:
-        queue.put_nowait(raw)
+async def raw_run(target: Target, sent: list[tuple[str, bytes]], concurrency: int) -> float:
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    for item in sent:
+        queue.put_nowait(item)
+    context = ssl.create_default_context(cafile=target.ca_file) if target.starttls else None
 
     async def one_connection() -> None:
-        client = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False)
+        client = aiosmtplib.SMTP(
+            hostname=target.host, port=target.port, start_tls=target.starttls, tls_context=context
+        )
         await client.connect()
+        if target.username:
+            await client.login(target.username, target.password or "")
         try:
             while True:
                 try:
-                    raw = queue.get_nowait()
+                    rcpt, raw = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                await client.sendmail("coordinator@district.test", ["p@partners.test"], raw)
+                if not target.postfix:
+                    rcpt = "p@partners.test"  # the sink takes anything
+                await client.sendmail("coordinator@district.test", [rcpt], raw)
         finally:
             await client.quit()
 
     started = time.perf_counter()
     await asyncio.gather(*(one_connection() for _ in range(concurrency)))
-    return len(raws) / (time.perf_counter() - started)
+    return len(sent) / (time.perf_counter() - started)
+
+
+def measure(
+    target: Target, count: int, rounds: int, settle: Callable[[], None] = lambda: None
+) -> list[float]:
+    ratios = []
+    for concurrency in (1, 4):
+        ours, raw = [], []
+        for _ in range(rounds):  # interleaved, best of each: the machine is noisy
+            settle()
+            rate, sent = outreach_run(target, count, concurrency)
+            ours.append(rate)
+            settle()
+            raw.append(asyncio.run(raw_run(target, sent, concurrency)))
+        ratio = max(ours) / max(raw)
+        ratios.append(ratio)
+        print(
+            f"concurrency {concurrency}: outreach {max(ours):7.0f} msg/s   "
+            f"raw aiosmtplib {max(raw):7.0f} msg/s   ratio {ratio:.2f}",
+            flush=True,
+        )
+    return ratios
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
     parser.add_argument("--messages", type=int, default=None)
-    parser.add_argument("--postfix", metavar="HOST:PORT", help="a real SMTP server instead")
+    parser.add_argument(
+        "--postfix",
+        action="store_true",
+        help="send to the project's Postfix (submission port: STARTTLS + AUTH)",
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="with --postfix: its plain port (no TLS, no AUTH)"
+    )
     parser.add_argument("--rounds", type=int, default=None)
     args = parser.parse_args()
+    if args.plain and not args.postfix:
+        parser.error("--plain goes with --postfix")
     count = args.messages or (500 if args.quick else 3000)
     rounds = args.rounds or (2 if args.quick else 3)
-    sink = None
-    if args.postfix:
-        host, _, port_text = args.postfix.rpartition(":")
-        port = int(port_text)
-    else:
+    if not args.postfix:
         sink, port = start_sink()
-        host = "127.0.0.1"
-    ratios = []
-    try:
-        for concurrency in (1, 4):
-            ours, raw = [], []
-            for _ in range(rounds):  # interleaved, best of each: the machine is noisy
-                rate, raws = outreach_run(host, port, count, concurrency)
-                ours.append(rate)
-                raw.append(asyncio.run(raw_run(host, port, raws, concurrency)))
-            ratio = max(ours) / max(raw)
-            ratios.append(ratio)
-            print(
-                f"concurrency {concurrency}: outreach {max(ours):7.0f} msg/s   "
-                f"raw aiosmtplib {max(raw):7.0f} msg/s   ratio {ratio:.2f}"
-            )
-    finally:
-        if sink is not None:
+        try:
+            ratios = measure(Target(port), count, rounds)
+        finally:
             sink.terminate()
             sink.wait()
+        print(f"ratio: {min(ratios):.2f}")
+        return
+    exit_cleanly_on_signals()
+    user, password = "coordinator@example.test", "bench-secret"
+    with Mailstack(users={user: password}) as stack:
+        if args.plain:
+            target = Target(stack.smtp_port, postfix=True)
+            where = f"plain SMTP 127.0.0.1:{stack.smtp_port}"
+        else:
+            os.environ[PASSWORD_ENV] = password
+            target = Target(
+                stack.submission_port,
+                starttls=True,
+                username=user,
+                password=password,
+                ca_file=stack.ca_file,
+                postfix=True,
+            )
+            where = f"submission 127.0.0.1:{stack.submission_port} (STARTTLS, AUTH)"
+        print(f"Postfix {where}, {count} messages per run", flush=True)
+        ratios = measure(target, count, rounds, settle=stack.wait_for_empty_queue)
     print(f"ratio: {min(ratios):.2f}")
 
 
