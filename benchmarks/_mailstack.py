@@ -36,6 +36,7 @@ def exit_cleanly_on_signals() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in background
 
 
 class Mailstack:

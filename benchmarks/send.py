@@ -220,6 +220,7 @@ def main() -> None:
         parser.error("--plain goes with --postfix")
     count = args.messages or (500 if args.quick else 3000)
     rounds = args.rounds or (2 if args.quick else 3)
+    exit_cleanly_on_signals()
     if not args.postfix:
         sink, port = start_sink()
         try:
@@ -229,7 +230,6 @@ def main() -> None:
             sink.wait()
         print(f"ratio: {min(ratios):.2f}")
         return
-    exit_cleanly_on_signals()
     user, password = "coordinator@example.test", "bench-secret"
     with Mailstack(users={user: password}) as stack:
         if args.plain:
@@ -252,4 +252,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped, temporary files removed", file=sys.stderr)
+        sys.exit(130)
