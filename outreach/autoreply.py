@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from outreach.mailparse import MessageHeaders
+from outreach.mailparse import LiteralPrefilter, MessageHeaders
 
 # --------------------------------------------------------------------------- detection
 
@@ -65,6 +65,7 @@ _BODY_PHRASES = re.compile(
     r"weer (aanwezig|bereikbaar)",
     re.IGNORECASE,
 )
+_BODY_PREFILTER = LiteralPrefilter(_BODY_PHRASES)  # most texts hold none of its phrases
 _CONTACT_CHANGE = re.compile(
     r"no longer (with|employed|at|work(s|ing)? (at|for|with)|part of|an? (employee|member))|"
     r"(has|have) (now )?(left|departed) (the|our) (company|organi[sz]ation|firm|school|business|"
@@ -173,7 +174,8 @@ def judge_auto_reply(
     )
     subject_weak = not subject_strong and bool(_SUBJECT_ANYWHERE.search(subject))
     head = text[:3000]
-    body_hits = {m.group(0).lower() for m in _BODY_PHRASES.finditer(head)}
+    body_hits = ({m.group(0).lower() for m in _BODY_PHRASES.finditer(head)}
+                 if _BODY_PREFILTER.maybe(head) else set())
     contact = _CONTACT_CHANGE.search(head)
     reasons = list(strong)
     if subject_strong:
