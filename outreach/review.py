@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.errors import InputError
-from outreach.model import ACTIVE, BOUNCED, OPTED_OUT
+from outreach.model import BOUNCED, OPTED_OUT
 from outreach.plan import partner_zone
 from outreach.replies import pause_until
 from outreach.store import Store, iso, parse_iso
@@ -94,12 +94,8 @@ def acknowledge(store: Store, inbound_id: int, note: str | None, now: datetime) 
     was = parse_iso(row["handled_at"])
     needed_review = row["kind"] == "reply" or (row["kind"] == "auto_reply"
                                                and row["contact_change"])
-    with store.write() as conn:
-        conn.execute(
-            "UPDATE inbound SET handled_at = COALESCE(handled_at, ?),"
-            " handled_note = COALESCE(?, handled_note) WHERE id = ?",
-            (iso(now), note, inbound_id),
-        )
+    with store.write():
+        store.mark_handled(inbound_id, note, now)
         store.add_event(
             "acknowledged", now, partner_id=row["partner_id"], campaign=row["campaign"],
             step=row["step"], inbound_id=inbound_id,
@@ -133,18 +129,16 @@ def reclassify(
     partner_id: int = row["partner_id"]
     campaign: str | None = row["campaign"]
     changes: list[str] = []
-    with store.write() as conn:
+    with store.write():
         _undo(store, row, now, changes)
         zone = partner_zone(
             store.partners_by_id([partner_id])[partner_id], default_timezone)
         received = parse_iso(row["processed_at"]) or now
         needs_review = kind == "reply" or (kind == "auto_reply" and bool(row["contact_change"]))
-        conn.execute(
-            "UPDATE inbound SET kind = ?, handled_at = ?, reasons = ? WHERE id = ?",
-            (kind, None if needs_review else (row["handled_at"] or iso(now)),
-             json.dumps([*json.loads(row["reasons"] or "[]"),
-                         f"reclassified by hand: {old} -> {kind}"], ensure_ascii=False),
-             inbound_id),
+        store.set_inbound_kind(
+            inbound_id, kind,
+            handled_at=None if needs_review else (parse_iso(row["handled_at"]) or now),
+            reasons=[*json.loads(row["reasons"] or "[]"), f"reclassified by hand: {old} -> {kind}"],
         )
         if kind == "reply":
             _close_sequence(store, row, "replied", "follow-ups stopped: the partner replied",
@@ -184,7 +178,6 @@ def reclassify(
 
 def _undo(store: Store, row: dict[str, Any], now: datetime, changes: list[str]) -> None:
     """Reverse what the message's current kind did (only what is still in place)."""
-    conn = store.db.conn
     inbound_id, partner_id, campaign = row["id"], row["partner_id"], row["campaign"]
     status_events = store.query(
         "SELECT at FROM events WHERE inbound_id = ? AND kind = 'status'"
@@ -193,13 +186,7 @@ def _undo(store: Store, row: dict[str, Any], now: datetime, changes: list[str]) 
     current = store.scalar("SELECT status FROM partners WHERE id = ?", [partner_id])
     if status_events and current in (BOUNCED, OPTED_OUT):
         stamp = status_events[0]["at"]
-        conn.execute(
-            "UPDATE partners SET status = ?, status_reason = NULL, updated_at = ? WHERE id = ?",
-            (ACTIVE, iso(now), partner_id))
-        reopened = conn.execute(
-            "UPDATE sequences SET state = 'active', paused_until = NULL, updated_at = ?"
-            " WHERE partner_id = ? AND state = 'stopped' AND updated_at = ?",
-            (iso(now), partner_id, stamp)).rowcount
+        reopened = store.restore_partner(partner_id, stopped_at=stamp, now=now)
         store.add_event("status", now, partner_id=partner_id, campaign=campaign,
                         inbound_id=inbound_id,
                         summary=f"back to active (was {current}: #{inbound_id} reclassified)",
@@ -207,8 +194,7 @@ def _undo(store: Store, row: dict[str, Any], now: datetime, changes: list[str]) 
         changes.append(f"partner back to active (was {current})"
                        + (f"; {reopened} sequence(s) reopened" if reopened else ""))
     if row["kind"] == "bounce" and row["hard"] == 0:
-        conn.execute("UPDATE partners SET soft_bounces = max(soft_bounces - 1, 0),"
-                     " updated_at = ? WHERE id = ?", (iso(now), partner_id))
+        store.uncount_soft_bounce(partner_id, now)
         changes.append("one soft bounce fewer")
     if campaign is None:
         return

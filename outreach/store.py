@@ -1105,6 +1105,43 @@ class Store:
         )
         return int(cursor.lastrowid or 0)
 
+    def mark_handled(self, inbound_id: int, note: str | None, now: datetime) -> None:
+        """A person has dealt with this answer (the first time counts; a note is kept)."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE inbound SET handled_at = COALESCE(handled_at, ?),"
+                " handled_note = COALESCE(?, handled_note) WHERE id = ?",
+                (iso(now), note, inbound_id),
+            )
+
+    def set_inbound_kind(
+        self, inbound_id: int, kind: str, *, handled_at: datetime | None, reasons: list[str]
+    ) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE inbound SET kind = ?, handled_at = ?, reasons = ? WHERE id = ?",
+                (kind, iso(handled_at) if handled_at else None,
+                 json.dumps(reasons, ensure_ascii=False), inbound_id),
+            )
+
+    def restore_partner(self, partner_id: int, *, stopped_at: str, now: datetime) -> int:
+        """Back to active, reopening the sequences that were stopped by the status change
+        made at `stopped_at`; returns how many were reopened."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE partners SET status = 'active', status_reason = NULL, updated_at = ?"
+                " WHERE id = ?", (iso(now), partner_id))
+            return conn.execute(
+                "UPDATE sequences SET state = 'active', paused_until = NULL, updated_at = ?"
+                " WHERE partner_id = ? AND state = 'stopped' AND updated_at = ?",
+                (iso(now), partner_id, stopped_at)).rowcount
+
+    def uncount_soft_bounce(self, partner_id: int, now: datetime) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE partners SET soft_bounces = max(soft_bounces - 1, 0), updated_at = ?"
+                " WHERE id = ?", (iso(now), partner_id))
+
     def count_soft_bounce(self, partner_id: int, now: datetime) -> int:
         self.db.conn.execute(
             "UPDATE partners SET soft_bounces = soft_bounces + 1, updated_at = ? WHERE id = ?",
