@@ -304,15 +304,15 @@ _ADDRESS_HEADERS = frozenset({"from", "to", "cc"})
 #: One mailbox written so that policy.default renders it as `Name <addr>` or `addr`: a display
 #: name of plain words (nothing that needs quoting), or none.
 _PLAIN_MAILBOX = re.compile(
-    r"\s*(?:([A-Za-z0-9!#$%&'*+/=?^_`{|}~ \t-]*?)\s*<(ADDR)>|(ADDR))\s*".replace(
+    r"[ \t]*(?:([A-Za-z0-9!#$%&'*+/=?^_`{|}~ \t-]*?)[ \t]*<(ADDR)>|(ADDR))[ \t]*".replace(
         "ADDR",
         r"[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]+(?:\.[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]+)*"
         r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*",
     )
 )
 _PLAIN_MSGID = re.compile(
-    r"\s*(<[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]+(?:\.[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]+)*"
-    r"@[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]+(?:\.[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]+)*>)\s*"
+    r"[ \t]*(<[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]+(?:\.[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]+)*"
+    r"@[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]+(?:\.[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]+)*>)[ \t]*"
 )
 
 
@@ -542,14 +542,15 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/?^_`{|}~=-]"
 _SIMPLE_ADDR = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
 #: From values whose address anyone reads the same way: `addr`, `Name <addr>`, `"Name" <addr>`.
 _SIMPLE_FROM = re.compile(
-    rf'\s*(?:(?:"[^"\\<>@,;:]*"|[A-Za-z0-9 \t!#$%&\'*+/?^_`{{|}}~-]*)\s*<({_SIMPLE_ADDR})>'
-    rf"|({_SIMPLE_ADDR}))\s*"
+    rf'[ \t]*(?:(?:"[^"\\<>@,;:]*"|[A-Za-z0-9 \t!#$%&\'*+/?^_`{{|}}~-]*)[ \t]*<({_SIMPLE_ADDR})>'
+    rf"|({_SIMPLE_ADDR}))[ \t]*"
 )
-_SIMPLE_MSGID = re.compile(rf"\s*<({_ATEXT}+(?:\.{_ATEXT}+)*@{_ATEXT}+(?:\.{_ATEXT}+)*)>\s*")
+_SIMPLE_MSGID = re.compile(rf"[ \t]*<({_ATEXT}+(?:\.{_ATEXT}+)*@{_ATEXT}+(?:\.{_ATEXT}+)*)>[ \t]*")
 _SKIMMED = ("from", "in-reply-to", "references", "subject", "return-path", "content-type",
             "to", "cc", "message-id")
 #: A header block that the parser reads as plain "Name: value" lines and folded continuations,
 #: each ending in CRLF, nothing else (no lone CR or LF, no mbox "From " line).
+_PRINTABLE_BYTES = re.compile(rb"[\x20-\x7e\t]*")
 _PLAIN_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[^\n]*\r\n(?:[ \t][^\n]*\r\n)*)*")
 _SKIMMED_FIELD = re.compile(
     rb"\n(" + "|".join(_SKIMMED).encode() + rb"):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)",
@@ -592,6 +593,8 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
     joined: dict[str, list[str]] = {}
     for match in _SKIMMED_FIELD.finditer(b"\n" + head):
         value = match.group(2).replace(b"\r\n", b"")  # unfolded; no lone CR: the last is CRLF's
+        if not _PRINTABLE_BYTES.fullmatch(value, 0, len(value) - 1):
+            return None  # control characters: the parser may read them otherwise
         joined.setdefault(match.group(1).decode().lower(), []).append(value[:-1].decode())
     if b"=?" in head and any("=?" in v for name in ("from", "in-reply-to", "references",
                                                      "subject", "return-path")
