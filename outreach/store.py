@@ -512,6 +512,27 @@ class Store:
         )
         return int(cursor.lastrowid or 0)
 
+    def _ledger_event(
+        self,
+        kind: str,
+        row: LedgerRow,
+        now: datetime,
+        summary: str,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        """An event about one outbox message, in its partner's log."""
+        return self.add_event(
+            kind,
+            now,
+            partner_id=row.partner_id,
+            campaign=row.campaign,
+            step=row.step,
+            message_id=row.message_id,
+            outbound_id=row.id,
+            summary=summary,
+            detail=detail,
+        )
+
     # ------------------------------------------------------------------ partners
 
     def upsert_partners(self, partners: Iterable[Partner], now: datetime) -> tuple[int, int]:
@@ -829,14 +850,10 @@ class Store:
                 " AND partner_id=? AND last_step=?",
                 (stamp, stamp, row.campaign, row.partner_id, row.step),
             )
-            self.add_event(
+            self._ledger_event(
                 "sent",
+                row,
                 now,
-                partner_id=row.partner_id,
-                campaign=row.campaign,
-                step=row.step,
-                message_id=row.message_id,
-                outbound_id=row.id,
                 summary=row.subject,
                 detail={"response": response} if response else None,
             )
@@ -850,14 +867,10 @@ class Store:
                 " last_error=?, updated_at=? WHERE id=?",
                 (iso(retry_at), code, error, iso(now), row.id),
             )
-            self.add_event(
+            self._ledger_event(
                 "deferred",
+                row,
                 now,
-                partner_id=row.partner_id,
-                campaign=row.campaign,
-                step=row.step,
-                message_id=row.message_id,
-                outbound_id=row.id,
                 summary=f"{error} (retry at {iso(retry_at)})",
                 detail={"code": code, "retry_at": iso(retry_at)},
             )
@@ -876,14 +889,10 @@ class Store:
                 " next_attempt_at=NULL WHERE id=?",
                 (code, error, iso(now), row.id),
             )
-            self.add_event(
+            self._ledger_event(
                 "failed",
+                row,
                 now,
-                partner_id=row.partner_id,
-                campaign=row.campaign,
-                step=row.step,
-                message_id=row.message_id,
-                outbound_id=row.id,
                 summary=error,
                 detail={"code": code, "permanent": permanent},
             )
@@ -910,14 +919,10 @@ class Store:
                 "UPDATE messages SET status='unknown', last_error=?, updated_at=? WHERE id=?",
                 (reason, iso(now), row.id),
             )
-            self.add_event(
+            self._ledger_event(
                 "unknown",
+                row,
                 now,
-                partner_id=row.partner_id,
-                campaign=row.campaign,
-                step=row.step,
-                message_id=row.message_id,
-                outbound_id=row.id,
                 summary=reason,
             )
 
@@ -940,14 +945,10 @@ class Store:
                     "UPDATE messages SET status='unknown', updated_at=? WHERE id=?",
                     (iso(now), row.id),
                 )
-                self.add_event(
+                self._ledger_event(
                     "unknown",
+                    row,
                     now,
-                    partner_id=row.partner_id,
-                    campaign=row.campaign,
-                    step=row.step,
-                    message_id=row.message_id,
-                    outbound_id=row.id,
                     summary="the worker stopped while this message was being sent; it may or "
                     "may not have been delivered",
                 )
@@ -961,14 +962,10 @@ class Store:
                     "UPDATE messages SET status='sending' WHERE id=? AND status='unknown'",
                     (row.id,),
                 )
-                self.add_event(
+                self._ledger_event(
                     "resolved",
+                    row,
                     now,
-                    partner_id=row.partner_id,
-                    campaign=row.campaign,
-                    step=row.step,
-                    message_id=row.message_id,
-                    outbound_id=row.id,
                     summary=f"counted as sent ({how})",
                 )
                 self.mark_sent(row, now)
@@ -978,14 +975,10 @@ class Store:
                     " AND status='unknown'",
                     (iso(now), row.id),
                 )
-                self.add_event(
+                self._ledger_event(
                     "resolved",
+                    row,
                     now,
-                    partner_id=row.partner_id,
-                    campaign=row.campaign,
-                    step=row.step,
-                    message_id=row.message_id,
-                    outbound_id=row.id,
                     summary=f"queued again ({how})",
                 )
 
@@ -1120,8 +1113,12 @@ class Store:
         with self.write() as conn:
             conn.execute(
                 "UPDATE inbound SET kind = ?, handled_at = ?, reasons = ? WHERE id = ?",
-                (kind, iso(handled_at) if handled_at else None,
-                 json.dumps(reasons, ensure_ascii=False), inbound_id),
+                (
+                    kind,
+                    iso(handled_at) if handled_at else None,
+                    json.dumps(reasons, ensure_ascii=False),
+                    inbound_id,
+                ),
             )
 
     def restore_partner(self, partner_id: int, *, stopped_at: str, now: datetime) -> int:
@@ -1130,17 +1127,22 @@ class Store:
         with self.write() as conn:
             conn.execute(
                 "UPDATE partners SET status = 'active', status_reason = NULL, updated_at = ?"
-                " WHERE id = ?", (iso(now), partner_id))
+                " WHERE id = ?",
+                (iso(now), partner_id),
+            )
             return conn.execute(
                 "UPDATE sequences SET state = 'active', paused_until = NULL, updated_at = ?"
                 " WHERE partner_id = ? AND state = 'stopped' AND updated_at = ?",
-                (iso(now), partner_id, stopped_at)).rowcount
+                (iso(now), partner_id, stopped_at),
+            ).rowcount
 
     def uncount_soft_bounce(self, partner_id: int, now: datetime) -> None:
         with self.write() as conn:
             conn.execute(
                 "UPDATE partners SET soft_bounces = max(soft_bounces - 1, 0), updated_at = ?"
-                " WHERE id = ?", (iso(now), partner_id))
+                " WHERE id = ?",
+                (iso(now), partner_id),
+            )
 
     def count_soft_bounce(self, partner_id: int, now: datetime) -> int:
         self.db.conn.execute(
