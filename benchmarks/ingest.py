@@ -378,7 +378,7 @@ class Bench:
         store = ws.store
         with store.write():
             for row in store.ledger_rows("status = 'queued' ORDER BY id"):
-                store.mark_sending(row.id, ws.clock())
+                store.mark_sending([row.id], ws.clock())
                 store.mark_sent(row, ws.clock(), "250 2.0.0 Ok")
         for row in store.query(
                 "SELECT m.message_id, m.subject, m.to_addr, m.sent_at, p.name, p.organization"

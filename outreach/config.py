@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from email.utils import getaddresses, parseaddr
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -107,6 +108,11 @@ class Limits:
     concurrency: int = 2
 
 
+@lru_cache(maxsize=64)
+def _display_name(header: str) -> str:
+    return parseaddr(header)[0]
+
+
 @dataclass(frozen=True)
 class Account:
     name: str
@@ -126,7 +132,7 @@ class Account:
 
     @property
     def from_name(self) -> str:
-        return parseaddr(self.from_header)[0]
+        return _display_name(self.from_header)
 
     @property
     def unsubscribe_address(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
@@ -218,10 +219,11 @@ def _deliver(config: Config, settings: DigestSettings, raw: bytes) -> Result:
     recipient = parseaddr(settings.to)[1] or settings.to
     results: list[Result] = []
 
-    def transition(done: tuple[Envelope, Result] | None, claim: Envelope | None) -> bool:
-        if done is not None:
-            results.append(done[1])
-        return True
+    def transition(
+        done: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]
+    ) -> set[int]:
+        results.extend(result for _, result in done)
+        return {envelope.key for envelope in claims}
 
     asyncio.run(deliver_batch(
         account.smtp, account.smtp.password(), Limits(concurrency=1),

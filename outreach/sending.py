@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ from outreach.errors import AuthenticationError, MailServerError, OutreachError
 from outreach.imap import Mailbox
 from outreach.logs import log_event
 from outreach.plan import Due, due_messages
-from outreach.render import Renderer, Threading, build_message
+from outreach.render import Built, Renderer, Threading, build_message
 from outreach.smtp import Envelope, Outcome, Result, deliver_batch
 from outreach.store import LedgerRow, Store
 
@@ -97,9 +97,9 @@ class Sender:
         used = self.store.sent_since(account.name, now - timedelta(days=1))
         return max(0, account.limits.per_day - used)
 
-    def queue_due(self, report: SendReport) -> None:
-        """Render what is due into the outbox, no more per account than its daily limit lets
-        go out now (so a message's Date is the day it is sent)."""
+    def plan_by_account(self, report: SendReport) -> dict[str, list[Due]]:
+        """What is due now, per account, no more than its daily limit lets go out now (so a
+        message's Date is the day it is sent); the rest is counted as held by the limit."""
         now = self.clock()
         self.store.remember_campaigns(((c.name, c.account) for c in self.campaigns), now)
         room: dict[str, int | None] = {}
@@ -108,56 +108,89 @@ class Sender:
             if budget is not None:
                 budget -= self.store.count_sendable(account.name, now)
             room[account.name] = budget
-        due = self.due()
-        for start in range(0, len(due), QUEUE_CHUNK):
-            if self.should_stop():
-                return
-            with self.store.write():  # one commit per chunk; each row stands alone anyway
-                for item in due[start : start + QUEUE_CHUNK]:
-                    left = room.get(item.campaign.account)
-                    if left is not None:
-                        if left <= 0:
-                            report.held_by_limit += 1
-                            continue
-                        room[item.campaign.account] = left - 1
-                    try:
-                        self.queue_one(item)
-                    except OutreachError as exc:
-                        report.errors.append(str(exc))
-                        log_event(
-                            self.log,
-                            "render_failed",
-                            str(exc),
-                            logging.ERROR,
-                            campaign=item.campaign.name,
-                            partner=item.partner.email,
-                        )
-                        continue
-                    report.queued += 1
+        planned: dict[str, list[Due]] = {}
+        for item in self.due():
+            left = room.get(item.campaign.account)
+            if left is not None:
+                if left <= 0:
+                    report.held_by_limit += 1
+                    continue
+                room[item.campaign.account] = left - 1
+            planned.setdefault(item.campaign.account, []).append(item)
+        return planned
 
-    def queue_one(self, item: Due) -> int | None:
+    def queue_due(self, report: SendReport) -> None:
+        """Render everything due into the outbox without sending it."""
+        for items in self.plan_by_account(report).values():
+            if not self.queue_items(items, report):
+                return
+
+    def queue_items(self, items: Sequence[Due], report: SendReport) -> bool:
+        """Render items into the outbox, one commit per chunk; False if told to stop."""
+        threading = self.threading_for(items)
+        for start in range(0, len(items), QUEUE_CHUNK):
+            if self.should_stop():
+                return False
+            with self.store.write():  # one commit per chunk; each row stands alone anyway
+                for item in items[start : start + QUEUE_CHUNK]:
+                    built = self.prepare_or_report(item, threading, report)
+                    if built is not None and self.outbox(item, built) is not None:
+                        report.queued += 1
+        return True
+
+    def threading_for(self, items: Sequence[Due]) -> dict[tuple[str, int], Threading]:
+        """The thread each follow-up among `items` continues, read in bulk."""
+        wanted = {
+            (item.campaign.name, item.partner.id or 0): item.step.number
+            for item in items
+            if item.step.thread and item.step.number > 1
+        }
+        return {
+            key: Threading(first_subject=first, earlier_ids=tuple(ids))
+            for key, (first, ids) in self.store.threads_for(wanted).items()
+        }
+
+    def prepare(self, item: Due, threading: Threading) -> Built:
+        """Render one message (pure: no I/O)."""
         campaign, partner, step = item.campaign, item.partner, item.step
-        assert partner.id is not None
         account = self.config.accounts[campaign.account]
-        threading = Threading()
-        if step.thread and step.number > 1:
-            threading = Threading(
-                first_subject=self.store.first_subject(campaign.name, partner.id),
-                earlier_ids=tuple(self.store.thread_ids(campaign.name, partner.id, step.number)),
-            )
-        now = self.clock()
+        if not (step.thread and step.number > 1):
+            threading = Threading()
         rendered = self.renderer.render(campaign, step, partner, account, threading)
-        built = build_message(rendered, partner, account, now, threading)
+        return build_message(rendered, partner, account, self.clock(), threading)
+
+    def prepare_or_report(
+        self, item: Due, threading: dict[tuple[str, int], Threading], report: SendReport
+    ) -> Built | None:
+        assert item.partner.id is not None
+        try:
+            thread = threading.get((item.campaign.name, item.partner.id), Threading())
+            return self.prepare(item, thread)
+        except OutreachError as exc:
+            report.errors.append(str(exc))
+            log_event(
+                self.log,
+                "render_failed",
+                str(exc),
+                logging.ERROR,
+                campaign=item.campaign.name,
+                partner=item.partner.email,
+            )
+            return None
+
+    def outbox(self, item: Due, built: Built) -> int | None:
+        """Write a rendered message to the outbox; None if (campaign, partner, step) has one."""
+        assert item.partner.id is not None
         return self.store.queue_message(
-            campaign=campaign.name,
-            partner_id=partner.id,
-            step=step.number,
-            account=account.name,
+            campaign=item.campaign.name,
+            partner_id=item.partner.id,
+            step=item.step.number,
+            account=item.campaign.account,
             message_id=built.message_id,
             to_addr=built.to_addr,
             subject=built.subject,
             raw=built.raw,
-            now=now,
+            now=self.clock(),
         )
 
     # ------------------------------------------------------------------ deliver
@@ -206,13 +239,14 @@ class Sender:
         by_id = {row.id: row for row in rows}
         password = account.smtp.password()
 
-        def transition(done: tuple[Envelope, Result] | None, claim: Envelope | None) -> bool:
+        def transition(
+            results: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]
+        ) -> set[int]:
+            # runs on the ledger writer's thread, the only user of the store meanwhile
             with self.store.write():
-                if done is not None:
-                    self.record_result(account, by_id[done[0].key], done[1], report)
-                if claim is None:
-                    return True
-                return self.store.mark_sending(claim.key, self.clock())
+                for envelope, result in results:
+                    self.record_result(account, by_id[envelope.key], result, report)
+                return self.store.mark_sending([e.key for e in claims], self.clock())
 
         envelopes = [Envelope(row.id, account.from_email, row.to_addr, row.raw) for row in rows]
         asyncio.run(

@@ -13,7 +13,8 @@ import contextlib
 import random
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 
@@ -74,9 +75,6 @@ class Pacer:
         self.jitter = limits.jitter.total_seconds()
         self._next = 0.0
         self._lock = asyncio.Lock()
-
-    def will_wait(self) -> bool:
-        return self.jitter > 0 or (self.interval > 0 and self._next > time.monotonic())
 
     async def wait(self) -> None:
         if self.jitter > 0:
@@ -153,11 +151,13 @@ class Connection:
                 await self.client.quit()
         self.drop()
 
-    async def deliver(self, envelope: Envelope) -> Result:
+    async def deliver(self, envelope: Envelope, claim: Awaitable[bool]) -> Result | None:
         """One message, reconnecting once if the server went away before DATA.
 
-        Never raises for a server problem: the caller has claimed the message in the ledger
-        and must record a result. A permanent failure to reconnect is kept in `fatal`.
+        `claim` is the ledger's claim of the message, committing while MAIL and RCPT go out
+        (they deliver nothing); DATA waits for it. None when the claim was refused: the
+        transaction is reset and nothing was sent. Never raises for a server problem: a
+        claimed message must get a result. A permanent failure to reconnect is kept in `fatal`.
         """
         for attempt in (1, 2):
             try:
@@ -171,6 +171,9 @@ class Connection:
                 await client.mail(envelope.sender)
                 phase = "rcpt"
                 await client.rcpt(envelope.recipient)
+                if not await claim:
+                    await self._reset(client)
+                    return None
                 phase = "data"
                 response = await client.data(envelope.raw)
                 return Result(Outcome.SENT, response.code, _short(response.message))
@@ -207,10 +210,74 @@ class Connection:
             self.drop()
 
 
-Transition = Callable[[tuple[Envelope, Result] | None, Envelope | None], bool]
-"""The ledger's one write per message: record the previous result (if any) and claim the next
-envelope (if any) in one transaction. Returns False when the claim was refused (the message
-is no longer sendable); the result is always recorded."""
+Transition = Callable[[Sequence[tuple[Envelope, Result]], Sequence[Envelope]], set[int]]
+"""The ledger's writes, one transaction: record these results and claim these envelopes.
+Returns the keys of the envelopes claimed; a claim is refused when the message is no longer
+sendable. The results are always recorded."""
+
+
+class LedgerWriter:
+    """Runs `transition` on a thread of its own, one call at a time, and folds every result
+    and claim the connections asked for in the meantime into the next call (a group commit).
+
+    SQLite does its work without the GIL, so the event loop goes on talking to the server
+    while a transaction commits, and four connections cost one commit, not four.
+    """
+
+    def __init__(self, transition: Transition) -> None:
+        self.transition = transition
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="outreach-ledger")
+        self._results: list[tuple[Envelope, Result]] = []
+        self._claims: list[tuple[Envelope, asyncio.Future[bool]]] = []
+        self._writing: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    def record(self, envelope: Envelope, result: Result) -> None:
+        self._results.append((envelope, result))
+        self._kick()
+
+    def claim(self, envelope: Envelope) -> asyncio.Future[bool]:
+        claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self.error is not None:
+            claimed.set_exception(self.error)
+        else:
+            self._claims.append((envelope, claimed))
+            self._kick()
+        return claimed
+
+    def _kick(self) -> None:
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (self._results or self._claims) and self.error is None:
+            results, self._results = self._results, []
+            claims, self._claims = self._claims, []
+            try:
+                claimed = await loop.run_in_executor(
+                    self._executor, self.transition, results, [e for e, _ in claims]
+                )
+            except BaseException as exc:  # the batch stops; unrecorded rows stay `sending`
+                self.error = exc
+                for _, future in claims + self._claims:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            for envelope, future in claims:
+                if not future.done():
+                    future.set_result(envelope.key in claimed)
+
+    async def close(self) -> None:
+        """Write what is pending, then stop the thread; raises the writer's error, if any."""
+        try:
+            while self._writing is not None and not self._writing.done():
+                await asyncio.shield(self._writing)
+        finally:
+            # a transaction already running on the thread finishes (commit or rollback)
+            self._executor.shutdown(wait=True)
+        if self.error is not None:
+            raise self.error
 
 
 async def deliver_batch(
@@ -223,9 +290,9 @@ async def deliver_batch(
 ) -> None:
     """Deliver envelopes over `limits.concurrency` reused connections.
 
-    Every message is claimed through `transition` right before its SMTP conversation, and
-    its result recorded through it right after, folded into the next claim so each message
-    costs one commit. A pause (per_minute pacing, jitter) never holds a result back.
+    Every message is claimed through `transition` before its DATA command (the claim commits
+    while MAIL and RCPT go out), and its result recorded through it right after; claims and
+    results of all connections are folded into as few commits as possible (LedgerWriter).
     MailServerError propagates (server down, login refused, TLS refused) and stops the
     batch; messages not yet claimed stay queued. The other connections finish the message
     they are on first: cancelling one mid-DATA would leave it claimed with its outcome
@@ -235,43 +302,40 @@ async def deliver_batch(
     for envelope in envelopes:
         queue.put_nowait(envelope)
     pacer = Pacer(limits)
+    ledger = LedgerWriter(transition)
     failed = False
 
     def stopping() -> bool:
-        return failed or should_stop()
+        return failed or ledger.error is not None or should_stop()
 
     async def worker() -> None:
         nonlocal failed
         connection = Connection(settings, password)
-        done: tuple[Envelope, Result] | None = None
         try:
             while not stopping():
                 try:
                     envelope = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     break
-                if pacer.will_wait() and done is not None:
-                    transition(done, None)
-                    done = None
                 await pacer.wait()
                 if stopping():
                     break
                 # Connect before claiming: a server that is down or refuses our login
                 # leaves the message queued, untouched, for the next cycle.
                 await connection.open()
-                claimed = transition(done, envelope)
-                done = None
-                if not claimed:
-                    continue
-                done = (envelope, await connection.deliver(envelope))
+                claim = ledger.claim(envelope)
+                try:
+                    result = await connection.deliver(envelope, claim)
+                finally:
+                    claimed = await claim  # done by now unless deliver stopped early
+                if claimed and result is not None:
+                    ledger.record(envelope, result)
                 if connection.fatal is not None:
                     raise connection.fatal
         except BaseException:
             failed = True
             raise
         finally:
-            if done is not None:
-                transition(done, None)
             await connection.close()
 
     count = max(1, min(limits.concurrency, len(envelopes)))
@@ -281,6 +345,7 @@ async def deliver_batch(
     finally:
         for task in tasks:
             task.cancel()
+        await ledger.close()
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome

@@ -389,6 +389,8 @@ QUEUED, SENDING, SENT, DEFERRED, FAILED, UNKNOWN = (
     "unknown",
 )
 LEDGER_STATES = (QUEUED, SENDING, SENT, DEFERRED, FAILED, UNKNOWN)
+# the states of an earlier step that a follow-up threads to (not failed: never delivered)
+_THREADED = (SENT, SENDING, UNKNOWN, QUEUED, DEFERRED)
 
 
 class Store:
@@ -400,7 +402,11 @@ class Store:
             if self.path != Path(":memory:"):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN ourselves (see `write`).
-            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            # check_same_thread=False: a sending batch hands the connection to the ledger writer's
+            # thread (smtp.LedgerWriter) and does not touch it until the batch is over.
+            conn = sqlite3.connect(
+                str(self.path), timeout=30, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             # Checkpoints fsync; fewer, larger ones keep a sending batch fast (WAL <= ~40 MB).
@@ -827,15 +833,21 @@ class Store:
             )
         )
 
-    def mark_sending(self, ledger_id: int, now: datetime) -> bool:
-        """Claim a row for one delivery attempt; committed before the SMTP conversation."""
+    def mark_sending(self, ledger_ids: Sequence[int], now: datetime) -> set[int]:
+        """Claim rows for one delivery attempt each, committed before their SMTP DATA.
+
+        Returns the ids claimed: a row no longer queued or deferred is not."""
+        claimed = set()
         with self.write() as conn:
-            cursor = conn.execute(
-                "UPDATE messages SET status='sending', attempts=attempts+1, updated_at=?"
-                " WHERE id=? AND status IN ('queued', 'deferred')",
-                (iso(now), ledger_id),
-            )
-        return cursor.rowcount == 1
+            for ledger_id in ledger_ids:
+                cursor = conn.execute(
+                    "UPDATE messages SET status='sending', attempts=attempts+1, updated_at=?"
+                    " WHERE id=? AND status IN ('queued', 'deferred')",
+                    (iso(now), ledger_id),
+                )
+                if cursor.rowcount == 1:
+                    claimed.add(ledger_id)
+        return claimed
 
     def mark_sent(self, row: LedgerRow, now: datetime, response: str = "") -> None:
         stamp = iso(now)
@@ -995,11 +1007,37 @@ class Store:
             )
         )
 
+    def threads_for(
+        self, wanted: dict[tuple[str, int], int]
+    ) -> dict[tuple[str, int], tuple[str | None, list[str]]]:
+        """For each (campaign, partner id) -> step: the subject of step 1 and the Message-IDs
+        of the earlier steps (oldest first), as `first_subject` and `thread_ids` give them,
+        read in bulk before a batch."""
+        found: dict[tuple[str, int], tuple[str | None, list[str]]] = {
+            key: (None, []) for key in wanted
+        }
+        rows = self._select_in(
+            "SELECT campaign, partner_id, step, message_id, subject, status FROM messages"
+            " WHERE partner_id IN ({marks}) ORDER BY step",
+            sorted({partner_id for _, partner_id in wanted}),
+        )
+        for campaign, partner_id, step, message_id, subject, status in rows:
+            key = (campaign, partner_id)
+            before = wanted.get(key)
+            if before is None or step >= before:
+                continue
+            first, ids = found[key]
+            if step == 1:
+                found[key] = (subject, ids)
+            if status in _THREADED:
+                ids.append(message_id)
+        return found
+
     def thread_ids(self, campaign: str, partner_id: int, before_step: int) -> list[str]:
         """Message-IDs of the earlier steps, oldest first, for In-Reply-To / References."""
         rows = self.db.conn.execute(
             "SELECT message_id FROM messages WHERE campaign=? AND partner_id=? AND step<?"
-            " AND status IN ('sent', 'sending', 'unknown', 'queued', 'deferred') ORDER BY step",
+            f" AND status IN {_THREADED!r} ORDER BY step",
             (campaign, partner_id, before_step),
         )
         return [r[0] for r in rows]

@@ -14,6 +14,7 @@ from outreach.errors import OutreachError, TemplateError
 from outreach.ingest import Reader, ReadReport
 from outreach.logs import log_event
 from outreach.plan import Due
+from outreach.render import Built, Threading
 from outreach.sending import Sender, SendReport
 from outreach.store import Store, iso
 
@@ -113,9 +114,9 @@ class GuardedSender(Sender):
     """A bug met while preparing one partner's message is reported for that partner (like a
     template error) and the others are still queued."""
 
-    def queue_one(self, item: Due) -> int | None:
+    def prepare(self, item: Due, threading: Threading) -> Built:
         try:
-            return super().queue_one(item)
+            return super().prepare(item, threading)
         except _NOT_ITEM_FAILURES:
             raise
         except Exception as exc:  # noqa: BLE001 - one partner must not stop the others

@@ -177,7 +177,7 @@ def test_replanning_after_recording_yields_nothing(
                 now=now,
             )
             row = store.ledger_rows("id = ?", [ledger_id])[0]
-            store.mark_sending(row.id, now)
+            store.mark_sending([row.id], now)
             store.mark_sent(row, now)
         assert find_due(store, [c], now, "UTC") == []
         for index, p in enumerate(store.partners()):

@@ -388,7 +388,7 @@ def test_unknown_after_a_crash_is_settled_from_the_sent_folder(
     worker.sender.queue_due(report)
     rows = ws.store.ledger_rows("1 ORDER BY id")
     for row in rows:  # the worker claimed both, then died
-        assert ws.store.mark_sending(row.id, ws.clock())
+        assert ws.store.mark_sending([row.id], ws.clock()) == {row.id}
     imap_server.append(rows[0].raw, folder="Sent")  # the server kept a copy of the first
     ws.worker().recover()
     statuses = {r["id"]: r["status"] for r in ws.store.query("SELECT id, status FROM messages")}

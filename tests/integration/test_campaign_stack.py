@@ -311,7 +311,7 @@ def test_dovecot_drops_the_connection_mid_read(
     worker.sender.queue_due(report)
     rows = ws.store.ledger_rows("1 ORDER BY id")
     for row in rows:
-        ws.store.mark_sending(row.id, ws.clock())
+        ws.store.mark_sending([row.id], ws.clock())
         ws.store.mark_sent(row, ws.clock(), "250 by hand")
     with mailstack.imap(coordinator) as c:
         c.multiappend("INBOX", [partner_mail.reply(r.raw, f"Answer {r.to_addr}") for r in rows])
