@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -10,8 +12,12 @@ from pathlib import Path
 import pytest
 from workspace import Workspace, partner_rows
 
-from outreach.errors import AuthenticationError
+from outreach.config import Limits, ServerSettings
+from outreach.errors import AuthenticationError, StoreError
 from outreach.localservers import LocalSMTPServer
+from outreach.smtp import Envelope, deliver_batch
+
+SAMPLE = b"From: coordinator@district.test\r\nSubject: hello\r\n\r\nHello.\r\n"
 
 
 @pytest.fixture
@@ -413,3 +419,77 @@ def test_unknown_after_a_crash_is_settled_from_the_sent_folder(
         == "sent"
     )
     ws.close()
+
+
+def test_every_message_is_claimed_in_the_ledger_before_the_server_has_it(
+    tmp_path, smtp_server_factory
+):
+    """The claim commits while MAIL and RCPT go out; DATA waits for it. Checked from the
+    server's side, through a second database connection, at four connections at once."""
+    seen: dict[str, str] = {}
+    ws: Workspace | None = None
+
+    def check(message) -> None:
+        assert ws is not None
+        with sqlite3.connect(ws.root / "outreach.db") as db:
+            (status,) = db.execute(
+                "SELECT status FROM messages WHERE message_id = ?", [message.message["Message-ID"]]
+            ).fetchone()
+        seen[message.rcpt_tos[0]] = status
+
+    server = smtp_server_factory(on_message=check)
+    ws = Workspace(tmp_path, smtp_port=server.port, limits="concurrency = 4")
+    ws.add_partners(partner_rows(40))
+    report = ws.worker().send_cycle()
+    assert report.sent == 40
+    assert len(seen) == 40 and set(seen.values()) == {"sending"}
+    assert set(ledger(ws).values()) == {"sent"}
+    assert len(events(ws, "sent")) == 40
+    ws.close()
+
+
+def run_batch(server, envelopes, transition):
+    settings = ServerSettings(
+        "smtp", "accounts.test.smtp", Path("config.toml"), server.host, server.port, "none"
+    )
+    asyncio.run(deliver_batch(settings, None, Limits(concurrency=2), envelopes, transition))
+
+
+def test_a_refused_claim_sends_nothing_and_records_nothing(smtp_server):
+    envelopes = [
+        Envelope(key, "coordinator@district.test", f"p{key}@partners.test", SAMPLE)
+        for key in range(1, 7)
+    ]
+    recorded: list[int] = []
+
+    def transition(results, claims):
+        recorded.extend(envelope.key for envelope, _ in results)
+        return {envelope.key for envelope in claims if envelope.key != 3}
+
+    run_batch(smtp_server, envelopes, transition)
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(5)) == [
+        f"p{key}@partners.test" for key in (1, 2, 4, 5, 6)
+    ]
+    time.sleep(0.2)
+    assert len(smtp_server.messages) == 5
+    assert sorted(recorded) == [1, 2, 4, 5, 6]
+
+
+def test_a_ledger_failure_stops_the_batch_before_the_next_data(smtp_server):
+    envelopes = [
+        Envelope(key, "coordinator@district.test", f"p{key}@partners.test", SAMPLE)
+        for key in range(1, 11)
+    ]
+    claimed: list[int] = []
+
+    def transition(results, claims):
+        if any(envelope.key == 4 for envelope in claims):
+            raise StoreError("outreach.db: disk I/O error")
+        claimed.extend(envelope.key for envelope in claims)
+        return {envelope.key for envelope in claims}
+
+    with pytest.raises(StoreError, match="disk I/O error"):
+        run_batch(smtp_server, envelopes, transition)
+    delivered = {int(m.rcpt_tos[0][1:].split("@")[0]) for m in smtp_server.messages}
+    assert 4 not in delivered
+    assert delivered <= set(claimed), "nothing reaches the server without a committed claim"
