@@ -259,8 +259,8 @@ CRLF = "\r\n"
 
 def fold(name: str, value: str) -> str:
     """`Name: value`, folded at spaces to keep lines near 78 characters (RFC 5322 2.2.3)."""
-    if CRLF in value:  # already folded by the RFC 2047 encoder
-        return f"{name}: {value}"
+    if CRLF in value or (len(name) + len(value) < 77 and value[-1:] not in ("", " ")):
+        return f"{name}: {value}"  # already folded by the RFC 2047 encoder, or short
     line = f"{name}: "
     lines: list[str] = []
     for word in value.split(" "):
