@@ -242,7 +242,6 @@ class Sender:
         def transition(
             results: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]
         ) -> set[int]:
-            # runs on the ledger writer's thread, the only user of the store meanwhile
             with self.store.write():
                 for envelope, result in results:
                     self.record_result(account, by_id[envelope.key], result, report)

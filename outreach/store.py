@@ -402,11 +402,7 @@ class Store:
             if self.path != Path(":memory:"):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN ourselves (see `write`).
-            # check_same_thread=False: a sending batch hands the connection to the ledger writer's
-            # thread (smtp.LedgerWriter) and does not touch it until the batch is over.
-            conn = sqlite3.connect(
-                str(self.path), timeout=30, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             # Checkpoints fsync; fewer, larger ones keep a sending batch fast (WAL <= ~40 MB).
