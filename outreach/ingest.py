@@ -140,7 +140,12 @@ class Reader:
             elif uid in parsed and worth_downloading(parsed[uid], our_ids, senders, domains,
                                                      unsubscribe):
                 keys[uid] = message_key(parsed[uid], block)
-        wanted = [u for u, key in keys.items() if not self._duplicate(key)]
+        wanted: list[int] = []
+        taken: set[str] = set()  # two copies of one message in a batch count once
+        for uid, key in keys.items():
+            if key not in taken and not self._duplicate(key):
+                taken.add(key)
+                wanted.append(uid)
         report.relevant += len(wanted)
         bodies = mailbox.fetch_bodies(wanted, self.config.replies.max_message_size)
         for uid in wanted:

@@ -189,3 +189,15 @@ def test_imap_outage_is_reported_and_read_next_time(ws, smtp_server, imap_server
     imap_server.start()
     imap_server.append(raw)
     assert worker.read_cycle().recorded == 1
+
+
+def test_two_copies_of_one_reply_in_one_read_are_recorded_once(ws, smtp_server, imap_server):
+    ws.add_partners(partner_rows(1))
+    worker = ws.worker()
+    worker.cycle()
+    raw = partner_mail.reply(sent_to(smtp_server, "p0000@partners.test"), "Doing well!")
+    imap_server.append(raw)
+    imap_server.append(raw)  # the same message twice (a new UID, the same Message-ID)
+    assert worker.read_cycle().recorded == 1
+    assert ws.store.scalar("SELECT count(*) FROM inbound") == 1
+    assert kinds(ws, "p0000@partners.test").count("reply") == 1
