@@ -7,6 +7,7 @@ an optional APPEND of sent copies to the Sent folder.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import ssl
@@ -95,7 +96,7 @@ class Mailbox:
             yield
         except MailServerError:
             raise
-        except (IMAPClientError, OSError, socket.timeout) as exc:
+        except (TimeoutError, IMAPClientError, OSError) as exc:
             raise MailServerError(f"{self.where}: {doing} failed: {exc}") from exc
 
     @property
@@ -106,7 +107,8 @@ class Mailbox:
 
     def capabilities(self) -> set[str]:
         with self.errors("CAPABILITY"):
-            return {c.decode() if isinstance(c, bytes) else str(c) for c in self.imap.capabilities()}
+            found = self.imap.capabilities()
+            return {c.decode() if isinstance(c, bytes) else str(c) for c in found}
 
     def sent_folder(self) -> str:
         """The configured sent_folder, else the special-use \\Sent folder (RFC 6154), else a
@@ -255,7 +257,5 @@ def _quietly_logout(client: imapclient.IMAPClient) -> None:
     try:
         client.logout()
     except Exception:  # noqa: BLE001 - closing a broken connection must not raise
-        try:
+        with contextlib.suppress(Exception):
             client.shutdown()
-        except Exception:  # noqa: BLE001
-            pass

@@ -13,11 +13,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from outreach.addresses import address_domain
 from outreach.classify import Classification, classify_message
+from outreach.classify_pool import ClassifierPool
 from outreach.config import Account, Campaign, Config
 from outreach.errors import AuthenticationError, MailServerError
 from outreach.imap import Mailbox
@@ -56,14 +58,35 @@ class ReadReport:
 
     def summary(self) -> str:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.kinds.items()))
-        return f"{self.seen} new in mailbox, {self.recorded} recorded" + (f" ({kinds})" if kinds else "")
+        text = f"{self.seen} new in mailbox, {self.recorded} recorded"
+        return text + (f" ({kinds})" if kinds else "")
+
+
+@dataclass
+class _Fetched:
+    """A batch downloaded, its classification under way."""
+
+    account: Account
+    folder: str
+    uidvalidity: int
+    last_uid: int
+    items: list[tuple[int, bytes, int]]  # (uid, message, size)
+    unsubscribe: tuple[str, ...]
+    domains: dict[str, int]
+    today: date
+    classifying: Future[list[Classification]] | None
+
+
+SHARED_POOL = ClassifierPool()  # one worker process for the whole program, started when needed
 
 
 class Reader:
     def __init__(
         self, config: Config, campaigns: list[Campaign], store: Store, clock: Clock,
         logger: logging.Logger, should_stop: Callable[[], bool] = lambda: False,
+        pool: ClassifierPool = SHARED_POOL,
     ) -> None:
+        self.pool = pool
         self.config = config
         self.campaigns = campaigns
         self.store = store
@@ -109,19 +132,36 @@ class Reader:
                           "twice", logging.WARNING, account=account.name)
         uids = mailbox.uids_from(first)
         batch_size = max(1, self.config.replies.batch_size)
-        for start in range(0, len(uids), batch_size):
-            if self.should_stop():
-                return
-            batch = uids[start : start + batch_size]
-            self.read_batch(mailbox, account, folder, uidvalidity, batch, report)
-            self.store.set_checkpoint(account.name, folder, uidvalidity, batch[-1], self.clock())
-        if not uids and checkpoint is None:
-            self.store.set_checkpoint(account.name, folder, uidvalidity, 0, self.clock())
-        elif not uids and checkpoint is not None and checkpoint[0] != uidvalidity:
+        taken: set[str] = set()  # keys of messages downloaded in this read: copies count once
+        pending: _Fetched | None = None  # classified meanwhile; recorded after the next fetch
+        try:
+            for start in range(0, len(uids), batch_size):
+                if self.should_stop():
+                    break
+                batch = uids[start : start + batch_size]
+                fetched = self.fetch_batch(mailbox, account, folder, uidvalidity, batch,
+                                           report, taken)
+                if pending is not None:
+                    self.finish_batch(pending, report)
+                pending = fetched
+        except MailServerError:
+            if pending is not None:  # downloaded already: record it before giving up
+                self.finish_batch(pending, report)
+            raise
+        if pending is not None:
+            self.finish_batch(pending, report)
+        if not uids and (checkpoint is None or checkpoint[0] != uidvalidity):
             self.store.set_checkpoint(account.name, folder, uidvalidity, 0, self.clock())
 
     def read_batch(self, mailbox: Mailbox, account: Account, folder: str, uidvalidity: int,
                    uids: list[int], report: ReadReport) -> None:
+        """Read one batch of UIDs completely (fetch, classify, record, checkpoint)."""
+        self.finish_batch(
+            self.fetch_batch(mailbox, account, folder, uidvalidity, uids, report, set()), report)
+
+    def fetch_batch(self, mailbox: Mailbox, account: Account, folder: str, uidvalidity: int,
+                    uids: list[int], report: ReadReport, taken: set[str]) -> _Fetched:
+        """Download what in this batch may concern us and start classifying it."""
         report.seen += len(uids)
         seen = self.store.seen_uids(account.name, folder, uidvalidity, uids)
         fresh = [u for u in uids if u not in seen]
@@ -141,19 +181,27 @@ class Reader:
                                                      unsubscribe):
                 keys[uid] = message_key(parsed[uid], block)
         wanted: list[int] = []
-        taken: set[str] = set()  # two copies of one message in a batch count once
         for uid, key in keys.items():
             if key not in taken and not self._duplicate(key):
                 taken.add(key)
                 wanted.append(uid)
         report.relevant += len(wanted)
         bodies = mailbox.fetch_bodies(wanted, self.config.replies.max_message_size)
-        for uid in wanted:
-            raw = bodies.get(uid)
-            if raw is None:
-                continue
-            self.process(account, folder, uidvalidity, uid, raw, heads[uid][1], report,
-                         unsubscribe, domains)
+        items = [(uid, bodies[uid], heads[uid][1]) for uid in wanted if uid in bodies]
+        today = self.clock().date()
+        raws = [raw for _, raw, _ in items]
+        return _Fetched(account, folder, uidvalidity, uids[-1], items, unsubscribe, domains,
+                        today, self.pool.submit(raws, unsubscribe, today))
+
+    def finish_batch(self, fetched: _Fetched, report: ReadReport) -> None:
+        """Match, record and act on a fetched batch, then move the checkpoint past it."""
+        results = self.pool.results(fetched.classifying, [raw for _, raw, _ in fetched.items],
+                                    fetched.unsubscribe, fetched.today)
+        for (uid, raw, size), result in zip(fetched.items, results, strict=True):
+            self.process(fetched.account, fetched.folder, fetched.uidvalidity, uid, raw, size,
+                         report, fetched.unsubscribe, fetched.domains, result)
+        self.store.set_checkpoint(fetched.account.name, fetched.folder, fetched.uidvalidity,
+                                  fetched.last_uid, self.clock())
 
     def candidates(
         self, heads: dict[int, tuple[bytes, int]], unsubscribe: tuple[str, ...],
@@ -205,10 +253,12 @@ class Reader:
 
     def process(self, account: Account, folder: str, uidvalidity: int, uid: int, raw: bytes,
                 size: int, report: ReadReport, unsubscribe: tuple[str, ...],
-                domains: dict[str, int]) -> None:
-        """Classify, match and act on one message; one bad message never stops the batch."""
+                domains: dict[str, int], result: Classification | None = None) -> None:
+        """Classify (unless done already), match and act on one message; one bad message
+        never stops the batch."""
         now = self.clock()
-        result = classify_message(raw, unsubscribe_addresses=unsubscribe, today=now.date())
+        if result is None:
+            result = classify_message(raw, unsubscribe_addresses=unsubscribe, today=now.date())
         headers = result.headers
         ids = set(result.original_message_ids) | header_ids(headers)
         ledger = self.store.ledger_refs(ids)

@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from outreach.classify import Classification
 from outreach.config import Account, Campaign, Config
 from outreach.errors import OutreachError, TemplateError
 from outreach.ingest import Reader, ReadReport
@@ -142,10 +143,11 @@ class GuardedReader(Reader):
         report: ReadReport,
         unsubscribe: tuple[str, ...],
         domains: dict[str, int],
+        result: Classification | None = None,
     ) -> None:
         try:
             super().process(
-                account, folder, uidvalidity, uid, raw, size, report, unsubscribe, domains
+                account, folder, uidvalidity, uid, raw, size, report, unsubscribe, domains, result
             )
         except _NOT_ITEM_FAILURES:
             raise

@@ -208,7 +208,10 @@ def test_login_refused_on_one_connection_while_another_is_in_data(
     time.sleep(0.5)  # anything the server was still taking is in by now
     statuses = ledger_statuses(ws)
     assert statuses["sending"] == 0, statuses
-    assert statuses["sent"] == len(server.messages) == 3
+    # every message the server took is recorded as sent; the batch stopped early (how many
+    # got through first depends on timing: 2 before the change, 1-3 more in flight)
+    assert statuses["sent"] == len(server.messages)
+    assert 2 <= len(server.messages) < 10
     # the rest waits in the queue; the next run with the new password delivers it once
     monkeypatch.setenv("TEST_SMTP_PW", "rotated")
     ws.clock.advance(minutes=1)

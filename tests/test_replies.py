@@ -10,6 +10,7 @@ import pytest
 from workspace import Workspace, partner_rows
 
 from outreach import partner_mail
+from outreach.classify_pool import ClassifierPool
 from outreach.ingest import ReadReport
 
 
@@ -201,3 +202,24 @@ def test_two_copies_of_one_reply_in_one_read_are_recorded_once(ws, smtp_server, 
     assert worker.read_cycle().recorded == 1
     assert ws.store.scalar("SELECT count(*) FROM inbound") == 1
     assert kinds(ws, "p0000@partners.test").count("reply") == 1
+
+
+def test_a_batch_of_answers_is_classified_on_the_worker_process(ws, smtp_server, imap_server):
+    """Enough answers in one batch go to the classifier process; the outcome is the same."""
+    ws.add_partners(partner_rows(12))
+    worker = ws.worker()
+    worker.cycle()
+    pool = ClassifierPool(min_batch=8)
+    worker.reader.pool = pool
+    for n in range(12):
+        address = f"p{n:04d}@partners.test"
+        imap_server.append(partner_mail.reply(sent_to(smtp_server, address), f"Answer {n}"))
+    try:
+        report = worker.read_cycle()
+    finally:
+        pool.close()
+    assert report.recorded == 12 and report.kinds == {"reply": 12}
+    assert pool.classified_there == 12 and not pool.broken
+    texts = {r["text"] for r in ws.store.query("SELECT text FROM inbound")}
+    assert texts == {f"Answer {n}" for n in range(12)}
+    assert all("reply" in kinds(ws, f"p{n:04d}@partners.test") for n in range(12))

@@ -1,0 +1,88 @@
+"""Classification on a second process, so reading and recording go on meanwhile.
+
+Classifying a message (parsing it, looking for bounce and auto-reply signals, extracting the
+new text) costs more than downloading it. When a batch holds enough messages to pay for the
+hand-over, the reader sends them to one worker process and fetches the next batch while they
+are classified. The worker runs the same pure function, `classify_message`, so the result is
+the same; whatever goes wrong with the worker (it died, it was killed, a result would not
+pickle), the batch is classified here instead and the pool is not used again.
+
+The worker comes from a fork server (a clean, single-threaded process started once, with the
+classifier already imported), never by forking the reader itself, which may hold threads
+(IMAP IDLE) and locks. It ignores SIGINT: Ctrl-C stops the reader, which stops the pool.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import date
+
+from outreach.classify import Classification, classify_message
+
+MIN_BATCH = 8  # fewer messages are classified in this process: the hand-over costs more
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def classify_all(
+    raws: Sequence[bytes], unsubscribe: tuple[str, ...], today: date
+) -> list[Classification]:
+    return [classify_message(raw, unsubscribe_addresses=unsubscribe, today=today) for raw in raws]
+
+
+class ClassifierPool:
+    def __init__(self, min_batch: int = MIN_BATCH) -> None:
+        self.min_batch = min_batch
+        self.broken = False
+        self.classified_there = 0  # messages the worker classified (for tests and diagnostics)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def submit(
+        self, raws: Sequence[bytes], unsubscribe: tuple[str, ...], today: date
+    ) -> Future[list[Classification]] | None:
+        """Start classifying `raws` on the worker; None when they are better done here."""
+        if self.broken or len(raws) < self.min_batch:
+            return None
+        try:
+            if self._executor is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["outreach.classify"])
+                self._executor = ProcessPoolExecutor(
+                    1, mp_context=context, initializer=_ignore_sigint
+                )
+            return self._executor.submit(classify_all, list(raws), unsubscribe, today)
+        except Exception:  # noqa: BLE001 - no pool: classify here
+            self.give_up()
+            return None
+
+    def results(
+        self,
+        future: Future[list[Classification]] | None,
+        raws: Sequence[bytes],
+        unsubscribe: tuple[str, ...],
+        today: date,
+    ) -> list[Classification]:
+        if future is not None:
+            try:
+                found = future.result()
+                if len(found) == len(raws):
+                    self.classified_there += len(found)
+                    return found
+            except Exception:  # noqa: BLE001 - the worker failed: the same work, here
+                pass
+            self.give_up()
+        return classify_all(raws, unsubscribe, today)
+
+    def give_up(self) -> None:
+        self.broken = True
+        self.close()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
