@@ -9,13 +9,18 @@ pickle), the batch is classified here instead and the pool is not used again.
 
 The worker comes from a fork server (a clean, single-threaded process started once, with the
 classifier already imported), never by forking the reader itself, which may hold threads
-(IMAP IDLE) and locks. It ignores SIGINT: Ctrl-C stops the reader, which stops the pool.
+(IMAP IDLE) and locks. It ignores SIGINT (Ctrl-C stops the reader, which stops the pool)
+and ends by itself when the reader process is gone, however it ended.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import select
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import date
@@ -25,8 +30,27 @@ from outreach.classify import Classification, classify_message
 MIN_BATCH = 8  # fewer messages are classified in this process: the hand-over costs more
 
 
-def _ignore_sigint() -> None:
+def _start_worker(reader_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(reader_pid,), daemon=True).start()
+
+
+def _exit_with(reader_pid: int) -> None:
+    """End the worker when the reader is gone, also after a kill -9: multiprocessing alone
+    would leave the worker, the fork server and the resource tracker waiting forever."""
+    try:
+        watched = os.pidfd_open(reader_pid)  # readable once the process has ended
+        select.select([watched], [], [])
+    except OSError:  # no pidfd (or it has ended already): look every second
+        while True:
+            try:
+                os.kill(reader_pid, 0)
+            except ProcessLookupError:
+                break
+            except PermissionError:
+                pass
+            time.sleep(1)
+    os._exit(0)
 
 
 def classify_all(
@@ -53,7 +77,7 @@ class ClassifierPool:
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload(["outreach.classify"])
                 self._executor = ProcessPoolExecutor(
-                    1, mp_context=context, initializer=_ignore_sigint
+                    1, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
                 )
             return self._executor.submit(classify_all, list(raws), unsubscribe, today)
         except Exception:  # noqa: BLE001 - no pool: classify here

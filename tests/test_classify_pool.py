@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -53,3 +56,51 @@ def test_a_killed_worker_falls_back_to_classifying_here(pool):
     assert results == classify_all(raws, UNSUBSCRIBE, TODAY)
     assert pool.broken
     assert pool.submit(raws, UNSUBSCRIBE, TODAY) is None, "a broken pool is not used again"
+
+
+def test_the_worker_ends_when_the_reader_is_killed(tmp_path):
+    """kill -9 of the reader leaves no worker, fork server or resource tracker behind."""
+    script = tmp_path / "reader.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from datetime import date\n"
+        "from outreach.classify_pool import ClassifierPool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ClassifierPool(min_batch=1)\n"
+        "    pool.submit([b'Subject: x\\r\\n\\r\\nhi\\r\\n'], (), date(2026, 1, 1)).result()\n"
+        "    print(*pool._executor._processes, flush=True)\n"
+        "    time.sleep(60)\n",
+        encoding="utf-8",
+    )
+    reader = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert reader.stdout is not None
+    workers = [int(pid) for pid in reader.stdout.readline().split()]
+    assert workers
+    family = [workers[0], *children_of(reader.pid)]
+    reader.kill()
+    reader.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(pid) for pid in family):
+        time.sleep(0.1)
+    assert not [pid for pid in family if alive(pid)], "processes left behind"
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
