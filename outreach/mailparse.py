@@ -551,6 +551,12 @@ _SKIMMED = ("from", "in-reply-to", "references", "subject", "return-path", "cont
 #: A header block that the parser reads as plain "Name: value" lines and folded continuations,
 #: each ending in CRLF, nothing else (no lone CR or LF, no mbox "From " line).
 _PRINTABLE_BYTES = re.compile(rb"[\x20-\x7e\t]*")
+#: From: an unquoted display name with 8-bit bytes (no specials), then a plain <address>
+_FROM_8BIT_NAME = re.compile(
+    rb"[ \t]*(?=[^<]*[\x80-\xff])[\x80-\xffA-Za-z0-9 \t!#$%&'*+/?^_`{|}~-]+<("
+    + _SIMPLE_ADDR.encode()
+    + rb")>[ \t]*\r"
+)
 _PLAIN_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[^\n]*\r\n(?:[ \t][^\n]*\r\n)*)*")
 _SKIMMED_FIELD = re.compile(
     rb"\n(" + "|".join(_SKIMMED).encode() + rb"):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)",
@@ -584,8 +590,8 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
     """Scan a header block (``BODY.PEEK[HEADER]``) for the few facts that decide whether a
     message is worth downloading; None when the block is not plain enough to be sure (encoded
     words, non-ASCII, unusual syntax): then :func:`read_headers` must parse it."""
-    if not block.isascii() or block[:1] in (b" ", b"\t", b"\r", b"\n", b""):
-        return None  # 8-bit headers; leading blank lines are dropped before parsing
+    if block[:1] in (b" ", b"\t", b"\r", b"\n", b""):
+        return None  # leading blank lines are dropped before parsing
     end = block.find(b"\r\n\r\n")  # the parser ends the header block at the first blank line
     head = block[: end + 2] if end >= 0 else block if block.endswith(b"\r\n") else block + b"\r\n"
     if not _PLAIN_BLOCK.fullmatch(head) or head.count(b"\r") != head.count(b"\n"):
@@ -594,7 +600,13 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
     for match in _SKIMMED_FIELD.finditer(b"\n" + head):
         value = match.group(2).replace(b"\r\n", b"")  # unfolded; no lone CR: the last is CRLF's
         if not _PRINTABLE_BYTES.fullmatch(value, 0, len(value) - 1):
-            return None  # control characters: the parser may read them otherwise
+            # control characters or 8-bit text: the parser may read them otherwise; but a
+            # sender's 8-bit display name (common: raw UTF-8 names) before a plain <address>
+            # leaves the address as the parser reads it
+            named = _FROM_8BIT_NAME.fullmatch(value) if match.group(1).lower() == b"from" else None
+            if named is None:
+                return None
+            value = b"<" + named.group(1) + b">\r"
         joined.setdefault(match.group(1).decode().lower(), []).append(value[:-1].decode())
     if b"=?" in head and any("=?" in v for name in ("from", "in-reply-to", "references",
                                                      "subject", "return-path")
