@@ -28,6 +28,7 @@ from datetime import date
 from outreach.classify import Classification, classify_message
 
 MIN_BATCH = 8  # fewer messages are classified in this process: the hand-over costs more
+MAX_BATCH_BYTES = 64 * 1024 * 1024  # more is classified here: the hand-over copies it all
 
 
 def _start_worker(reader_pid: int) -> None:
@@ -70,7 +71,11 @@ class ClassifierPool:
         self, raws: Sequence[bytes], unsubscribe: tuple[str, ...], today: date
     ) -> Future[list[Classification]] | None:
         """Start classifying `raws` on the worker; None when they are better done here."""
-        if self.broken or len(raws) < self.min_batch:
+        if (
+            self.broken
+            or len(raws) < self.min_batch
+            or sum(len(raw) for raw in raws) > MAX_BATCH_BYTES
+        ):
             return None
         try:
             if self._executor is None:

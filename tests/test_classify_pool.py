@@ -104,3 +104,9 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_batch_too_big_to_copy_stays_here(pool, monkeypatch):
+    monkeypatch.setattr("outreach.classify_pool.MAX_BATCH_BYTES", 1000)
+    assert pool.submit([b"x" * 600, b"y" * 600], UNSUBSCRIBE, TODAY) is None
+    assert pool.submit([b"x" * 400, b"y" * 400], UNSUBSCRIBE, TODAY) is not None
