@@ -1006,9 +1006,9 @@ class Store:
     def threads_for(
         self, wanted: dict[tuple[str, int], int]
     ) -> dict[tuple[str, int], tuple[str | None, list[str]]]:
-        """For each (campaign, partner id) -> step: the subject of step 1 and the Message-IDs
-        of the earlier steps (oldest first), as `first_subject` and `thread_ids` give them,
-        read in bulk before a batch."""
+        """For each (campaign, partner id) -> step: the subject of its step 1 (whatever became
+        of it) and the Message-IDs of its earlier steps that may have been delivered, oldest
+        first: what a follow-up threads to. Read in bulk before a batch."""
         found: dict[tuple[str, int], tuple[str | None, list[str]]] = {
             key: (None, []) for key in wanted
         }
@@ -1022,28 +1022,12 @@ class Store:
             before = wanted.get(key)
             if before is None or step >= before:
                 continue
-            first, ids = found[key]
+            ids = found[key][1]
             if step == 1:
                 found[key] = (subject, ids)
             if status in _THREADED:
                 ids.append(message_id)
         return found
-
-    def thread_ids(self, campaign: str, partner_id: int, before_step: int) -> list[str]:
-        """Message-IDs of the earlier steps, oldest first, for In-Reply-To / References."""
-        rows = self.db.conn.execute(
-            "SELECT message_id FROM messages WHERE campaign=? AND partner_id=? AND step<?"
-            f" AND status IN {_THREADED!r} ORDER BY step",
-            (campaign, partner_id, before_step),
-        )
-        return [r[0] for r in rows]
-
-    def first_subject(self, campaign: str, partner_id: int) -> str | None:
-        subject: str | None = self.scalar(
-            "SELECT subject FROM messages WHERE campaign=? AND partner_id=? AND step=1",
-            [campaign, partner_id],
-        )
-        return subject
 
     def worker_state(self) -> dict[str, Any]:
         rows = self.query("SELECT * FROM worker WHERE id = 1")
