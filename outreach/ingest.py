@@ -153,12 +153,6 @@ class Reader:
         if not uids and (checkpoint is None or checkpoint[0] != uidvalidity):
             self.store.set_checkpoint(account.name, folder, uidvalidity, 0, self.clock())
 
-    def read_batch(self, mailbox: Mailbox, account: Account, folder: str, uidvalidity: int,
-                   uids: list[int], report: ReadReport) -> None:
-        """Read one batch of UIDs completely (fetch, classify, record, checkpoint)."""
-        self.finish_batch(
-            self.fetch_batch(mailbox, account, folder, uidvalidity, uids, report, set()), report)
-
     def fetch_batch(self, mailbox: Mailbox, account: Account, folder: str, uidvalidity: int,
                     uids: list[int], report: ReadReport, taken: set[str]) -> _Fetched:
         """Download what in this batch may concern us and start classifying it."""
