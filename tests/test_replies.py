@@ -102,11 +102,16 @@ def test_a_full_round_of_answers(ws, smtp_server, imap_server):
     assert "resumed" in kinds(ws, p[1])
 
 
-def test_nothing_is_read_twice_and_the_mailbox_is_untouched(ws, smtp_server, imap_server):
+def one_partner_answers(ws: Workspace, smtp_server):
+    """One partner got the check-in; returns the worker and the partner's answer."""
     ws.add_partners(partner_rows(1))
     worker = ws.worker()
     worker.cycle()
-    raw = partner_mail.reply(sent_to(smtp_server, "p0000@partners.test"), "Doing well!")
+    return worker, partner_mail.reply(sent_to(smtp_server, "p0000@partners.test"), "Doing well!")
+
+
+def test_nothing_is_read_twice_and_the_mailbox_is_untouched(ws, smtp_server, imap_server):
+    worker, raw = one_partner_answers(ws, smtp_server)
     imap_server.append(raw)
     assert worker.read_cycle().recorded == 1
     assert worker.read_cycle().recorded == 0
@@ -193,10 +198,7 @@ def test_imap_outage_is_reported_and_read_next_time(ws, smtp_server, imap_server
 
 
 def test_two_copies_of_one_reply_in_one_read_are_recorded_once(ws, smtp_server, imap_server):
-    ws.add_partners(partner_rows(1))
-    worker = ws.worker()
-    worker.cycle()
-    raw = partner_mail.reply(sent_to(smtp_server, "p0000@partners.test"), "Doing well!")
+    worker, raw = one_partner_answers(ws, smtp_server)
     imap_server.append(raw)
     imap_server.append(raw)  # the same message twice (a new UID, the same Message-ID)
     assert worker.read_cycle().recorded == 1

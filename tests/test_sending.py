@@ -448,6 +448,13 @@ def test_every_message_is_claimed_in_the_ledger_before_the_server_has_it(
     ws.close()
 
 
+def numbered_envelopes(count: int) -> list[Envelope]:
+    return [
+        Envelope(key, "coordinator@district.test", f"p{key}@partners.test", SAMPLE)
+        for key in range(1, count + 1)
+    ]
+
+
 def run_batch(server, envelopes, transition):
     settings = ServerSettings(
         "smtp", "accounts.test.smtp", Path("config.toml"), server.host, server.port, "none"
@@ -456,10 +463,7 @@ def run_batch(server, envelopes, transition):
 
 
 def test_a_refused_claim_sends_nothing_and_records_nothing(smtp_server):
-    envelopes = [
-        Envelope(key, "coordinator@district.test", f"p{key}@partners.test", SAMPLE)
-        for key in range(1, 7)
-    ]
+    envelopes = numbered_envelopes(6)
     recorded: list[int] = []
 
     def transition(results, claims):
@@ -476,10 +480,7 @@ def test_a_refused_claim_sends_nothing_and_records_nothing(smtp_server):
 
 
 def test_a_ledger_failure_stops_the_batch_before_the_next_data(smtp_server):
-    envelopes = [
-        Envelope(key, "coordinator@district.test", f"p{key}@partners.test", SAMPLE)
-        for key in range(1, 11)
-    ]
+    envelopes = numbered_envelopes(10)
     claimed: list[int] = []
 
     def transition(results, claims):
