@@ -189,8 +189,13 @@ class Reader:
 
     def finish_batch(self, fetched: _Fetched, report: ReadReport) -> None:
         """Match, record and act on a fetched batch, then move the checkpoint past it."""
+        was_broken = self.pool.broken
         results = self.pool.results(fetched.classifying, [raw for _, raw, _ in fetched.items],
                                     fetched.unsubscribe, fetched.today)
+        if self.pool.broken and not was_broken:
+            log_event(self.log, "classifier_helper", "the classifier helper process failed; "
+                      "classifying in the worker from now on (same results, slower)",
+                      logging.WARNING, account=fetched.account.name)
         for (uid, raw, size), result in zip(fetched.items, results, strict=True):
             self.process(fetched.account, fetched.folder, fetched.uidvalidity, uid, raw, size,
                          report, fetched.unsubscribe, fetched.domains, result)

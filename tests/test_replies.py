@@ -3,6 +3,8 @@ run a cycle, and check the events, the review queue and who gets the next step."
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -225,3 +227,32 @@ def test_a_batch_of_answers_is_classified_on_the_worker_process(ws, smtp_server,
     texts = {r["text"] for r in ws.store.query("SELECT text FROM inbound")}
     assert texts == {f"Answer {n}" for n in range(12)}
     assert all("reply" in kinds(ws, f"p{n:04d}@partners.test") for n in range(12))
+
+
+class FailingPool(ClassifierPool):
+    """A helper that fails every batch it is given (as a crashed one does)."""
+
+    def submit(self, raws, unsubscribe, today):
+        if len(raws) < self.min_batch:
+            return None
+        failed: Future = Future()
+        failed.set_exception(BrokenProcessPool("the helper died"))
+        return failed
+
+
+def test_a_failing_helper_is_reported_once_and_the_answers_still_recorded(
+    ws, smtp_server, imap_server, caplog
+):
+    ws.add_partners(partner_rows(10))
+    worker = ws.worker()
+    worker.cycle()
+    worker.reader.pool = pool = FailingPool(min_batch=2)
+    for n in range(10):
+        address = f"p{n:04d}@partners.test"
+        imap_server.append(partner_mail.reply(sent_to(smtp_server, address), f"Answer {n}"))
+    with caplog.at_level("WARNING"):
+        report = worker.read_cycle()
+    assert report.recorded == 10 and report.kinds == {"reply": 10}
+    assert pool.broken
+    warnings = [r for r in caplog.records if "classifier helper" in r.getMessage()]
+    assert len(warnings) == 1
