@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pytest
 from workspace import Workspace
 
 from outreach import partner_mail
@@ -85,3 +86,18 @@ def build_world(ws: Workspace, smtp_server: Any, imap_server: Any) -> World:
     ws.clock.advance(days=3)
     worker.cycle()  # step 3 to p4
     return World(ws, smtp_server, imap_server)
+
+
+# Fixtures for the response-log tests (test_logs, test_report, test_exports import them).
+
+
+@pytest.fixture
+def ws(tmp_path: Path, smtp_server: Any, imap_server: Any, monkeypatch: Any) -> Any:
+    workspace = make_workspace(tmp_path, smtp_server, imap_server, monkeypatch)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def world(ws: Workspace, smtp_server: Any, imap_server: Any) -> World:
+    return build_world(ws, smtp_server, imap_server)

@@ -10,23 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from logbook import EMAILS, ENGLISH, SPANISH, World, build_world, make_workspace
+from logbook import EMAILS, ENGLISH, SPANISH, World, world, ws  # noqa: F401 - fixtures
 from workspace import Workspace
 
 from outreach.exports import EVENT_COLUMNS, PARTNER_COLUMNS, REPLY_COLUMNS
 from outreach.relationships import Relationship, is_stale
-
-
-@pytest.fixture
-def ws(tmp_path: Path, smtp_server, imap_server, monkeypatch):
-    workspace = make_workspace(tmp_path, smtp_server, imap_server, monkeypatch)
-    yield workspace
-    workspace.close()
-
-
-@pytest.fixture
-def world(ws: Workspace, smtp_server, imap_server) -> World:
-    return build_world(ws, smtp_server, imap_server)
 
 
 def ok(result) -> str:

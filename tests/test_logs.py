@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from logbook import EMAILS, ENGLISH, SPANISH, World, build_world, make_workspace
+from logbook import EMAILS, ENGLISH, SPANISH, World, world, ws  # noqa: F401 - fixtures
 from workspace import Workspace
 
 from outreach.timeline import format_log, parse_since, wrap
 
 
-@pytest.fixture
-def ws(tmp_path: Path, smtp_server, imap_server, monkeypatch):
+@pytest.fixture(autouse=True)
+def terminal_width(monkeypatch):
     monkeypatch.setenv("COLUMNS", "160")  # the terminal width the log wraps to
-    workspace = make_workspace(tmp_path, smtp_server, imap_server, monkeypatch)
-    yield workspace
-    workspace.close()
-
-
-@pytest.fixture
-def world(ws: Workspace, smtp_server, imap_server) -> World:
-    return build_world(ws, smtp_server, imap_server)
 
 
 def ok(result) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from logbook import EMAILS, ENGLISH, World, build_world, make_workspace
+from logbook import EMAILS, ENGLISH, World, world, ws  # noqa: F401 - fixtures
 from workspace import Workspace
 
 from outreach.report import (
@@ -24,18 +24,6 @@ from outreach.report import (
     format_hours,
 )
 from outreach.report_html import render_html
-
-
-@pytest.fixture
-def ws(tmp_path: Path, smtp_server, imap_server, monkeypatch):
-    workspace = make_workspace(tmp_path, smtp_server, imap_server, monkeypatch)
-    yield workspace
-    workspace.close()
-
-
-@pytest.fixture
-def world(ws: Workspace, smtp_server, imap_server) -> World:
-    return build_world(ws, smtp_server, imap_server)
 
 
 def ok(result) -> str:
