@@ -16,8 +16,10 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -37,6 +39,16 @@ def exit_cleanly_on_signals() -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in background
+
+
+def run(main: Callable[[], None]) -> None:
+    """A benchmark's entry point: Ctrl-C (or SIGTERM/SIGHUP) stops it after its cleanup."""
+    try:
+        exit_cleanly_on_signals()
+        main()
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped, temporary files removed", file=sys.stderr)
+        sys.exit(130)
 
 
 class Mailstack:

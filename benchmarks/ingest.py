@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _mailstack import Mailstack, exit_cleanly_on_signals  # noqa: E402
+from _mailstack import Mailstack, run  # noqa: E402
 from workspace import Workspace, partner_rows  # noqa: E402
 
 from outreach.config import ReplySettings  # noqa: E402
@@ -514,7 +514,6 @@ def main() -> None:
     replies = args.replies or (1_000 if args.quick else 5_000)
     rounds = args.rounds or (2 if args.quick else 3)
     relevant = max(1, total // 20)
-    exit_cleanly_on_signals()
     folder = Path(tempfile.mkdtemp(prefix="outreach-bench-ingest-"))
     try:
         users = {COORDINATOR: PASSWORD, REPLIES: PASSWORD}
@@ -558,8 +557,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        print("interrupted: servers stopped, temporary files removed", file=sys.stderr)
-        sys.exit(130)
+    run(main)

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _mailstack import exit_cleanly_on_signals  # noqa: E402
+from _mailstack import run  # noqa: E402
 from workspace import Workspace  # noqa: E402
 
 from outreach.config import Campaign  # noqa: E402
@@ -161,7 +161,6 @@ def main() -> None:
     sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
              else [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000])
     repeat = args.repeat or (5 if args.quick else 7)
-    exit_cleanly_on_signals()  # the temporary databases are removed on Ctrl-C / SIGTERM too
     folder = Path(tempfile.mkdtemp(prefix="outreach-bench-plan-"))
     results: dict[tuple[int, str], tuple[float, int, int, int]] = {}
     try:
@@ -203,4 +202,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)  # the temporary databases are removed on Ctrl-C / SIGTERM too

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _mailstack import Mailstack, exit_cleanly_on_signals  # noqa: E402
+from _mailstack import Mailstack, run  # noqa: E402
 from workspace import Workspace, partner_rows  # noqa: E402
 
 from outreach.localservers import free_port  # noqa: E402
@@ -220,7 +220,6 @@ def main() -> None:
         parser.error("--plain goes with --postfix")
     count = args.messages or (500 if args.quick else 3000)
     rounds = args.rounds or (2 if args.quick else 3)
-    exit_cleanly_on_signals()
     if not args.postfix:
         sink, port = start_sink()
         try:
@@ -252,8 +251,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        print("interrupted: servers stopped, temporary files removed", file=sys.stderr)
-        sys.exit(130)
+    run(main)

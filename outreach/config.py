@@ -384,17 +384,10 @@ def _join(key_path: str, key: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "a boolean",
-        list: "a list",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-_TYPE_NAMES = {
+_TYPE_NAMES: dict[type, str] = {
     str: "a string",
     int: "an integer",
     float: "a number",
