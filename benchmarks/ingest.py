@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _mailstack import Mailstack, run  # noqa: E402
-from workspace import Workspace, partner_rows  # noqa: E402
+from workspace import ALWAYS_OPEN, Workspace, partner_rows  # noqa: E402
 
 from outreach.config import ReplySettings  # noqa: E402
 from outreach.ingest import Reader, ReadReport  # noqa: E402
@@ -62,11 +62,7 @@ PASSWORD_ENV = "OUTREACH_BENCH_IMAP_PASSWORD"
 BATCH = ReplySettings().batch_size  # outreach's default batch; the raw reads use the same
 APPEND_CHUNK = 500
 
-CAMPAIGN = """
-[window]
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-hours = "00:00-24:00"
-[[steps]]
+CAMPAIGN = ALWAYS_OPEN + """[[steps]]
 template = "hello"
 subject = "Check-in for {{ partner.organization }}"
 """

@@ -39,16 +39,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _mailstack import Mailstack, run  # noqa: E402
-from workspace import Workspace, partner_rows  # noqa: E402
+from workspace import ALWAYS_OPEN, Workspace, partner_rows  # noqa: E402
 
 from outreach.localservers import free_port  # noqa: E402
 from outreach.sending import SendReport  # noqa: E402
 
-CAMPAIGN = """
-[window]
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-hours = "00:00-24:00"
-[[steps]]
+CAMPAIGN = ALWAYS_OPEN + """[[steps]]
 template = "hello"
 subject = "Check-in for {{ partner.organization }}"
 """

@@ -15,16 +15,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from workspace import Workspace, partner_rows
+from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.localservers import LocalSMTPServer
 from outreach.store import Store
 
-TWO_QUICK_STEPS = """
-[window]
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-hours = "00:00-24:00"
-[[steps]]
+TWO_QUICK_STEPS = ALWAYS_OPEN + """[[steps]]
 template = "hello"
 subject = "Check-in"
 [[steps]]

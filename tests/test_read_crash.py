@@ -22,17 +22,13 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from workspace import Workspace, partner_rows
+from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach import partner_mail
 from outreach.localservers import LocalIMAPServer, LocalSMTPServer
 from outreach.store import Store
 
-ONE_STEP = """
-[window]
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-hours = "00:00-24:00"
-[[steps]]
+ONE_STEP = ALWAYS_OPEN + """[[steps]]
 template = "hello"
 subject = "Check-in"
 """

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from workspace import Workspace, partner_rows
+from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.config import Limits, ServerSettings
 from outreach.errors import AuthenticationError, StoreError
@@ -84,10 +84,7 @@ def test_follow_ups_thread_and_stop_at_the_last_step(ws, smtp_server):
 
 
 def test_unthreaded_step_has_its_own_subject(tmp_path, smtp_server):
-    campaign = """
-[window]
-days = ["mon","tue","wed","thu","fri","sat","sun"]
-hours = "00:00-24:00"
+    campaign = ALWAYS_OPEN + """
 [[steps]]
 template = "hello"
 subject = "First"
