@@ -79,6 +79,11 @@ def worth_downloading(
     return may_be_bounce(headers)
 
 
+def _match_of(ref: LedgerRef, rule: str) -> Match:
+    """A match on one of our messages: its partner, campaign and step."""
+    return Match(ref.partner_id, ref.campaign, ref.step, ref.id, rule)
+
+
 def match_message(
     result: Classification,
     ledger_by_id: Mapping[str, LedgerRef],
@@ -98,15 +103,7 @@ def match_message(
         for message_id in result.original_message_ids:
             ref = ledger_by_id.get(message_id)
             if ref is not None:
-                return [
-                    Match(
-                        ref.partner_id,
-                        ref.campaign,
-                        ref.step,
-                        ref.id,
-                        "the Message-ID inside the returned message",
-                    )
-                ]
+                return [_match_of(ref, "the Message-ID inside the returned message")]
         found = []
         for address in result.bounced_recipients:
             partner_id = partner_by_address.get(address)
@@ -127,15 +124,7 @@ def match_message(
     for pointer in pointers:
         ref = ledger_by_id.get(pointer or "")
         if ref is not None:
-            return [
-                Match(
-                    ref.partner_id,
-                    ref.campaign,
-                    ref.step,
-                    ref.id,
-                    "In-Reply-To/References point at our message",
-                )
-            ]
+            return [_match_of(ref, "In-Reply-To/References point at our message")]
     sender = headers.from_addr or ""
     partner_id = partner_by_address.get(sender)
     if partner_id is not None and partner_id in latest_by_partner:
