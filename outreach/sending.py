@@ -66,6 +66,17 @@ def find_due(store: Store, campaigns: list[Campaign], now: datetime, default_tz:
     return due_messages(campaigns, not_started, waiting, now, default_tz)
 
 
+def _fields(row: LedgerRow, result: Result) -> dict[str, Any]:
+    """A result's fields in the log."""
+    return dict(
+        campaign=row.campaign,
+        step=row.step,
+        to=row.to_addr,
+        message_id=row.message_id,
+        code=result.code,
+    )
+
+
 class Sender:
     def __init__(
         self,
@@ -243,40 +254,50 @@ class Sender:
             results: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]
         ) -> set[int]:
             with self.store.write():
-                for envelope, result in results:
-                    self.record_result(account, by_id[envelope.key], result, report)
+                self.record_results(account, [(by_id[e.key], r) for e, r in results], report)
                 return self.store.mark_sending([e.key for e in claims], self.clock())
 
         envelopes = [Envelope(row.id, account.from_email, row.to_addr, row.raw) for row in rows]
-        asyncio.run(
-            deliver_batch(
-                account.smtp,
-                password,
-                account.limits,
-                envelopes,
-                transition,
-                self.should_stop,
+        with self.store.checkpoint_after():
+            asyncio.run(
+                deliver_batch(
+                    account.smtp,
+                    password,
+                    account.limits,
+                    envelopes,
+                    transition,
+                    self.should_stop,
+                )
             )
-        )
 
-    def record_result(
+    def record_results(
+        self, account: Account, results: Sequence[tuple[LedgerRow, Result]], report: SendReport
+    ) -> None:
+        """Record results in the ledger; the delivered ones with one statement each."""
+        sent = [(row, result) for row, result in results if result.outcome is Outcome.SENT]
+        if sent:
+            self.store.mark_sent_many(
+                [(row, f"{result.code} {result.message}") for row, result in sent], self.clock()
+            )
+            report.sent += len(sent)
+            for row, result in sent:
+                log_event(
+                    self.log,
+                    "sent",
+                    f"sent {row.campaign} step {row.step} to {row.to_addr}",
+                    **_fields(row, result),
+                )
+        for row, result in results:
+            if result.outcome is not Outcome.SENT:
+                self._record_undelivered(account, row, result, report)
+
+    def _record_undelivered(
         self, account: Account, row: LedgerRow, result: Result, report: SendReport
     ) -> None:
+        """Deferred (retried on a schedule, then failed), failed, or unknown."""
         now = self.clock()
-        fields: dict[str, Any] = dict(
-            campaign=row.campaign,
-            step=row.step,
-            to=row.to_addr,
-            message_id=row.message_id,
-            code=result.code,
-        )
-        if result.outcome is Outcome.SENT:
-            self.store.mark_sent(row, now, f"{result.code} {result.message}")
-            report.sent += 1
-            log_event(
-                self.log, "sent", f"sent {row.campaign} step {row.step} to {row.to_addr}", **fields
-            )
-        elif result.outcome is Outcome.DEFERRED:
+        fields = _fields(row, result)
+        if result.outcome is Outcome.DEFERRED:
             attempts = row.attempts + 1
             schedule = account.limits.retry
             if attempts > len(schedule):

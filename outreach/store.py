@@ -35,6 +35,8 @@ from outreach.model import ACTIVE, BOUNCED, OPTED_OUT, LedgerRef, Partner, Seque
 
 migrations = Migrations("outreach")
 IN_CHUNK = 500
+AUTOCHECKPOINT_PAGES = 10_000  # ~40 MB of WAL
+BATCH_CHECKPOINT_PAGES = 250_000  # ~1 GB: a bound for a batch that is never that large
 
 
 def iso(moment: datetime) -> str:
@@ -393,6 +395,62 @@ LEDGER_STATES = (QUEUED, SENDING, SENT, DEFERRED, FAILED, UNKNOWN)
 _THREADED = (SENT, SENDING, UNKNOWN, QUEUED, DEFERRED)
 
 
+# `+status`: rows are found by id; by the status index, SQLite walked every queued row.
+CLAIM_SQL = (
+    "UPDATE messages SET status='sending', attempts=attempts+1, updated_at=?"
+    " WHERE id IN ({marks}) AND +status IN ('queued', 'deferred') RETURNING id"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (at, partner_id, campaign, step, kind, message_id, outbound_id,"
+    " inbound_id, summary, detail) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _event_values(
+    kind: str,
+    at: str,
+    partner_id: int | None,
+    campaign: str | None,
+    step: int | None,
+    message_id: str | None,
+    outbound_id: int | None,
+    inbound_id: int | None,
+    summary: str,
+    detail: dict[str, Any] | None,
+) -> tuple[Any, ...]:
+    """One events row, in _INSERT_EVENT's order; text from mail made storable."""
+    return (
+        at,
+        partner_id,
+        storable(campaign),
+        step,
+        kind,
+        storable(message_id),
+        outbound_id,
+        inbound_id,
+        storable(summary),
+        storable(json.dumps(detail or {}, ensure_ascii=False, default=str)),
+    )
+
+
+def _ledger_event_values(
+    kind: str, row: LedgerRow, at: str, summary: str, detail: dict[str, Any] | None
+) -> tuple[Any, ...]:
+    """An event about one outbox message, in its partner's log."""
+    return _event_values(
+        kind,
+        at,
+        row.partner_id,
+        row.campaign,
+        row.step,
+        row.message_id,
+        row.id,
+        None,
+        summary,
+        detail,
+    )
+
+
 class Store:
     """A handle on one outreach database."""
 
@@ -405,8 +463,8 @@ class Store:
             conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoints fsync; fewer, larger ones keep a sending batch fast (WAL <= ~40 MB).
-            conn.execute("PRAGMA wal_autocheckpoint=10000")
+            # Checkpoints fsync; fewer, larger ones keep writes fast (WAL <= ~40 MB).
+            conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             conn.execute("PRAGMA foreign_keys=ON")
             # Python's casefold, so SQL narrows the audience exactly as plan.py compares it
             conn.create_function("casefold", 1, _casefold, deterministic=True)
@@ -454,6 +512,24 @@ class Store:
         else:
             conn.execute("COMMIT")
 
+    @contextmanager
+    def checkpoint_after(self) -> Iterator[None]:
+        """Hold the WAL checkpoint until the end of a batch of many small transactions.
+
+        A checkpoint copies every page written since the last one into the database file
+        and fsyncs it. Automatic ones, every few hundred commits of a delivery batch, copied
+        the same pages again and again (half of each commit's cost); one at the end copies
+        each page once. PASSIVE: a reader in another process is never waited for.
+        """
+        conn = self.db.conn
+        conn.execute(f"PRAGMA wal_autocheckpoint={BATCH_CHECKPOINT_PAGES}")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+            if not conn.in_transaction:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def _select_in(
         self, sql: str, values: Sequence[Any], before: Sequence[Any] = (), as_dicts: bool = False
     ) -> Iterator[Any]:
@@ -494,23 +570,19 @@ class Store:
         detail: dict[str, Any] | None = None,
     ) -> int:
         cursor = self.db.conn.execute(
-            "INSERT INTO events (at, partner_id, campaign, step, kind, message_id, outbound_id,"
-            " inbound_id, summary, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [
-                storable(v)
-                for v in (
-                    iso(at),
-                    partner_id,
-                    campaign,
-                    step,
-                    kind,
-                    message_id,
-                    outbound_id,
-                    inbound_id,
-                    summary,
-                    json.dumps(detail or {}, ensure_ascii=False, default=str),
-                )
-            ],
+            _INSERT_EVENT,
+            _event_values(
+                kind,
+                iso(at),
+                partner_id,
+                campaign,
+                step,
+                message_id,
+                outbound_id,
+                inbound_id,
+                summary,
+                detail,
+            ),
         )
         return int(cursor.lastrowid or 0)
 
@@ -523,17 +595,10 @@ class Store:
         detail: dict[str, Any] | None = None,
     ) -> int:
         """An event about one outbox message, in its partner's log."""
-        return self.add_event(
-            kind,
-            now,
-            partner_id=row.partner_id,
-            campaign=row.campaign,
-            step=row.step,
-            message_id=row.message_id,
-            outbound_id=row.id,
-            summary=summary,
-            detail=detail,
+        cursor = self.db.conn.execute(
+            _INSERT_EVENT, _ledger_event_values(kind, row, iso(now), summary, detail)
         )
+        return int(cursor.lastrowid or 0)
 
     # ------------------------------------------------------------------ partners
 
@@ -833,37 +898,41 @@ class Store:
         """Claim rows for one delivery attempt each, committed before their SMTP DATA.
 
         Returns the ids claimed: a row no longer queued or deferred is not."""
-        claimed = set()
-        with self.write() as conn:
-            for ledger_id in ledger_ids:
-                cursor = conn.execute(
-                    "UPDATE messages SET status='sending', attempts=attempts+1, updated_at=?"
-                    " WHERE id=? AND status IN ('queued', 'deferred')",
-                    (iso(now), ledger_id),
-                )
-                if cursor.rowcount == 1:
-                    claimed.add(ledger_id)
-        return claimed
+        if not ledger_ids:
+            return set()
+        with self.write():
+            return {row[0] for row in self._select_in(CLAIM_SQL, ledger_ids, before=[iso(now)])}
 
     def mark_sent(self, row: LedgerRow, now: datetime, response: str = "") -> None:
+        self.mark_sent_many([(row, response)], now)
+
+    def mark_sent_many(self, sent: Sequence[tuple[LedgerRow, str]], now: datetime) -> None:
+        """Record delivered messages (each with the server's response), in one transaction:
+        the ledger row, the sequence's last send and a `sent` event in the partner's log."""
         stamp = iso(now)
         with self.write() as conn:
-            conn.execute(
+            conn.executemany(
                 "UPDATE messages SET status='sent', sent_at=?, updated_at=?, last_error=NULL,"
                 " next_attempt_at=NULL WHERE id=?",
-                (stamp, stamp, row.id),
+                [(stamp, stamp, row.id) for row, _ in sent],
             )
-            conn.execute(
+            conn.executemany(
                 "UPDATE sequences SET last_sent_at=?, updated_at=? WHERE campaign=?"
                 " AND partner_id=? AND last_step=?",
-                (stamp, stamp, row.campaign, row.partner_id, row.step),
+                [(stamp, stamp, row.campaign, row.partner_id, row.step) for row, _ in sent],
             )
-            self._ledger_event(
-                "sent",
-                row,
-                now,
-                summary=row.subject,
-                detail={"response": response} if response else None,
+            conn.executemany(
+                _INSERT_EVENT,
+                [
+                    _ledger_event_values(
+                        "sent",
+                        row,
+                        stamp,
+                        row.subject,
+                        {"response": response} if response else None,
+                    )
+                    for row, response in sent
+                ],
             )
 
     def mark_deferred(

@@ -16,6 +16,7 @@ from outreach.config import Limits, ServerSettings
 from outreach.errors import AuthenticationError, StoreError
 from outreach.localservers import LocalSMTPServer
 from outreach.smtp import Envelope, deliver_batch
+from outreach.store import CLAIM_SQL
 
 SAMPLE = b"From: coordinator@district.test\r\nSubject: hello\r\n\r\nHello.\r\n"
 
@@ -421,8 +422,9 @@ def test_unknown_after_a_crash_is_settled_from_the_sent_folder(
 def test_every_message_is_claimed_in_the_ledger_before_the_server_has_it(
     tmp_path, smtp_server_factory
 ):
-    """The claim commits while MAIL and RCPT go out; DATA waits for it. Checked from the
-    server's side, through a second database connection, at four connections at once."""
+    """DATA waits for the claim's commit (with four connections, the claim commits when its
+    connection is ready for DATA, with the others' pending claims). Checked from the
+    server's side, through a second database connection."""
     seen: dict[str, str] = {}
     ws: Workspace | None = None
 
@@ -445,6 +447,65 @@ def test_every_message_is_claimed_in_the_ledger_before_the_server_has_it(
     ws.close()
 
 
+def test_connections_share_commits_and_every_claim_commits_before_its_data(
+    smtp_server_factory,
+):
+    """With four connections, a claim waits until its connection is ready for DATA and
+    commits with whatever the others have pending: fewer commits than messages."""
+    envelopes = numbered_envelopes(60)
+    committed: set[int] = set()
+    commits: list[tuple[int, int]] = []
+    early: list[str] = []
+
+    def check(message) -> None:  # on the server's side, at the end of DATA
+        if int(message.rcpt_tos[0][1:].split("@")[0]) not in committed:
+            early.append(message.rcpt_tos[0])
+
+    smtp_server = smtp_server_factory(on_message=check)
+    recorded: list[int] = []
+
+    def transition(results, claims):
+        commits.append((len(results), len(claims)))
+        recorded.extend(envelope.key for envelope, _ in results)
+        committed.update(envelope.key for envelope in claims)
+        return {envelope.key for envelope in claims}
+
+    run_batch(smtp_server, envelopes, transition, concurrency=4)
+    assert len(smtp_server.wait_for(60)) == 60
+    assert sorted(recorded) == list(range(1, 61))
+    assert len(commits) < 40, commits  # one commit per message and claim would be 60+
+    assert max(claims for _, claims in commits) >= 3, commits
+    assert not early, "DATA before its claim was committed"
+
+
+def test_a_claim_takes_only_rows_still_sendable_and_looks_them_up_by_id(tmp_path, smtp_server):
+    ws = Workspace(tmp_path, smtp_port=smtp_server.port)
+    ws.add_partners(partner_rows(3))
+    report = __import__("outreach.sending", fromlist=["SendReport"]).SendReport()
+    ws.worker().sender.queue_due(report)
+    first, second, third = (row.id for row in ws.store.ledger_rows("1 ORDER BY id"))
+    assert ws.store.mark_sending([first], ws.clock()) == {first}
+    assert ws.store.mark_sending([first, second, third], ws.clock()) == {second, third}
+    # with four ids or more, SQLite preferred the status index to the ids
+    sql = "EXPLAIN QUERY PLAN " + CLAIM_SQL.format(marks=",".join("?" * 8))
+    plan = " ".join(row[-1] for row in ws.store.db.conn.execute(sql, ["now", *range(8)]))
+    assert "INTEGER PRIMARY KEY" in plan and "messages_status" not in plan, plan
+    ws.close()
+
+
+def test_the_wal_is_checkpointed_once_after_a_delivery_batch(tmp_path, smtp_server):
+    ws = Workspace(tmp_path, smtp_port=smtp_server.port, limits="concurrency = 2")
+    ws.add_partners(partner_rows(30))
+    assert ws.worker().send_cycle().sent == 30
+    wal = ws.root / "outreach.db-wal"
+    size = wal.stat().st_size
+    with ws.store.write():  # a checkpointed WAL is written again from its start
+        ws.store.add_event("note", ws.clock(), partner_id=None)
+    assert wal.stat().st_size == size, "the batch's pages were not copied into the database"
+    assert ws.store.scalar("PRAGMA wal_autocheckpoint") == 10_000
+    ws.close()
+
+
 def numbered_envelopes(count: int) -> list[Envelope]:
     return [
         Envelope(key, "coordinator@district.test", f"p{key}@partners.test", SAMPLE)
@@ -452,11 +513,12 @@ def numbered_envelopes(count: int) -> list[Envelope]:
     ]
 
 
-def run_batch(server, envelopes, transition):
+def run_batch(server, envelopes, transition, concurrency=2):
     settings = ServerSettings(
         "smtp", "accounts.test.smtp", Path("config.toml"), server.host, server.port, "none"
     )
-    asyncio.run(deliver_batch(settings, None, Limits(concurrency=2), envelopes, transition))
+    limits = Limits(concurrency=concurrency)
+    asyncio.run(deliver_batch(settings, None, limits, envelopes, transition))
 
 
 def test_a_refused_claim_sends_nothing_and_records_nothing(smtp_server):
