@@ -506,6 +506,27 @@ def test_the_wal_is_checkpointed_once_after_a_delivery_batch(tmp_path, smtp_serv
     ws.close()
 
 
+def test_a_message_gets_one_deadline_and_a_silent_server_leaves_it_unknown(
+    tmp_path, smtp_server
+):
+    """`timeout` bounds the whole message. The server below answers the end of DATA only
+    after 1.5 s: past the 1 s deadline, so it may have the message (unknown, never resent),
+    and the connection is dropped; the next message goes out on a new one."""
+    smtp_server.delay = 1.5
+    ws = Workspace(
+        tmp_path, smtp_port=smtp_server.port, smtp_extra=', timeout = "1s"',
+        limits="concurrency = 1",
+    )
+    ws.add_partners(partner_rows(2))
+    started = time.monotonic()
+    report = ws.worker().send_cycle()
+    assert report.unknown == 2 and report.sent == 0
+    assert time.monotonic() - started < 2 * 1.5, "each message stopped at its deadline"
+    reasons = {r["last_error"] for r in ws.store.query("SELECT last_error FROM messages")}
+    assert reasons == {"connection lost during DATA (no answer within 1s)"}
+    ws.close()
+
+
 def numbered_envelopes(count: int) -> list[Envelope]:
     return [
         Envelope(key, "coordinator@district.test", f"p{key}@partners.test", SAMPLE)
