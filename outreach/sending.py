@@ -1,9 +1,10 @@
 """The sending half of a cycle: plan what is due, render it into the outbox, deliver it.
 
 Order of writes is what makes it crash-safe: a message is in the ledger (with its
-Message-ID) before any SMTP traffic; it is claimed (`sending`, committed) right before its
-SMTP conversation; its result is recorded right after. A crash between claim and result
-leaves `sending`, which the next start turns into `unknown` instead of sending it again.
+Message-ID) before any SMTP traffic; it is claimed (`sending`, committed) before its DATA
+command; its result is recorded right after (smtp.LedgerWriter: within RESULT_DELAY). A
+crash between claim and result leaves `sending`, which the next start turns into `unknown`
+instead of sending it again.
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ def _classify_refusal(code: int, phase: str) -> Outcome:
 
 def _path(address: str) -> bytes:
     """<address> for MAIL and RCPT. Addresses are validated ASCII addr-specs on the way in
-    (outreach.addresses), so aiosmtplib's own parsing of them (email.utils.parseaddr, as
-    costly as a third of its send path) is not needed; it still refuses CR and LF."""
+    (outreach.addresses), so aiosmtplib's own parsing of them (email.utils.parseaddr, ~15 µs
+    per address here) is not needed; aiosmtplib still refuses CR and LF in a command."""
     return b"<" + address.encode("ascii") + b">"
 
 
@@ -185,8 +185,9 @@ class Connection:
         transaction is reset and nothing was sent. Never raises for a server problem: a
         claimed message must get a result. A permanent failure to reconnect is kept in `fatal`.
 
-        The timeout is one deadline for the whole message, not one per command: aiosmtplib's
-        per-command timers cost about as much CPU as the rest of the send path.
+        The timeout is one deadline for the whole message, not a timer per command (each of
+        aiosmtplib's four per message cost ~9 µs of CPU here). The claim is committed before
+        it is awaited (LedgerWriter), so the deadline can never cancel it half-way.
         """
         timeout = self.settings.timeout.total_seconds()
         for attempt in (1, 2):
@@ -252,7 +253,8 @@ RESULT_DELAY = 0.05  # seconds a result may wait for a claim to share its commit
 
 class Claim:
     """A message's claim, pending in the LedgerWriter. Awaiting it commits everything
-    pending, unless an earlier commit took it already; it can be awaited again."""
+    pending, unless an earlier commit took it already, so it never suspends; it can be
+    awaited again."""
 
     __slots__ = ("writer", "future")
 
