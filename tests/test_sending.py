@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -476,6 +477,38 @@ def test_connections_share_commits_and_every_claim_commits_before_its_data(
     assert len(commits) < 40, commits  # one commit per message and claim would be 60+
     assert max(claims for _, claims in commits) >= 3, commits
     assert not early, "DATA before its claim was committed"
+
+
+def test_a_result_is_committed_soon_even_with_no_claim_to_join(tmp_path, smtp_server_factory):
+    """With several connections a result waits for the next claim's commit, but not longer
+    than RESULT_DELAY. Both messages are in DATA (so both claims are committed); the first
+    is answered, the second held for 0.5 s: meanwhile the first must be recorded as sent (a
+    crash now would not leave it `unknown`), though no claim came to take its result along."""
+    first_in: list[str] = []
+    second_in = threading.Event()
+    status_meanwhile: list[str] = []
+    ws: Workspace | None = None
+
+    def hold_the_second(message) -> None:  # on the server, in a thread per message
+        if not first_in:
+            first_in.append(message.message["Message-ID"])
+            assert second_in.wait(10), "both messages reach DATA"
+            return
+        second_in.set()
+        time.sleep(0.5)
+        assert ws is not None
+        with sqlite3.connect(ws.root / "outreach.db") as db:
+            (status,) = db.execute(
+                "SELECT status FROM messages WHERE message_id = ?", first_in
+            ).fetchone()
+        status_meanwhile.append(status)
+
+    server = smtp_server_factory(on_message=hold_the_second)
+    ws = Workspace(tmp_path, smtp_port=server.port, limits="concurrency = 2")
+    ws.add_partners(partner_rows(2))
+    assert ws.worker().send_cycle().sent == 2
+    assert status_meanwhile == ["sent"]
+    ws.close()
 
 
 def test_a_claim_takes_only_rows_still_sendable_and_looks_them_up_by_id(tmp_path, smtp_server):
