@@ -5,7 +5,8 @@ new text) costs more than downloading it. When a batch holds enough messages to 
 hand-over, the reader sends them to one worker process and fetches the next batch while they
 are classified. The worker runs the same pure function, `classify_message`, so the result is
 the same; whatever goes wrong with the worker (it died, it was killed, a result would not
-pickle), the batch is classified here instead and the pool is not used again.
+pickle), the batch is classified here instead, and the pool is not used again for
+RETRY_AFTER seconds (a long-running worker must not stay slow for good after one failure).
 
 The worker comes from a fork server (a clean, single-threaded process started once, with the
 classifier already imported), never by forking the reader itself, which may hold threads
@@ -29,6 +30,7 @@ from outreach.classify import Classification, classify_message
 
 MIN_BATCH = 8  # fewer messages are classified in this process: the hand-over costs more
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # more is classified here: the hand-over copies it all
+RETRY_AFTER = 600.0  # seconds after a failure before a new worker is tried
 
 
 def _start_worker(reader_pid: int) -> None:
@@ -61,11 +63,17 @@ def classify_all(
 
 
 class ClassifierPool:
-    def __init__(self, min_batch: int = MIN_BATCH) -> None:
+    def __init__(self, min_batch: int = MIN_BATCH, retry_after: float = RETRY_AFTER) -> None:
         self.min_batch = min_batch
-        self.broken = False
+        self.retry_after = retry_after
+        self.failed_at: float | None = None  # time.monotonic() of the last failure
         self.classified_there = 0  # messages the worker classified (for tests and diagnostics)
         self._executor: ProcessPoolExecutor | None = None
+
+    @property
+    def broken(self) -> bool:
+        """The worker failed less than `retry_after` seconds ago: classify here meanwhile."""
+        return self.failed_at is not None and time.monotonic() - self.failed_at < self.retry_after
 
     def submit(
         self, raws: Sequence[bytes], unsubscribe: tuple[str, ...], today: date
@@ -108,7 +116,7 @@ class ClassifierPool:
         return classify_all(raws, unsubscribe, today)
 
     def give_up(self) -> None:
-        self.broken = True
+        self.failed_at = time.monotonic()
         self.close()
 
     def close(self) -> None:

@@ -194,7 +194,8 @@ class Reader:
                                     fetched.unsubscribe, fetched.today)
         if self.pool.broken and not was_broken:
             log_event(self.log, "classifier_helper", "the classifier helper process failed; "
-                      "classifying in the worker from now on (same results, slower)",
+                      "classifying in the worker (same results, slower), trying a new helper "
+                      f"in {self.pool.retry_after / 60:g} minutes",
                       logging.WARNING, account=fetched.account.name)
         for (uid, raw, size), result in zip(fetched.items, results, strict=True):
             self.process(fetched.account, fetched.folder, fetched.uidvalidity, uid, raw, size,

@@ -58,6 +58,31 @@ def test_a_killed_worker_falls_back_to_classifying_here(pool):
     assert pool.submit(raws, UNSUBSCRIBE, TODAY) is None, "a broken pool is not used again"
 
 
+def test_a_new_worker_is_tried_after_the_retry_interval():
+    pool = ClassifierPool(min_batch=2, retry_after=0.5)
+    try:
+        raws = [path.read_bytes() for path in MAIL[:20]]
+        warm = pool.submit(raws, UNSUBSCRIBE, TODAY)
+        assert warm is not None
+        pool.results(warm, raws, UNSUBSCRIBE, TODAY)
+        assert pool._executor is not None
+        for pid in list(pool._executor._processes):
+            os.kill(pid, signal.SIGKILL)
+        pool.results(pool.submit(raws, UNSUBSCRIBE, TODAY), raws, UNSUBSCRIBE, TODAY)
+        assert pool.broken and pool.submit(raws, UNSUBSCRIBE, TODAY) is None
+        time.sleep(0.6)
+        assert not pool.broken
+        again = pool.submit(raws, UNSUBSCRIBE, TODAY)
+        assert again is not None, "a new worker after the interval"
+        before = pool.classified_there
+        assert pool.results(again, raws, UNSUBSCRIBE, TODAY) == classify_all(
+            raws, UNSUBSCRIBE, TODAY
+        )
+        assert pool.classified_there == before + len(raws) and not pool.broken
+    finally:
+        pool.close()
+
+
 def test_the_worker_ends_when_the_reader_is_killed(tmp_path):
     """kill -9 of the reader leaves no worker, fork server or resource tracker behind."""
     script = tmp_path / "reader.py"
