@@ -11,8 +11,10 @@ stopped after, also on Ctrl-C): its submission port with STARTTLS and AUTH, the 
 verified against the stack's own (both sides), or with --plain its plain SMTP port without
 TLS or AUTH. Postfix delivers every message to Dovecot over LMTP (the partners are
 sink+pNNNN@example.test: one mailbox); before each measured run the benchmark waits until
-Postfix's queue is empty. Printed: messages per second of each and their ratio; the last
-line is the headline `ratio: X` (the lower of the two concurrencies).
+Postfix's queue is empty. Printed: messages per second of each and their ratio, with the CPU
+time per message of each side (this process, and the sink's process when it is the sink;
+on two cores the three compete); the last line is the headline `ratio: X` (the lower of the
+two concurrencies).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class Target:
     password: str | None = None
     ca_file: str | None = None
     postfix: bool = False
+    server_pid: int | None = None  # the sink's process, for its CPU time
 
     def smtp_table(self) -> str:
         """The `smtp = {...}` line of config.toml for this target."""
@@ -111,9 +114,41 @@ class Target:
         return rows
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sample:
+    """One timed run: messages per second, and CPU per message of this process and of the
+    sink (None for Postfix: several processes)."""
+
+    rate: float
+    client_us: float
+    server_us: float | None
+
+
+class Stopwatch:
+    """Wall time and CPU time of this process and of the sink, over one run."""
+
+    def __init__(self, target: Target) -> None:
+        self.pid = target.server_pid
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+        self.server = process_cpu(self.pid) if self.pid else 0.0
+
+    def sample(self, count: int) -> Sample:
+        wall = time.perf_counter() - self.wall
+        client = (time.process_time() - self.cpu) / count * 1e6
+        server = (process_cpu(self.pid) - self.server) / count * 1e6 if self.pid else None
+        return Sample(count / wall, client, server)
+
+
 def outreach_run(
     target: Target, count: int, concurrency: int
-) -> tuple[float, list[tuple[str, bytes]]]:
+) -> tuple[Sample, list[tuple[str, bytes]]]:
     folder = Path(tempfile.mkdtemp(prefix="outreach-bench-"))
     try:
         ws = Workspace(
@@ -131,9 +166,9 @@ def outreach_run(
         worker = ws.worker()
         worker.logger = logging.getLogger("bench")
         ws.logger.setLevel(logging.ERROR)
-        started = time.perf_counter()
+        watch = Stopwatch(target)
         report: SendReport = worker.send_cycle()
-        elapsed = time.perf_counter() - started
+        sample = watch.sample(count)
         if report.sent != count:
             raise SystemExit(f"outreach sent {report.sent} of {count}: {report.errors[:3]}")
         sent = [
@@ -141,12 +176,12 @@ def outreach_run(
             for r in ws.store.query("SELECT to_addr, raw FROM messages ORDER BY id")
         ]
         ws.close()
-        return count / elapsed, sent
+        return sample, sent
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def raw_run(target: Target, sent: list[tuple[str, bytes]], concurrency: int) -> float:
+async def raw_run(target: Target, sent: list[tuple[str, bytes]], concurrency: int) -> Sample:
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
     for item in sent:
         queue.put_nowait(item)
@@ -171,9 +206,14 @@ async def raw_run(target: Target, sent: list[tuple[str, bytes]], concurrency: in
         finally:
             await client.quit()
 
-    started = time.perf_counter()
+    watch = Stopwatch(target)
     await asyncio.gather(*(one_connection() for _ in range(concurrency)))
-    return len(sent) / (time.perf_counter() - started)
+    return watch.sample(len(sent))
+
+
+def cpu_text(sample: Sample) -> str:
+    server = f" + sink {sample.server_us:.0f}" if sample.server_us is not None else ""
+    return f"{sample.client_us:.0f}{server} µs"
 
 
 def measure(
@@ -181,18 +221,22 @@ def measure(
 ) -> list[float]:
     ratios = []
     for concurrency in (1, 4):
-        ours, raw = [], []
+        ours: list[Sample] = []
+        raw: list[Sample] = []
         for _ in range(rounds):  # interleaved, best of each: the machine is noisy
             settle()
-            rate, sent = outreach_run(target, count, concurrency)
-            ours.append(rate)
+            sample, sent = outreach_run(target, count, concurrency)
+            ours.append(sample)
             settle()
             raw.append(asyncio.run(raw_run(target, sent, concurrency)))
-        ratio = max(ours) / max(raw)
+        best_ours = max(ours, key=lambda s: s.rate)
+        best_raw = max(raw, key=lambda s: s.rate)
+        ratio = best_ours.rate / best_raw.rate
         ratios.append(ratio)
         print(
-            f"concurrency {concurrency}: outreach {max(ours):7.0f} msg/s   "
-            f"raw aiosmtplib {max(raw):7.0f} msg/s   ratio {ratio:.2f}",
+            f"concurrency {concurrency}: outreach {best_ours.rate:7.0f} msg/s   "
+            f"raw aiosmtplib {best_raw.rate:7.0f} msg/s   ratio {ratio:.2f}\n"
+            f"  CPU per message: outreach {cpu_text(best_ours)}, raw {cpu_text(best_raw)}",
             flush=True,
         )
     return ratios
@@ -219,7 +263,7 @@ def main() -> None:
     if not args.postfix:
         sink, port = start_sink()
         try:
-            ratios = measure(Target(port), count, rounds)
+            ratios = measure(Target(port, server_pid=sink.pid), count, rounds)
         finally:
             sink.terminate()
             sink.wait()
