@@ -567,12 +567,30 @@ def numbered_envelopes(count: int) -> list[Envelope]:
     ]
 
 
-def run_batch(server, envelopes, transition, concurrency=2):
+def run_batch(server, envelopes, transition, concurrency=2, should_stop=lambda: False):
     settings = ServerSettings(
         "smtp", "accounts.test.smtp", Path("config.toml"), server.host, server.port, "none"
     )
     limits = Limits(concurrency=concurrency)
-    asyncio.run(deliver_batch(settings, None, limits, envelopes, transition))
+    asyncio.run(deliver_batch(settings, None, limits, envelopes, transition, should_stop))
+
+
+def test_a_stop_mid_batch_leaves_every_claim_with_its_result(smtp_server):
+    """Told to stop, the four connections finish the message they are on; each message
+    claimed gets its result written (pending ones at the end), the rest is never claimed."""
+    envelopes = numbered_envelopes(80)
+    claimed: set[int] = set()
+    recorded: set[int] = set()
+
+    def transition(results, claims):
+        recorded.update(envelope.key for envelope, _ in results)
+        claimed.update(envelope.key for envelope in claims)
+        return {envelope.key for envelope in claims}
+
+    run_batch(smtp_server, envelopes, transition, 4, should_stop=lambda: len(recorded) >= 10)
+    delivered = {int(m.rcpt_tos[0][1:].split("@")[0]) for m in smtp_server.messages}
+    assert 10 <= len(recorded) < 80
+    assert recorded == claimed == delivered
 
 
 def test_a_refused_claim_sends_nothing_and_records_nothing(smtp_server):
