@@ -13,9 +13,11 @@ and each job runs behind its own guard (schedule lets job exceptions escape).
   reported `unknown` at the next start, never resent blindly.
 - A mail server that is down or answers 4xx is logged and retried at later ticks with an
   exponential backoff; refused credentials or a broken config stop the worker (exit 1 / 2).
-- SIGHUP, or a changed file seen at a cycle, reloads campaigns and templates after checking
-  them; a broken edit is reported and the last good version keeps running. The templates in
-  use are a private copy, so an edit can never reach a running worker unchecked.
+- SIGHUP, or a changed file seen at a cycle, reloads config.toml, campaigns and templates
+  after checking them; a broken edit is reported and the last good version keeps running.
+  The templates in use are a private copy, so an edit can never reach a running worker
+  unchecked. What the worker is built around (the database, the campaign and template
+  folders, [worker], IMAP IDLE's connections) changes at the next start; a reload says so.
 - A heartbeat in the `worker` table feeds `outreach status`.
 """
 
@@ -42,7 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 import schedule
 
-from outreach.config import Account, Campaign, Config, campaign_files, load_campaigns
+from outreach.config import (
+    Account,
+    Campaign,
+    Config,
+    campaign_files,
+    load_campaigns,
+    load_config,
+)
 from outreach.durations import format_duration
 from outreach.errors import (
     AuthenticationError,
@@ -161,8 +170,9 @@ def record_once(store: Store, read: ReadReport, sent: SendReport, now: datetime)
 
 
 def fingerprint(config: Config) -> tuple[tuple[str, int, int], ...]:
-    """What changed on disk: (path, mtime, size) of every campaign file and template."""
-    paths = list(campaign_files(config))
+    """What changed on disk: (path, mtime, size) of config.toml, every campaign file and
+    template."""
+    paths = [config.path, *campaign_files(config)]
     if config.templates_dir.is_dir():
         paths += [p for p in config.templates_dir.rglob("*") if p.is_file()]
     found = []
@@ -201,12 +211,41 @@ def render_check(config: Config, campaign: Campaign,
     return (found, []) if len(failing) == len(audience) else ([], found)
 
 
+def live_config(started: Config, fresh: Config) -> tuple[Config, list[str]]:
+    """config.toml as reloaded, less what only a restart changes (the worker was set up
+    with it: its database, the folders it watches, [worker], IMAP IDLE's connections),
+    and the keys among those that were edited."""
+    held = [
+        key
+        for key, before, after in (
+            ("outreach.database", started.database, fresh.database),
+            ("outreach.campaigns", started.campaigns_dir, fresh.campaigns_dir),
+            ("outreach.templates", started.templates_dir, fresh.templates_dir),
+            ("[worker]", started.worker, fresh.worker),
+        )
+        if before != after
+    ]
+    for name, account in started.accounts.items():
+        edited = fresh.accounts.get(name)
+        if idle_enabled(started, account) and (edited is None or edited.imap != account.imap):
+            held.append(f"accounts.{name}.imap (for IMAP IDLE; reading uses the new one)")
+    live = replace(
+        fresh,
+        database=started.database,
+        campaigns_dir=started.campaigns_dir,
+        templates_dir=started.templates_dir,
+        worker=started.worker,
+    )
+    return live, held
+
+
 class CampaignFiles:
-    """The campaigns and templates the worker runs with: always the last version that
-    passed the checks. Templates are used from a private copy made before checking."""
+    """The config, campaigns and templates the worker runs with: always the last version
+    that passed the checks. Templates are used from a private copy made before checking."""
 
     def __init__(self, config: Config, store: Store) -> None:
-        self.config = config
+        self.config = config  # as the worker started: where to look, what a reload may change
+        self.held: list[str] = []  # edited keys that wait for a restart (see live_config)
         self.store = store
         self.root = Path(tempfile.mkdtemp(prefix="outreach-templates-"))
         self.current: Path | None = None
@@ -218,13 +257,17 @@ class CampaignFiles:
         return fingerprint(self.config) != self.seen
 
     def load(self) -> tuple[Config, list[Campaign]]:
-        """Copy, check and return the campaigns and templates on disk now; Problems if they
-        do not pass (the current version is kept). Partners whose own data does not render
-        (a missing field) are only `warnings`: they are reported at each send and must not
-        hold back everyone else."""
+        """Copy, check and return config.toml, the campaigns and templates on disk now;
+        Problems if they do not pass (the current version is kept). Partners whose own data
+        does not render (a missing field) are only `warnings`: they are reported at each send
+        and must not hold back everyone else."""
         from outreach.checks import template_syntax_problems
 
         self.seen = fingerprint(self.config)
+        try:
+            config, held = live_config(self.config, load_config(self.config.path))
+        except ConfigError as exc:  # unreadable, or not TOML (Problems: everything else)
+            raise Problems([str(exc)]) from exc
         self._versions += 1
         copy = self.root / f"v{self._versions}"
         real = str(self.config.templates_dir)
@@ -234,7 +277,7 @@ class CampaignFiles:
                 shutil.copytree(self.config.templates_dir, copy)
             else:
                 copy.mkdir()
-            candidate = replace(self.config, templates_dir=copy)
+            candidate = replace(config, templates_dir=copy)
             problems = template_syntax_problems(candidate)
             campaigns: list[Campaign] = []
             try:
@@ -257,6 +300,7 @@ class CampaignFiles:
         if self.current is not None:
             shutil.rmtree(self.current, ignore_errors=True)
         self.current = copy
+        self.held = held
         return candidate, campaigns
 
     def cleanup(self) -> None:
@@ -509,14 +553,18 @@ class Service:
             for problem in exc.problems[:10]:
                 log_event(self.log, "reload_failed", problem, logging.ERROR)
             more = len(exc.problems) - 10
-            log_event(self.log, "reload_failed", "campaigns/templates not reloaded"
+            log_event(self.log, "reload_failed", "config.toml, campaigns and templates not reloaded"
                       + (f" ({more} more problems)" if more > 0 else "")
                       + ": still running the last good version; `outreach check` shows why",
                       logging.ERROR)
             return
+        self.config = config
         self.worker.reconfigure(config, campaigns)
-        log_event(self.log, "reloaded", "campaigns and templates reloaded: "
+        log_event(self.log, "reloaded", "config.toml, campaigns and templates reloaded: "
                   + (", ".join(c.name for c in campaigns) or "no campaigns"))
+        for key in self.files.held:
+            log_event(self.log, "restart_needed", f"{self.config.path}: {key} changed; the "
+                      "worker keeps the old value until it is restarted", logging.WARNING)
         self.log_render_warnings()
 
     def log_render_warnings(self) -> None:
@@ -590,8 +638,8 @@ class Service:
         scheduler = schedule.Scheduler()
         scheduler.every(self.poll).seconds.do(self.run_job, "read", self.read)
         scheduler.every(self.send).seconds.do(self.run_job, "send", self.send_due)
-        if self.config.digest is not None:
-            scheduler.every(30).seconds.do(self.run_job, "digest", self.digest)
+        # always: a reload may add [digest] (without it, the job does nothing)
+        scheduler.every(30).seconds.do(self.run_job, "digest", self.digest)
         scheduler.every(min(30, self.poll)).seconds.do(self.run_job, "heartbeat", self.beat)
         while not self.stopping:
             if self.reload_requested:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from datetime import time as clock_time
 from pathlib import Path
@@ -30,7 +31,7 @@ from outreach.config import DigestSettings
 from outreach.digest import digest_due, send_digest
 from outreach.errors import AuthenticationError
 from outreach.localservers import LocalIMAPServer, LocalSMTPServer
-from outreach.service import Backoff, Service, backoff_delay, fingerprint
+from outreach.service import Backoff, Service, backoff_delay, fingerprint, live_config
 
 FAST = '[worker]\npoll_every = "1s"\nsend_every = "1s"\nshutdown_timeout = "5s"\n'
 IMAP_PASSWORD_ENV = "TEST_SERVICE_IMAP_PW"
@@ -353,6 +354,46 @@ def test_sighup_reloads_checked_campaigns_and_keeps_the_last_good_version(
     assert worker.stop() == 0
 
 
+def test_sighup_reloads_config_toml_and_says_what_waits_for_a_restart(
+    tmp_path: Path, smtp_server: LocalSMTPServer, env: dict[str, str], workers: list[Worker],
+) -> None:
+    ws = make_workspace(tmp_path, smtp_server, None)
+    ws.close()
+    config = tmp_path / "config.toml"
+    template = tmp_path / "templates" / "hello.txt.j2"
+    template.write_text("Hello {{ partner.name }}, from {{ program }}.\n")
+    worker = start(tmp_path, env, workers)
+    worker.wait_for("started")
+    original = config.read_text()
+
+    # a broken config.toml is reported with its line, and the last good one keeps running
+    broken = original.replace('program = "Test CTE"', 'program = "Test CTE"\nbad = = 1')
+    config.write_text(broken)
+    worker.proc.send_signal(signal.SIGHUP)
+    failed = worker.wait_for("reload_failed")
+    line = broken.splitlines().index("bad = = 1") + 1
+    assert failed[0]["message"].startswith(f"{config}:{line}: TOML syntax error")
+    ws.add_partners(partner_rows(1))
+    ws.close()
+    first = smtp_server.wait_for(1, timeout=10)[0]
+    assert "from Test CTE." in first.message.get_content()
+
+    # [template_vars] and limits apply at once; [worker] waits for a restart, and says so
+    config.write_text(
+        original.replace('program = "Test CTE"', 'program = "Westside CTE"')
+        .replace('send_every = "1s"', 'send_every = "2s"')
+    )
+    worker.proc.send_signal(signal.SIGHUP)
+    worker.wait_for("reloaded")
+    held = worker.wait_for("restart_needed")
+    assert "[worker] changed" in held[0]["message"]
+    ws.add_partners(partner_rows(2))
+    ws.close()
+    second = smtp_server.wait_for(2, timeout=10)[1]
+    assert "from Westside CTE." in second.message.get_content()
+    assert worker.stop() == 0
+
+
 def test_imap_idle_wakes_the_reader_before_the_next_poll(
     tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
     env: dict[str, str], workers: list[Worker],
@@ -469,11 +510,41 @@ def test_backoff_state() -> None:
     assert backoff.succeeded() and backoff.failures == 0 and not backoff.succeeded()
 
 
+def test_a_reloaded_config_keeps_what_only_a_restart_changes(
+    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer
+) -> None:
+    started = make_workspace(tmp_path, smtp_server, imap_server).config
+    account = started.accounts["default"]
+    assert account.imap is not None
+    fresh = replace(
+        started,
+        database=tmp_path / "other.db",
+        worker=replace(started.worker, idle=True),
+        template_vars={"program": "Westside CTE"},
+        accounts={"default": replace(account, imap=replace(account.imap, port=1))},
+    )
+    live, held = live_config(started, fresh)
+    assert live.database == started.database and live.worker == started.worker
+    assert live.template_vars == {"program": "Westside CTE"}
+    assert live.accounts["default"].imap.port == 1  # type: ignore[union-attr]
+    assert held == ["outreach.database", "[worker]"]  # IDLE was off when it started
+    idle = replace(started, worker=replace(started.worker, idle=True))
+    assert live_config(idle, replace(fresh, worker=idle.worker))[1] == [
+        "outreach.database",
+        "accounts.default.imap (for IMAP IDLE; reading uses the new one)",
+    ]
+    assert live_config(started, started) == (started, [])
+
+
 def test_fingerprint_sees_edits(tmp_path: Path, smtp_server: LocalSMTPServer) -> None:
     ws = make_workspace(tmp_path, smtp_server, None)
     before = fingerprint(ws.config)
     assert before == fingerprint(ws.config)
     (tmp_path / "templates" / "hello.txt.j2").write_text("changed, and longer than before\n")
+    assert fingerprint(ws.config) != before
+    before = fingerprint(ws.config)
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text() + "\n# an edit\n")
     assert fingerprint(ws.config) != before
 
 
