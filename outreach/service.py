@@ -48,7 +48,9 @@ from outreach.config import (
     Account,
     Campaign,
     Config,
+    ServerSettings,
     campaign_files,
+    key_location,
     load_campaigns,
     load_config,
 )
@@ -239,6 +241,28 @@ def live_config(started: Config, fresh: Config) -> tuple[Config, list[str]]:
     return live, held
 
 
+def _password_envs(config: Config) -> list[tuple[ServerSettings, str]]:
+    return [
+        (settings, settings.password_env)
+        for account in config.accounts.values()
+        for settings in (account.smtp, account.imap)
+        if settings is not None and settings.password_env
+    ]
+
+
+def unset_password_envs(started: Config, fresh: Config) -> list[str]:
+    """Each password_env a reload newly names that this process does not have: a reload
+    cannot add a variable to the worker's environment, and the first send or read would
+    stop the worker."""
+    before = {name for _, name in _password_envs(started)}
+    return [
+        f"{key_location(settings.source, settings.key_path + '.password_env')}: the "
+        f"environment variable {name} is not set for the running worker (set it, then restart)"
+        for settings, name in _password_envs(fresh)
+        if name not in os.environ and name not in before
+    ]
+
+
 class CampaignFiles:
     """The config, campaigns and templates the worker runs with: always the last version
     that passed the checks. Templates are used from a private copy made before checking."""
@@ -268,6 +292,9 @@ class CampaignFiles:
             config, held = live_config(self.config, load_config(self.config.path))
         except ConfigError as exc:  # unreadable, or not TOML (Problems: everything else)
             raise Problems([str(exc)]) from exc
+        unset = unset_password_envs(self.config, config)
+        if unset:
+            raise Problems(unset)
         self._versions += 1
         copy = self.root / f"v{self._versions}"
         real = str(self.config.templates_dir)

@@ -27,11 +27,18 @@ from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach import partner_mail
 from outreach.cli import cli
-from outreach.config import DigestSettings
+from outreach.config import DigestSettings, load_config
 from outreach.digest import digest_due, send_digest
 from outreach.errors import AuthenticationError
 from outreach.localservers import LocalIMAPServer, LocalSMTPServer
-from outreach.service import Backoff, Service, backoff_delay, fingerprint, live_config
+from outreach.service import (
+    Backoff,
+    Service,
+    backoff_delay,
+    fingerprint,
+    live_config,
+    unset_password_envs,
+)
 
 FAST = '[worker]\npoll_every = "1s"\nsend_every = "1s"\nshutdown_timeout = "5s"\n'
 IMAP_PASSWORD_ENV = "TEST_SERVICE_IMAP_PW"
@@ -534,6 +541,25 @@ def test_a_reloaded_config_keeps_what_only_a_restart_changes(
         "accounts.default.imap (for IMAP IDLE; reading uses the new one)",
     ]
     assert live_config(started, started) == (started, [])
+
+
+def test_a_reload_naming_a_password_variable_the_worker_lacks_is_refused(
+    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(IMAP_PASSWORD_ENV, raising=False)  # unset at the start already
+    started = make_workspace(tmp_path, smtp_server, imap_server).config
+    assert unset_password_envs(started, started) == [], "not news: the start decided on it"
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace(IMAP_PASSWORD_ENV, "OUTREACH_TEST_UNSET_PW"))
+    fresh = load_config(config)
+    (problem,) = unset_password_envs(started, fresh)
+    lines = config.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "OUTREACH_TEST_UNSET_PW" in text)
+    assert problem.startswith(f"{config}:{line}: accounts.default.imap.password_env: ")
+    assert "OUTREACH_TEST_UNSET_PW is not set for the running worker" in problem
+    monkeypatch.setenv("OUTREACH_TEST_UNSET_PW", "x")
+    assert unset_password_envs(started, fresh) == []
 
 
 def test_fingerprint_sees_edits(tmp_path: Path, smtp_server: LocalSMTPServer) -> None:
