@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -338,6 +339,68 @@ def test_dovecot_drops_the_connection_mid_read(
     rows = ws.store.query("SELECT message_id FROM inbound")
     assert len({r["message_id"] for r in rows}) == len(rows) == 80
     assert worker.read_cycle().recorded == 0
+    ws.close()
+
+
+def test_postfix_restarted_mid_batch_never_submits_a_message_twice(
+    tmp_path: Path, mailstack: Mailstack, stack_env: None
+) -> None:
+    """Postfix stops while the worker is sending (its connections go; new ones are refused)
+    and starts again. Later cycles send the rest. No partner's message is submitted twice
+    (Postfix gives each submission its own queue id; a copy Postfix itself delivers again
+    after the stop keeps its id), and each partner got it or has it reported `unknown`."""
+    import subprocess
+
+    coordinator, _ = mailstack.new_user()
+    sink, _ = mailstack.new_user()  # partners are sink+pNNNN@: one mailbox to count in
+    local, domain = sink.split("@")
+    partners = [f"{local}+p{i:04d}@{domain}" for i in range(40)]
+    ws = stack_workspace(tmp_path, mailstack, coordinator,
+                         limits="concurrency = 2\nper_minute = 600")  # ~4 s for the batch
+    ws.add_partners([{"email": a, "name": f"Partner {i}"} for i, a in enumerate(partners)])
+    worker = ws.worker()
+    postfix = ["postfix", "-c", mailstack.postfix_conf]
+
+    def restart() -> None:
+        time.sleep(1.0)  # some ten messages in
+        subprocess.run([*postfix, "stop"], check=True, capture_output=True, timeout=60)
+        time.sleep(0.5)
+        subprocess.run([*postfix, "start"], check=True, capture_output=True, timeout=60)
+
+    restarter = threading.Thread(target=restart)
+    restarter.start()
+    try:
+        first = worker.send_cycle()
+    finally:
+        restarter.join()
+        if subprocess.run([*postfix, "status"], capture_output=True).returncode != 0:
+            subprocess.run([*postfix, "start"], check=True, capture_output=True, timeout=60)
+    assert first.sent < len(partners), "the restart must come in the middle of the batch"
+    assert first.errors or first.deferred or first.unknown
+    for _ in range(10):  # retries come on the account's schedule: move the clock past them
+        left = ws.store.scalar(
+            "SELECT count(*) FROM messages WHERE status IN ('queued', 'deferred', 'sending')")
+        if not left:
+            break
+        ws.clock.advance(hours=2)
+        time.sleep(0.5)  # Postfix may still be starting
+        worker.send_cycle()
+    statuses = {r["to_addr"]: r["status"] for r in ws.store.query(
+        "SELECT to_addr, status FROM messages")}
+    assert set(statuses) == set(partners)
+    assert set(statuses.values()) <= {"sent", "unknown"}, statuses
+    sent = [a for a, status in statuses.items() if status == "sent"]
+    inbox_of(mailstack, sink, len(sent), timeout=30)
+    time.sleep(1.0)  # anything Postfix still held from before the stop arrives by now
+    submissions: dict[str, set[str]] = {}
+    for message in inbox_of(mailstack, sink, len(sent), timeout=30):
+        partner = str(message["To"]).rsplit("<", 1)[-1].rstrip(">")
+        (queue_id,) = (match.group(1) for line in message.get_all("Received", [])
+                       if (match := re.search(r"with ESMTPSA id (\w+)", line)))
+        submissions.setdefault(partner, set()).add(queue_id)
+    assert all(len(ids) == 1 for ids in submissions.values()), submissions
+    assert set(sent) <= set(submissions), "every message counted as sent arrived"
+    assert set(submissions) <= set(partners)
     ws.close()
 
 
