@@ -268,7 +268,7 @@ class CampaignFiles:
     that passed the checks. Templates are used from a private copy made before checking."""
 
     def __init__(self, config: Config, store: Store) -> None:
-        self.config = config  # as the worker started: where to look, what a reload may change
+        self.started = config  # where to look, and what a reload may change (live_config)
         self.held: list[str] = []  # edited keys that wait for a restart (see live_config)
         self.store = store
         self.root = Path(tempfile.mkdtemp(prefix="outreach-templates-"))
@@ -278,7 +278,7 @@ class CampaignFiles:
         self._versions = 0
 
     def changed(self) -> bool:
-        return fingerprint(self.config) != self.seen
+        return fingerprint(self.started) != self.seen
 
     def load(self) -> tuple[Config, list[Campaign]]:
         """Copy, check and return config.toml, the campaigns and templates on disk now;
@@ -287,21 +287,21 @@ class CampaignFiles:
         and must not hold back everyone else."""
         from outreach.checks import template_syntax_problems
 
-        self.seen = fingerprint(self.config)
+        self.seen = fingerprint(self.started)
         try:
-            config, held = live_config(self.config, load_config(self.config.path))
+            config, held = live_config(self.started, load_config(self.started.path))
         except ConfigError as exc:  # unreadable, or not TOML (Problems: everything else)
             raise Problems([str(exc)]) from exc
-        unset = unset_password_envs(self.config, config)
+        unset = unset_password_envs(self.started, config)
         if unset:
             raise Problems(unset)
         self._versions += 1
         copy = self.root / f"v{self._versions}"
-        real = str(self.config.templates_dir)
+        real = str(self.started.templates_dir)
         self.warnings = []
         try:
-            if self.config.templates_dir.is_dir():
-                shutil.copytree(self.config.templates_dir, copy)
+            if self.started.templates_dir.is_dir():
+                shutil.copytree(self.started.templates_dir, copy)
             else:
                 copy.mkdir()
             candidate = replace(config, templates_dir=copy)

@@ -16,6 +16,7 @@ from workspace import ALWAYS_OPEN, Workspace, partner_rows
 from outreach.config import Limits, ServerSettings
 from outreach.errors import AuthenticationError, StoreError
 from outreach.localservers import LocalSMTPServer
+from outreach.sending import SendReport
 from outreach.smtp import Envelope, deliver_batch
 from outreach.store import CLAIM_SQL
 
@@ -389,7 +390,7 @@ def test_unknown_after_a_crash_is_settled_from_the_sent_folder(
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, imap=imap_settings(imap_server))
     ws.add_partners(partner_rows(2))
     worker = ws.worker()
-    report = __import__("outreach.sending", fromlist=["SendReport"]).SendReport()
+    report = SendReport()
     worker.sender.queue_due(report)
     rows = ws.store.ledger_rows("1 ORDER BY id")
     for row in rows:  # the worker claimed both, then died
@@ -514,7 +515,7 @@ def test_a_result_is_committed_soon_even_with_no_claim_to_join(tmp_path, smtp_se
 def test_a_claim_takes_only_rows_still_sendable_and_looks_them_up_by_id(tmp_path, smtp_server):
     ws = Workspace(tmp_path, smtp_port=smtp_server.port)
     ws.add_partners(partner_rows(3))
-    report = __import__("outreach.sending", fromlist=["SendReport"]).SendReport()
+    report = SendReport()
     ws.worker().sender.queue_due(report)
     first, second, third = (row.id for row in ws.store.ledger_rows("1 ORDER BY id"))
     assert ws.store.mark_sending([first], ws.clock()) == {first}
