@@ -153,7 +153,7 @@ class Renderer:
         try:
             template = self._subjects.get(source)
             if template is None:
-                template = self._subjects[source] = self.text_env.from_string(source)
+                template = self._subjects[source] = _flat_globals(self.text_env.from_string(source))
             return template.render(context)
         except Exception as exc:  # noqa: BLE001 - any template bug is the user's to fix
             # file:line of the subject, looked up only now that it is needed
@@ -173,7 +173,7 @@ class Renderer:
     ) -> str:
         path = self.config.templates_dir / name
         try:
-            return env.get_template(name).render(context)
+            return _flat_globals(env.get_template(name)).render(context)
         except jinja2.TemplateNotFound as exc:
             missing = self.config.templates_dir / (exc.name or name)
             raise TemplateError(f"{missing}: template not found") from None
@@ -196,6 +196,15 @@ class Renderer:
             raise TemplateError(
                 f"{where}: {type(exc).__name__}: {exc} (partner {partner.email})"
             ) from None
+
+
+def _flat_globals(template: jinja2.Template) -> jinja2.Template:
+    """The template with its globals in one dict instead of Jinja's ChainMap (its own over
+    the environment's), which every render copies into a new context: ~8 µs a render,
+    two or three renders a message. Nothing changes the globals after loading."""
+    if not isinstance(template.globals, dict):
+        template.globals = dict(template.globals)
+    return template
 
 
 def _template_location(exc: BaseException, fallback: Path) -> str:

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -35,6 +35,7 @@ from outreach.model import ACTIVE, BOUNCED, OPTED_OUT, LedgerRef, Partner, Seque
 
 migrations = Migrations("outreach")
 IN_CHUNK = 500
+OUTBOX_CHUNK = 50  # rows per INSERT: 10 parameters each, under SQLite's old limit of 999
 AUTOCHECKPOINT_PAGES = 10_000  # ~40 MB of WAL
 BATCH_CHECKPOINT_PAGES = 250_000  # ~1 GB: a bound for a batch that is never that large
 
@@ -362,6 +363,19 @@ def m003_digest(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
+class Outgoing(NamedTuple):
+    """A rendered message for the outbox (Store.queue_messages), in its INSERT's order."""
+
+    campaign: str
+    partner_id: int
+    step: int
+    account: str
+    message_id: str
+    to_addr: str
+    subject: str
+    raw: bytes
 
 
 @dataclass(frozen=True)
@@ -824,51 +838,47 @@ class Store:
         raw: bytes,
         now: datetime,
     ) -> int | None:
-        """Write a rendered message to the outbox before any SMTP traffic.
+        """Write one rendered message to the outbox (see queue_messages); its ledger id, or
+        None when (campaign, partner, step) already has a row."""
+        outgoing = Outgoing(campaign, partner_id, step, account, message_id, to_addr, subject, raw)
+        row = self.queue_messages([outgoing], now)[0]
+        return row.id if row is not None else None
 
-        Returns the ledger id, or None when (campaign, partner, step) already has a row:
-        the unique key is what makes a double send impossible.
+    def queue_messages(self, messages: Sequence[Outgoing], now: datetime) -> list[LedgerRow | None]:
+        """Write rendered messages to the outbox before any SMTP traffic, in one transaction:
+        the ledger row (`queued`), the sequence's last step and a `queued` event each.
+
+        Returns each message's ledger row, or None where (campaign, partner, step) already
+        has one: the unique key is what makes a double send impossible.
         """
         stamp = iso(now)
+        ids: dict[str, int] = {}
         with self.write() as conn:
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO messages (campaign, partner_id, step, account, message_id,"
-                " to_addr, subject, status, raw, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    campaign,
-                    partner_id,
-                    step,
-                    account,
-                    message_id,
-                    to_addr,
-                    subject,
-                    QUEUED,
-                    raw,
-                    stamp,
-                    stamp,
-                ),
-            )
-            if cursor.rowcount == 0:
-                return None
-            ledger_id = int(cursor.lastrowid or 0)
-            conn.execute(
+            for start in range(0, len(messages), OUTBOX_CHUNK):
+                chunk = messages[start : start + OUTBOX_CHUNK]
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO messages (campaign, partner_id, step, account,"
+                    " message_id, to_addr, subject, status, raw, created_at, updated_at) VALUES "
+                    + ",".join([f"(?,?,?,?,?,?,?,'{QUEUED}',?,?,?)"] * len(chunk))
+                    + " RETURNING id, message_id",
+                    [value for m in chunk for value in (*m, stamp, stamp)],
+                )
+                ids.update((message_id, ledger_id) for ledger_id, message_id in cursor)
+            rows = [
+                _queued_row(m, ids[m.message_id]) if m.message_id in ids else None for m in messages
+            ]
+            queued = [row for row in rows if row is not None]
+            conn.executemany(
                 "INSERT INTO sequences (campaign, partner_id, state, last_step, updated_at)"
                 " VALUES (?,?,'active',?,?) ON CONFLICT (campaign, partner_id) DO UPDATE SET"
                 " last_step = excluded.last_step, updated_at = excluded.updated_at",
-                (campaign, partner_id, step, stamp),
+                [(row.campaign, row.partner_id, row.step, stamp) for row in queued],
             )
-            self.add_event(
-                "queued",
-                now,
-                partner_id=partner_id,
-                campaign=campaign,
-                step=step,
-                message_id=message_id,
-                outbound_id=ledger_id,
-                summary=subject,
+            conn.executemany(
+                _INSERT_EVENT,
+                [_ledger_event_values(QUEUED, row, stamp, row.subject, None) for row in queued],
             )
-        return ledger_id
+        return rows
 
     def ledger_rows(self, where: str, params: Sequence[Any] = ()) -> list[LedgerRow]:
         return [_ledger(row) for row in self.query(f"SELECT * FROM messages WHERE {where}", params)]
@@ -1330,6 +1340,25 @@ def _sequence(row: dict[str, Any]) -> SequenceState:
     )
 
 
+def _queued_row(message: Outgoing, ledger_id: int) -> LedgerRow:
+    """The ledger row queue_messages has just written."""
+    return LedgerRow(
+        id=ledger_id,
+        campaign=message.campaign,
+        partner_id=message.partner_id,
+        step=message.step,
+        account=message.account,
+        message_id=message.message_id,
+        to_addr=message.to_addr,
+        subject=message.subject,
+        status=QUEUED,
+        raw=message.raw,
+        attempts=0,
+        next_attempt_at=None,
+        sent_at=None,
+    )
+
+
 def _ledger(row: dict[str, Any]) -> LedgerRow:
     return LedgerRow(
         id=row["id"],
@@ -1355,6 +1384,7 @@ __all__ = [
     "Store",
     "SequenceState",
     "LedgerRow",
+    "Outgoing",
     "iso",
     "parse_iso",
 ]
