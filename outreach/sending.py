@@ -9,24 +9,26 @@ instead of sending it again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from outreach.config import Account, Campaign, Config
-from outreach.errors import AuthenticationError, MailServerError, OutreachError
+from outreach.errors import AuthenticationError, ConfigError, MailServerError, OutreachError
 from outreach.imap import Mailbox
 from outreach.logs import log_event
 from outreach.plan import Due, due_messages
 from outreach.render import Built, Renderer, Threading, build_message
-from outreach.smtp import Envelope, Outcome, Result, deliver_batch
-from outreach.store import LedgerRow, Store
+from outreach.smtp import Envelope, Outcome, Result, deliver_batch, run_with_idle_work
+from outreach.store import LedgerRow, Outgoing, Store
 
 Clock = Callable[[], datetime]
 QUEUE_CHUNK = 200
+RENDER_AHEAD = 32  # messages rendered or queued ahead of delivery, at most
+RENDER_NOW = 16  # rendered at once when delivery has caught up with rendering
 
 
 @dataclass
@@ -143,11 +145,12 @@ class Sender:
         for start in range(0, len(items), QUEUE_CHUNK):
             if self.should_stop():
                 return False
-            with self.store.write():  # one commit per chunk; each row stands alone anyway
-                for item in items[start : start + QUEUE_CHUNK]:
-                    built = self.prepare_or_report(item, threading, report)
-                    if built is not None and self.outbox(item, built) is not None:
-                        report.queued += 1
+            rendered = []
+            for item in items[start : start + QUEUE_CHUNK]:
+                built = self.prepare_or_report(item, threading, report)
+                if built is not None:
+                    rendered.append((item, built))
+            report.queued += len(self.outbox(rendered))  # one commit per chunk
         return True
 
     def threading_for(self, items: Sequence[Due]) -> dict[tuple[str, int], Threading]:
@@ -190,29 +193,42 @@ class Sender:
             )
             return None
 
-    def outbox(self, item: Due, built: Built) -> int | None:
-        """Write a rendered message to the outbox; None if (campaign, partner, step) has one."""
-        assert item.partner.id is not None
-        return self.store.queue_message(
-            campaign=item.campaign.name,
-            partner_id=item.partner.id,
-            step=item.step.number,
-            account=item.campaign.account,
-            message_id=built.message_id,
-            to_addr=built.to_addr,
-            subject=built.subject,
-            raw=built.raw,
-            now=self.clock(),
+    def outbox(self, rendered: Sequence[tuple[Due, Built]]) -> list[LedgerRow]:
+        """Write rendered messages to the outbox (in the caller's transaction, if any); the
+        rows written. One already there for its (campaign, partner, step) is left out."""
+        rows = self.store.queue_messages(
+            [
+                Outgoing(
+                    item.campaign.name,
+                    item.partner.id or 0,
+                    item.step.number,
+                    item.campaign.account,
+                    built.message_id,
+                    built.to_addr,
+                    built.subject,
+                    built.raw,
+                )
+                for item, built in rendered
+            ],
+            self.clock(),
         )
+        return [row for row in rows if row is not None]
 
     # ------------------------------------------------------------------ deliver
 
-    def deliver_all(self, report: SendReport) -> None:
+    def send_due(self, report: SendReport) -> None:
+        """Plan what is due, then deliver each account's backlog and its new messages; the
+        new ones are rendered while the batch is being delivered (OutboxFeed)."""
+        self.deliver_all(report, self.plan_by_account(report))
+
+    def deliver_all(self, report: SendReport, planned: dict[str, list[Due]] | None = None) -> None:
+        """Deliver what is queued (and `planned`, rendered on the way), account by account."""
+        planned = planned or {}
         for account in self.accounts_in_use():
             if self.should_stop():
                 return
             try:
-                self.deliver_account(account, report)
+                self.deliver_account(account, report, planned.get(account.name, ()))
             except AuthenticationError:
                 raise
             except MailServerError as exc:
@@ -231,7 +247,10 @@ class Sender:
         }
         return [self.config.accounts[n] for n in sorted(names) if n in self.config.accounts]
 
-    def deliver_account(self, account: Account, report: SendReport) -> None:
+    def deliver_account(
+        self, account: Account, report: SendReport, items: Sequence[Due] = ()
+    ) -> None:
+        """Deliver the account's sendable rows, then `items` (planned for it now)."""
         now = self.clock()
         rows = self.store.sendable(account.name, now)
         budget = self.daily_budget(account, now)
@@ -246,30 +265,39 @@ class Sender:
                 logging.WARNING,
                 account=account.name,
             )
-        if not rows:
+        if not rows and not items:
             return
-        by_id = {row.id: row for row in rows}
-        password = account.smtp.password()
+        feed = OutboxFeed(self, account, rows, items, report)
 
         def transition(
             results: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]
         ) -> set[int]:
             with self.store.write():
-                self.record_results(account, [(by_id[e.key], r) for e, r in results], report)
-                return self.store.mark_sending([e.key for e in claims], self.clock())
+                self.record_results(account, [(feed.rows[e.key], r) for e, r in results], report)
+                queued = feed.write_rendered()
+                claimed = self.store.mark_sending([e.key for e in claims], self.clock())
+            feed.add(queued)
+            return claimed
 
-        envelopes = [Envelope(row.id, account.from_email, row.to_addr, row.raw) for row in rows]
-        with self.store.checkpoint_after():
-            asyncio.run(
-                deliver_batch(
-                    account.smtp,
-                    password,
-                    account.limits,
-                    envelopes,
-                    transition,
-                    self.should_stop,
+        try:
+            password = account.smtp.password()
+            with self.store.checkpoint_after():
+                run_with_idle_work(
+                    deliver_batch(
+                        account.smtp,
+                        password,
+                        account.limits,
+                        feed,
+                        transition,
+                        self.should_stop,
+                    ),
+                    feed.render_ahead,
+                    feed.wants_rendering,
                 )
-            )
+        except (MailServerError, ConfigError):
+            feed.queue_rest()  # the server is down or refused us: the next cycle sends them
+            raise
+        feed.queue_rest()
 
     def record_results(
         self, account: Account, results: Sequence[tuple[LedgerRow, Result]], report: SendReport
@@ -408,3 +436,104 @@ class Sender:
                         step=row.step,
                     )
         return resolved, len(rows) - resolved
+
+
+class OutboxFeed(Iterator[Envelope]):
+    """The envelopes of one account's delivery batch, taken one at a time by its connections.
+
+    First the backlog (queued rows, and deferred ones whose retry time has come), then the
+    messages planned now. Those are rendered in the event loop's idle time, while the
+    connections wait for the server (smtp.IdleWorkSelector), and written to the outbox with
+    the ledger's next commit; rendering them all before the first message goes out left the
+    server idle meanwhile. A message becomes an envelope only once its outbox row is
+    committed, so it is in the ledger, with its Message-ID, before any SMTP traffic of its
+    own. When delivery catches up with rendering, the next few are rendered at once.
+    """
+
+    def __init__(
+        self,
+        sender: Sender,
+        account: Account,
+        backlog: Sequence[LedgerRow],
+        items: Sequence[Due],
+        report: SendReport,
+    ) -> None:
+        self.sender = sender
+        self.account = account
+        self.report = report
+        self.rows = {row.id: row for row in backlog}
+        self.ready = deque(self._envelope(row) for row in backlog)
+        self.items = deque(items)
+        self.threading = sender.threading_for(items) if items else {}
+        self.rendered: list[tuple[Due, Built]] = []
+        self.error: Exception | None = None
+
+    def _envelope(self, row: LedgerRow) -> Envelope:
+        return Envelope(row.id, self.account.from_email, row.to_addr, row.raw)
+
+    def __length_hint__(self) -> int:
+        return len(self.ready) + len(self.rendered) + len(self.items)
+
+    def __next__(self) -> Envelope:
+        if self.error is not None:
+            raise self.error
+        if not self.ready:
+            while len(self.rendered) < RENDER_NOW and self.render_one():
+                pass
+            self.add(self.write_rendered())  # one commit
+        if not self.ready:
+            raise StopIteration
+        return self.ready.popleft()
+
+    def render_one(self) -> bool:
+        """Render the next planned message; False when none is left or the worker stops
+        (what is left is planned again next cycle)."""
+        if self.sender.should_stop():
+            self.items.clear()
+        if not self.items:
+            return False
+        item = self.items.popleft()
+        built = self.sender.prepare_or_report(item, self.threading, self.report)
+        if built is not None:
+            self.rendered.append((item, built))
+        return True
+
+    def wants_rendering(self) -> bool:
+        """Whether the idle time should render more: fewer than RENDER_AHEAD messages wait."""
+        return (
+            self.error is None
+            and bool(self.items)
+            and len(self.ready) + len(self.rendered) < RENDER_AHEAD
+        )
+
+    def render_ahead(self) -> None:
+        """The idle work: render one more message. An error is kept for the next envelope
+        taken, which stops the batch the usual way (a connection in the middle of a message
+        finishes it first)."""
+        try:
+            self.render_one()
+        except Exception as exc:  # noqa: BLE001 - raised from __next__, see above
+            self.error = exc
+
+    def write_rendered(self) -> list[LedgerRow]:
+        """Write the rendered messages to the outbox, in the caller's transaction; they are
+        delivered once it commits (`add`)."""
+        rendered, self.rendered = self.rendered, []
+        return self.sender.outbox(rendered) if rendered else []
+
+    def add(self, rows: Sequence[LedgerRow]) -> None:
+        """Rows whose outbox write is committed: ready to be delivered."""
+        self.report.queued += len(rows)
+        for row in rows:
+            self.rows[row.id] = row
+            self.ready.append(self._envelope(row))
+
+    def queue_rest(self) -> None:
+        """After the batch: what was planned but not delivered goes to the outbox for the
+        next cycle (not when the worker is stopping: it is planned again next time)."""
+        if self.sender.should_stop() or not (self.rendered or self.items):
+            return
+        self.add(self.write_rendered())
+        items = list(self.items)
+        self.items.clear()
+        self.sender.queue_items(items, self.report)

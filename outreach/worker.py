@@ -92,8 +92,7 @@ class Worker:
     def send_cycle(self) -> SendReport:
         report = SendReport()
         self.store.resume_paused(self.clock())
-        self.sender.queue_due(report)
-        self.sender.deliver_all(report)
+        self.sender.send_due(report)
         return report
 
     def read_cycle(self) -> ReadReport:

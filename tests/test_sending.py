@@ -626,3 +626,142 @@ def test_a_ledger_failure_stops_the_batch_before_the_next_data(smtp_server):
     delivered = {int(m.rcpt_tos[0][1:].split("@")[0]) for m in smtp_server.messages}
     assert 4 not in delivered
     assert delivered <= set(claimed), "nothing reaches the server without a committed claim"
+
+
+def test_new_messages_are_rendered_while_the_batch_goes_out_each_in_the_outbox_first(
+    tmp_path, smtp_server_factory
+):
+    """What is due now is not rendered all before the first message goes out: it is
+    rendered in the event loop's idle time and written to the outbox with the ledger's
+    commits. Every message's outbox row is committed before its envelope reaches the
+    server (checked at RCPT, through a second connection), and each partner gets one."""
+    rows_at_first_message: list[int] = []
+    missing_at_rcpt: list[str] = []
+    ws: Workspace | None = None
+
+    def outbox_count() -> int:
+        assert ws is not None
+        with sqlite3.connect(ws.root / "outreach.db") as db:
+            return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    def first_message(message) -> None:
+        if not rows_at_first_message:
+            rows_at_first_message.append(outbox_count())
+
+    server = smtp_server_factory(on_message=first_message)
+    on_rcpt = server._on_rcpt
+
+    def check_rcpt(envelope, address, options):  # on the server's loop, before its reply
+        assert ws is not None
+        with sqlite3.connect(ws.root / "outreach.db") as db:
+            row = db.execute(
+                "SELECT status FROM messages WHERE to_addr = ? AND status IN"
+                " ('queued', 'sending')",
+                [address],
+            ).fetchone()
+        if row is None:
+            missing_at_rcpt.append(address)
+        return on_rcpt(envelope, address, options)
+
+    server._on_rcpt = check_rcpt
+    ws = Workspace(tmp_path, smtp_port=server.port, limits="concurrency = 2")
+    ws.add_partners(partner_rows(120))
+    report = ws.worker().send_cycle()
+    assert (report.queued, report.sent, report.errors) == (120, 120, [])
+    assert rows_at_first_message and rows_at_first_message[0] < 120, rows_at_first_message
+    assert not missing_at_rcpt
+    assert sorted(Counter(m.rcpt_tos[0] for m in server.messages).values()) == [1] * 120
+    assert set(ledger(ws).values()) == {"sent"}
+    assert len(events(ws, "queued")) == len(events(ws, "sent")) == 120
+    ws.close()
+
+
+def test_a_stop_mid_batch_leaves_no_partner_unaccounted_and_none_sent_twice(
+    tmp_path, smtp_server
+):
+    """Stopped while new messages are still being rendered: what was not written to the
+    outbox is planned again next cycle, what was is sent from the outbox; nobody twice."""
+    stop = threading.Event()
+    ws = Workspace(tmp_path, smtp_port=smtp_server.port, limits="concurrency = 2")
+    ws.add_partners(partner_rows(80))
+    worker = ws.worker(should_stop=stop.is_set)
+    smtp_server.on_message = lambda message: stop.set() if len(smtp_server.messages) >= 9 else None
+    first = worker.send_cycle()
+    assert 10 <= first.sent < 80
+    statuses = Counter(ledger(ws).values())
+    assert set(statuses) <= {"sent", "queued"} and statuses["sent"] == first.sent
+    stop.clear()
+    smtp_server.on_message = None
+    second = worker.send_cycle()
+    assert first.sent + second.sent == 80
+    assert sorted(Counter(m.rcpt_tos[0] for m in smtp_server.messages).values()) == [1] * 80
+    assert set(ledger(ws).values()) == {"sent"}
+    ws.close()
+
+
+def test_the_wire_form_of_data_is_aiosmtplibs(tmp_path):
+    """`_wire` skips aiosmtplib's two regex passes when a message needs neither; its output
+    must be what aiosmtplib's data() sends, for any message."""
+    import random
+
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    from outreach.smtp import _wire
+
+    def reference(message: bytes) -> bytes:
+        return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+
+    pieces = [b"a", b".", b"\r", b"\n", b"\r\n", b" ", b"..", b"x.", b"\r\n."]
+    rng = random.Random(5)
+    for _ in range(20_000):
+        message = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        assert _wire(message) == reference(message), message
+    assert _wire(SAMPLE) == SAMPLE + b".\r\n"
+
+
+def test_idle_work_runs_only_while_the_event_loop_would_wait():
+    import socket
+
+    from outreach.smtp import IdleWorkSelector
+
+    pieces: list[float] = []
+    limit = [10_000]
+
+    def work() -> None:
+        pieces.append(time.monotonic())
+        time.sleep(0.0005)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        await asyncio.sleep(0.05)  # waiting on a timer: the work runs, the timer still fires
+        assert 0.05 <= time.monotonic() - started < 0.2
+        assert len(pieces) > 5
+        before = len(pieces)  # callbacks ready to run: no work between them
+        done = loop.create_future()
+
+        def chain(left: int) -> None:
+            if left:
+                loop.call_soon(chain, left - 1)
+            else:
+                done.set_result(len(pieces))
+
+        chain(200)
+        assert await done == before
+        near, far = socket.socketpair()  # a socket ready to read waits one piece at most
+        arrived = loop.create_future()
+        loop.add_reader(near, lambda: arrived.done() or arrived.set_result(time.monotonic()))
+        await asyncio.sleep(0.01)
+        sent = time.monotonic()
+        far.send(b"x")
+        assert await arrived - sent < 0.05
+        loop.remove_reader(near)
+        near.close()
+        far.close()
+        limit[0] = len(pieces)  # nothing wanted: the loop waits without working
+        await asyncio.sleep(0.05)
+        assert len(pieces) == limit[0]
+
+    selector = IdleWorkSelector(work, lambda: len(pieces) < limit[0])
+    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
+        runner.run(main())
