@@ -22,7 +22,14 @@ from outreach.imap import Mailbox
 from outreach.logs import log_event
 from outreach.plan import Due, due_messages
 from outreach.render import Built, Renderer, Threading, build_message
-from outreach.smtp import Envelope, Outcome, Result, deliver_batch, run_with_idle_work
+from outreach.smtp import (
+    Envelope,
+    IdleWorkSelector,
+    Outcome,
+    Result,
+    deliver_batch,
+    run_with_idle_work,
+)
 from outreach.store import LedgerRow, Outgoing, Store
 
 Clock = Callable[[], datetime]
@@ -268,17 +275,8 @@ class Sender:
         if not rows and not items:
             return
         feed = OutboxFeed(self, account, rows, items, report)
-
-        def transition(
-            results: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]
-        ) -> set[int]:
-            with self.store.write():
-                self.record_results(account, [(feed.rows[e.key], r) for e, r in results], report)
-                queued = feed.write_rendered()
-                claimed = self.store.mark_sending([e.key for e in claims], self.clock())
-            feed.add(queued)
-            return claimed
-
+        idle = IdleWorkSelector()
+        idle.add(feed.render_ahead, feed.wants_rendering)
         try:
             password = account.smtp.password()
             with self.store.checkpoint_after():
@@ -288,15 +286,17 @@ class Sender:
                         password,
                         account.limits,
                         feed,
-                        transition,
+                        BatchLedger(self, account, feed, report),
                         self.should_stop,
+                        idle,
                     ),
-                    feed.render_ahead,
-                    feed.wants_rendering,
+                    idle,
                 )
         except (MailServerError, ConfigError):
             feed.queue_rest()  # the server is down or refused us: the next cycle sends them
             raise
+        finally:
+            self.store.rollback()  # what an interrupted batch staged: as if it had crashed
         feed.queue_rest()
 
     def record_results(
@@ -466,6 +466,7 @@ class OutboxFeed(Iterator[Envelope]):
         self.items = deque(items)
         self.threading = sender.threading_for(items) if items else {}
         self.rendered: list[tuple[Due, Built]] = []
+        self.staged: list[LedgerRow] = []  # written to the outbox, not committed yet
         self.error: Exception | None = None
 
     def _envelope(self, row: LedgerRow) -> Envelope:
@@ -480,7 +481,8 @@ class OutboxFeed(Iterator[Envelope]):
         if not self.ready:
             while len(self.rendered) < RENDER_NOW and self.render_one():
                 pass
-            self.add(self.write_rendered())  # one commit
+            self.stage_rendered()
+            self.commit()
         if not self.ready:
             raise StopIteration
         return self.ready.popleft()
@@ -515,16 +517,20 @@ class OutboxFeed(Iterator[Envelope]):
         except Exception as exc:  # noqa: BLE001 - raised from __next__, see above
             self.error = exc
 
-    def write_rendered(self) -> list[LedgerRow]:
-        """Write the rendered messages to the outbox, in the caller's transaction; they are
-        delivered once it commits (`add`)."""
+    def stage_rendered(self) -> None:
+        """Write the rendered messages to the outbox, in the open transaction (BatchLedger's
+        or one of its own); they are delivered once it commits (`commit`)."""
         rendered, self.rendered = self.rendered, []
-        return self.sender.outbox(rendered) if rendered else []
+        if rendered:
+            self.sender.store.begin()
+            self.staged += self.sender.outbox(rendered)
 
-    def add(self, rows: Sequence[LedgerRow]) -> None:
-        """Rows whose outbox write is committed: ready to be delivered."""
-        self.report.queued += len(rows)
-        for row in rows:
+    def commit(self) -> None:
+        """Commit the open transaction; the rows staged are ready to be delivered."""
+        self.sender.store.commit()
+        staged, self.staged = self.staged, []
+        self.report.queued += len(staged)
+        for row in staged:
             self.rows[row.id] = row
             self.ready.append(self._envelope(row))
 
@@ -533,7 +539,41 @@ class OutboxFeed(Iterator[Envelope]):
         next cycle (not when the worker is stopping: it is planned again next time)."""
         if self.sender.should_stop() or not (self.rendered or self.items):
             return
-        self.add(self.write_rendered())
+        self.stage_rendered()
+        self.commit()
         items = list(self.items)
         self.items.clear()
         self.sender.queue_items(items, self.report)
+
+
+class BatchLedger:
+    """The ledger's side of one account's delivery batch (smtp.Ledger): results, the new
+    outbox rows and claims are written into one open transaction, in the event loop's idle
+    time when there is some, and committed when a claim must be durable (its DATA is next)
+    or a result has waited RESULT_DELAY."""
+
+    def __init__(
+        self, sender: Sender, account: Account, feed: OutboxFeed, report: SendReport
+    ) -> None:
+        self.sender = sender
+        self.account = account
+        self.feed = feed
+        self.report = report
+
+    def stage(
+        self, results: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]
+    ) -> set[int]:
+        store = self.sender.store
+        store.begin()
+        rows = self.feed.rows
+        delivered = [(rows[envelope.key], result) for envelope, result in results]
+        self.sender.record_results(self.account, delivered, self.report)
+        self.feed.stage_rendered()
+        return store.mark_sending([e.key for e in claims], self.sender.clock())
+
+    def commit(self) -> None:
+        self.feed.commit()
+
+    def rollback(self) -> None:
+        self.sender.store.rollback()
+        self.feed.staged.clear()

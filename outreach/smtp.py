@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import aiosmtplib
 
@@ -285,6 +285,41 @@ Returns the keys of the envelopes claimed; a claim is refused when the message i
 sendable. The results are always recorded."""
 
 
+class Ledger(Protocol):
+    """The ledger's writes in two steps, so the statements can run while the event loop would
+    otherwise wait, and only the commit when a claim must be durable."""
+
+    def stage(
+        self, results: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]
+    ) -> set[int]:
+        """Write these results and claims in the open transaction (opening one); the keys
+        claimed (see Transition)."""
+
+    def commit(self) -> None:
+        """Commit what was staged (nothing is durable, or acted on, before)."""
+
+    def rollback(self) -> None:
+        """Forget what was staged."""
+
+
+class OneTransaction:
+    """A Transition as a Ledger: staging is the whole transaction, committed at once."""
+
+    def __init__(self, transition: Transition) -> None:
+        self.transition = transition
+
+    def stage(
+        self, results: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]
+    ) -> set[int]:
+        return self.transition(results, claims)
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+
 RESULT_DELAY = 0.05  # seconds a result may wait for a claim to share its commit
 
 
@@ -306,8 +341,7 @@ class Claim:
 
 
 class LedgerWriter:
-    """Folds the claims and results of all connections into few calls of `transition`, each
-    one transaction (a group commit).
+    """Folds the claims and results of all connections into few commits (a group commit).
 
     With several connections, a claim is committed only when its connection is ready for
     DATA, together with every claim and result pending by then: while one connection waits
@@ -317,13 +351,19 @@ class LedgerWriter:
     the latest. With one connection there is nobody to wait for: its claim commits while
     MAIL and RCPT go out. The store is used from the event loop's thread only (a writer
     thread was measured slower: it and the loop kept waiting for each other's GIL).
+
+    The statements can run ahead of the commit (`stage`, as idle work: see deliver_batch),
+    in a transaction left open until the commit; a claim's future is resolved only after
+    its commit, so DATA still never goes out before its claim is durable.
     """
 
-    def __init__(self, transition: Transition, alone: bool = False) -> None:
-        self.transition = transition
+    def __init__(self, ledger: Ledger | Transition, alone: bool = False) -> None:
+        self.ledger: Ledger = ledger if not callable(ledger) else OneTransaction(ledger)
         self.alone = alone
         self._results: list[tuple[Envelope, Result]] = []
         self._claims: list[tuple[Envelope, asyncio.Future[bool]]] = []
+        self._staged: list[tuple[asyncio.Future[bool], bool]] = []
+        self._open = False  # something staged and not committed yet
         self._timer: asyncio.TimerHandle | None = None
         self.error: BaseException | None = None
 
@@ -350,28 +390,60 @@ class LedgerWriter:
             self._timer.cancel()
         self._timer = loop.call_at(when, self.write)
 
+    def pending(self) -> bool:
+        """Claims or results not staged yet."""
+        return self.error is None and bool(self._results or self._claims)
+
+    def stage(self) -> None:
+        """Run the statements for what is pending, without committing."""
+        if not self.pending():
+            return
+        results, self._results = self._results, []
+        claims, self._claims = self._claims, []
+        try:
+            claimed = self.ledger.stage(results, [envelope for envelope, _ in claims])
+        except BaseException as exc:  # the batch stops; unrecorded rows stay `sending`
+            self._fail(exc, claims)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._open = True
+        self._staged += [(future, envelope.key in claimed) for envelope, future in claims]
+
     def write(self) -> None:
         """Commit every pending claim and result now."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.error is not None or not (self._results or self._claims):
+        self.stage()
+        if self.error is not None or not self._open:
             return
-        results, self._results = self._results, []
-        claims, self._claims = self._claims, []
         try:
-            claimed = self.transition(results, [envelope for envelope, _ in claims])
-        except BaseException as exc:  # the batch stops; unrecorded rows stay `sending`
-            self.error = exc
-            for _, future in claims:
-                if not future.done():
-                    future.set_exception(exc)
+            self.ledger.commit()
+        except BaseException as exc:
+            self._fail(exc, [])
             if not isinstance(exc, Exception):
                 raise
             return
-        for envelope, future in claims:
+        staged, self._staged = self._staged, []
+        self._open = False
+        for future, claimed in staged:
             if not future.done():
-                future.set_result(envelope.key in claimed)
+                future.set_result(claimed)
+
+    def _fail(
+        self, exc: BaseException, claims: Sequence[tuple[Envelope, asyncio.Future[bool]]]
+    ) -> None:
+        """Stop: nothing staged is committed, and every claim waiting gets the error."""
+        self.error = exc
+        with contextlib.suppress(Exception):
+            self.ledger.rollback()
+        futures = [future for _, future in claims] + [future for future, _ in self._staged]
+        futures += [future for _, future in self._claims]
+        self._staged, self._claims, self._open = [], [], False
+        for future in futures:
+            if not future.done():
+                future.set_exception(exc)
 
     async def close(self) -> None:
         """Write what is pending; raises the writer's error, if any."""
@@ -381,42 +453,52 @@ class LedgerWriter:
 
 
 class IdleWorkSelector(selectors.DefaultSelector):
-    """A selector that does `work` whenever the event loop would otherwise wait.
+    """A selector that does work whenever the event loop would otherwise wait.
 
     The loop asks its selector to wait only when nothing else is ready to run; at that point,
-    while `wanted()`, one small piece of `work` is done, then the sockets are polled again.
-    So the work takes only time the loop would have spent waiting for a server, and a
-    server's answer waits at most one piece of work.
+    one small piece of work from the first source that wants it is done, then the sockets
+    are polled again. So the work takes only time the loop would have spent waiting for a
+    server, and a server's answer waits at most one piece of work.
     """
 
-    def __init__(self, work: Callable[[], None], wanted: Callable[[], bool]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.work = work
-        self.wanted = wanted
+        self.sources: list[tuple[Callable[[], None], Callable[[], bool]]] = []
+
+    def add(
+        self, work: Callable[[], None], wanted: Callable[[], bool], first: bool = False
+    ) -> None:
+        """A source of work: `work()` does one small piece, while `wanted()`."""
+        self.sources.insert(0 if first else len(self.sources), (work, wanted))
+
+    def _work(self) -> Callable[[], None] | None:
+        for work, wanted in self.sources:
+            if wanted():
+                return work
+        return None
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if (timeout is not None and timeout <= 0) or not self.wanted():
+        if (timeout is not None and timeout <= 0) or self._work() is None:
             return super().select(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             ready = super().select(0)
             if ready or (deadline is not None and time.monotonic() >= deadline):
                 return ready
-            if not self.wanted():
+            work = self._work()
+            if work is None:
                 break
-            self.work()
+            work()
         if deadline is None:
             return super().select(None)
         return super().select(max(0.0, deadline - time.monotonic()))
 
 
-def run_with_idle_work(
-    main: Coroutine[Any, Any, None], work: Callable[[], None], wanted: Callable[[], bool]
-) -> None:
-    """asyncio.run(main), doing `work` in the event loop's idle time (IdleWorkSelector)."""
+def run_with_idle_work(main: Coroutine[Any, Any, None], selector: IdleWorkSelector) -> None:
+    """asyncio.run(main) on an event loop that does the selector's idle work."""
 
     def new_loop() -> asyncio.AbstractEventLoop:
-        return asyncio.SelectorEventLoop(IdleWorkSelector(work, wanted))
+        return asyncio.SelectorEventLoop(selector)
 
     with asyncio.Runner(loop_factory=new_loop) as runner:
         runner.run(main)
@@ -427,16 +509,19 @@ async def deliver_batch(
     password: str | None,
     limits: Limits,
     envelopes: Iterable[Envelope],
-    transition: Transition,
+    ledger: Ledger | Transition,
     should_stop: Callable[[], bool] = lambda: False,
+    idle: IdleWorkSelector | None = None,
 ) -> None:
     """Deliver envelopes over `limits.concurrency` reused connections.
 
     `envelopes` is taken one at a time, as connections become free: it may produce more
     while the batch goes on (sending.OutboxFeed); its length hint sizes the connections.
-    Every message is claimed through `transition` before its DATA command, and its result
+    Every message is claimed through `ledger` before its DATA command, and its result
     recorded through it after; the claims and results of all connections are folded into as
-    few commits as possible (LedgerWriter).
+    few commits as possible (LedgerWriter). Run on `idle`'s event loop, the ledger's
+    statements are staged while the loop would wait, ahead of any other idle work: the
+    commit alone is left for when a claim must be durable.
     MailServerError propagates (server down, login refused, TLS refused) and stops the
     batch; messages not yet claimed stay queued. The other connections finish the message
     they are on first: cancelling one mid-DATA would leave it claimed with its outcome
@@ -445,11 +530,13 @@ async def deliver_batch(
     pending = iter(envelopes)
     pacer = Pacer(limits)
     count = max(1, min(limits.concurrency, operator.length_hint(envelopes, limits.concurrency)))
-    ledger = LedgerWriter(transition, alone=count == 1)
+    writer = LedgerWriter(ledger, alone=count == 1)
+    if idle is not None:
+        idle.add(writer.stage, writer.pending, first=True)
     failed = False
 
     def stopping() -> bool:
-        return failed or ledger.error is not None or should_stop()
+        return failed or writer.error is not None or should_stop()
 
     async def worker() -> None:
         nonlocal failed
@@ -465,13 +552,13 @@ async def deliver_batch(
                 # Connect before claiming: a server that is down or refuses our login
                 # leaves the message queued, untouched, for the next cycle.
                 await connection.open()
-                claim = ledger.claim(envelope)
+                claim = writer.claim(envelope)
                 try:
                     result = await connection.deliver(envelope, claim)
                 finally:
                     claimed = await claim  # committed now if deliver stopped early
                 if claimed and result is not None:
-                    ledger.record(envelope, result)
+                    writer.record(envelope, result)
                 if connection.fatal is not None:
                     raise connection.fatal
         except BaseException:
@@ -486,7 +573,7 @@ async def deliver_batch(
     finally:
         for task in tasks:
             task.cancel()
-        await ledger.close()
+        await writer.close()
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome

@@ -526,6 +526,24 @@ class Store:
         else:
             conn.execute("COMMIT")
 
+    def begin(self) -> None:
+        """Open a write transaction (BEGIN IMMEDIATE, see `write`) that the caller ends with
+        `commit` or `rollback`, unless one is open; `write` joins it meanwhile."""
+        conn = self.db.conn
+        if not conn.in_transaction:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot write: {exc}") from exc
+
+    def commit(self) -> None:
+        if self.db.conn.in_transaction:
+            self.db.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.db.conn.in_transaction:
+            self.db.conn.execute("ROLLBACK")
+
     @contextmanager
     def checkpoint_after(self) -> Iterator[None]:
         """Hold the WAL checkpoint until the end of a batch of many small transactions.

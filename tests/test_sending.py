@@ -762,6 +762,76 @@ def test_idle_work_runs_only_while_the_event_loop_would_wait():
         await asyncio.sleep(0.05)
         assert len(pieces) == limit[0]
 
-    selector = IdleWorkSelector(work, lambda: len(pieces) < limit[0])
+    selector = IdleWorkSelector()
+    selector.add(work, lambda: len(pieces) < limit[0])
     with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
         runner.run(main())
+
+
+class StagedLedger:
+    """A smtp.Ledger that keeps what was staged apart from what was committed."""
+
+    def __init__(self, fail_commit_at: int | None = None) -> None:
+        self.staged: set[int] = set()
+        self.committed: set[int] = set()
+        self.recorded: list[int] = []
+        self.stages = self.commits = 0
+        self.fail_commit_at = fail_commit_at
+
+    def stage(self, results, claims):
+        self.stages += 1
+        self.recorded.extend(envelope.key for envelope, _ in results)
+        self.staged.update(envelope.key for envelope in claims)
+        return {envelope.key for envelope in claims}
+
+    def commit(self) -> None:
+        self.commits += 1
+        if self.commits == self.fail_commit_at:
+            raise sqlite3.OperationalError("disk I/O error")
+        self.committed |= self.staged
+        self.staged = set()
+
+    def rollback(self) -> None:
+        self.staged = set()
+
+
+def run_idle_batch(server, envelopes, ledger, concurrency=4):
+    from outreach.smtp import IdleWorkSelector, run_with_idle_work
+
+    settings = ServerSettings(
+        "smtp", "accounts.test.smtp", Path("config.toml"), server.host, server.port, "none"
+    )
+    idle = IdleWorkSelector()
+    batch = deliver_batch(settings, None, Limits(concurrency=concurrency), envelopes, ledger,
+                          idle=idle)
+    run_with_idle_work(batch, idle)
+
+
+def test_the_ledger_stages_while_the_loop_waits_and_data_waits_for_the_commit(
+    smtp_server_factory,
+):
+    """On an idle-work loop the ledger's statements run ahead (staged) while the connections
+    wait for the server; a claim staged but not committed must never let its DATA go."""
+    ledger = StagedLedger()
+    early: list[str] = []
+
+    def check(message) -> None:  # on the server's side, at the end of DATA
+        if int(message.rcpt_tos[0][1:].split("@")[0]) not in ledger.committed:
+            early.append(message.rcpt_tos[0])
+
+    server = smtp_server_factory(on_message=check)
+    run_idle_batch(server, numbered_envelopes(60), ledger)
+    assert len(server.wait_for(60)) == 60
+    assert sorted(ledger.recorded) == list(range(1, 61))
+    assert ledger.committed == set(range(1, 61)) and not ledger.staged
+    assert ledger.stages > ledger.commits, (ledger.stages, ledger.commits)
+    assert not early, "DATA before its claim was committed"
+
+
+def test_a_failed_commit_lets_no_staged_claim_reach_data(smtp_server):
+    ledger = StagedLedger(fail_commit_at=3)
+    with pytest.raises(sqlite3.OperationalError):
+        run_idle_batch(smtp_server, numbered_envelopes(40), ledger)
+    delivered = {int(m.rcpt_tos[0][1:].split("@")[0]) for m in smtp_server.messages}
+    assert delivered <= ledger.committed
+    assert len(delivered) < 40
