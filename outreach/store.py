@@ -443,7 +443,7 @@ def _event_values(
         outbound_id,
         inbound_id,
         storable(summary),
-        storable(json.dumps(detail or {}, ensure_ascii=False, default=str)),
+        storable(json.dumps(detail, ensure_ascii=False, default=str)) if detail else "{}",
     )
 
 
