@@ -171,31 +171,31 @@ class Renderer:
     def _render_file(
         self, env: SandboxedEnvironment, name: str, partner: Partner, context: dict[str, Any]
     ) -> str:
-        path = self.config.templates_dir / name
         try:
             return _flat_globals(env.get_template(name)).render(context)
-        except jinja2.TemplateNotFound as exc:
-            missing = self.config.templates_dir / (exc.name or name)
-            raise TemplateError(f"{missing}: template not found") from None
-        except UnicodeDecodeError as exc:  # the same words as `outreach check`'s syntax pass
-            if isinstance(exc.object, bytes) and path.is_file() and path.read_bytes() == exc.object:
-                line = exc.object[: exc.start].count(b"\n") + 1
-                raise TemplateError(f"{path}:{line}: not UTF-8 text") from None
-            raise TemplateError(f"{path}: a template it includes is not UTF-8 text") from None
-        except jinja2.TemplateSyntaxError as exc:
-            where = f"{exc.filename or path}:{exc.lineno}"
-            raise TemplateError(f"{where}: template syntax error: {exc.message}") from None
-        except SecurityError as exc:
-            where = _template_location(exc, path)
-            raise TemplateError(f"{where}: not allowed in a template: {exc}") from None
-        except jinja2.UndefinedError as exc:
-            where = _template_location(exc, path)
-            raise TemplateError(f"{where}: {exc.message} (partner {partner.email})") from None
         except Exception as exc:  # noqa: BLE001 - any template bug is the user's to fix
-            where = _template_location(exc, path)
-            raise TemplateError(
-                f"{where}: {type(exc).__name__}: {exc} (partner {partner.email})"
-            ) from None
+            raise _file_error(exc, self.config.templates_dir, name, partner) from None
+
+
+def _file_error(exc: Exception, folder: Path, name: str, partner: Partner) -> TemplateError:
+    """A template file's failure, for the user: file:line and what went wrong."""
+    path = folder / name
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return TemplateError(f"{folder / (exc.name or name)}: template not found")
+    if isinstance(exc, UnicodeDecodeError):  # the same words as `outreach check`'s syntax pass
+        if isinstance(exc.object, bytes) and path.is_file() and path.read_bytes() == exc.object:
+            line = exc.object[: exc.start].count(b"\n") + 1
+            return TemplateError(f"{path}:{line}: not UTF-8 text")
+        return TemplateError(f"{path}: a template it includes is not UTF-8 text")
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        where = f"{exc.filename or path}:{exc.lineno}"
+        return TemplateError(f"{where}: template syntax error: {exc.message}")
+    where = _template_location(exc, path)
+    if isinstance(exc, SecurityError):
+        return TemplateError(f"{where}: not allowed in a template: {exc}")
+    if isinstance(exc, jinja2.UndefinedError):
+        return TemplateError(f"{where}: {exc.message} (partner {partner.email})")
+    return TemplateError(f"{where}: {type(exc).__name__}: {exc} (partner {partner.email})")
 
 
 def _flat_globals(template: jinja2.Template) -> jinja2.Template:
