@@ -26,6 +26,7 @@ import os
 import shutil
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -233,10 +234,13 @@ def measure(
         best_raw = max(raw, key=lambda s: s.rate)
         ratio = best_ours.rate / best_raw.rate
         ratios.append(ratio)
+        paired = sorted(o.rate / r.rate for o, r in zip(ours, raw, strict=True))
         print(
             f"concurrency {concurrency}: outreach {best_ours.rate:7.0f} msg/s   "
             f"raw aiosmtplib {best_raw.rate:7.0f} msg/s   ratio {ratio:.2f}\n"
-            f"  CPU per message: outreach {cpu_text(best_ours)}, raw {cpu_text(best_raw)}",
+            f"  CPU per message: outreach {cpu_text(best_ours)}, raw {cpu_text(best_raw)}\n"
+            f"  each round's own ratio: median {statistics.median(paired):.2f} "
+            f"({', '.join(f'{r:.2f}' for r in paired)})",
             flush=True,
         )
     return ratios

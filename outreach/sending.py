@@ -1,10 +1,14 @@
 """The sending half of a cycle: plan what is due, render it into the outbox, deliver it.
 
+Each account's batch delivers its backlog first, then what is due now, rendered while the
+batch goes out (OutboxFeed, in the event loop's idle time; see smtp.IdleWorkSelector).
+
 Order of writes is what makes it crash-safe: a message is in the ledger (with its
-Message-ID) before any SMTP traffic; it is claimed (`sending`, committed) before its DATA
-command; its result is recorded right after (smtp.LedgerWriter: within RESULT_DELAY). A
-crash between claim and result leaves `sending`, which the next start turns into `unknown`
-instead of sending it again.
+Message-ID, committed) before any SMTP traffic of its own; it is claimed (`sending`,
+committed) before its DATA command; its result is recorded right after (smtp.LedgerWriter:
+within RESULT_DELAY). A crash between claim and result leaves `sending`, which the next start
+turns into `unknown` instead of sending it again. Statements may run ahead of their commit
+(BatchLedger), but nothing acts on them before it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ Clock = Callable[[], datetime]
 QUEUE_CHUNK = 200
 RENDER_AHEAD = 32  # messages rendered or queued ahead of delivery, at most
 RENDER_NOW = 16  # rendered at once when delivery has caught up with rendering
+STAGE_AT = 8  # rendered messages written to the outbox together (fewer, larger statements)
 
 
 @dataclass
@@ -517,6 +522,14 @@ class OutboxFeed(Iterator[Envelope]):
         except Exception as exc:  # noqa: BLE001 - raised from __next__, see above
             self.error = exc
 
+    def stage_some(self) -> None:
+        """Stage the rendered messages once STAGE_AT are waiting, or sooner when fewer than
+        that are ready to go: written eight at a time, a message costs ~15 µs less (of ~55)
+        than one at a time."""
+        waiting = len(self.rendered)
+        if waiting >= STAGE_AT or (waiting and len(self.ready) + len(self.staged) < STAGE_AT):
+            self.stage_rendered()
+
     def stage_rendered(self) -> None:
         """Write the rendered messages to the outbox, in the open transaction (BatchLedger's
         or one of its own); they are delivered once it commits (`commit`)."""
@@ -568,7 +581,7 @@ class BatchLedger:
         rows = self.feed.rows
         delivered = [(rows[envelope.key], result) for envelope, result in results]
         self.sender.record_results(self.account, delivered, self.report)
-        self.feed.stage_rendered()
+        self.feed.stage_some()
         return store.mark_sending([e.key for e in claims], self.sender.clock())
 
     def commit(self) -> None:
