@@ -449,10 +449,11 @@ class OutboxFeed(Iterator[Envelope]):
     First the backlog (queued rows, and deferred ones whose retry time has come), then the
     messages planned now. Those are rendered in the event loop's idle time, while the
     connections wait for the server (smtp.IdleWorkSelector), and written to the outbox with
-    the ledger's next commit; rendering them all before the first message goes out left the
-    server idle meanwhile. A message becomes an envelope only once its outbox row is
-    committed, so it is in the ledger, with its Message-ID, before any SMTP traffic of its
-    own. When delivery catches up with rendering, the next few are rendered at once.
+    the ledger's commits, eight at a time (BatchLedger); rendering them all before the first
+    message went out left the server idle meanwhile. A message becomes an envelope only once
+    its outbox row is committed, so it is in the ledger, with its Message-ID, before any SMTP
+    traffic of its own. When delivery catches up with rendering, the next few are rendered
+    at once.
     """
 
     def __init__(
@@ -510,7 +511,7 @@ class OutboxFeed(Iterator[Envelope]):
         return (
             self.error is None
             and bool(self.items)
-            and len(self.ready) + len(self.rendered) < RENDER_AHEAD
+            and len(self.ready) + len(self.staged) + len(self.rendered) < RENDER_AHEAD
         )
 
     def render_ahead(self) -> None:

@@ -1360,21 +1360,11 @@ def _sequence(row: dict[str, Any]) -> SequenceState:
 
 def _queued_row(message: Outgoing, ledger_id: int) -> LedgerRow:
     """The ledger row queue_messages has just written."""
+    m = message
     return LedgerRow(
-        id=ledger_id,
-        campaign=message.campaign,
-        partner_id=message.partner_id,
-        step=message.step,
-        account=message.account,
-        message_id=message.message_id,
-        to_addr=message.to_addr,
-        subject=message.subject,
-        status=QUEUED,
-        raw=message.raw,
-        attempts=0,
-        next_attempt_at=None,
-        sent_at=None,
-    )
+        ledger_id, m.campaign, m.partner_id, m.step, m.account, m.message_id, m.to_addr,
+        m.subject, QUEUED, m.raw, attempts=0, next_attempt_at=None, sent_at=None,
+    )  # fmt: skip
 
 
 def _ledger(row: dict[str, Any]) -> LedgerRow:
