@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
 import socket
 import ssl
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
 from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
-from imapclient.response_parser import parse_fetch_response
+from imapclient.response_parser import parse_fetch_response, parse_response
 
 from outreach.config import ServerSettings
 from outreach.errors import AuthenticationError, MailServerError, tls_failure
@@ -212,15 +214,87 @@ class Mailbox:
             response = parse_fetch_response(data, client.normalise_times, use_uid)
         return {uid: response[uid] for uid in uids if uid in response}
 
-    def idle_wait(self, seconds: float) -> bool:
-        """IMAP IDLE (RFC 2177) on the selected folder: True when the server reports news."""
+    def idle_wait(self, seconds: float, on_idle: Callable[[], None] | None = None) -> bool:
+        """IMAP IDLE (RFC 2177) on the selected folder: True when the server reports news.
+        `on_idle` is called once the server has accepted IDLE (mail delivered before then
+        may be reported only when IDLE ends: pymap does so).
+
+        Not IMAPClient's idle_check: it reads with the socket non-blocking, so a response
+        line that arrives in two pieces (pymap writes `* 1 FETCH (FLAGS ()` and `)` apart;
+        any server may, under load) ended the session with "unterminated line", and the
+        watcher waited for its retry. Here a line is read only once the socket (or a buffer
+        before it) has data, and then read whole."""
+        client = self.imap
         with self.errors("IDLE"):
-            self.imap.idle()
+            news = self._start_idle(client)
             try:
-                responses = self.imap.idle_check(timeout=seconds)
+                if on_idle is not None:
+                    on_idle()
+                if not news:
+                    news = self._wait_for_news(client, time.monotonic() + seconds)
             finally:
-                self.imap.idle_done()
-        return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+                _, responses = client.idle_done()
+        return news or any(_is_news(response) for response in responses)
+
+    @staticmethod
+    def _start_idle(client: imapclient.IMAPClient) -> bool:
+        """IMAPClient.idle(), except that untagged responses before the server's "+" (mail
+        may arrive just then; RFC 3501 7 allows them at any time) are read, not an error.
+        True if one of them is news."""
+        if not client.has_capability("IDLE"):  # also caches them for idle_done's check
+            raise IMAPClientError("the server does not offer IDLE")
+        imap = client._imap
+        tag = imap._command("IDLE")
+        news = False
+        while (line := imap._get_response()) is not None:
+            if imap.tagged_commands.get(tag):  # answered instead of idling: refused
+                raise IMAPClientError(f"IDLE refused: {imap.tagged_commands[tag]}")
+            news = news or (line.startswith(b"* ") and _is_news(_parse_untagged(line)))
+        client._idle_tag = tag
+        return news
+
+    @staticmethod
+    def _wait_for_news(client: imapclient.IMAPClient, deadline: float) -> bool:
+        imap = client._imap
+        sock = client.socket()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if not _buffered(imap.file, sock):
+                readable, _, _ = select.select([sock], [], [], remaining)
+                if not readable:
+                    return False
+            line = imap._get_line()  # whole, within the connection's timeout
+            if line.startswith(b"* ") and _is_news(_parse_untagged(line)):
+                return True
+
+
+def _parse_untagged(line: bytes) -> tuple[Any, ...]:
+    """An untagged response as IMAPClient's idle_check returns it, e.g. (3, b'EXISTS')."""
+    text = line[2:]
+    if text.startswith((b"OK ", b"NO ", b"BYE ")):
+        return tuple(text.split(b" ", 1))
+    return tuple(parse_response([text]))
+
+
+def _is_news(response: tuple[Any, ...]) -> bool:
+    return len(response) > 1 and response[1] in (b"EXISTS", b"RECENT")
+
+
+def _buffered(file: Any, sock: socket.socket) -> bool:
+    """Whether response bytes already wait where polling the socket cannot see them: in
+    imaplib's read buffer (read along with the line before), or in the TLS layer."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return bool(file.peek(1))
+    except OSError:  # nothing to read without waiting (TLS says so with an error)
+        return False
+    finally:
+        sock.settimeout(timeout)
 
 
 _QUICK_FETCH = re.compile(

@@ -366,11 +366,18 @@ class IdleWatcher(threading.Thread):
                         return
                     mailbox.select_readonly(settings.folder)
                     self.retry.succeeded()
-                    log_event(self.log, "idle", f"waiting for new mail in "
-                              f"{self.account.name}/{settings.folder} (IMAP IDLE)",
-                              logging.DEBUG, account=self.account.name)
+                    said = False
+
+                    def waiting() -> None:  # once the server has accepted IDLE
+                        nonlocal said
+                        if not said:
+                            said = True
+                            log_event(self.log, "idle", f"waiting for new mail in "
+                                      f"{self.account.name}/{settings.folder} (IMAP IDLE)",
+                                      logging.DEBUG, account=self.account.name)
+
                     while not self.stop.is_set():
-                        if mailbox.idle_wait(IDLE_CHUNK) and not self.stop.is_set():
+                        if mailbox.idle_wait(IDLE_CHUNK, waiting) and not self.stop.is_set():
                             self.on_news()
             except AuthenticationError:
                 return  # the reader reports it and stops the worker

@@ -420,6 +420,40 @@ def test_imap_idle_wakes_the_reader_before_the_next_poll(
     assert worker.stop() == 0
 
 
+def test_idle_sees_every_delivery_even_when_an_answer_arrives_in_pieces(
+    imap_server: LocalIMAPServer,
+) -> None:
+    """pymap writes `* 1 FETCH (FLAGS ()` and its `)` apart. IMAPClient's idle_check read
+    them with the socket non-blocking and failed ("unterminated line"), so the watcher waited
+    30 s for its retry (and test_imap_idle_wakes_the_reader... failed now and then). Each
+    delivery during IDLE must wake it, and the connection must stay usable."""
+    import threading
+
+    from outreach.config import ServerSettings
+    from outreach.imap import Mailbox
+
+    settings = ServerSettings(
+        kind="imap", key_path="accounts.default.imap", source=Path("config.toml"),
+        host=imap_server.host, port=imap_server.port, security="none",
+        username=imap_server.user,
+    )
+    rounds = 12
+    with Mailbox(settings, imap_server.password) as mailbox:
+        mailbox.select_readonly("INBOX")
+        for number in range(rounds):
+            message = partner_mail.unrelated(subject=f"delivery {number}")
+            delivery = threading.Timer(0.02 * (number % 3), imap_server.append, args=(message,))
+            started = time.monotonic()
+            try:  # delivered once IDLE is accepted (pymap reports earlier mail when it ends)
+                woke = mailbox.idle_wait(10.0, on_idle=delivery.start)
+            finally:
+                if delivery.ident is not None:
+                    delivery.join()
+            took = time.monotonic() - started
+            assert woke and took < 5, f"delivery {number}: woke {woke} after {took:.1f} s"
+        assert len(mailbox.uids_from(1)) == rounds
+
+
 # --------------------------------------------------------------------------- job guard
 
 
