@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-import select
+import selectors
 import socket
 import ssl
 import time
@@ -262,9 +262,10 @@ class Mailbox:
             if remaining <= 0:
                 return False
             if not _buffered(imap.file, sock):
-                readable, _, _ = select.select([sock], [], [], remaining)
-                if not readable:
-                    return False
+                with selectors.DefaultSelector() as waiting:  # poll: any fd number
+                    waiting.register(sock, selectors.EVENT_READ)
+                    if not waiting.select(remaining):
+                        return False
             line = imap._get_line()  # whole, within the connection's timeout
             if line.startswith(b"* ") and _is_news(_parse_untagged(line)):
                 return True

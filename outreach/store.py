@@ -513,15 +513,11 @@ class Store:
         if conn.in_transaction:  # nested: part of the caller's transaction, all or nothing
             yield conn
             return
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot write: {exc}") from exc
+        self.begin()
         try:
             yield conn
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self.rollback()
             raise
         else:
             conn.execute("COMMIT")
