@@ -735,7 +735,7 @@ def test_idle_work_runs_only_while_the_event_loop_would_wait():
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         await asyncio.sleep(0.05)  # waiting on a timer: the work runs, the timer still fires
-        assert 0.05 <= time.monotonic() - started < 0.2
+        assert 0.05 <= time.monotonic() - started < 1  # not after all 10,000 pieces (5 s)
         assert len(pieces) > 5
         before = len(pieces)  # callbacks ready to run: no work between them
         done = loop.create_future()
@@ -754,7 +754,7 @@ def test_idle_work_runs_only_while_the_event_loop_would_wait():
         await asyncio.sleep(0.01)
         sent = time.monotonic()
         far.send(b"x")
-        assert await arrived - sent < 0.05
+        assert await arrived - sent < 0.5  # one piece is 0.5 ms; all of them, 5 s
         loop.remove_reader(near)
         near.close()
         far.close()
