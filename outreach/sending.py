@@ -162,7 +162,8 @@ class Sender:
                 built = self.prepare_or_report(item, threading, report)
                 if built is not None:
                     rendered.append((item, built))
-            report.queued += len(self.outbox(rendered))  # one commit per chunk
+            if rendered:  # a chunk whose every message failed to render writes nothing
+                report.queued += len(self.outbox(rendered))  # one commit per chunk
         return True
 
     def threading_for(self, items: Sequence[Due]) -> dict[tuple[str, int], Threading]:
