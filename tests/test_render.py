@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import format_datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from helpers import edit, make_project
@@ -284,6 +286,44 @@ def test_headers_of_a_first_message(project: Project) -> None:
 def test_message_ids_are_unique(project: Project) -> None:
     ids = [m["Message-ID"] for _ in range(20) for m in project.build()]
     assert len(set(ids)) == len(ids)
+
+
+def test_message_ids_stay_unique_across_the_random_pool_and_a_fork() -> None:
+    """Message-IDs draw their random part from a pool refilled from the OS; a forked child
+    (the classifier's worker processes) must not hand out the parent's pool again."""
+    import os
+
+    from outreach.render import new_message_id
+
+    ours = {new_message_id("district.example") for _ in range(3 * 256 + 7)}
+    assert len(ours) == 3 * 256 + 7
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(read)
+        ids = "\n".join(new_message_id("district.example") for _ in range(300))
+        os.write(write, ids.encode())
+        os._exit(0)
+    os.close(write)
+    theirs_text = b""
+    while chunk := os.read(read, 65536):
+        theirs_text += chunk
+    os.close(read)
+    os.waitpid(child, 0)
+    theirs = {line.split(".")[1] for line in theirs_text.decode().splitlines()}
+    mine = {new_message_id("district.example").split(".")[1] for _ in range(300)}
+    assert len(theirs) == 300
+    assert not theirs & mine
+
+
+@given(st.datetimes(timezones=st.sampled_from([None, UTC, ZoneInfo("America/Chicago")])))
+def test_the_date_header_is_the_stdlib_one(moment: datetime) -> None:
+    """The Date header is made once per second (cached); it must equal the stdlib's
+    formatting of that very moment, whatever its microseconds or time zone."""
+    from outreach.render import date_header
+
+    assert date_header(moment) == format_datetime(moment)
+    assert date_header(moment.replace(microsecond=0)) == format_datetime(moment)
 
 
 def test_list_unsubscribe_with_url_and_one_click(project: Project) -> None:
