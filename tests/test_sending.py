@@ -540,6 +540,50 @@ def test_the_wal_is_checkpointed_once_after_a_delivery_batch(tmp_path, smtp_serv
     ws.close()
 
 
+def test_the_wal_is_checkpointed_on_a_helper_thread_while_the_batch_goes_on(
+    tmp_path, smtp_server_factory, monkeypatch
+):
+    """During a batch, checkpoints run on their own thread (the event loop's commits would
+    wait for the disk): the database file takes the batch's pages while messages are still
+    being delivered, not only after the batch."""
+    from outreach import store
+
+    monkeypatch.setattr(store, "BATCH_CHECKPOINT_EVERY", 0.02)
+    started: list[store.WalCheckpointer] = []
+
+    class Watched(store.WalCheckpointer):
+        def __enter__(self) -> store.WalCheckpointer:
+            started.append(self)
+            return super().__enter__()
+
+    monkeypatch.setattr(store, "WalCheckpointer", Watched)
+    sizes: list[int] = []
+
+    def slowly(message) -> None:  # on the server's thread, while the batch goes on
+        sizes.append((tmp_path / "outreach.db").stat().st_size)
+        time.sleep(0.002)
+
+    server = smtp_server_factory(on_message=slowly)
+    ws = Workspace(tmp_path, smtp_port=server.port, limits="concurrency = 2")
+    assert ws.store.path == tmp_path / "outreach.db"
+    ws.add_partners(partner_rows(150))
+    assert ws.worker().send_cycle().sent == 150
+    assert len(sizes) == 150
+    assert sizes[-1] > sizes[0], "no page reached the database file during the batch"
+    (checkpointer,) = started
+    assert checkpointer.done > 0 and checkpointer.error is None
+    ws.close()
+
+
+def test_a_failing_checkpointer_is_no_error_for_its_caller(tmp_path):
+    from outreach.store import WalCheckpointer
+
+    with WalCheckpointer(tmp_path / "missing" / "outreach.db", 0.01) as checkpointer:
+        time.sleep(0.05)
+    assert isinstance(checkpointer.error, sqlite3.Error)
+    assert checkpointer.done == 0
+
+
 def test_a_message_gets_one_deadline_and_a_silent_server_leaves_it_unknown(
     tmp_path, smtp_server
 ):
