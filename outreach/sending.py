@@ -315,7 +315,7 @@ class Sender:
                 [(row, f"{result.code} {result.message}") for row, result in sent], self.clock()
             )
             report.sent += len(sent)
-            for row, result in sent:
+            for row, result in sent if self.log.isEnabledFor(logging.INFO) else ():
                 log_event(
                     self.log,
                     "sent",

@@ -22,7 +22,6 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -380,8 +379,10 @@ class Outgoing(NamedTuple):
     raw: bytes
 
 
-@dataclass(frozen=True)
-class LedgerRow:
+class LedgerRow(NamedTuple):
+    """An outbox row (a tuple: a delivery batch makes one per message, in ~0.4 µs against a
+    frozen dataclass's ~3)."""
+
     id: int
     campaign: str
     partner_id: int
@@ -415,6 +416,23 @@ _THREADED = (SENT, SENDING, UNKNOWN, QUEUED, DEFERRED)
 CLAIM_SQL = (
     "UPDATE messages SET status='sending', attempts=attempts+1, updated_at=?"
     " WHERE id IN ({marks}) AND +status IN ('queued', 'deferred') RETURNING id"
+)
+# The ledger's events from the outbox rows themselves (?1: the time; then the ids): the
+# rows' values are not bound once more for each statement (~10 µs a message).
+_EVENT_COLUMNS = (
+    "INSERT INTO events (at, partner_id, campaign, step, kind, message_id, outbound_id,"
+    " inbound_id, summary, detail)"
+)
+_QUEUED_EVENTS = (
+    _EVENT_COLUMNS + " SELECT ?1, partner_id, campaign, step, 'queued', message_id, id, NULL,"
+    " subject, '{{}}' FROM messages WHERE id IN ({marks}) ORDER BY id"
+)
+# (?,?,?) for each message: its order, its id and the server's response
+_SENT_EVENTS = (
+    _EVENT_COLUMNS + " SELECT ?1, m.partner_id, m.campaign, m.step, 'sent', m.message_id,"
+    " m.id, NULL, m.subject, CASE WHEN r.column3 = '' THEN '{{}}'"
+    " ELSE '{{\"response\": ' || json_quote(r.column3) || '}}' END"
+    " FROM (VALUES {values}) AS r JOIN messages m ON m.id = r.column2 ORDER BY r.column1"
 )
 _INSERT_EVENT = (
     "INSERT INTO events (at, partner_id, campaign, step, kind, message_id, outbound_id,"
@@ -930,17 +948,20 @@ class Store:
             rows = [
                 _queued_row(m, ids[m.message_id]) if m.message_id in ids else None for m in messages
             ]
-            queued = [row for row in rows if row is not None]
-            conn.executemany(
-                "INSERT INTO sequences (campaign, partner_id, state, last_step, updated_at)"
-                " VALUES (?,?,'active',?,?) ON CONFLICT (campaign, partner_id) DO UPDATE SET"
-                " last_step = excluded.last_step, updated_at = excluded.updated_at",
-                [(row.campaign, row.partner_id, row.step, stamp) for row in queued],
-            )
-            conn.executemany(
-                _INSERT_EVENT,
-                [_ledger_event_values(QUEUED, row, stamp, row.subject, None) for row in queued],
-            )
+            written = [row.id for row in rows if row is not None]
+            # the sequences and events from the rows just written, in SQL: a row's values are
+            # not bound once more for each statement (~10 µs a message)
+            for start in range(0, len(written), IN_CHUNK):
+                some = written[start : start + IN_CHUNK]
+                marks = ",".join("?" * len(some))
+                conn.execute(
+                    "INSERT INTO sequences (campaign, partner_id, state, last_step, updated_at)"
+                    f" SELECT campaign, partner_id, 'active', step, ?1 FROM messages WHERE id IN"
+                    f" ({marks}) ORDER BY id ON CONFLICT (campaign, partner_id) DO UPDATE SET"
+                    " last_step = excluded.last_step, updated_at = excluded.updated_at",
+                    [stamp, *some],
+                )
+                conn.execute(_QUEUED_EVENTS.format(marks=marks), [stamp, *some])
         return rows
 
     def ledger_rows(self, where: str, params: Sequence[Any] = ()) -> list[LedgerRow]:
@@ -984,29 +1005,26 @@ class Store:
         the ledger row, the sequence's last send and a `sent` event in the partner's log."""
         stamp = iso(now)
         with self.write() as conn:
-            conn.executemany(
-                "UPDATE messages SET status='sent', sent_at=?, updated_at=?, last_error=NULL,"
-                " next_attempt_at=NULL WHERE id=?",
-                [(stamp, stamp, row.id) for row, _ in sent],
-            )
-            conn.executemany(
-                "UPDATE sequences SET last_sent_at=?, updated_at=? WHERE campaign=?"
-                " AND partner_id=? AND last_step=?",
-                [(stamp, stamp, row.campaign, row.partner_id, row.step) for row, _ in sent],
-            )
-            conn.executemany(
-                _INSERT_EVENT,
-                [
-                    _ledger_event_values(
-                        "sent",
-                        row,
-                        stamp,
-                        row.subject,
-                        {"response": response} if response else None,
-                    )
-                    for row, response in sent
-                ],
-            )
+            for start in range(0, len(sent), IN_CHUNK // 2):
+                chunk = sent[start : start + IN_CHUNK // 2]
+                ids = [row.id for row, _ in chunk]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    "UPDATE messages SET status='sent', sent_at=?1, updated_at=?1,"
+                    f" last_error=NULL, next_attempt_at=NULL WHERE id IN ({marks})",
+                    [stamp, *ids],
+                )
+                conn.execute(
+                    "UPDATE sequences SET last_sent_at=?1, updated_at=?1 FROM messages m"
+                    f" WHERE m.id IN ({marks}) AND sequences.campaign = m.campaign"
+                    " AND sequences.partner_id = m.partner_id AND sequences.last_step = m.step",
+                    [stamp, *ids],
+                )
+                conn.execute(
+                    _SENT_EVENTS.format(values=",".join(["(?,?,?)"] * len(chunk))),
+                    [stamp, *(value for order, (row, response) in enumerate(chunk)
+                              for value in (order, row.id, storable(response)))],
+                )
 
     def mark_deferred(
         self, row: LedgerRow, now: datetime, retry_at: datetime, code: int | None, error: str
@@ -1376,6 +1394,7 @@ def _casefold(value: Any) -> Any:
 
 
 def _partner(row: dict[str, Any]) -> Partner:
+    tags, fields = row["tags"], row["fields"]
     return Partner(
         id=row["id"],
         email=row["email"],
@@ -1385,9 +1404,9 @@ def _partner(row: dict[str, Any]) -> Partner:
         industry=row["industry"],
         pathway=row["pathway"],
         owner=row["owner"],
-        tags=tuple(json.loads(row["tags"] or "[]")),
+        tags=tuple(json.loads(tags)) if tags and tags != "[]" else (),
         timezone=row["timezone"],
-        fields=json.loads(row["fields"] or "{}"),
+        fields=json.loads(fields) if fields and fields != "{}" else {},
         status=row["status"],
     )
 
