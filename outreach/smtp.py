@@ -336,7 +336,7 @@ class Claim:
 
     def __await__(self) -> Generator[Any, None, bool]:
         if not self.future.done():
-            self.writer.write()
+            self.writer.commit_soon()
         return self.future.__await__()
 
 
@@ -347,10 +347,13 @@ class LedgerWriter:
     DATA, together with every claim and result pending by then: while one connection waits
     for RCPT's reply, the others ask for theirs, so four connections cost about one commit
     per round instead of four (measured: ~3.6 messages per commit; a commit costs more than
-    the statements in it). A result with no claim to join is written RESULT_DELAY later at
-    the latest. With one connection there is nobody to wait for: its claim commits while
-    MAIL and RCPT go out. The store is used from the event loop's thread only (a writer
-    thread was measured slower: it and the loop kept waiting for each other's GIL).
+    the statements in it). On an idle-work loop the commit waits until the loop has run what
+    is ready (commit_soon), so the connections served meanwhile join it. A result with no
+    claim to join is written RESULT_DELAY later at the latest. With one connection there is
+    nobody to wait for: its claim commits while MAIL and RCPT go out. The store is used from
+    the event loop's thread only: a writer thread was measured slower (it and the loop kept
+    waiting for each other's GIL), and so was a COMMIT alone on a helper thread (on two
+    cores the thread takes CPU from the server; the loop gained nothing).
 
     The statements can run ahead of the commit (`stage`, as idle work: see deliver_batch),
     in a transaction left open until the commit; a claim's future is resolved only after
@@ -364,6 +367,8 @@ class LedgerWriter:
         self._claims: list[tuple[Envelope, asyncio.Future[bool]]] = []
         self._staged: list[tuple[asyncio.Future[bool], bool]] = []
         self._open = False  # something staged and not committed yet
+        self.at_idle = False  # commit when the loop would wait (see commit_soon)
+        self._commit_wanted = False
         self._timer: asyncio.TimerHandle | None = None
         self.error: BaseException | None = None
 
@@ -390,14 +395,28 @@ class LedgerWriter:
             self._timer.cancel()
         self._timer = loop.call_at(when, self.write)
 
+    def commit_soon(self) -> None:
+        """A claim is awaited: commit now, or, on an idle-work loop (`at_idle`), once the
+        loop has run what is ready and would wait. The connections that get their turn
+        meanwhile add their claims to the same commit (a commit costs more than the claims
+        in it)."""
+        if self.at_idle:
+            self._commit_wanted = True
+        else:
+            self.write()
+
+    def commit_wanted(self) -> bool:
+        return self._commit_wanted and self.error is None
+
     def pending(self) -> bool:
         """Claims or results not staged yet."""
         return self.error is None and bool(self._results or self._claims)
 
-    def stage(self) -> None:
-        """Run the statements for what is pending, without committing."""
+    def stage(self) -> bool:
+        """Run the statements for what is pending, without committing. True when it failed
+        (the claims waiting got the error)."""
         if not self.pending():
-            return
+            return False
         results, self._results = self._results, []
         claims, self._claims = self._claims, []
         try:
@@ -406,30 +425,34 @@ class LedgerWriter:
             self._fail(exc, claims)
             if not isinstance(exc, Exception):
                 raise
-            return
+            return True
         self._open = True
         self._staged += [(future, envelope.key in claimed) for envelope, future in claims]
+        return False
 
-    def write(self) -> None:
-        """Commit every pending claim and result now."""
+    def write(self) -> bool:
+        """Commit every pending claim and result now. True when claims were resolved (or
+        failed): their connections can go on."""
+        self._commit_wanted = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.stage()
+        failed = self.stage()
         if self.error is not None or not self._open:
-            return
+            return failed
         try:
             self.ledger.commit()
         except BaseException as exc:
             self._fail(exc, [])
             if not isinstance(exc, Exception):
                 raise
-            return
+            return True
         staged, self._staged = self._staged, []
         self._open = False
         for future, claimed in staged:
             if not future.done():
                 future.set_result(claimed)
+        return bool(staged)
 
     def _fail(
         self, exc: BaseException, claims: Sequence[tuple[Envelope, asyncio.Future[bool]]]
@@ -458,20 +481,22 @@ class IdleWorkSelector(selectors.DefaultSelector):
     The loop asks its selector to wait only when nothing else is ready to run; at that point,
     one small piece of work from the first source that wants it is done, then the sockets
     are polled again. So the work takes only time the loop would have spent waiting for a
-    server, and a server's answer waits at most one piece of work.
+    server, and a server's answer waits at most one piece of work. A piece that makes
+    callbacks ready (its work returns True) hands control back to the loop to run them.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.sources: list[tuple[Callable[[], None], Callable[[], bool]]] = []
+        self.sources: list[tuple[Callable[[], bool | None], Callable[[], bool]]] = []
 
     def add(
-        self, work: Callable[[], None], wanted: Callable[[], bool], first: bool = False
+        self, work: Callable[[], bool | None], wanted: Callable[[], bool], first: bool = False
     ) -> None:
-        """A source of work: `work()` does one small piece, while `wanted()`."""
+        """A source of work: `work()` does one small piece, while `wanted()`; it returns
+        True when it made callbacks ready (resolved a future)."""
         self.sources.insert(0 if first else len(self.sources), (work, wanted))
 
-    def _work(self) -> Callable[[], None] | None:
+    def _work(self) -> Callable[[], bool | None] | None:
         for work, wanted in self.sources:
             if wanted():
                 return work
@@ -488,7 +513,8 @@ class IdleWorkSelector(selectors.DefaultSelector):
             work = self._work()
             if work is None:
                 break
-            work()
+            if work():  # it made callbacks ready (a commit resolved claims): run them first
+                return []
         if deadline is None:
             return super().select(None)
         return super().select(max(0.0, deadline - time.monotonic()))
@@ -533,6 +559,8 @@ async def deliver_batch(
     writer = LedgerWriter(ledger, alone=count == 1)
     if idle is not None:
         idle.add(writer.stage, writer.pending, first=True)
+        idle.add(writer.write, writer.commit_wanted, first=True)
+        writer.at_idle = True
     failed = False
 
     def stopping() -> bool:

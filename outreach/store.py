@@ -1020,10 +1020,14 @@ class Store:
                     " AND sequences.partner_id = m.partner_id AND sequences.last_step = m.step",
                     [stamp, *ids],
                 )
+                responses = [
+                    value
+                    for order, (row, response) in enumerate(chunk)
+                    for value in (order, row.id, storable(response))
+                ]
                 conn.execute(
                     _SENT_EVENTS.format(values=",".join(["(?,?,?)"] * len(chunk))),
-                    [stamp, *(value for order, (row, response) in enumerate(chunk)
-                              for value in (order, row.id, storable(response)))],
+                    [stamp, *responses],
                 )
 
     def mark_deferred(

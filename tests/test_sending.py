@@ -812,6 +812,30 @@ def test_idle_work_runs_only_while_the_event_loop_would_wait():
         runner.run(main())
 
 
+def test_idle_work_that_resolves_a_future_lets_its_waiter_run_at_once():
+    """A piece of idle work that makes a callback ready (a commit resolving claims) hands
+    control back to the loop: the waiter must not sit until a socket or timer wakes the loop
+    (here, the long sleep's timer)."""
+    from outreach.smtp import IdleWorkSelector
+
+    selector = IdleWorkSelector()
+    other: list[int] = []
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        claim = loop.create_future()
+        selector.add(lambda: claim.set_result(True) or True, lambda: not claim.done())
+        selector.add(lambda: other.append(1), lambda: len(other) < 5)
+        sleeper = asyncio.ensure_future(asyncio.sleep(30))
+        started = time.monotonic()
+        assert await claim
+        sleeper.cancel()
+        return time.monotonic() - started
+
+    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
+        assert runner.run(main()) < 1
+
+
 class StagedLedger:
     """A smtp.Ledger that keeps what was staged apart from what was committed."""
 
