@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -29,6 +30,37 @@ after = "0s"
 """
 
 PARTNERS = 300
+
+
+def kill_at_random_moment(
+    process: subprocess.Popen[bytes],
+    server: LocalSMTPServer,
+    delivered_before: int,
+    rng: random.Random,
+) -> bool:
+    """SIGKILL the worker at a random moment of its run; False if it ended first.
+
+    Mostly once the server has taken a random number of its messages, and then a random few
+    milliseconds later (anywhere in a message: MAIL, RCPT, DATA, its result); sometimes
+    after a random time from its start (start-up, planning, the outbox). Counting deliveries
+    rather than seconds keeps the kills inside the campaign however fast the machine is.
+    """
+    deadline = time.monotonic() + 60
+    if rng.random() < 0.25:
+        deadline = time.monotonic() + rng.uniform(0.05, 0.8)
+        target = sys.maxsize
+    else:
+        target = delivered_before + rng.randint(1, 120)
+    while process.poll() is None and time.monotonic() < deadline:
+        if len(server.messages) >= target:
+            time.sleep(rng.uniform(0, 0.004))
+            break
+        time.sleep(0.001)
+    if process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return True
 
 
 @pytest.mark.slow
@@ -50,18 +82,13 @@ def test_sigkill_at_random_moments_never_sends_twice(tmp_path: Path, smtp_server
         "--once",
     ]
     kills = 0
-    for attempt in range(60):
+    for _ in range(60):
+        delivered_before = len(smtp_server.messages)
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # Random kills while the campaign is under way; later attempts get more time so the
-        # test ends on a loaded machine too (a start-up alone can take a second there).
-        patience = rng.uniform(0.3, 1.2) + 0.15 * attempt if kills < 25 else 120
-        try:
-            process.wait(timeout=patience)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+        if kills < 25 and kill_at_random_moment(process, smtp_server, delivered_before, rng):
             kills += 1
             continue
+        process.wait(timeout=120)
         assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""
         with Store(tmp_path / "outreach.db") as store:
             pending = store.scalar(
