@@ -315,13 +315,14 @@ class Sender:
                 [(row, f"{result.code} {result.message}") for row, result in sent], self.clock()
             )
             report.sent += len(sent)
-            for row, result in sent if self.log.isEnabledFor(logging.INFO) else ():
-                log_event(
-                    self.log,
-                    "sent",
-                    f"sent {row.campaign} step {row.step} to {row.to_addr}",
-                    **_fields(row, result),
-                )
+            if self.log.isEnabledFor(logging.INFO):  # a line a message: made only when shown
+                for row, result in sent:
+                    log_event(
+                        self.log,
+                        "sent",
+                        f"sent {row.campaign} step {row.step} to {row.to_addr}",
+                        **_fields(row, result),
+                    )
         for row, result in results:
             if result.outcome is not Outcome.SENT:
                 self._record_undelivered(account, row, result, report)
