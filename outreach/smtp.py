@@ -223,8 +223,9 @@ class Connection:
         claimed message must get a result. A permanent failure to reconnect is kept in `fatal`.
 
         The timeout is one deadline for the whole message, not a timer per command (each of
-        aiosmtplib's four per message cost ~9 µs of CPU here). The claim is committed before
-        it is awaited (LedgerWriter), so the deadline can never cancel it half-way.
+        aiosmtplib's four per message cost ~9 µs of CPU here). If it ends while the claim's
+        commit is awaited, that counts as a timeout before DATA (the wait is shielded, the
+        commit goes ahead): the retry awaits the same claim.
         """
         timeout = self.settings.timeout.total_seconds()
         for attempt in (1, 2):
@@ -324,9 +325,10 @@ RESULT_DELAY = 0.05  # seconds a result may wait for a claim to share its commit
 
 
 class Claim:
-    """A message's claim, pending in the LedgerWriter. Awaiting it commits everything
-    pending, unless an earlier commit took it already, so it never suspends; it can be
-    awaited again."""
+    """A message's claim, pending in the LedgerWriter. Awaiting it asks for a commit of
+    everything pending, unless an earlier commit took it already; it can be awaited again.
+    The wait is shielded: a deadline that cancels it leaves the claim to its commit, and the
+    next wait gets its outcome."""
 
     __slots__ = ("writer", "future")
 
@@ -337,7 +339,9 @@ class Claim:
     def __await__(self) -> Generator[Any, None, bool]:
         if not self.future.done():
             self.writer.commit_soon()
-        return self.future.__await__()
+        if not self.future.done():  # committed at the loop's next idle moment
+            yield from asyncio.shield(self.future).__await__()
+        return self.future.result()
 
 
 class LedgerWriter:

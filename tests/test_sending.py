@@ -836,6 +836,32 @@ def test_idle_work_that_resolves_a_future_lets_its_waiter_run_at_once():
         assert runner.run(main()) < 1
 
 
+def test_a_deadline_while_a_claim_waits_for_its_commit_leaves_the_claim_whole():
+    """On an idle-work loop a claim's commit waits for the loop's next idle moment; a
+    message's deadline may end the wait first. The claim must still be committed and its
+    outcome given to the next wait (a cancelled claim made the retry raise CancelledError)."""
+    from outreach.smtp import LedgerWriter
+
+    committed: list[int] = []
+
+    def transition(results, claims):
+        committed.extend(envelope.key for envelope in claims)
+        return {envelope.key for envelope in claims}
+
+    async def main() -> bool:
+        writer = LedgerWriter(transition)
+        writer.at_idle = True  # nobody commits until write() below
+        claim = writer.claim(Envelope(7, "a@x.test", "b@x.test", b"x"))
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.02):
+                await claim
+        writer.write()
+        return await claim
+
+    assert asyncio.run(main()) is True
+    assert committed == [7]
+
+
 class StagedLedger:
     """A smtp.Ledger that keeps what was staged apart from what was committed."""
 
