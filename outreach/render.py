@@ -18,7 +18,7 @@ import traceback
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.header import Header
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -64,14 +64,15 @@ os.register_at_fork(after_in_child=_RANDOM_POOL.clear)
 
 
 @functools.lru_cache(maxsize=4)
-def _date_header(second: datetime) -> str:
+def _date_header(second: datetime, offset: timedelta | None) -> str:
     return format_datetime(second)
 
 
 def date_header(now: datetime) -> str:
     """RFC 5322 Date of `now`, made once per second (it has no finer unit): the stdlib's
-    formatting was a fifth of rendering a message."""
-    return _date_header(now.replace(microsecond=0))
+    formatting was a fifth of rendering a message. The offset is part of the key: the same
+    instant in another zone is equal as a datetime but written with its own offset."""
+    return _date_header(now.replace(microsecond=0), now.utcoffset())
 
 
 def reply_subject(first_subject: str) -> str:

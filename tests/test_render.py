@@ -324,6 +324,9 @@ def test_the_date_header_is_the_stdlib_one(moment: datetime) -> None:
 
     assert date_header(moment) == format_datetime(moment)
     assert date_header(moment.replace(microsecond=0)) == format_datetime(moment)
+    if moment.tzinfo is not None:  # the same instant elsewhere: equal, written otherwise
+        elsewhere = moment.astimezone(ZoneInfo("Asia/Kolkata"))
+        assert date_header(elsewhere) == format_datetime(elsewhere)
 
 
 def test_list_unsubscribe_with_url_and_one_click(project: Project) -> None:
