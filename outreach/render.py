@@ -54,10 +54,12 @@ _RANDOM_POOL: list[str] = []
 def _random_hex() -> str:
     """16 hex digits from the OS's random source, drawn 256 at a time: one system call
     each was a tenth of rendering a message. A forked child draws its own."""
-    if not _RANDOM_POOL:
+    try:
+        return _RANDOM_POOL.pop()  # atomic: two threads never get the same digits
+    except IndexError:
         pool = secrets.token_hex(8 * 256)
-        _RANDOM_POOL.extend(pool[i : i + 16] for i in range(0, len(pool), 16))
-    return _RANDOM_POOL.pop()
+        _RANDOM_POOL.extend(pool[i : i + 16] for i in range(16, len(pool), 16))
+        return pool[:16]
 
 
 os.register_at_fork(after_in_child=_RANDOM_POOL.clear)
