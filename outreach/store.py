@@ -417,12 +417,12 @@ CLAIM_SQL = (
     "UPDATE messages SET status='sending', attempts=attempts+1, updated_at=?"
     " WHERE id IN ({marks}) AND +status IN ('queued', 'deferred') RETURNING id"
 )
-# The ledger's events from the outbox rows themselves (?1: the time; then the ids): the
-# rows' values are not bound once more for each statement (~10 µs a message).
 _EVENT_COLUMNS = (
     "INSERT INTO events (at, partner_id, campaign, step, kind, message_id, outbound_id,"
     " inbound_id, summary, detail)"
 )
+# The ledger's events from the outbox rows themselves (?1: the time; then the ids): the
+# rows' values are not bound once more for each statement (~10 µs a message).
 _QUEUED_EVENTS = (
     _EVENT_COLUMNS + " SELECT ?1, partner_id, campaign, step, 'queued', message_id, id, NULL,"
     " subject, '{{}}' FROM messages WHERE id IN ({marks}) ORDER BY id"
@@ -434,10 +434,7 @@ _SENT_EVENTS = (
     " ELSE '{{\"response\": ' || json_quote(r.column3) || '}}' END"
     " FROM (VALUES {values}) AS r JOIN messages m ON m.id = r.column2 ORDER BY r.column1"
 )
-_INSERT_EVENT = (
-    "INSERT INTO events (at, partner_id, campaign, step, kind, message_id, outbound_id,"
-    " inbound_id, summary, detail) VALUES (?,?,?,?,?,?,?,?,?,?)"
-)
+_INSERT_EVENT = _EVENT_COLUMNS + " VALUES (?,?,?,?,?,?,?,?,?,?)"
 
 
 def _event_values(
