@@ -364,14 +364,16 @@ class LedgerWriter:
     its commit, so DATA still never goes out before its claim is durable.
     """
 
-    def __init__(self, ledger: Ledger | Transition, alone: bool = False) -> None:
+    def __init__(
+        self, ledger: Ledger | Transition, alone: bool = False, at_idle: bool = False
+    ) -> None:
         self.ledger: Ledger = ledger if not callable(ledger) else OneTransaction(ledger)
         self.alone = alone
+        self.at_idle = at_idle  # commit when the loop would wait (see commit_soon)
         self._results: list[tuple[Envelope, Result]] = []
         self._claims: list[tuple[Envelope, asyncio.Future[bool]]] = []
         self._staged: list[tuple[asyncio.Future[bool], bool]] = []
         self._open = False  # something staged and not committed yet
-        self.at_idle = False  # commit when the loop would wait (see commit_soon)
         self._commit_wanted = False
         self._timer: asyncio.TimerHandle | None = None
         self.error: BaseException | None = None
@@ -560,11 +562,10 @@ async def deliver_batch(
     pending = iter(envelopes)
     pacer = Pacer(limits)
     count = max(1, min(limits.concurrency, operator.length_hint(envelopes, limits.concurrency)))
-    writer = LedgerWriter(ledger, alone=count == 1)
+    writer = LedgerWriter(ledger, alone=count == 1, at_idle=idle is not None)
     if idle is not None:
         idle.add(writer.stage, writer.pending, first=True)
         idle.add(writer.write, writer.commit_wanted, first=True)
-        writer.at_idle = True
     failed = False
 
     def stopping() -> bool:

@@ -849,8 +849,7 @@ def test_a_deadline_while_a_claim_waits_for_its_commit_leaves_the_claim_whole():
         return {envelope.key for envelope in claims}
 
     async def main() -> bool:
-        writer = LedgerWriter(transition)
-        writer.at_idle = True  # nobody commits until write() below
+        writer = LedgerWriter(transition, at_idle=True)  # nobody commits until write() below
         claim = writer.claim(Envelope(7, "a@x.test", "b@x.test", b"x"))
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.02):
