@@ -7,7 +7,8 @@ rule exactly, so they can be tested without a database and without patching time
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -30,19 +31,28 @@ def _norm(values: Iterable[str]) -> set[str]:
     return {v.strip().casefold() for v in values if v.strip()}
 
 
+@functools.lru_cache(maxsize=256)
+def _wanted(values: tuple[str, ...]) -> frozenset[str]:
+    """An audience's values, normalized once, not again for every partner."""
+    return frozenset(_norm(values))
+
+
 def audience_includes(audience: Audience, partner: Partner) -> bool:
     """Within one filter any value matches; across filters all must match."""
-    tags = _norm(partner.tags)
-    if audience.exclude_tags and tags & _norm(audience.exclude_tags):
-        return False
-    if audience.tags and not tags & _norm(audience.tags):
-        return False
-    checks = (
+    if audience.tags or audience.exclude_tags:
+        tags = _norm(partner.tags)
+        if audience.exclude_tags and not tags.isdisjoint(_wanted(audience.exclude_tags)):
+            return False
+        if audience.tags and tags.isdisjoint(_wanted(audience.tags)):
+            return False
+    for wanted, value in (
         (audience.pathways, partner.pathway),
         (audience.industries, partner.industry),
         (audience.owners, partner.owner),
-    )
-    return all(not wanted or value.strip().casefold() in _norm(wanted) for wanted, value in checks)
+    ):
+        if wanted and value.strip().casefold() not in _wanted(wanted):
+            return False
+    return True
 
 
 def partner_zone(partner: Partner, default_timezone: str) -> ZoneInfo:
@@ -103,6 +113,23 @@ def step_due_at(campaign: Campaign, sequence: SequenceState) -> tuple[Step, date
     return step, due
 
 
+def _window_by_zone(
+    campaign: Campaign, now: datetime, default_timezone: str
+) -> Callable[[Partner], bool]:
+    """may_send_at(campaign, partner's zone, now), worked out once per time zone: it depends
+    on nothing else of the partner, and a roster has a few zones for thousands of partners."""
+    found: dict[str, bool] = {}
+
+    def may_send(partner: Partner) -> bool:
+        allowed = found.get(partner.timezone)
+        if allowed is None:
+            zone = partner_zone(partner, default_timezone)
+            allowed = found[partner.timezone] = may_send_at(campaign, zone, now)
+        return allowed
+
+    return may_send
+
+
 def due_messages(
     campaigns: Sequence[Campaign],
     not_started: Mapping[str, Sequence[Partner]],
@@ -123,10 +150,11 @@ def due_messages(
             continue
         first = campaign.steps[0]
         became_due = campaign.start or now
+        may_send = _window_by_zone(campaign, now, default_timezone)
         for partner in not_started.get(campaign.name, ()):
             if partner.status != ACTIVE or not audience_includes(campaign.audience, partner):
                 continue
-            if may_send_at(campaign, partner_zone(partner, default_timezone), now):
+            if may_send(partner):
                 due.append(Due(campaign, partner, first, became_due))
         for sequence, partner in waiting.get(campaign.name, ()):
             if partner.status != ACTIVE:
@@ -134,7 +162,7 @@ def due_messages(
             nxt = step_due_at(campaign, sequence)
             if nxt is None or nxt[1] > now:
                 continue
-            if may_send_at(campaign, partner_zone(partner, default_timezone), now):
+            if may_send(partner):
                 due.append(Due(campaign, partner, nxt[0], nxt[1]))
     due.sort(key=lambda d: (d.due_at, d.campaign.name, d.partner.email, d.step.number))
     return due

@@ -17,6 +17,7 @@ from outreach.plan import (
     due_messages,
     may_send_at,
     next_send_time,
+    partner_zone,
     project,
 )
 from outreach.sending import find_due
@@ -83,6 +84,25 @@ def test_audience_filters():
     assert not audience_includes(a, partner(tags=("other",), pathway="IT"))
     assert audience_includes(Audience(), partner())
     assert not audience_includes(Audience(exclude_tags=("no-email",)), partner(tags=("no-email",)))
+
+
+ZONES = ("America/Chicago", "America/Los_Angeles", "Asia/Kolkata", "Europe/Berlin", "", "No/Zone")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    now=st.datetimes(datetime(2026, 1, 1), datetime(2028, 1, 1), timezones=st.just(UTC)),
+    zones=st.lists(st.sampled_from(ZONES), min_size=1, max_size=12),
+    default=st.sampled_from(("UTC", "America/New_York")),
+)
+def test_each_partner_gets_the_window_of_its_own_zone(now, zones, default):
+    """The planner works the window out once per zone: partners of different zones, in any
+    order (the empty and the unknown zone mean the default one), still each get their own."""
+    c = campaign()
+    partners = [partner(i, timezone=zone) for i, zone in enumerate(zones, 1)]
+    due = due_messages([c], {"checkin": partners}, {}, now, default)
+    wanted = [p.email for p in partners if may_send_at(c, partner_zone(p, default), now)]
+    assert sorted(d.partner.email for d in due) == sorted(wanted)
 
 
 def test_follow_up_waits_for_after_and_for_a_pause():
