@@ -1,8 +1,9 @@
 """IMAP with IMAPClient: the one socket-aware class for mailboxes.
 
 outreach never deletes, moves or flags anything in the user's mailbox: folders are selected
-read-only and messages fetched with BODY.PEEK[] so nothing is marked read. The only write is
-an optional APPEND of sent copies to the Sent folder.
+read-only and messages fetched with BODY.PEEK[] so nothing is marked read. The only writes are
+an optional APPEND of sent copies to the Sent folder, and creating the sent_folder the user
+named when the server says it does not exist yet.
 """
 
 from __future__ import annotations
@@ -128,13 +129,29 @@ class Mailbox:
             if candidate in names:
                 return candidate
         raise MailServerError(
-            f"{self.where}: no Sent folder found", hint="set sent_folder in the [imap] settings",
+            f"{self.where}: no Sent folder found",
+            hint="set sent_folder in the [imap] settings (created if it does not exist)",
             permanent=True,
         )
 
-    def append(self, folder: str, raw: bytes, when: datetime | None = None) -> None:
+    def append(self, folder: str, raw: bytes, when: datetime | None = None) -> bool:
+        """APPEND a message, marked read. A folder that does not exist is created (and
+        subscribed, so mail clients show it) when the server answers NO [TRYCREATE] (RFC 3501
+        6.3.11), and the APPEND is tried once more. True when the folder was created."""
+        with self.errors(f"APPEND to {folder}"):
+            try:
+                self.imap.append(folder, raw, flags=(imapclient.SEEN,), msg_time=when)
+                return False
+            except IMAPClientError as exc:
+                if "[TRYCREATE]" not in str(exc).upper():
+                    raise
+        with self.errors(f"CREATE {folder}"):
+            self.imap.create_folder(folder)
+        with contextlib.suppress(IMAPClientError):  # a folder not subscribed still works
+            self.imap.subscribe_folder(folder)
         with self.errors(f"APPEND to {folder}"):
             self.imap.append(folder, raw, flags=(imapclient.SEEN,), msg_time=when)
+        return True
 
     def find_message_ids(self, folder: str, message_ids: Iterable[str]) -> set[str]:
         """Which of these Message-IDs are in `folder` (read-only; nothing is marked)."""

@@ -392,7 +392,13 @@ class Sender:
             with Mailbox(account.imap, account.imap.password()) as mailbox:
                 folder = mailbox.sent_folder()
                 for row in rows:
-                    mailbox.append(folder, row.raw, row.sent_at)
+                    if mailbox.append(folder, row.raw, row.sent_at):
+                        log_event(
+                            self.log,
+                            "folder_created",
+                            f"created the folder {folder} for copies of sent mail",
+                            account=account.name,
+                        )
                     self.store.mark_saved_copy(row.id, self.clock())
         except MailServerError as exc:
             report.errors.append(str(exc))

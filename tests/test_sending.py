@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -379,6 +380,40 @@ def test_sent_copies_are_appended_to_the_sent_folder(
     )
     assert all("\\Seen" in [str(f) for f in m.flags] for m in copies)
     assert ws.store.scalar("SELECT count(*) FROM messages WHERE saved_copy_at IS NULL") == 0
+    ws.close()
+
+
+def test_a_named_sent_folder_is_created_when_the_server_says_so(
+    tmp_path, smtp_server, imap_server, monkeypatch
+):
+    """sent_folder names a folder that does not exist yet: the server answers the APPEND with
+    NO [TRYCREATE] (RFC 3501 6.3.11), so outreach creates it, once, and saves every copy."""
+    monkeypatch.setenv("TEST_IMAP_PW", imap_server.password)
+    assert "Outreach Sent" not in imap_server.folders()
+    ws = Workspace(
+        tmp_path,
+        smtp_port=smtp_server.port,
+        imap={**imap_settings(imap_server), "sent_folder": "Outreach Sent"},
+        account_extra="save_sent = true",
+    )
+    ws.add_partners(partner_rows(3))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    ws.logger.addHandler(handler)
+    ws.logger.setLevel(logging.INFO)
+    try:
+        report = ws.worker().send_cycle()
+    finally:
+        ws.logger.removeHandler(handler)
+    assert (report.sent, report.errors) == (3, [])
+    assert "Outreach Sent" in imap_server.folders()
+    copies = imap_server.messages("Outreach Sent")
+    assert sorted(m.message["Message-ID"] for m in copies) == sorted(
+        r["message_id"] for r in ws.store.query("SELECT message_id FROM messages")
+    )
+    created = [r.getMessage() for r in records if getattr(r, "event", None) == "folder_created"]
+    assert created == ["created the folder Outreach Sent for copies of sent mail"]
     ws.close()
 
 

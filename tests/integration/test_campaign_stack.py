@@ -492,3 +492,25 @@ def test_sent_copies_wait_until_a_sent_folder_exists(
     assert worker.send_cycle().errors == []
     assert len(mailstack.wait_for_messages(coordinator, folder="Sent")) == 1  # saved once
     ws.close()
+
+
+def test_a_named_sent_folder_is_created_when_dovecot_says_so(
+    tmp_path: Path, mailstack: Mailstack, stack_env: None
+) -> None:
+    """sent_folder names a folder this Dovecot does not have: it answers the APPEND with
+    NO [TRYCREATE], and outreach creates the folder, subscribes it and saves the copy."""
+    coordinator, _ = mailstack.new_user()
+    partner, _ = mailstack.new_user()
+    ws = stack_workspace(
+        tmp_path, mailstack, coordinator, account_extra="save_sent = true",
+        imap_extra={"sent_folder": "Outreach Sent"},
+    )
+    ws.add_partners([{"email": partner, "name": "Pat", "organization": "Acme"}])
+    report = ws.worker().send_cycle()
+    assert (report.sent, report.errors) == (1, [])
+    (copy,) = mailstack.wait_for_messages(coordinator, folder="Outreach Sent").values()
+    assert parse(copy)["Message-ID"] == ws.store.query("SELECT message_id FROM messages")[0][
+        "message_id"]
+    with mailstack.imap(coordinator) as c:
+        assert "Outreach Sent" in [str(name) for _flags, _sep, name in c.list_sub_folders()]
+    ws.close()
