@@ -623,20 +623,15 @@ class Store:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _select_in(
-        self, sql: str, values: Sequence[Any], before: Sequence[Any] = (), as_dicts: bool = False
+        self, sql: str, values: Sequence[Any], before: Sequence[Any] = ()
     ) -> Iterator[Any]:
         """Run `sql`, whose `{marks}` is an IN list, over `values` in chunks (SQLite limits
-        the number of parameters of one statement)."""
+        the number of parameters of one statement); the rows as tuples."""
         for start in range(0, len(values), IN_CHUNK):
             chunk = list(values[start : start + IN_CHUNK])
-            cursor = self.db.conn.execute(
+            yield from self.db.conn.execute(
                 sql.format(marks=",".join("?" * len(chunk))), [*before, *chunk]
             )
-            if as_dicts:
-                names = [c[0] for c in cursor.description]
-                yield from (dict(zip(names, row, strict=True)) for row in cursor)
-            else:
-                yield from cursor
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         return list(self.db.query(sql, params))
