@@ -2,8 +2,8 @@
 and shows progress only when stderr is a terminal.
 
 The log is built with the store API (what the worker calls), not by hand-written SQL, and
-faster than real cycles would: 3,000 partners, three steps for some, replies, auto-replies,
-bounces, unsubscribes.
+faster than real cycles would: 3,000 partners, three steps for some (each deferred once),
+replies, auto-replies, bounces, unsubscribes.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def build_large_log(store: Store, start: datetime) -> None:
                     subject=f"Check-in {step}", raw=b"x", now=sent_at)
                 assert ledger_id is not None
                 row = store.ledger_rows("id = ?", [ledger_id])[0]
+                if steps == 3:  # a greylisting server: deferred once, then sent
+                    store.mark_deferred(row, sent_at - timedelta(minutes=10), sent_at, 451,
+                                        "4.7.1 greylisted, try again later")
                 store.mark_sent(row, sent_at)
             kind = {0: "reply", 1: "auto_reply", 2: "bounce", 3: "unsubscribe"}.get(n % 6)
             if kind is None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlite_utils
 from logbook import EMAILS, ENGLISH, SPANISH, World, world, ws  # noqa: F401 - fixtures
 from workspace import Workspace
 
+from outreach.store import migrations
 from outreach.timeline import format_log, parse_since, wrap
 
 
@@ -33,7 +36,7 @@ def test_log_lists_every_event_in_order_in_local_time(world: World):
     assert "times in America/Chicago" in out
     # the clock started at 2026-11-24 10:00 UTC = 04:00 in Chicago
     assert "2026-11-24 04:00" in out
-    for kind in ("imported", "queued", "sent", "reply", "auto_reply", "bounce",
+    for kind in ("imported", "sent", "reply", "auto_reply", "bounce",
                  "unsubscribe", "paused", "stopped", "status"):
         assert f"  {kind}  " in out or f"  {kind} " in out, kind
     # columns are aligned: DETAILS starts at the same place on every event line
@@ -76,6 +79,41 @@ def test_log_bad_input_is_one_line_and_exit_2(world: World):
 def test_log_on_an_empty_database(ws: Workspace):
     assert ok(ws.cli("log")).strip() == "no events yet"
     assert json.loads(ok(ws.cli("log", "--json"))) == []
+
+
+def test_a_database_from_before_m004_keeps_its_queued_events_and_gets_lighter_indexes(
+    tmp_path: Path,
+):
+    """Outboxes no longer log a `queued` line per message; older databases keep theirs, and
+    m004 drops events_campaign and narrows sequences_paused to the paused sequences."""
+    path = tmp_path / "outreach.db"
+    old = sqlite_utils.Database(path)
+    migrations.apply(old, stop_before="m004_lighter_indexes")
+    assert "events_campaign" in {index.name for index in old["events"].indexes}
+    stamp = "2026-11-20T15:00:00.000000+00:00"
+    old.execute("INSERT INTO partners (email, name, created_at, updated_at) VALUES"
+                " ('ana@shop.test', 'Ana', ?, ?)", [stamp, stamp])
+    old.execute("INSERT INTO sequences (campaign, partner_id, state, last_step, paused_until,"
+                " updated_at) VALUES ('checkin', 1, 'paused', 1, ?, ?)", [stamp, stamp])
+    old.execute("INSERT INTO events (at, partner_id, campaign, step, kind, summary) VALUES"
+                " (?, 1, 'checkin', 1, 'queued', 'Check-in for Shop')", [stamp])
+    old.conn.commit()
+    old.close()
+
+    ws = Workspace(tmp_path, smtp_port=2525)
+    conn = ws.store.db.conn
+    indexes = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+                                " AND sql IS NOT NULL"))
+    assert "events_campaign" not in indexes
+    assert indexes["sequences_paused"].endswith("WHERE state = 'paused'")
+    plan = " ".join(str(row) for row in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM sequences WHERE state = 'paused' AND paused_until <= ?",
+        [stamp]))
+    assert "USING INDEX sequences_paused" in plan
+    assert [s.partner_id for s in ws.store.resume_paused(ws.clock())] == [1]
+    listing = ok(ws.cli("log", "--campaign", "checkin"))
+    assert "  queued  " in listing and "Check-in for Shop" in listing and "  resumed  " in listing
+    ws.close()
 
 
 # --------------------------------------------------------------------------- pure parts
