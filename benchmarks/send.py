@@ -262,7 +262,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.plain and not args.postfix:
         parser.error("--plain goes with --postfix")
-    count = args.messages or (500 if args.quick else 3000)
+    count = args.messages or (500 if args.quick else 10_000)
     rounds = args.rounds or (2 if args.quick else 3)
     if not args.postfix:
         sink, port = start_sink()
