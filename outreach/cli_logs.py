@@ -59,7 +59,7 @@ def log_command(app: App, partner_email: str | None, campaign_name: str | None,
                 since: str | None, as_json: bool) -> None:
     """Every event in order: sent, deferred, failed, replies with their text, auto-replies,
     bounces, unsubscribes, pauses, acknowledgements. Times in the coordinator's time zone."""
-    from outreach.timeline import format_log, load_events, parse_since
+    from outreach.timeline import format_log, format_waiting, load_events, parse_since
 
     zone = _zone(app)
     start = None
@@ -73,18 +73,22 @@ def log_command(app: App, partner_email: str | None, campaign_name: str | None,
     if as_json:
         echo_json_array(event.to_json(zone) for event in events)
         return
+    waiting: list[str] = []
     if partner is not None:
         found = app.store.partner_by_email(partner)
-        assert found is not None
+        assert found is not None and found.id is not None
         who = " · ".join(x for x in (found.name, found.organization, found.status) if x)
         click.echo(f"{found.email}  {who}\n")
+        waiting = list(format_waiting(app.store.waiting_for(found.id, campaign_name), zone))
     listed = list(events)
     if not listed:
         click.echo("no events" + (" match" if partner or campaign_name or since else " yet"))
-        return
-    click.echo("\n".join(format_log(listed, zone, width=_width(),
-                                     show_partner=partner is None)))
-    click.echo(f"\n{len(listed)} event(s); times in {zone.key}")
+    else:
+        click.echo("\n".join(format_log(listed, zone, width=_width(),
+                                         show_partner=partner is None)))
+        click.echo(f"\n{len(listed)} event(s); times in {zone.key}")
+    if waiting:
+        click.echo("\n" + "\n".join(waiting))
 
 
 def echo_json_array(items: Iterable[dict[str, Any]]) -> None:

@@ -1271,6 +1271,18 @@ class Store:
             self._select_in("SELECT email, id FROM partners WHERE email IN ({marks})", wanted)
         )
 
+    def waiting_for(self, partner_id: int, campaign: str | None = None) -> list[dict[str, Any]]:
+        """A partner's messages still to go out: queued, or deferred until their next try."""
+        sql = (
+            "SELECT campaign, step, subject, status, created_at, next_attempt_at FROM messages"
+            " WHERE partner_id = ? AND status IN ('queued', 'deferred')"
+        )
+        params: list[Any] = [partner_id]
+        if campaign is not None:
+            sql += " AND campaign = ?"
+            params.append(campaign)
+        return self.query(sql + " ORDER BY id", params)
+
     def latest_sent(self, partner_ids: Iterable[int]) -> dict[int, LedgerRef]:
         """Each partner's most recent message from outreach (to place a reply that does not
         point at one of our messages)."""

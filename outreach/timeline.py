@@ -153,6 +153,23 @@ def format_log(
             yield " " * indent + line if line else ""
 
 
+def format_waiting(rows: Iterable[dict[str, Any]], zone: ZoneInfo) -> Iterator[str]:
+    """A partner's messages still in the outbox (Store.waiting_for), a line each: the log
+    records what became of a message, not that it was queued."""
+    for row in rows:
+        since = _local_minute(row["created_at"], zone)
+        if row["status"] == "deferred" and row["next_attempt_at"]:
+            when = f"deferred, next try {_local_minute(row['next_attempt_at'], zone)}"
+        else:
+            when = f"queued {since}"
+        yield (f"in the outbox: {row['campaign']} step {row['step']} "
+               f"\"{row['subject']}\", {when}")
+
+
+def _local_minute(stamp: str, zone: ZoneInfo) -> str:
+    return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
 def wrap(text: str, width: int) -> list[str]:
     """Wrap each paragraph line of `text`; keep the author's line breaks."""
     out: list[str] = []

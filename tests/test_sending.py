@@ -129,6 +129,34 @@ def test_451_defers_then_retries_after_the_backoff(ws, smtp_server):
     assert kinds == ["deferred", "sent"]  # one line per outcome; no `queued` line
 
 
+def test_the_partner_log_lists_messages_still_in_the_outbox(ws, smtp_server):
+    """No `queued` event, but `outreach log --partner` shows what waits: queued, or deferred
+    with its next try; nothing once it is sent."""
+    first, second = (partner.email for partner in ws.add_partners(partner_rows(2)))
+    worker = ws.worker()
+    worker.sender.queue_due(SendReport())
+
+    def waiting(email: str) -> list[str]:
+        result = ws.cli("log", "--partner", email)
+        assert result.exit_code == 0, result.output
+        return [line for line in result.output.splitlines() if line.startswith("in the outbox")]
+
+    assert waiting(first) == [
+        'in the outbox: checkin step 1 "Check-in for Org 0", queued 2026-11-24 10:00'
+    ]
+    assert ws.cli("log", "--partner", first, "--campaign", "other").output.count("outbox") == 0
+    smtp_server.queue_data_responses("451 4.3.0 Try again later")
+    ws.clock.advance(minutes=5)
+    assert worker.send_cycle().deferred == 1
+    assert waiting(first) == [
+        'in the outbox: checkin step 1 "Check-in for Org 0", deferred, next try 2026-11-24 10:06'
+    ]
+    assert waiting(second) == []
+    ws.clock.advance(minutes=1)
+    assert worker.send_cycle().sent == 1
+    assert waiting(first) == []
+
+
 def test_retries_run_out_and_the_message_fails(tmp_path, smtp_server):
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, limits='retry = ["1m", "2m"]')
     ws.add_partners(partner_rows(1))
