@@ -120,7 +120,7 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from outreach.review import load_replies
-    from outreach.timeline import wrap
+    from outreach.timeline import local_minute, wrap
 
     app = ctx.find_object(App)
     assert app is not None
@@ -139,7 +139,7 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
         where = f"{r.campaign} step {r.step}" if r.campaign and r.step else (r.campaign or "-")
         flag = "handled" if r.handled else "OPEN"
         kind = "" if r.kind == "reply" else f"  [{r.kind.replace('_', '-')}: contact change]"
-        head = (f"#{r.id}  {r.at.astimezone(zone).strftime('%Y-%m-%d %H:%M')}  {flag}  {who}"
+        head = (f"#{r.id}  {local_minute(r.at, zone)}  {flag}  {who}"
                 + (f" · {r.organization}" if r.organization else "") + f" · {where}{kind}")
         body = [("    " + line).rstrip() for line in (wrap(r.text, width) or ["(no text)"])]
         if r.note:

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.store import Store
+from outreach.timeline import local_minute
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def funnel_lines(report: CampaignReport) -> list[tuple[str, str]]:
 
 def format_report(report: CampaignReport, zone: ZoneInfo, now: datetime) -> list[str]:
     lines = [f"Campaign {report.campaign} (as of "
-             f"{now.astimezone(zone).strftime('%Y-%m-%d %H:%M')}, times in {zone.key})", ""]
+             f"{local_minute(now, zone)}, times in {zone.key})", ""]
     rows = funnel_lines(report)
     width = max(len(label) for label, _ in rows) + 3
     lines += [label.ljust(width) + value for label, value in rows]
@@ -213,8 +214,7 @@ def format_report(report: CampaignReport, zone: ZoneInfo, now: datetime) -> list
     for s in report.never_answered:
         table.append((
             s.email, s.name, s.organization, str(s.last_step),
-            s.last_sent_at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if s.last_sent_at
-            else "-",
+            local_minute(s.last_sent_at, zone) if s.last_sent_at else "-",
             s.state + (" (auto-reply)" if s.auto_replied else ""),
         ))
     lines += ["  " + line for line in _table(table)]

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from outreach import __version__
 from outreach.report import CampaignReport, ReportReply, day_buckets, funnel_lines
+from outreach.timeline import local_minute
 
 CSS = """
 :root { --ink:#1d2733; --muted:#5b6775; --line:#d9dee4; --accent:#2563eb; --soft:#c7d2fe;
@@ -59,7 +60,7 @@ def esc(value: object) -> str:
 def render_html(report: CampaignReport, zone: ZoneInfo, now: datetime,
                 replies: Iterable[ReportReply] | None = None) -> str:
     """The whole page. `replies` may be a progress-wrapped iterable of report.replies."""
-    stamp = now.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    stamp = local_minute(now, zone)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -193,7 +194,7 @@ def _replies(report: CampaignReport, zone: ZoneInfo, replies: Iterable[ReportRep
                else '<span class="tag">open</span>') if r.kind == "reply" else ""
         block = (
             f'<article class="reply" id="reply-{r.id}"><header>{who}{org} · '
-            f"&lt;{esc(r.partner)}&gt; · {esc(r.at.astimezone(zone).strftime('%Y-%m-%d %H:%M'))}"
+            f"&lt;{esc(r.partner)}&gt; · {esc(local_minute(r.at, zone))}"
             + (f" · step {esc(r.step)}" if r.step else "") + f" {tag}</header>"
             f"<blockquote>{esc(r.text) or '<em>(no text)</em>'}</blockquote></article>"
         )

@@ -131,7 +131,7 @@ def format_log(
     rows = []
     for event in events:
         rows.append((
-            event.at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+            local_minute(event.at, zone),
             _clip(event.partner or "-", 40),
             _clip(event.campaign or "-", 24),
             str(event.step) if event.step is not None else "",
@@ -157,17 +157,17 @@ def format_waiting(rows: Iterable[dict[str, Any]], zone: ZoneInfo) -> Iterator[s
     """A partner's messages still in the outbox (Store.waiting_for), a line each: the log
     records what became of a message, not that it was queued."""
     for row in rows:
-        since = _local_minute(row["created_at"], zone)
-        if row["status"] == "deferred" and row["next_attempt_at"]:
-            when = f"deferred, next try {_local_minute(row['next_attempt_at'], zone)}"
+        if row["status"] == "deferred":  # a deferred row always has its next try
+            next_try = datetime.fromisoformat(row["next_attempt_at"])
+            when = f"deferred, next try {local_minute(next_try, zone)}"
         else:
-            when = f"queued {since}"
-        yield (f"in the outbox: {row['campaign']} step {row['step']} "
-               f"\"{row['subject']}\", {when}")
+            when = f"queued {local_minute(datetime.fromisoformat(row['created_at']), zone)}"
+        yield f"in the outbox: {row['campaign']} step {row['step']} \"{row['subject']}\", {when}"
 
 
-def _local_minute(stamp: str, zone: ZoneInfo) -> str:
-    return datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+def local_minute(moment: datetime, zone: ZoneInfo) -> str:
+    """A time as the coordinator reads it: the date and minute in `zone`."""
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def wrap(text: str, width: int) -> list[str]:
