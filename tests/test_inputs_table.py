@@ -174,6 +174,128 @@ def no_accounts(p: Path) -> None:
     config(p).write_text(text[:start] + text[end:], encoding="utf-8")
 
 
+def set_in_campaign(old: str, new: str) -> Callable[[Path], None]:
+    return lambda p: edit(campaign(p), old, new)
+
+
+def set_in_config(old: str, new: str) -> Callable[[Path], None]:
+    return lambda p: edit(config(p), old, new)
+
+
+def add_to_replies(line: str) -> Callable[[Path], None]:
+    return set_in_config("soft_bounce_limit = 3", f"soft_bounce_limit = 3\n{line}")
+
+
+def add_to_worker(line: str) -> Callable[[Path], None]:
+    return set_in_config('send_every = "2m"', f'send_every = "2m"\n{line}')
+
+
+DEEP_ARRAY = "deep = " + "[" * 5000 + "]" * 5000
+
+
+# Values read after the problems were collected, zero durations replaced by a default,
+# numbers out of range, dates past the end of the calendar: each once passed `check`.
+VALUE_CASES = [
+    Case(
+        "campaign-enabled-as-a-string",
+        set_in_campaign('account = "default"', 'account = "default"\nenabled = "no"'),
+        lambda p: [at(campaign(p), "enabled ="), "enabled", "expected a boolean, got a string"],
+    ),
+    Case(
+        "campaign-enabled-as-zero",
+        set_in_campaign('account = "default"', 'account = "default"\nenabled = 0'),
+        lambda p: [at(campaign(p), "enabled ="), "enabled", "expected a boolean, got an integer"],
+    ),
+    Case(
+        "campaign-match-domain-as-a-string",
+        set_in_campaign('account = "default"', 'account = "default"\nmatch_domain = "yes"'),
+        lambda p: [at(campaign(p), "match_domain ="), "match_domain", "expected a boolean"],
+    ),
+    Case(
+        "campaign-description-as-a-number",
+        set_in_campaign('description = "Fall check-in with industry partners"', "description = 5"),
+        lambda p: [at(campaign(p), "description ="), "description", "expected a string"],
+    ),
+    Case(
+        "blackout-name-as-a-number",
+        set_in_campaign('name = "Winter break"', "name = 2026"),
+        lambda p: [at(campaign(p), "name = 2026"), "blackout[0].name", "expected a string"],
+    ),
+    Case(
+        "after-on-the-first-step",
+        set_in_campaign('template = "checkin"', 'template = "checkin"\nafter = "3d"'),
+        lambda p: [at(campaign(p), 'after = "3d"'), "steps[0].after", "`start`"],
+    ),
+    Case(
+        "start-past-the-end-of-the-calendar-in-utc",
+        set_in_campaign("# start = 2026-09-08", "start = 9999-12-31T23:00:00-05:00"),
+        lambda p: [at(campaign(p), "start = 9999"), "start", "end of the calendar"],
+    ),
+    Case(
+        "campaign-nested-too-deeply",
+        set_in_campaign('account = "default"', f'account = "default"\n{DEEP_ARRAY}'),
+        lambda p: [str(campaign(p)), "nested too deeply"],
+    ),
+    Case(
+        "config-nested-too-deeply",
+        set_in_config("[worker]", f"{DEEP_ARRAY}\n[worker]"),
+        lambda p: [str(config(p)), "nested too deeply"],
+    ),
+    Case(
+        "poll-every-zero",
+        set_in_config('poll_every = "2m"', 'poll_every = "0s"'),
+        lambda p: [at(config(p), "poll_every"), "worker.poll_every", "longer than 0s"],
+    ),
+    Case(
+        "send-every-zero",
+        set_in_config('send_every = "2m"', 'send_every = "0m"'),
+        lambda p: [at(config(p), "send_every"), "worker.send_every", "longer than 0s"],
+    ),
+    Case(
+        "shutdown-timeout-zero",
+        add_to_worker('shutdown_timeout = "0s"'),
+        lambda p: [at(config(p), "shutdown_timeout"), "worker.shutdown_timeout", "than 0s"],
+    ),
+    Case(
+        "server-timeout-zero",
+        set_in_config(
+            'password_env = "OUTREACH_SMTP_PASSWORD" }',
+            'password_env = "OUTREACH_SMTP_PASSWORD", timeout = "0s" }',
+        ),
+        lambda p: [at(config(p), 'timeout = "0s"'), "accounts.default.smtp.timeout", "than 0s"],
+    ),
+    Case(
+        "auto-reply-pause-zero",
+        set_in_config('auto_reply_pause = "7d"', 'auto_reply_pause = "0d"'),
+        lambda p: [at(config(p), "auto_reply_pause"), "replies.auto_reply_pause", "than 0s"],
+    ),
+    Case(
+        "soft-bounce-limit-zero",
+        set_in_config("soft_bounce_limit = 3", "soft_bounce_limit = 0"),
+        lambda p: [at(config(p), "soft_bounce_limit"), "replies.soft_bounce_limit", "use 1 to"],
+    ),
+    Case(
+        "max-message-size-zero",
+        add_to_replies("max_message_size = 0"),
+        lambda p: [at(config(p), "max_message_size"), "replies.max_message_size", "65,536"],
+    ),
+    Case(
+        "max-message-size-negative",
+        add_to_replies("max_message_size = -1"),
+        lambda p: [at(config(p), "max_message_size"), "replies.max_message_size", "-1"],
+    ),
+    Case(
+        "max-message-size-too-small-for-a-reply",
+        add_to_replies("max_message_size = 10"),
+        lambda p: [at(config(p), "max_message_size"), "replies.max_message_size", "64 KiB"],
+    ),
+    Case(
+        "batch-size-zero",
+        add_to_replies("batch_size = 0"),
+        lambda p: [at(config(p), "batch_size"), "replies.batch_size", "use 1 to"],
+    ),
+]
+
 CONFIG_CASES = [
     Case(
         "toml-syntax", toml_syntax_error, lambda p: [at(config(p), "[worker"), "TOML syntax error"]
@@ -299,7 +421,7 @@ CONFIG_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CONFIG_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", CONFIG_CASES + VALUE_CASES, ids=lambda c: c.id)
 def test_broken_config_campaign_or_template(project: Path, case: Case) -> None:
     case.setup(project)
     needles = case.needles(project)
