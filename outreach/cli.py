@@ -404,8 +404,13 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
     """Show who gets which step when, assuming nobody answers."""
     from datetime import timedelta
 
+    from outreach.durations import MAX_DURATION
     from outreach.plan import project
 
+    if not 1 <= days <= MAX_DURATION.days:  # later dates would pass the calendar's end
+        raise InputError(
+            f"--days {days}: look from 1 to {MAX_DURATION.days} days (100 years) ahead"
+        )
     campaigns = [app.campaign(campaign_name)] if campaign_name else app.campaigns
     start = now()
     until = start + timedelta(days=days)

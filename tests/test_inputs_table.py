@@ -562,6 +562,9 @@ def test_check_warns_about_a_missing_password_variable(project: Path) -> None:
             ["preview", "checkin", "--partner", "nobody@example.org"],
             ["nobody@example.org", "partners list"],
         ),
+        (["plan", "--days", "3000000"], ["--days 3000000", "1 to 36525"]),
+        (["plan", "--days", "0"], ["--days 0", "1 to 36525"]),
+        (["log", "--since", "99999999d"], ["--since '99999999d'", "at most 100 years"]),
     ],
 )
 def test_bad_command_line_values(project: Path, args: list[str], needles: list[str]) -> None:
@@ -576,3 +579,36 @@ def test_check_names_one_partner_and_counts_the_others(project: Path) -> None:
     line = assert_input_error(result, "partner dan.oconnor@buildright.example")
     assert line.endswith("(and 2 more partners)")
     assert "maria.gonzalez" not in result.stderr  # she has a region
+
+
+@pytest.mark.parametrize(
+    ("since", "events"),
+    [("9999-12-31T23:59:59", False), ("9999-12-31", False), ("0001-01-01T00:00+05:00", True)],
+)
+def test_since_at_the_ends_of_the_calendar_is_a_clean_answer(
+    project: Path, since: str, events: bool
+) -> None:
+    """A --since whose UTC falls outside the calendar is after (or before) every event."""
+    import_csv(project, "partners.csv", (project / "partners.csv").read_text().splitlines())
+    result = invoke(["log", "--since", since], project=project)
+    assert result.exit_code == 0, result.output
+    assert ("event(s)" in result.output) is events, result.output
+
+
+@pytest.mark.parametrize("start", ["9999-12-31", "9999-12-31T23:59:59Z"])
+def test_a_campaign_starting_at_the_end_of_the_calendar_plans_nothing(
+    project: Path, start: str
+) -> None:
+    edit(campaign(project), "# start = 2026-09-08", f"start = {start}")
+    edit(
+        campaign(project), "blackout = [", "blackout = [\n  { from = 9999-12-01, to = 9999-12-31 },"
+    )
+    import_csv(project, "partners.csv", (project / "partners.csv").read_text().splitlines())
+    for command, answer in (
+        (["check"], "everything checks out"),
+        (["plan", "--days", "36525"], "nothing planned"),
+        (["run", "--once", "--dry-run"], "nothing is due now"),
+    ):
+        result = invoke(command, project=project)
+        assert result.exit_code == 0, result.output
+        assert answer in result.output
