@@ -290,6 +290,21 @@ VALUE_CASES = [
         lambda p: [at(config(p), "max_message_size"), "replies.max_message_size", "64 KiB"],
     ),
     Case(
+        "template-with-nested-range-loops",
+        lambda p: edit(
+            p / "templates" / "followup.txt.j2",
+            "Thank you,",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+            "\nThank you,",
+        ),
+        lambda p: [f"{p / 'templates' / 'followup.txt.j2'}:7:", "over the limit", "100,000 steps"],
+    ),
+    Case(
+        "template-making-a-billion-characters",
+        lambda p: edit(p / "templates" / "checkin.txt.j2", "Thank you,", "{{ 'x' * 10**9 }}"),
+        lambda p: [f"{p / 'templates' / 'checkin.txt.j2'}:12:", "over the limit", "characters"],
+    ),
+    Case(
         "batch-size-zero",
         add_to_replies("batch_size = 0"),
         lambda p: [at(config(p), "batch_size"), "replies.batch_size", "use 1 to"],
