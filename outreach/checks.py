@@ -117,9 +117,11 @@ def template_syntax_problems(config: Config) -> list[str]:
     return problems
 
 
-def render_problems(config: Config, campaign: Campaign, partners: list[Partner]) -> list[str]:
+def render_problems(
+    config: Config, campaign: Campaign, partners: list[Partner], renderer: Renderer | None = None
+) -> list[str]:
     """Render and build every step for every partner; the same error is reported once."""
-    renderer = Renderer(config)
+    renderer = renderer or Renderer(config)
     account = config.accounts[campaign.account]
     first: dict[str, str] = {}  # the problem without its partner -> the first full message
     count: dict[str, int] = {}

@@ -404,8 +404,13 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
     """Show who gets which step when, assuming nobody answers."""
     from datetime import timedelta
 
+    from outreach.durations import MAX_DURATION
     from outreach.plan import project
 
+    if not 1 <= days <= MAX_DURATION.days:  # later dates would pass the calendar's end
+        raise InputError(
+            f"--days {days}: look from 1 to {MAX_DURATION.days} days (100 years) ahead"
+        )
     campaigns = [app.campaign(campaign_name)] if campaign_name else app.campaigns
     start = now()
     until = start + timedelta(days=days)
@@ -597,14 +602,25 @@ def resolve(app: App, ids: tuple[int, ...], all_unknown: bool, choice: str | Non
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per file.")
 def classify(files: tuple[Path, ...], as_json: bool) -> None:
     """Show how each FILE.eml would be classified (reply, auto_reply, bounce, unsubscribe,
-    other), with the rules that decided it. Touches no database and no network."""
+    other), with the rules that decided it. Reads at most the first 10 MiB of a file, as the
+    worker reads a message. Touches no database and no network."""
     from outreach.classify import classify_message
+    from outreach.config import ReplySettings
 
+    limit = ReplySettings().max_message_size  # the worker's default: one message's worth
     for path in files:
         try:
-            raw = path.read_bytes()
+            with path.open("rb") as handle:  # a device or pipe may never end (/dev/zero)
+                raw = handle.read(limit + 1)
         except OSError as exc:
             raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        if len(raw) > limit:
+            raw = raw[:limit]
+            click.echo(
+                f"warning: {path}: longer than {limit // 2**20} MiB; classified its first "
+                f"{limit // 2**20} MiB, as the worker reads at most [replies] max_message_size",
+                err=True,
+            )
         result = classify_message(raw)
         if as_json:
             click.echo(json.dumps(result.to_json(str(path)), ensure_ascii=False))

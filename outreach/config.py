@@ -13,7 +13,7 @@ import subprocess
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email.utils import getaddresses, parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -147,6 +147,13 @@ class WorkerSettings:
     shutdown_timeout: timedelta = timedelta(seconds=30)
 
 
+# Ranges of [replies] (README, "Configuration reference").
+MIN_MESSAGE_SIZE = 64 * 1024  # below this, ordinary replies would be cut short
+MAX_MESSAGE_SIZE = 100 * 1024 * 1024  # a message is held in memory several times over
+MAX_BATCH_SIZE = 10_000
+MAX_SOFT_BOUNCE_LIMIT = 100
+
+
 @dataclass(frozen=True)
 class ReplySettings:
     auto_reply_pause: timedelta = timedelta(days=7)
@@ -260,6 +267,10 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         return tomllib.loads(text), text
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(
+            f"{path}: TOML syntax error: arrays or tables nested too deeply"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = re.search(r"\(at line (\d+), column (\d+)\)", message)
@@ -275,6 +286,14 @@ class _Reader:
         self.path = path
         self.lines = text.splitlines()
         self.problems: list[str] = []
+        self.judged = False
+
+    def verdict(self) -> None:
+        """Raise Problems if any were found. Every key must be read before this: a value read
+        afterwards would never be checked (`enabled = "no"` once sent mail that way)."""
+        self.judged = True
+        if self.problems:
+            raise Problems(self.problems)
 
     def line_of(self, key_path: str) -> int | None:
         """Best effort: the line where the last part of `key_path` is written.
@@ -313,6 +332,8 @@ class _Reader:
         return start + 1
 
     def problem(self, key_path: str, message: str) -> None:
+        if self.judged:
+            raise RuntimeError(f"{key_path} checked after the verdict")
         line = self.line_of(key_path) if key_path else None
         where = f"{self.path}:{line}" if line else str(self.path)
         self.problems.append(
@@ -342,6 +363,8 @@ class _Reader:
         default: Any = None,
         required: bool = False,
     ) -> Any:
+        if self.judged:  # a bug: this value would never be checked
+            raise RuntimeError(f"{_join(key_path, key)} read after the verdict")
         full = _join(key_path, key)
         if key not in table:
             if required:
@@ -358,16 +381,42 @@ class _Reader:
         return value
 
     def duration(
-        self, table: dict[str, Any], key_path: str, key: str, default: timedelta | None
-    ) -> timedelta | None:
+        self, table: dict[str, Any], key_path: str, key: str, default: timedelta, zero: bool = False
+    ) -> timedelta:
+        """A duration like "7d": longer than 0s unless `zero` says 0s means something (a
+        jitter of "0s" turns it off). A bad value is a problem; the default stands in for it
+        only so the other keys can still be checked."""
         text = self.get(table, key_path, key, str)
         if text is None:
             return default
         try:
-            return parse_duration(text)
+            value = parse_duration(text)
         except ValueError as exc:
             self.problem(_join(key_path, key), str(exc))
             return default
+        if not zero and value <= timedelta(0):
+            self.problem(_join(key_path, key), f"{text!r}: must be longer than 0s")
+            return default
+        return value
+
+    def integer(
+        self,
+        table: dict[str, Any],
+        key_path: str,
+        key: str,
+        default: int,
+        low: int,
+        high: int,
+        note: str = "",
+    ) -> int:
+        """A whole number from `low` to `high`; outside that range it is a problem."""
+        value: int = self.get(table, key_path, key, int, default)
+        if not low <= value <= high:
+            self.problem(
+                _join(key_path, key), f"{value:,} is out of range: use {low:,} to {high:,}{note}"
+            )
+            return default
+        return value
 
     def string_list(self, table: dict[str, Any], key_path: str, key: str) -> tuple[str, ...]:
         value = self.get(table, key_path, key, (list, str), default=[])
@@ -479,34 +528,40 @@ def load_config(path: Path) -> Config:
     worker_raw = reader.table(top.get("worker", {}), "worker", _WORKER)
     defaults = WorkerSettings()
     worker = WorkerSettings(
-        poll_every=reader.duration(worker_raw, "worker", "poll_every", defaults.poll_every)
-        or defaults.poll_every,
-        send_every=reader.duration(worker_raw, "worker", "send_every", defaults.send_every)
-        or defaults.send_every,
+        poll_every=reader.duration(worker_raw, "worker", "poll_every", defaults.poll_every),
+        send_every=reader.duration(worker_raw, "worker", "send_every", defaults.send_every),
         idle=reader.get(worker_raw, "worker", "idle", bool, False),
         shutdown_timeout=reader.duration(
             worker_raw, "worker", "shutdown_timeout", defaults.shutdown_timeout
-        )
-        or defaults.shutdown_timeout,
+        ),
     )
-    for key in ("poll_every", "send_every"):
-        if getattr(worker, key) <= timedelta(0):
-            reader.problem(f"worker.{key}", "must be longer than 0s")
 
     replies_raw = reader.table(top.get("replies", {}), "replies", _REPLIES)
     reply_defaults = ReplySettings()
     replies = ReplySettings(
         auto_reply_pause=reader.duration(
             replies_raw, "replies", "auto_reply_pause", reply_defaults.auto_reply_pause
-        )
-        or reply_defaults.auto_reply_pause,
-        soft_bounce_limit=reader.get(
-            replies_raw, "replies", "soft_bounce_limit", int, reply_defaults.soft_bounce_limit
         ),
-        max_message_size=reader.get(
-            replies_raw, "replies", "max_message_size", int, reply_defaults.max_message_size
+        soft_bounce_limit=reader.integer(
+            replies_raw,
+            "replies",
+            "soft_bounce_limit",
+            reply_defaults.soft_bounce_limit,
+            1,
+            MAX_SOFT_BOUNCE_LIMIT,
         ),
-        batch_size=reader.get(replies_raw, "replies", "batch_size", int, reply_defaults.batch_size),
+        max_message_size=reader.integer(
+            replies_raw,
+            "replies",
+            "max_message_size",
+            reply_defaults.max_message_size,
+            MIN_MESSAGE_SIZE,
+            MAX_MESSAGE_SIZE,
+            " bytes (64 KiB to 100 MiB; a message is read only up to this size)",
+        ),
+        batch_size=reader.integer(
+            replies_raw, "replies", "batch_size", reply_defaults.batch_size, 1, MAX_BATCH_SIZE
+        ),
     )
 
     digest = None
@@ -522,8 +577,7 @@ def load_config(path: Path) -> Config:
             _check_address(reader, "digest.to", to)
             digest = DigestSettings(to=to, account=account_name, at=at)
 
-    if reader.problems:
-        raise Problems(reader.problems)
+    reader.verdict()
     return Config(
         path=path,
         database=database,
@@ -637,6 +691,9 @@ def _read_server(reader: _Reader, key_path: str, kind: str, raw: Any) -> ServerS
         if not ca_file.is_file():
             reader.problem(f"{key_path}.ca_file", f"{ca_file} does not exist")
     timeout = reader.duration(table, key_path, "timeout", timedelta(seconds=30))
+    folder = reader.get(table, key_path, "folder", str, "INBOX")
+    sent_folder = reader.get(table, key_path, "sent_folder", str)
+    idle = reader.get(table, key_path, "idle", bool, False)
     if host is None:
         return None
     return ServerSettings(
@@ -650,10 +707,10 @@ def _read_server(reader: _Reader, key_path: str, kind: str, raw: Any) -> ServerS
         password_env=password_env,
         password_cmd=password_cmd,
         ca_file=ca_file,
-        timeout=timeout or timedelta(seconds=30),
-        folder=reader.get(table, key_path, "folder", str, "INBOX"),
-        sent_folder=reader.get(table, key_path, "sent_folder", str),
-        idle=reader.get(table, key_path, "idle", bool, False),
+        timeout=timeout,
+        folder=folder,
+        sent_folder=sent_folder,
+        idle=idle,
     )
 
 
@@ -673,7 +730,7 @@ def _read_limits(reader: _Reader, key_path: str, raw: Any) -> Limits:
     for key, value in (("per_minute", per_minute), ("per_day", per_day)):
         if value is not None and value < 1:
             reader.problem(f"{key_path}.{key}", "must be at least 1 (leave it out for no limit)")
-    jitter = reader.duration(table, key_path, "jitter", defaults.jitter) or timedelta(0)
+    jitter = reader.duration(table, key_path, "jitter", defaults.jitter, zero=True)
     retry_raw = reader.get(table, key_path, "retry", list)
     retry = defaults.retry
     if retry_raw is not None:
@@ -810,8 +867,11 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         if step is not None:
             steps.append(step)
 
-    if reader.problems:
-        raise Problems(reader.problems)
+    description = reader.get(top, "", "description", str, "")
+    match_domain = reader.get(top, "", "match_domain", bool, False)
+    enabled = reader.get(top, "", "enabled", bool, True)
+
+    reader.verdict()
     return Campaign(
         name=name,
         source=path,
@@ -821,9 +881,9 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         start=start,
         window=window,
         blackouts=blackouts,
-        description=reader.get(top, "", "description", str, ""),
-        match_domain=reader.get(top, "", "match_domain", bool, False),
-        enabled=reader.get(top, "", "enabled", bool, True),
+        description=description,
+        match_domain=match_domain,
+        enabled=enabled,
     )
 
 
@@ -841,11 +901,17 @@ def _read_start(reader: _Reader, value: Any, timezone: str) -> datetime | None:
         moment: datetime = value
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=ZoneInfo(timezone))
-        return moment
-    if isinstance(value, date):
-        return datetime.combine(value, time(0), ZoneInfo(timezone))
-    reader.problem("start", f"expected a date, got {_kind(value)}")
-    return None
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time(0), ZoneInfo(timezone))
+    else:
+        reader.problem("start", f"expected a date, got {_kind(value)}")
+        return None
+    try:  # every comparison and time-zone change the planner makes goes through UTC
+        moment.astimezone(UTC)
+    except OverflowError:
+        reader.problem("start", f"{value} is past the end of the calendar (year 9999) in UTC")
+        return None
+    return moment
 
 
 def _read_window(reader: _Reader, raw: Any) -> Window:
@@ -903,6 +969,7 @@ def _read_blackouts(reader: _Reader, raw: Any) -> tuple[Blackout, ...]:
     for index, item in enumerate(raw):
         key_path = f"blackout[{index}]"
         table = reader.table(item, key_path, _BLACKOUT)
+        name = reader.get(table, key_path, "name", str, "")
         if "from" not in table:
             reader.problem(key_path, "missing required key 'from'")
             continue
@@ -911,7 +978,7 @@ def _read_blackouts(reader: _Reader, raw: Any) -> tuple[Blackout, ...]:
         if first and last:
             if last < first:
                 reader.problem(key_path, f"ends ({last}) before it starts ({first})")
-            blackouts.append(Blackout(first, last, str(table.get("name", ""))))
+            blackouts.append(Blackout(first, last, name))
     return tuple(blackouts)
 
 
@@ -931,11 +998,19 @@ def _read_step(reader: _Reader, index: int, raw: Any, config: Config) -> Step | 
     if number == 1:
         if not subject:
             reader.problem(key_path, "the first step needs a 'subject'")
-        after = reader.duration(table, key_path, "after", timedelta(0))
+        after: timedelta | None = timedelta(0)
+        if "after" in table:  # it would be ignored: the first step waits for nothing
+            reader.problem(
+                f"{key_path}.after",
+                "the first step goes out when the campaign starts (set `start` to hold it "
+                "back); `after` is for follow-ups",
+            )
     else:
-        after = reader.duration(table, key_path, "after", None)
+        # "0s": at the next send cycle after the step before (tests and demos use it)
+        after = reader.duration(table, key_path, "after", timedelta(0), zero=True)
         if "after" not in table:
             reader.problem(key_path, "a follow-up step needs 'after', e.g. after = \"7d\"")
+            after = None
         if thread and subject:
             reader.problem(
                 f"{key_path}.subject",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from outreach.config import Audience, Campaign, Step
@@ -66,11 +66,25 @@ def blackout_on(campaign: Campaign, day: date) -> bool:
     return any(b.first <= day <= b.last for b in campaign.blackouts)
 
 
+def _later(moment: datetime, delta: timedelta) -> datetime | None:
+    """`moment + delta`, or None when that is past the end of the calendar (year 9999), in
+    its own zone or in UTC: never, rather than an OverflowError."""
+    try:
+        later = moment + delta
+        later.astimezone(UTC)
+    except OverflowError:
+        return None
+    return later
+
+
 def may_send_at(campaign: Campaign, zone: ZoneInfo, moment: datetime) -> bool:
     """Inside the window, outside blackouts, not before start: in the partner's local time."""
     if campaign.start is not None and moment < campaign.start:
         return False
-    local = moment.astimezone(zone)
+    try:
+        local = moment.astimezone(zone)
+    except OverflowError:  # the last hours of the calendar, east of `moment`'s zone
+        return False
     window = campaign.window
     if local.weekday() not in window.days or blackout_on(campaign, local.date()):
         return False
@@ -86,9 +100,14 @@ def next_send_time(
         earliest = campaign.start
     if may_send_at(campaign, zone, earliest):
         return earliest
-    local = earliest.astimezone(zone)
+    try:
+        first_day = earliest.astimezone(zone).date()
+    except OverflowError:
+        return None
     for offset in range(horizon_days + 1):
-        day = local.date() + timedelta(days=offset)
+        if offset > (date.max - first_day).days:  # the calendar ends (a start in 9999)
+            return None
+        day = first_day + timedelta(days=offset)
         if day.weekday() not in campaign.window.days or blackout_on(campaign, day):
             continue
         # fold=0 and zoneinfo give the right UTC instant across DST changes
@@ -101,13 +120,16 @@ def next_send_time(
 
 
 def step_due_at(campaign: Campaign, sequence: SequenceState) -> tuple[Step, datetime] | None:
-    """The next step of an open sequence and when it falls due, or None when it is over."""
+    """The next step of an open sequence and when it falls due, or None when it is over (or
+    would fall past the end of the calendar)."""
     if sequence.state not in OPEN_STATES or sequence.last_sent_at is None:
         return None
     if sequence.last_step >= len(campaign.steps):
         return None
     step = campaign.steps[sequence.last_step]
-    due = sequence.last_sent_at + step.after
+    due = _later(sequence.last_sent_at, step.after)
+    if due is None:
+        return None
     if sequence.paused_until is not None and sequence.paused_until > due:
         due = sequence.paused_until
     return step, due
@@ -191,7 +213,8 @@ def project(
         zone = partner_zone(partner, default_timezone)
         while step_number < len(campaign.steps):
             step = campaign.steps[step_number]
-            moment = next_send_time(campaign, zone, max(sent_at + step.after, now))
+            due = _later(sent_at, step.after)
+            moment = None if due is None else next_send_time(campaign, zone, max(due, now))
             if moment is None or moment > until:
                 return
             result.append(Projection(campaign.name, partner, step.number, moment))
@@ -215,7 +238,8 @@ def project(
             continue
         start = sequence.last_sent_at
         if sequence.paused_until and sequence.last_step < len(campaign.steps):
-            start = max(start, sequence.paused_until - campaign.steps[sequence.last_step].after)
+            resumed = _later(sequence.paused_until, -campaign.steps[sequence.last_step].after)
+            start = max(start, resumed or start)
         follow(partner, sequence.last_step, start)
     result.sort(key=lambda p: (p.at, p.partner.email, p.step))
     return result

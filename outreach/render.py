@@ -1,9 +1,10 @@
 """Templates -> email messages (pure apart from reading template files).
 
 Jinja2 runs sandboxed with StrictUndefined: a template cannot reach Python internals, and a
-missing field fails loudly instead of sending "Dear ,". Partner data can never add a header
-or split a message: every header value is stripped of control characters here, whatever
-the roster let through.
+missing field fails loudly instead of sending "Dear ,". Rendering one message has a time,
+step and size limit (template_limits). Partner data can never add a header or split a
+message: every header value is stripped of control characters here, whatever the roster
+let through.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from typing import Any
 
 import jinja2
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 
 from outreach.config import Account, Campaign, Config, Step, key_location
 from outreach.errors import TemplateError
 from outreach.model import Partner
+from outreach.template_limits import BoundedEnvironment, Budget, RenderLimitError, RenderLimits
 
 HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
@@ -108,11 +109,20 @@ class Built:
         return parse_built(self.raw)
 
 
+# A step whose templates ran out of time or steps for this many partners in a row fails
+# at once for the others, with the same reason, until the templates are loaded again: each
+# would cost up to the time limit, every cycle. One partner's odd data costs only that one.
+GIVE_UP_AFTER = 3
+
+
 class Renderer:
     """Renders campaign steps for partners with one pair of sandboxed Jinja environments."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, limits: RenderLimits | None = None) -> None:
         self.config = config
+        self.limits = limits or RenderLimits()
+        self._budget = Budget(self.limits)  # one message at a time: reset by each `with`
+        self._exhausted: dict[tuple[str, int], tuple[int, str]] = {}  # in a row, and why
         loader = jinja2.FileSystemLoader(str(config.templates_dir))
         common: dict[str, Any] = dict(
             loader=loader,
@@ -120,8 +130,8 @@ class Renderer:
             keep_trailing_newline=True,
             auto_reload=False,
         )
-        self.text_env = SandboxedEnvironment(autoescape=False, **common)
-        self.html_env = SandboxedEnvironment(autoescape=True, **common)
+        self.text_env = BoundedEnvironment(autoescape=False, **common)
+        self.html_env = BoundedEnvironment(autoescape=True, **common)
         self._subjects: dict[str, jinja2.Template] = {}
         self._has_html: dict[str, bool] = {}
 
@@ -162,6 +172,35 @@ class Renderer:
         account: Account,
         threading: Threading = Threading(),
     ) -> Rendered:
+        failed = self._exhausted.get((campaign.name, step.number)) if self._exhausted else None
+        if failed is not None and failed[0] >= GIVE_UP_AFTER:
+            raise TemplateError(f"{failed[1]} (partner {partner.email})")
+        try:
+            with self._budget:
+                rendered = self._render(campaign, step, partner, account, threading)
+        except _Exhausted as exc:
+            in_a_row = (failed[0] if failed else 0) + 1
+            self._exhausted[(campaign.name, step.number)] = (in_a_row, exc.message)
+            raise TemplateError(f"{exc.message} (partner {partner.email})") from None
+        if failed is not None:
+            del self._exhausted[(campaign.name, step.number)]
+        size = len(rendered.subject) + len(rendered.text) + len(rendered.html or "")
+        if size > self.limits.chars:  # each part was within it, not all of them together
+            where = self.config.templates_dir / f"{step.template}.txt.j2"
+            raise TemplateError(
+                f"{where}: over the limit for one message: {size:,} characters (at most "
+                f"{self.limits.chars:,}) (partner {partner.email})"
+            )
+        return rendered
+
+    def _render(
+        self,
+        campaign: Campaign,
+        step: Step,
+        partner: Partner,
+        account: Account,
+        threading: Threading,
+    ) -> Rendered:
         context = self.context(campaign, step, partner, account)
         if step.subject is not None:
             subject = self._render_subject(campaign, step, partner, context)
@@ -188,7 +227,11 @@ class Renderer:
         except Exception as exc:  # noqa: BLE001 - any template bug is the user's to fix
             # file:line of the subject, looked up only now that it is needed
             where = key_location(campaign.source, f"steps[{step.number - 1}].subject")
-            if isinstance(exc, jinja2.TemplateSyntaxError):
+            if isinstance(exc, RenderLimitError):
+                if exc.kind in _EXHAUSTED:
+                    raise _Exhausted(f"{where}: {_over_limit(exc)}") from None
+                reason = f"{_over_limit(exc)} (partner {partner.email})"
+            elif isinstance(exc, jinja2.TemplateSyntaxError):
                 reason = f"template syntax error: {exc.message}"
             elif isinstance(exc, SecurityError):
                 reason = f"not allowed in a template: {exc}"
@@ -199,12 +242,32 @@ class Renderer:
             raise TemplateError(f"{where}: {reason}") from None
 
     def _render_file(
-        self, env: SandboxedEnvironment, name: str, partner: Partner, context: dict[str, Any]
+        self, env: BoundedEnvironment, name: str, partner: Partner, context: dict[str, Any]
     ) -> str:
         try:
             return _flat_globals(env.get_template(name)).render(context)
+        except RenderLimitError as exc:
+            where = _template_location(exc, self.config.templates_dir / name)
+            if exc.kind in _EXHAUSTED:
+                raise _Exhausted(f"{where}: {_over_limit(exc)}") from None
+            raise TemplateError(f"{where}: {_over_limit(exc)} (partner {partner.email})") from None
         except Exception as exc:  # noqa: BLE001 - any template bug is the user's to fix
             raise _file_error(exc, self.config.templates_dir, name, partner) from None
+
+
+_EXHAUSTED = ("time", "steps")
+
+
+class _Exhausted(Exception):
+    """A step's templates ran out of time or steps: the reason, without the partner."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _over_limit(exc: RenderLimitError) -> str:
+    return f"over the limit for one message: {exc}"
 
 
 def _file_error(exc: Exception, folder: Path, name: str, partner: Partner) -> TemplateError:

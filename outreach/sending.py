@@ -51,11 +51,12 @@ class SendReport:
     failed: int = 0
     unknown: int = 0
     held_by_limit: int = 0
+    not_prepared: int = 0  # a template failed for the partner (the reason is logged)
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = [f"{self.queued} queued", f"{self.sent} sent"]
-        for name in ("deferred", "failed", "unknown", "held_by_limit"):
+        for name in ("deferred", "failed", "unknown", "held_by_limit", "not_prepared"):
             value = getattr(self, name)
             if value:
                 parts.append(f"{value} {name.replace('_', ' ')}")
@@ -196,6 +197,7 @@ class Sender:
             return self.prepare(item, thread)
         except OutreachError as exc:
             report.errors.append(str(exc))
+            report.not_prepared += 1
             log_event(
                 self.log,
                 "render_failed",

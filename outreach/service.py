@@ -209,7 +209,7 @@ def render_check(config: Config, campaign: Campaign,
             failing.append(partner)
     if not failing:
         return [], []
-    found = render_problems(config, campaign, failing)
+    found = render_problems(config, campaign, failing, renderer)  # knows what ran out of time
     return (found, []) if len(failing) == len(audience) else ([], found)
 
 

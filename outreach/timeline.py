@@ -12,7 +12,7 @@ import re
 import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -55,22 +55,34 @@ def parse_since(text: str, zone: ZoneInfo, now: datetime) -> datetime:
     except ValueError:
         pass
     else:
-        return datetime.combine(day, time(0), zone)
+        return _within_calendar(datetime.combine(day, time(0), zone))
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         pass
     else:
-        return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+        return _within_calendar(moment if moment.tzinfo else moment.replace(tzinfo=zone))
     if re.fullmatch(r"[\d.\s]+[wdhms].*", value.lower()):
         try:
             return now - parse_duration(value)
-        except ValueError:
-            pass
+        except ValueError as exc:
+            if "too long" in str(exc):  # at most 100 years back: say so, not "use a date"
+                raise ValueError(f"--since {exc}") from None
     raise ValueError(
         f"--since {text!r}: use a date (2026-11-01), a date and time (2026-11-01T08:00) or "
         "a duration back from now (7d, 12h)"
     )
+
+
+def _within_calendar(moment: datetime) -> datetime:
+    """`moment` in UTC; a moment whose UTC falls outside the calendar (a date and time on
+    9999-12-31 west of UTC, or on 0001-01-01 east of it) becomes the calendar's end, after
+    (or start, before) every event, instead of an OverflowError."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        edge = datetime.max if moment.year == datetime.max.year else datetime.min
+        return edge.replace(tzinfo=UTC)
 
 
 def load_events(

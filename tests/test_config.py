@@ -7,6 +7,7 @@ import os
 import re
 from datetime import date, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import (
@@ -813,3 +814,259 @@ def test_any_value_for_any_key_is_loaded_or_reported(
     report = check_all(root / "config.toml")
     for problem in report.problems + report.warnings:
         assert_located(problem, root)
+
+
+# --------------------------------------------------------------------------- every key checked
+
+# Every key outreach reads, with a good value; tables as [section] headers so each key is on
+# its own line. `steps[1]` is the second [[steps]] table.
+FULL_CONFIG: dict[str, dict[str, str]] = {
+    "outreach": {
+        "database": '"outreach.db"',
+        "campaigns": '"campaigns"',
+        "templates": '"templates"',
+        "timezone": '"America/Chicago"',
+    },
+    "template_vars": {"program": '"Lincoln High CTE"'},
+    "accounts.default": {
+        "from": '"Jordan Lee <jlee@district.example>"',
+        "reply_to": '"jlee@district.example"',
+        "save_sent": "true",
+    },
+    "accounts.default.smtp": {
+        "host": '"smtp.district.example"',
+        "port": "587",
+        "security": '"starttls"',
+        "username": '"jlee"',
+        "password_env": '"SMTP_PW"',
+        "ca_file": '"ca.pem"',
+        "timeout": '"30s"',
+    },
+    "accounts.default.imap": {
+        "host": '"imap.district.example"',
+        "port": "993",
+        "security": '"tls"',
+        "username": '"jlee"',
+        "password_cmd": '"echo secret"',
+        "ca_file": '"ca.pem"',
+        "timeout": '"30s"',
+        "folder": '"INBOX"',
+        "sent_folder": '"Sent"',
+        "idle": "true",
+    },
+    "accounts.default.limits": {
+        "preset": '"gmail"',
+        "per_minute": "5",
+        "per_day": "100",
+        "jitter": '"1s"',
+        "retry": '["1m", "1h"]',
+        "concurrency": "1",
+    },
+    "accounts.default.unsubscribe": {
+        "mailto": '"unsubscribe@district.example"',
+        "url": '"https://district.example/u/{email}"',
+    },
+    "worker": {
+        "poll_every": '"2m"',
+        "send_every": '"2m"',
+        "idle": "false",
+        "shutdown_timeout": '"30s"',
+    },
+    "replies": {
+        "auto_reply_pause": '"7d"',
+        "soft_bounce_limit": "3",
+        "max_message_size": "1048576",
+        "batch_size": "100",
+    },
+    "digest": {"to": '"jlee@district.example"', "account": '"default"', "at": '"07:00"'},
+}
+FULL_CAMPAIGN: dict[str, dict[str, str]] = {
+    "": {
+        "name": '"full"',
+        "description": '"Every key"',
+        "account": '"default"',
+        "start": "2026-09-08",
+        "enabled": "true",
+        "match_domain": "false",
+        "blackout": '[{ from = 2026-12-21, to = 2027-01-01, name = "Winter break" }]',
+    },
+    "audience": {
+        "tags": '["advisory"]',
+        "pathways": '["Health Science"]',
+        "industries": '["Healthcare"]',
+        "owners": '["jlee"]',
+        "exclude_tags": '["paused"]',
+    },
+    "window": {"days": '["mon", "tue"]', "hours": '"09:00-16:00"'},
+    "steps[0]": {"template": '"checkin"', "subject": '"Hello"'},
+    "steps[1]": {
+        "template": '"followup"',
+        "after": '"7d"',
+        "thread": "false",
+        "subject": '"Again"',
+    },
+}
+WRONG = "{ wrong = 1 }"  # an inline table: the wrong type for every key above
+
+
+def full_toml(sections: dict[str, dict[str, str]]) -> str:
+    lines = []
+    for section, keys in sections.items():
+        if section.startswith("steps["):
+            lines.append("[[steps]]")
+        elif section:
+            lines.append(f"[{section}]")
+        lines += [f"{key} = {value}" for key, value in keys.items()]
+    return "\n".join(lines) + "\n"
+
+
+def every_key(sections: dict[str, dict[str, str]]) -> list[Any]:
+    return [
+        pytest.param(section, key, id=f"{section}.{key}".lstrip("."))
+        for section, keys in sections.items()
+        for key in keys
+        if section != "template_vars"  # any value is a template variable
+    ]
+
+
+def with_value(sections: dict[str, dict[str, str]], section: str, key: str, value: str) -> str:
+    return full_toml({s: {**k, key: value} if s == section else k for s, k in sections.items()})
+
+
+@pytest.fixture
+def full_project(project: Path) -> Path:
+    (project / "config.toml").write_text(full_toml(FULL_CONFIG), encoding="utf-8")
+    (project / "ca.pem").write_text("not read by these tests\n", encoding="utf-8")
+    for path in (project / "campaigns").glob("*.toml"):
+        path.unlink()
+    (project / "campaigns" / "full.toml").write_text(full_toml(FULL_CAMPAIGN), encoding="utf-8")
+    return project
+
+
+def test_the_full_config_and_campaign_load_and_name_every_key_outreach_reads(
+    full_project: Path,
+) -> None:
+    from outreach import config as module
+
+    config = load_config(full_project / "config.toml")
+    (campaign,) = load_campaigns(config)
+    assert campaign.name == "full" and len(campaign.steps) == 2
+    assert config.replies.max_message_size == 1048576 and config.worker.idle is False
+    tables = {
+        "outreach": module._OUTREACH,
+        "accounts.default": module._ACCOUNT,
+        "accounts.default.smtp": module._SERVER_COMMON,
+        "accounts.default.imap": module._SERVER_COMMON + module._IMAP_ONLY,
+        "accounts.default.limits": module._LIMITS,
+        "accounts.default.unsubscribe": module._UNSUBSCRIBE,
+        "worker": module._WORKER,
+        "replies": module._REPLIES,
+        "digest": module._DIGEST,
+        "": module._CAMPAIGN,
+        "audience": module._AUDIENCE,
+        "window": module._WINDOW,
+    }
+    written = {**FULL_CONFIG, **FULL_CAMPAIGN}
+    tables_as_keys = {"smtp", "imap", "limits", "unsubscribe", "audience", "window", "steps"}
+    for section, allowed in tables.items():
+        # a key outreach learns to read must be added here, so the test below checks it
+        assert set(allowed) - tables_as_keys - {"password_cmd", "password_env"} <= set(
+            written[section]
+        ) | {"password_cmd", "password_env"}, section
+    assert set(module._STEP) == set(FULL_CAMPAIGN["steps[1]"])
+    assert {"password_env", "password_cmd"} <= set(FULL_CONFIG["accounts.default.smtp"]) | set(
+        FULL_CONFIG["accounts.default.imap"]
+    )
+
+
+@pytest.mark.parametrize(("section", "key"), every_key(FULL_CONFIG))
+def test_a_wrong_type_for_any_config_key_is_a_problem_naming_it(
+    full_project: Path, section: str, key: str
+) -> None:
+    path = full_project / "config.toml"
+    path.write_text(with_value(FULL_CONFIG, section, key, WRONG), encoding="utf-8")
+    full = f"{section}.{key}"
+    problems = problems_of(path)
+    line = line_of(path, f"{key} = {WRONG}")
+    assert any(p.startswith(f"{path}:{line}: {full}: expected ") for p in problems), problems
+
+
+@pytest.mark.parametrize(("section", "key"), every_key(FULL_CAMPAIGN))
+def test_a_wrong_type_for_any_campaign_key_is_a_problem_naming_it(
+    full_project: Path, section: str, key: str
+) -> None:
+    path = full_project / "campaigns" / "full.toml"
+    path.write_text(with_value(FULL_CAMPAIGN, section, key, WRONG), encoding="utf-8")
+    full = f"{section}.{key}" if section else key
+    with pytest.raises(Problems) as caught:
+        load_campaigns(load_config(full_project / "config.toml"))
+    line = line_of(path, f"{key} = {WRONG}")
+    assert any(p.startswith(f"{path}:{line}: {full}: ") for p in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("max_message_size", 64 * 1024, True),
+        ("max_message_size", 64 * 1024 - 1, False),
+        ("max_message_size", 100 * 1024 * 1024, True),
+        ("max_message_size", 100 * 1024 * 1024 + 1, False),
+        ("max_message_size", 10**30, False),
+        ("batch_size", 1, True),
+        ("batch_size", 10_000, True),
+        ("batch_size", 10_001, False),
+        ("soft_bounce_limit", 1, True),
+        ("soft_bounce_limit", -3, False),
+    ],
+)
+def test_replies_numbers_have_a_range(project: Path, key: str, value: int, allowed: bool) -> None:
+    path = project / "config.toml"
+    edit(path, "soft_bounce_limit = 3", f"soft_bounce_limit = 3\n{key} = {value}", count=1)
+    if key == "soft_bounce_limit":
+        edit(path, "soft_bounce_limit = 3\n", "")
+    if allowed:
+        assert getattr(load_config(path).replies, key) == value
+    else:
+        (problem,) = problems_of(path)
+        assert f":{line_of(path, key + ' =')}: replies.{key}: " in problem
+        assert "out of range" in problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "attribute"),
+    [
+        ('jitter = "3s"', 'jitter = "0s"', lambda c: c.accounts["default"].limits.jitter),
+        ('retry = ["1m",', 'retry = ["0s",', lambda c: c.accounts["default"].limits.retry[0]),
+    ],
+)
+def test_zero_is_kept_where_it_means_something(
+    project: Path, old: str, new: str, attribute: Any
+) -> None:
+    """A jitter of 0s turns it off; a retry of 0s tries again at the next cycle."""
+    path = project / "config.toml"
+    edit(path, old, new)
+    assert attribute(load_config(path)) == timedelta(0)
+
+
+def test_a_follow_up_may_go_out_at_the_next_cycle(project: Path) -> None:
+    edit(project / "campaigns" / "checkin.toml", 'after = "7d"', 'after = "0s"')
+    (campaign,) = load_campaigns(load_config(project / "config.toml"))
+    assert campaign.steps[1].after == timedelta(0)
+
+
+def test_a_value_read_after_the_verdict_is_a_bug_not_a_silent_default(tmp_path: Path) -> None:
+    from outreach.config import _Reader
+
+    reader = _Reader(tmp_path / "x.toml", "enabled = 'no'\n")
+    reader.verdict()
+    with pytest.raises(RuntimeError, match="enabled read after the verdict"):
+        reader.get({"enabled": "no"}, "", "enabled", bool, True)
+
+
+def test_disabled_campaign_is_read_as_disabled(project: Path) -> None:
+    path = project / "campaigns" / "checkin.toml"
+    edit(path, 'account = "default"', 'account = "default"\nenabled = false\nmatch_domain = true')
+    (campaign,) = load_campaigns(load_config(project / "config.toml"))
+    assert (campaign.enabled, campaign.match_domain) == (False, True)

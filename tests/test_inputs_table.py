@@ -174,6 +174,143 @@ def no_accounts(p: Path) -> None:
     config(p).write_text(text[:start] + text[end:], encoding="utf-8")
 
 
+def set_in_campaign(old: str, new: str) -> Callable[[Path], None]:
+    return lambda p: edit(campaign(p), old, new)
+
+
+def set_in_config(old: str, new: str) -> Callable[[Path], None]:
+    return lambda p: edit(config(p), old, new)
+
+
+def add_to_replies(line: str) -> Callable[[Path], None]:
+    return set_in_config("soft_bounce_limit = 3", f"soft_bounce_limit = 3\n{line}")
+
+
+def add_to_worker(line: str) -> Callable[[Path], None]:
+    return set_in_config('send_every = "2m"', f'send_every = "2m"\n{line}')
+
+
+DEEP_ARRAY = "deep = " + "[" * 5000 + "]" * 5000
+
+
+# Values read after the problems were collected, zero durations replaced by a default,
+# numbers out of range, dates past the end of the calendar: each once passed `check`.
+VALUE_CASES = [
+    Case(
+        "campaign-enabled-as-a-string",
+        set_in_campaign('account = "default"', 'account = "default"\nenabled = "no"'),
+        lambda p: [at(campaign(p), "enabled ="), "enabled", "expected a boolean, got a string"],
+    ),
+    Case(
+        "campaign-enabled-as-zero",
+        set_in_campaign('account = "default"', 'account = "default"\nenabled = 0'),
+        lambda p: [at(campaign(p), "enabled ="), "enabled", "expected a boolean, got an integer"],
+    ),
+    Case(
+        "campaign-match-domain-as-a-string",
+        set_in_campaign('account = "default"', 'account = "default"\nmatch_domain = "yes"'),
+        lambda p: [at(campaign(p), "match_domain ="), "match_domain", "expected a boolean"],
+    ),
+    Case(
+        "campaign-description-as-a-number",
+        set_in_campaign('description = "Fall check-in with industry partners"', "description = 5"),
+        lambda p: [at(campaign(p), "description ="), "description", "expected a string"],
+    ),
+    Case(
+        "blackout-name-as-a-number",
+        set_in_campaign('name = "Winter break"', "name = 2026"),
+        lambda p: [at(campaign(p), "name = 2026"), "blackout[0].name", "expected a string"],
+    ),
+    Case(
+        "after-on-the-first-step",
+        set_in_campaign('template = "checkin"', 'template = "checkin"\nafter = "3d"'),
+        lambda p: [at(campaign(p), 'after = "3d"'), "steps[0].after", "`start`"],
+    ),
+    Case(
+        "start-past-the-end-of-the-calendar-in-utc",
+        set_in_campaign("# start = 2026-09-08", "start = 9999-12-31T23:00:00-05:00"),
+        lambda p: [at(campaign(p), "start = 9999"), "start", "end of the calendar"],
+    ),
+    Case(
+        "campaign-nested-too-deeply",
+        set_in_campaign('account = "default"', f'account = "default"\n{DEEP_ARRAY}'),
+        lambda p: [str(campaign(p)), "nested too deeply"],
+    ),
+    Case(
+        "config-nested-too-deeply",
+        set_in_config("[worker]", f"{DEEP_ARRAY}\n[worker]"),
+        lambda p: [str(config(p)), "nested too deeply"],
+    ),
+    Case(
+        "poll-every-zero",
+        set_in_config('poll_every = "2m"', 'poll_every = "0s"'),
+        lambda p: [at(config(p), "poll_every"), "worker.poll_every", "longer than 0s"],
+    ),
+    Case(
+        "send-every-zero",
+        set_in_config('send_every = "2m"', 'send_every = "0m"'),
+        lambda p: [at(config(p), "send_every"), "worker.send_every", "longer than 0s"],
+    ),
+    Case(
+        "shutdown-timeout-zero",
+        add_to_worker('shutdown_timeout = "0s"'),
+        lambda p: [at(config(p), "shutdown_timeout"), "worker.shutdown_timeout", "than 0s"],
+    ),
+    Case(
+        "server-timeout-zero",
+        set_in_config(
+            'password_env = "OUTREACH_SMTP_PASSWORD" }',
+            'password_env = "OUTREACH_SMTP_PASSWORD", timeout = "0s" }',
+        ),
+        lambda p: [at(config(p), 'timeout = "0s"'), "accounts.default.smtp.timeout", "than 0s"],
+    ),
+    Case(
+        "auto-reply-pause-zero",
+        set_in_config('auto_reply_pause = "7d"', 'auto_reply_pause = "0d"'),
+        lambda p: [at(config(p), "auto_reply_pause"), "replies.auto_reply_pause", "than 0s"],
+    ),
+    Case(
+        "soft-bounce-limit-zero",
+        set_in_config("soft_bounce_limit = 3", "soft_bounce_limit = 0"),
+        lambda p: [at(config(p), "soft_bounce_limit"), "replies.soft_bounce_limit", "use 1 to"],
+    ),
+    Case(
+        "max-message-size-zero",
+        add_to_replies("max_message_size = 0"),
+        lambda p: [at(config(p), "max_message_size"), "replies.max_message_size", "65,536"],
+    ),
+    Case(
+        "max-message-size-negative",
+        add_to_replies("max_message_size = -1"),
+        lambda p: [at(config(p), "max_message_size"), "replies.max_message_size", "-1"],
+    ),
+    Case(
+        "max-message-size-too-small-for-a-reply",
+        add_to_replies("max_message_size = 10"),
+        lambda p: [at(config(p), "max_message_size"), "replies.max_message_size", "64 KiB"],
+    ),
+    Case(
+        "template-with-nested-range-loops",
+        lambda p: edit(
+            p / "templates" / "followup.txt.j2",
+            "Thank you,",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+            "\nThank you,",
+        ),
+        lambda p: [f"{p / 'templates' / 'followup.txt.j2'}:7:", "over the limit", "100,000 steps"],
+    ),
+    Case(
+        "template-making-a-billion-characters",
+        lambda p: edit(p / "templates" / "checkin.txt.j2", "Thank you,", "{{ 'x' * 10**9 }}"),
+        lambda p: [f"{p / 'templates' / 'checkin.txt.j2'}:12:", "over the limit", "characters"],
+    ),
+    Case(
+        "batch-size-zero",
+        add_to_replies("batch_size = 0"),
+        lambda p: [at(config(p), "batch_size"), "replies.batch_size", "use 1 to"],
+    ),
+]
+
 CONFIG_CASES = [
     Case(
         "toml-syntax", toml_syntax_error, lambda p: [at(config(p), "[worker"), "TOML syntax error"]
@@ -299,7 +436,7 @@ CONFIG_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CONFIG_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", CONFIG_CASES + VALUE_CASES, ids=lambda c: c.id)
 def test_broken_config_campaign_or_template(project: Path, case: Case) -> None:
     case.setup(project)
     needles = case.needles(project)
@@ -440,6 +577,9 @@ def test_check_warns_about_a_missing_password_variable(project: Path) -> None:
             ["preview", "checkin", "--partner", "nobody@example.org"],
             ["nobody@example.org", "partners list"],
         ),
+        (["plan", "--days", "3000000"], ["--days 3000000", "1 to 36525"]),
+        (["plan", "--days", "0"], ["--days 0", "1 to 36525"]),
+        (["log", "--since", "99999999d"], ["--since '99999999d'", "at most 100 years"]),
     ],
 )
 def test_bad_command_line_values(project: Path, args: list[str], needles: list[str]) -> None:
@@ -454,3 +594,36 @@ def test_check_names_one_partner_and_counts_the_others(project: Path) -> None:
     line = assert_input_error(result, "partner dan.oconnor@buildright.example")
     assert line.endswith("(and 2 more partners)")
     assert "maria.gonzalez" not in result.stderr  # she has a region
+
+
+@pytest.mark.parametrize(
+    ("since", "events"),
+    [("9999-12-31T23:59:59", False), ("9999-12-31", False), ("0001-01-01T00:00+05:00", True)],
+)
+def test_since_at_the_ends_of_the_calendar_is_a_clean_answer(
+    project: Path, since: str, events: bool
+) -> None:
+    """A --since whose UTC falls outside the calendar is after (or before) every event."""
+    import_csv(project, "partners.csv", (project / "partners.csv").read_text().splitlines())
+    result = invoke(["log", "--since", since], project=project)
+    assert result.exit_code == 0, result.output
+    assert ("event(s)" in result.output) is events, result.output
+
+
+@pytest.mark.parametrize("start", ["9999-12-31", "9999-12-31T23:59:59Z"])
+def test_a_campaign_starting_at_the_end_of_the_calendar_plans_nothing(
+    project: Path, start: str
+) -> None:
+    edit(campaign(project), "# start = 2026-09-08", f"start = {start}")
+    edit(
+        campaign(project), "blackout = [", "blackout = [\n  { from = 9999-12-01, to = 9999-12-31 },"
+    )
+    import_csv(project, "partners.csv", (project / "partners.csv").read_text().splitlines())
+    for command, answer in (
+        (["check"], "everything checks out"),
+        (["plan", "--days", "36525"], "nothing planned"),
+        (["run", "--once", "--dry-run"], "nothing is due now"),
+    ):
+        result = invoke(command, project=project)
+        assert result.exit_code == 0, result.output
+        assert answer in result.output

@@ -260,3 +260,47 @@ def test_sql_audience_narrowing_never_drops_a_real_match(
     narrowed = store.partners_without_sequence("checkin", audience)
     assert expected <= {p.email for p in narrowed}
     store.close()
+
+
+# --------------------------------------------------------------------------- end of the calendar
+
+KIRITIMATI = ZoneInfo("Pacific/Kiritimati")  # UTC+14: its 9999-12-31 ends first
+END = datetime.max.replace(tzinfo=UTC)
+
+
+def every_day(**kwargs) -> Campaign:
+    return campaign(window=Window(frozenset(range(7)), time(0), time.max), **kwargs)
+
+
+def test_a_moment_whose_local_time_is_past_the_calendar_is_never_in_the_window():
+    c = every_day()
+    assert not may_send_at(c, KIRITIMATI, END - timedelta(hours=2))  # 10000-01-01 there
+    assert may_send_at(c, CHICAGO, END - timedelta(hours=2))
+
+
+def test_the_window_search_stops_at_the_end_of_the_calendar():
+    c = campaign(blackouts=(Blackout(date(9999, 12, 1), date(9999, 12, 31), "End"),))
+    assert next_send_time(c, CHICAGO, datetime(9999, 11, 30, 17, 0, tzinfo=CHICAGO)) is None
+    assert next_send_time(c, KIRITIMATI, END - timedelta(hours=2)) is None
+    started = campaign(start=datetime(9999, 12, 31, 17, 0, tzinfo=CHICAGO))  # after hours
+    assert next_send_time(started, CHICAGO, datetime(2026, 11, 24, tzinfo=UTC)) is None
+
+
+def test_a_follow_up_due_past_the_calendar_is_never_due():
+    c = campaign(steps=(*campaign().steps[:1], Step(2, "nudge", None, timedelta(days=36525))))
+    sent = datetime(9950, 1, 5, 15, 0, tzinfo=UTC)
+    sequence = SequenceState("checkin", 1, "active", 1, sent, None)
+    assert due_messages([c], {}, {"checkin": [(sequence, partner())]}, END, "UTC") == []
+    assert project(c, [], [(sequence, partner())], sent, END, "UTC") == []
+
+
+def test_the_projection_near_the_end_of_the_calendar_stops_cleanly():
+    now = datetime(9999, 12, 20, 12, 0, tzinfo=UTC)
+    rows = project(
+        every_day(), [partner(1), partner(2, timezone="Pacific/Kiritimati")], [], now, END, "UTC"
+    )
+    assert sorted(row.step for row in rows) == [1, 1, 2, 2]  # step 3 would fall after 9999
+    # a pause at the calendar's start: the follow-up's delay cannot be taken off it
+    paused = SequenceState("checkin", 1, "paused", 1, now, datetime(1, 1, 2, tzinfo=UTC))
+    rows = project(every_day(), [], [(paused, partner())], now, END, "UTC")
+    assert [(row.step, row.at) for row in rows] == [(2, now + timedelta(days=7))]
