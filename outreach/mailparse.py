@@ -487,7 +487,7 @@ def own_message_id(value: str) -> tuple[str | None, str | None]:
         kept = text[1:-1].strip() if bracketed and text.count(">") == 1 else text
         why = "is not one msg-id (RFC 5322 3.6.4): kept as written"
     if len(kept) > MAX_MESSAGE_ID:
-        kept = "sha256:" + hashlib.sha256(kept.encode("utf-8", "surrogateescape")).hexdigest()
+        kept = "sha256:" + hashlib.sha256(kept.encode("utf-8", "surrogatepass")).hexdigest()
         why = f"is over {MAX_MESSAGE_ID} characters: kept as its digest"
     if why is None:
         return kept, None
@@ -746,7 +746,7 @@ def content_digest(headers: MessageHeaders, raw: bytes) -> str:
     identity = json.dumps([
         headers.from_addr, headers.from_name, sorted(headers.to_addrs), headers.subject,
         headers.date_text, headers.message_id, headers.in_reply_to, list(headers.references),
-    ], ensure_ascii=False).encode("utf-8", "surrogateescape")
+    ]).encode()  # ASCII: lone surrogates (from lenient decoders) are escaped, not refused
     end = _HEADER_END.search(raw)
     body = raw[end.end():] if end else b""
     return "sha256:" + hashlib.sha256(identity + b"\0" + body).hexdigest()

@@ -122,6 +122,9 @@ def colleague(sender: str, partner_address: str) -> bool:
     )
 
 
+#: The partners an unverified report is listed under, at most (the reason names how many).
+MAX_NAMED = 20
+
 #: Kinds that change a partner's status everywhere: only the partner's own address (or a
 #: report quoting one of our Message-IDs) may cause that.
 STATUS_KINDS = frozenset({"unsubscribe", "bounce"})
@@ -192,9 +195,12 @@ def _match_report(
         if ref is not None:
             return [_match_of(ref, "the Message-ID inside the returned message")]
     named = [a for a in dict.fromkeys(result.bounced_recipients) if a in partner_by_address]
+    more = f" and {len(named) - 5} more" if len(named) > 5 else ""
     unverified = f"the {what} quotes none of the messages outreach sent" + (
-        f"; it names {', '.join(named[:5])}" if named else ""
+        f"; it names {', '.join(named[:5])}{more}" if named else ""
     )
+    # a forged report naming the whole roster is listed under a few partners, not all
+    named = named[:MAX_NAMED]
     if named:
         label = "failed recipient" if what == "bounce" else "complaint about"
         return [

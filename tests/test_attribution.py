@@ -222,6 +222,14 @@ def test_an_unverified_bounce_says_what_it_names() -> None:
     assert "pat@clinic.test" in first.unverified and "quinn@shop.test" in first.unverified
 
 
+def test_a_report_naming_the_whole_roster_is_listed_under_a_few() -> None:
+    roster = {f"p{n}@x.test": n for n in range(1, 1001)}
+    result = Classification(kind="bounce", bounced_recipients=tuple(roster))
+    matches = match_message(result, {}, roster, {}, {})
+    assert [m.partner_id for m in matches] == list(range(1, 21))
+    assert matches[0].unverified is not None and "and 995 more" in matches[0].unverified
+
+
 @pytest.mark.parametrize(
     ("kind", "contact_change", "unverified", "duplicate_of", "expected"),
     [
@@ -457,3 +465,14 @@ def test_mime_that_is_not_read_keeps_the_words() -> None:
     result = classify_message(raw)
     assert result.kind == "error" and result.full_text == "We can host two interns."
     assert replace(result, full_text=None).headers.from_addr == "pat@clinic.test"
+
+
+def test_the_digest_of_a_subject_with_a_lone_surrogate() -> None:
+    """UTF-7 encoded words can decode to a lone surrogate, which UTF-8 refuses."""
+    raw = (
+        b"From: pat@clinic.test\r\nSubject: =?utf-7?q?+3Uo-?= hi\r\n"
+        b"Message-ID: <" + b"x" * 1200 + b"@y>\r\n\r\nhi\r\n"
+    )
+    headers = read_headers(raw)
+    assert "\udd4a" in headers.subject and headers.message_id is not None
+    assert digest_of(raw).startswith("sha256:") and headers.message_id.startswith("sha256:")

@@ -557,3 +557,22 @@ def test_a_database_from_before_m005_opens_and_its_replies_are_still_known(
     assert [r["duplicate_of"] for r in rows] == [None, 1]
     assert rows[1]["content_hash"].startswith("sha256:")
     ws.close()
+
+
+def test_the_digest_tells_unverified_mail_apart(
+    ws: Workspace, smtp_server: Any, imap_server: Any
+) -> None:
+    from datetime import timedelta
+
+    from outreach.digest import collect, render_text
+
+    since = ws.clock() - timedelta(hours=1)
+    imap_server.append(forged_bounce(P0))
+    imap_server.append(partner_mail.bounce(sent_to(smtp_server, P1)))
+    ws.worker().read_cycle()
+    digest = collect(ws.store, ws.config, ws.campaigns, ws.clock(), since)
+    assert [r["partner_email"] for r in digest.bounces] == [P1]
+    assert [r["partner_email"] for r in digest.unverified] == [P0]
+    text = render_text(digest)
+    assert "BOUNCES (1)" in text and "TO CHECK: NOT ACTED ON (1)" in text
+    assert "quotes none of the messages outreach sent" in text
