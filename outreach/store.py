@@ -1403,14 +1403,6 @@ class Store:
             )
         }
 
-    def seen_message_ids(self, message_ids: list[str]) -> set[str]:
-        return {
-            r[0]
-            for r in self._select_in(
-                "SELECT message_id FROM inbound WHERE message_id IN ({marks})", message_ids
-            )
-        }
-
     def inbound_with_message_id(self, message_id: str) -> list[dict[str, Any]]:
         """Messages recorded under this Message-ID (or header digest), oldest first: what a
         new message with the same id is compared with."""

@@ -476,3 +476,52 @@ def test_the_digest_of_a_subject_with_a_lone_surrogate() -> None:
     headers = read_headers(raw)
     assert "\udd4a" in headers.subject and headers.message_id is not None
     assert digest_of(raw).startswith("sha256:") and headers.message_id.startswith("sha256:")
+
+
+def report(own_id: bytes, parts: bytes) -> bytes:
+    return (
+        b"From: Mail System <postmaster@clinic.test>\r\nTo: c@district.test\r\n"
+        b"Subject: Undeliverable: Check-in\r\nMessage-ID: " + own_id + b"\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/report; "
+        b'report-type=delivery-status; boundary="r"\r\n\r\n--r\r\n'
+        b"Content-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        + parts
+        + b"--r--\r\n"
+    )
+
+
+DSN = (
+    b"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+    b"Final-Recipient: rfc822; pat@clinic.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+)
+RETURNED = (
+    b"From: c@district.test\r\nTo: pat@clinic.test\r\nSubject: Check-in\r\n"
+    b"Message-ID: <pat.1@district.test>\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("own_id", "parts"),
+    [
+        # Lotus Domino gives its report the Message-ID of the message that bounced
+        (
+            b"<pat.1@district.test>",
+            DSN + b"--r\r\nContent-Type: message/rfc822\r\n\r\n" + RETURNED + b"\r\nHello\r\n",
+        ),
+        # message/rfc822-headers, a common misspelling of text/rfc822-headers
+        (
+            b"<own@mx.clinic.test>",
+            DSN + b"--r\r\nContent-Type: message/rfc822-headers\r\n\r\n" + RETURNED + b"\r\n",
+        ),
+        # the returned headers pasted into the delivery-status part
+        (b"<own@mx.clinic.test>", DSN[:-2] + RETURNED + b"\r\n"),
+    ],
+)
+def test_a_bounce_quotes_our_message_however_its_mta_returns_it(
+    own_id: bytes, parts: bytes
+) -> None:
+    result = classify_message(report(own_id, parts))
+    assert result.kind == "bounce"
+    assert "pat.1@district.test" in result.original_message_ids
+    (match,) = match_message(result, LEDGER, ROSTER, LATEST, DOMAINS)
+    assert (match.partner_id, match.unverified) == (PAT, None)
