@@ -14,7 +14,6 @@ from __future__ import annotations
 import codecs
 import email
 import hashlib
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -743,13 +742,14 @@ def content_digest(headers: MessageHeaders, raw: bytes) -> str:
     they differ between two deliveries of one message (a copy in another folder, a server
     that delivered it twice) while what the sender wrote does not.
     """
-    identity = json.dumps([
-        headers.from_addr, headers.from_name, sorted(headers.to_addrs), headers.subject,
-        headers.date_text, headers.message_id, headers.in_reply_to, list(headers.references),
-    ]).encode()  # ASCII: lone surrogates (from lenient decoders) are escaped, not refused
+    identity = "\x00".join([
+        headers.from_addr or "", headers.from_name or "", " ".join(sorted(headers.to_addrs)),
+        headers.subject, headers.date_text, headers.message_id or "", headers.in_reply_to or "",
+        " ".join(headers.references),
+    ]).encode("utf-8", "surrogatepass")  # lone surrogates (lenient decoders) are kept
     end = _HEADER_END.search(raw)
     body = raw[end.end():] if end else b""
-    return "sha256:" + hashlib.sha256(identity + b"\0" + body).hexdigest()
+    return "sha256:" + hashlib.sha256(identity + b"\x00\x00" + body).hexdigest()
 
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")

@@ -1406,11 +1406,13 @@ class Store:
     def inbound_with_message_id(self, message_id: str) -> list[dict[str, Any]]:
         """Messages recorded under this Message-ID (or header digest), oldest first: what a
         new message with the same id is compared with."""
-        return self.query(
+        cursor = self.db.conn.execute(
             "SELECT id, content_hash, from_addr, full_text FROM inbound WHERE message_id = ?"
             " ORDER BY id",
             [message_id],
         )
+        names = ("id", "content_hash", "from_addr", "full_text")
+        return [dict(zip(names, row, strict=True)) for row in cursor]
 
     def ledger_refs(self, message_ids: Iterable[str]) -> dict[str, LedgerRef]:
         """Our messages by Message-ID (given without angle brackets)."""
