@@ -355,7 +355,8 @@ def original_message_ids(msg: Message, headers: MessageHeaders, text: str) -> tu
             ctype = part.get_content_type()
         except Exception:  # noqa: BLE001
             continue
-        if ctype == "message/rfc822":
+        # message/rfc822-headers: a common misspelling of text/rfc822-headers (RFC 6522)
+        if ctype in ("message/rfc822", "message/rfc822-headers"):
             payload = part.get_payload()
             inner = payload[0] if isinstance(payload, list) and payload else None
             if isinstance(inner, Message):
@@ -363,11 +364,17 @@ def original_message_ids(msg: Message, headers: MessageHeaders, text: str) -> tu
                     ids.setdefault(one, None)
         elif ctype == "text/rfc822-headers":
             _scan_msgid_lines(part_text(part), ids)
+    for dsn_text in _delivery_status_texts(msg):  # MTAs that paste the headers in the report
+        _scan_msgid_lines(dsn_text, ids)
+    # a bounce's own Message-ID is not what bounced, unless the returned message has it too
+    # (Lotus Domino reuses the original's)
+    returned = set(ids)
     _scan_msgid_lines(text, ids)
     for ref in (headers.in_reply_to, *headers.references):
         if ref:
             ids.setdefault(ref, None)
-    ids.pop(headers.message_id or "", None)
+    if headers.message_id not in returned:
+        ids.pop(headers.message_id or "", None)
     return tuple(ids)
 
 

@@ -20,21 +20,24 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from email.message import Message
 from typing import Any
 
 from outreach.autoreply import AutoReplyVerdict, find_return_date, judge_auto_reply
-from outreach.bounces import BounceReport, analyse_bounce
+from outreach.bounces import BounceReport, analyse_bounce, original_message_ids
 from outreach.mailparse import (
     MessageHeaders,
     body_text,
+    fallback_text,
     has_plain_part,
     headers_of,
     html_body_text,
     mime_not_parsed,
     parse_legacy,
     parse_message,
+    part_text,
+    walk,
 )
 from outreach.replytext import extract_reply
 
@@ -57,6 +60,8 @@ class Classification:
     text: str | None = None
     full_text: str | None = None
     headers: MessageHeaders = field(default_factory=MessageHeaders)
+    #: an ARF complaint (RFC 5965): like a bounce, it acts only when it quotes our message
+    complaint: bool = False
 
     def to_json(self, file: str | None = None) -> dict[str, Any]:
         """JSON-ready dict (the shape ``outreach classify --json`` prints)."""
@@ -90,15 +95,25 @@ def classify_message(
         msg = parse_message(raw)
         headers = headers_of(msg)
         unread = mime_not_parsed(msg)
-        if unread is not None:  # the headers still say whom it concerns
-            return Classification(kind="error", reasons=(unread,), headers=headers)
+        if unread is not None:  # the headers still say whom it concerns; keep the words
+            return Classification(
+                kind="error", reasons=(unread,), headers=headers, full_text=_salvaged_text(raw)
+            )
         return _classify(msg, raw, headers, unsubscribe_addresses, today)
     except Exception as exc:  # noqa: BLE001 - the batch must go on; record why
         return Classification(
             kind="error",
             reasons=(f"classifier failed: {type(exc).__name__}: {exc}"[:300],),
             headers=headers,
+            full_text=_salvaged_text(raw),
         )
+
+
+def _salvaged_text(raw: bytes) -> str | None:
+    try:
+        return fallback_text(raw) or None
+    except Exception:  # noqa: BLE001 - never raise
+        return None
 
 
 def _classify(
@@ -113,8 +128,11 @@ def _classify(
         return Classification(
             kind="unsubscribe",
             reasons=("ARF feedback report (RFC 5965): recipient marked the mail as spam",),
+            bounced_recipients=complaint_recipients(msg),
+            original_message_ids=original_message_ids(msg, headers, full_text),
             full_text=full_text,
             headers=headers,
+            complaint=True,
         )
     bounce = analyse_bounce(msg, parse_legacy(raw), headers, full_text)
     if bounce is not None:
@@ -165,6 +183,33 @@ def _is_arf(headers: MessageHeaders) -> bool:
     return headers.content_type == "multipart/report" and headers.report_type == ("feedback-report")
 
 
+_ADDRESS = re.compile(r"[A-Za-z0-9._%+=#/!'&*-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def complaint_recipients(msg: Message) -> tuple[str, ...]:
+    """Whom a complaint is about: its Original-Rcpt-To fields (RFC 5965 3.2), else the To
+    of the message it returns."""
+    found: dict[str, None] = {}
+    returned: list[str] = []
+    for part in walk(msg):
+        try:
+            ctype = part.get_content_type()
+            payload = part.get_payload()
+        except Exception:  # noqa: BLE001
+            continue
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if ctype == "message/feedback-report":
+            text = str(inner) if isinstance(inner, Message) else part_text(part)
+            for line in re.findall(r"^original-rcpt-to:(.*)$", text, re.I | re.M):
+                found.update(dict.fromkeys(a.lower() for a in _ADDRESS.findall(line)))
+        elif ctype == "message/rfc822" and isinstance(inner, Message):
+            returned += [a.lower() for a in _ADDRESS.findall(str(inner.get("to", "")))]
+        elif ctype == "text/rfc822-headers":
+            for line in re.findall(r"^to:(.*)$", part_text(part), re.I | re.M):
+                returned += [a.lower() for a in _ADDRESS.findall(line)]
+    return tuple(found) or tuple(dict.fromkeys(returned))
+
+
 def _bounce_result(bounce: BounceReport, full_text: str, headers: MessageHeaders) -> Classification:
     return Classification(
         kind="bounce",
@@ -186,13 +231,24 @@ def _auto_reply_result(
     new_text: str,
     today: date | None,
 ) -> Classification:
-    reference = headers.date.date() if headers.date else today
+    reference = _reference_day(headers, today)
     text_for_date = f"{headers.subject}\n{new_text or full_text}"
     # "my last day at X was 27 November" is no return: people who left do not come back
-    return_date = None if verdict.contact_change else find_return_date(text_for_date, reference)
+    return_date = None if verdict.contact_change else _return_date(text_for_date, reference)
+    reasons = verdict.reasons
+    if (
+        return_date is not None
+        and reference is not None
+        and (return_date.toordinal() - reference.toordinal() > MAX_ABSENCE.days)
+    ):
+        reasons += (
+            f"return date {return_date.isoformat()} is more than "
+            f"{MAX_ABSENCE.days} days away: not believed, the usual pause applies",
+        )
+        return_date = None
     return Classification(
         kind="auto_reply",
-        reasons=verdict.reasons,
+        reasons=reasons,
         return_date=return_date,
         contact_change=verdict.contact_change,
         original_message_ids=tuple(
@@ -202,6 +258,27 @@ def _auto_reply_result(
         full_text=full_text,
         headers=headers,
     )
+
+
+#: An out-of-office longer than this is not believed: a Date or a text that says "back in
+#: 9999" must not pause a partner's follow-ups for ever.
+MAX_ABSENCE = timedelta(days=400)
+
+
+def _reference_day(headers: MessageHeaders, today: date | None) -> date | None:
+    """The day an auto-reply's "until Monday" counts from: its Date, unless that is after
+    `today` (a sender's clock or a forged Date from the future), else `today`."""
+    if headers.date is None:
+        return today
+    sent = headers.date.date()
+    return sent if today is None or sent <= today + timedelta(days=1) else today
+
+
+def _return_date(text: str, reference: date | None) -> date | None:
+    try:
+        return find_return_date(text, reference)
+    except (OverflowError, ValueError):  # a date at the end of the calendar: none
+        return None
 
 
 # --------------------------------------------------------------------------- other

@@ -112,10 +112,13 @@ def echo_json_array(items: Iterable[dict[str, Any]]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="A JSON array, newest first.")
 @click.pass_context
 def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
-    """The review queue: partners' answers that need a person (human replies, and
-    auto-replies saying the contact left), newest first, with who, the campaign and the text.
+    """The review queue: what needs a person (human replies, auto-replies saying the contact
+    left, mail that could not be read, and unverified mail outreach did not act on: a bounce
+    that quotes none of our messages, a reply from someone who is not the partner), newest
+    first, with the partner, the real sender, the campaign and the text.
 
-    Mark one handled with `outreach replies ack ID`; correct a wrong classification with
+    Mark one handled (or dismiss unverified mail) with `outreach replies ack ID`; correct a
+    classification, or attribute unverified mail to its partner, with
     `outreach replies reclassify ID KIND`."""
     if ctx.invoked_subcommand is not None:
         return
@@ -138,10 +141,21 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
         who = f"{r.name} <{r.partner}>" if r.name else str(r.partner)
         where = f"{r.campaign} step {r.step}" if r.campaign and r.step else (r.campaign or "-")
         flag = "handled" if r.handled else "OPEN"
-        kind = "" if r.kind == "reply" else f"  [{r.kind.replace('_', '-')}: contact change]"
         head = (f"#{r.id}  {local_minute(r.at, zone)}  {flag}  {who}"
-                + (f" · {r.organization}" if r.organization else "") + f" · {where}{kind}")
-        body = [("    " + line).rstrip() for line in (wrap(r.text, width) or ["(no text)"])]
+                + (f" · {r.organization}" if r.organization else "") + f" · {where}"
+                + "".join(f"  [{tag}]" for tag in _tags(r)))
+        notes = []
+        if r.from_addr != r.partner:
+            notes.append(f"from: {r.sender}")
+        if r.unverified:
+            notes.append(f"not acted on: {r.unverified} (attribute it: outreach replies "
+                         f"reclassify {r.id} KIND; dismiss it: outreach replies ack {r.id})")
+        if r.duplicate_of:
+            notes.append(f"reuses the Message-ID of #{r.duplicate_of} with another sender or "
+                         "other content")
+        notes += [f"unreadable: {problem}" for problem in r.unreadable]
+        body = [("    " + line).rstrip() for note in notes for line in wrap(note, width)]
+        body += [("    " + line).rstrip() for line in (wrap(r.text, width) or ["(no text)"])]
         if r.note:
             body.append(f"    note: {r.note}")
         blocks.append("\n".join([head, *body]))
@@ -151,12 +165,28 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
                f"times in {zone.key}. Mark one handled: outreach replies ack ID --note TEXT")
 
 
+def _tags(row: Any) -> list[str]:
+    """What kind of item a review-queue entry is, when it is not a plain reply."""
+    kind = row.kind.replace("_", "-")
+    tags = []
+    if row.unverified:
+        tags.append(f"unverified {kind}")
+    elif row.kind == "auto_reply" and row.contact_change:
+        tags.append(f"{kind}: contact change")
+    elif row.kind != "reply":
+        tags.append(kind)
+    if row.duplicate_of:
+        tags.append(f"same Message-ID as #{row.duplicate_of}")
+    return tags
+
+
 @replies.command("ack")
 @click.argument("reply_id", metavar="ID", type=int)
 @click.option("--note", help="What was done (kept with the reply and in the log).")
 @pass_app
 def replies_ack(app: App, reply_id: int, note: str | None) -> None:
-    """Mark reply ID handled (it leaves the --unhandled queue); records an event."""
+    """Mark reply ID handled (it leaves the --unhandled queue); records an event. Unverified
+    mail is dismissed: it changes nothing."""
     from outreach.review import acknowledge
 
     click.echo(acknowledge(app.store, reply_id, note, _now()))
@@ -170,7 +200,8 @@ def replies_ack(app: App, reply_id: int, note: str | None) -> None:
 def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
     """Correct the classification of message ID and redo its effect: e.g. an auto-reply
     misread as a reply resumes the follow-ups; an unsubscribe misread puts the partner back
-    to active. Records an event."""
+    to active. Unverified mail (a bounce quoting none of our messages, a stranger's reply) is
+    attributed to its partner and KIND's effect applied. Records an event."""
     from outreach.review import reclassify
 
     changes = reclassify(app.store, reply_id, kind, _now(),

@@ -57,6 +57,7 @@ class Digest:
     refusals: list[dict[str, Any]] = field(default_factory=list)
     unsubscribes: list[dict[str, Any]] = field(default_factory=list)
     due_tomorrow: list[Projection] = field(default_factory=list)
+    unverified: list[dict[str, Any]] = field(default_factory=list)  # changed nothing
 
     def counts(self) -> str:
         parts = [
@@ -102,6 +103,9 @@ def collect(store: Store, config: Config, campaigns: list[Campaign], now: dateti
     zone = ZoneInfo(config.timezone)
     digest = Digest(day=local_day(now, zone), since=since, zone=zone)
     for row in store.inbound_since(since, DIGEST_KINDS):
+        if row.get("unverified"):  # not the partner's: told apart, it changed nothing
+            digest.unverified.append(row)
+            continue
         {
             "reply": digest.replies, "auto_reply": digest.auto_replies,
             "bounce": digest.bounces, "unsubscribe": digest.unsubscribes,
@@ -176,6 +180,14 @@ def render_text(digest: Digest) -> str:
         for row in digest.refusals:
             lines.append(f"- {_who(row)}{_where(row)}: refused by the mail server: "
                          f"{row.get('summary') or ''}".rstrip())
+        lines.append("")
+    if digest.unverified:
+        lines.append(f"TO CHECK: NOT ACTED ON ({len(digest.unverified)})")
+        for row in digest.unverified:
+            kind = str(row.get("kind") or "mail").replace("_", "-")
+            lines.append(f"- {kind} about {_who(row)}{_where(row)} from "
+                         f"{row.get('from_addr') or '(no From)'}: {row['unverified']} "
+                         f"(outreach replies, #{row['id']})")
         lines.append("")
     if digest.unsubscribes:
         lines.append(f"OPTED OUT ({len(digest.unsubscribes)})")

@@ -37,7 +37,8 @@ REPLY_COLUMNS = (
     "id", "at", "at_local", "received_at", "partner", "name", "organization", "campaign", "step",
     "kind", "subject", "text", "return_date", "bounced", "hard", "status_code", "diagnostic",
     "contact_change", "needs_review", "handled", "handled_at", "note", "match_rule",
-    "message_id",
+    "message_id", "from_addr", "from_name", "unverified", "duplicate_of", "date_header",
+    "unreadable",
 )
 PARTNER_COLUMNS = (
     "email", "name", "first_name", "organization", "industry", "pathway", "owner", "tags",
@@ -75,6 +76,7 @@ def reply_rows(store: Store, zone: ZoneInfo) -> Iterator[dict[str, Any]]:
                                    " ORDER BY at, id"):
         row["at_local"] = _local(row["at"], zone)
         row["bounced"] = json.loads(row["bounced"] or "[]")
+        row["unreadable"] = json.loads(row["unreadable"] or "[]")
         row["hard"] = None if row["hard"] is None else bool(row["hard"])
         for flag in ("contact_change", "needs_review", "handled"):
             row[flag] = bool(row[flag])

@@ -2,9 +2,11 @@
 
 Each message is processed in one transaction (its inbound row, its effect on the partner
 and sequence, its events); the folder checkpoint moves after each batch. A crash can make
-the next run see a message again, but its (account, folder, UIDVALIDITY, UID) and its
-Message-ID are already in `inbound`, so it is not processed twice. A UIDVALIDITY change
-rescans the folder with the same protection.
+the next run see a message again, but its (account, folder, UIDVALIDITY, UID) is already in
+`inbound`, or its Message-ID with the same content digest, so it is not processed twice. A
+UIDVALIDITY change rescans the folder with the same protection. A message that reuses a
+recorded Message-ID with another sender or other content is recorded too, flagged
+`duplicate_of` for a person.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from outreach.addresses import address_domain
 from outreach.classify import Classification, classify_message
@@ -24,28 +27,32 @@ from outreach.config import Account, Campaign, Config
 from outreach.errors import AuthenticationError, MailServerError
 from outreach.imap import Mailbox
 from outreach.logs import log_event
-from outreach.mailparse import HeaderSkim, MessageHeaders, read_headers, skim_headers
+from outreach.mailparse import (
+    HeaderSkim,
+    MessageHeaders,
+    content_digest,
+    read_headers,
+    skim_headers,
+)
 from outreach.plan import partner_zone
 from outreach.replies import (
     BOUNCE_SENDERS,
     BOUNCE_SUBJECTS,
+    PUBLIC_DOMAINS,
     Effect,
     Match,
     decide,
     header_ids,
     match_message,
+    needs_review,
+    same_message,
     worth_downloading,
 )
 from outreach.store import Store, iso
 
 Clock = Callable[[], datetime]
 
-# Mailbox domains shared by unrelated people: never evidence that a sender is a partner.
-PUBLIC_DOMAINS = frozenset({
-    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com",
-    "yahoo.com", "ymail.com", "aol.com", "icloud.com", "me.com", "mac.com", "proton.me",
-    "protonmail.com", "gmx.com", "gmx.de", "web.de", "mail.com", "comcast.net", "att.net",
-})
+__all__ = ["PUBLIC_DOMAINS", "ReadReport", "Reader", "message_key", "skim_key"]
 
 
 @dataclass
@@ -132,7 +139,6 @@ class Reader:
                           "twice", logging.WARNING, account=account.name)
         uids = mailbox.uids_from(first)
         batch_size = max(1, self.config.replies.batch_size)
-        taken: set[str] = set()  # keys of messages downloaded in this read: copies count once
         pending: _Fetched | None = None  # classified meanwhile; recorded after the next fetch
         try:
             for start in range(0, len(uids), batch_size):
@@ -140,7 +146,7 @@ class Reader:
                     break
                 batch = uids[start : start + batch_size]
                 fetched = self.fetch_batch(mailbox, account, folder, uidvalidity, batch,
-                                           report, taken)
+                                           report)
                 if pending is not None:
                     self.finish_batch(pending, report)
                 pending = fetched
@@ -154,8 +160,12 @@ class Reader:
             self.store.set_checkpoint(account.name, folder, uidvalidity, 0, self.clock())
 
     def fetch_batch(self, mailbox: Mailbox, account: Account, folder: str, uidvalidity: int,
-                    uids: list[int], report: ReadReport, taken: set[str]) -> _Fetched:
-        """Download what in this batch may concern us and start classifying it."""
+                    uids: list[int], report: ReadReport) -> _Fetched:
+        """Download what in this batch may concern us and start classifying it.
+
+        A message whose Message-ID was recorded already is downloaded too (it is rare: a copy,
+        a rescan): only its content tells a re-delivery from a different message.
+        """
         report.seen += len(uids)
         seen = self.store.seen_uids(account.name, folder, uidvalidity, uids)
         fresh = [u for u in uids if u not in seen]
@@ -167,18 +177,9 @@ class Reader:
         our_ids = self.store.ledger_refs(i for h in parsed.values() for i in header_ids(h))
         senders = self.store.partner_ids_by_address(
             h.from_addr for h in parsed.values() if h.from_addr)
-        keys: dict[int, str] = {}
-        for uid, (block, _size) in heads.items():
-            if uid in certain:
-                keys[uid] = skim_key(certain[uid], block)
-            elif uid in parsed and worth_downloading(parsed[uid], our_ids, senders, domains,
-                                                     unsubscribe):
-                keys[uid] = message_key(parsed[uid], block)
-        wanted: list[int] = []
-        for uid, key in keys.items():
-            if key not in taken and not self._duplicate(key):
-                taken.add(key)
-                wanted.append(uid)
+        wanted = [uid for uid in heads if uid in certain or (
+            uid in parsed and worth_downloading(parsed[uid], our_ids, senders, domains,
+                                                unsubscribe))]
         report.relevant += len(wanted)
         bodies = mailbox.fetch_bodies(wanted, self.config.replies.max_message_size)
         items = [(uid, bodies[uid], heads[uid][1]) for uid in wanted if uid in bodies]
@@ -231,8 +232,9 @@ class Reader:
                 maybe.append(uid)
         return certain, maybe
 
-    def _duplicate(self, key: str) -> bool:
-        return bool(self.store.seen_message_ids([key]))
+    def own_addresses(self) -> frozenset[str]:
+        """The accounts' own From addresses: mail from them is ours, never an answer."""
+        return frozenset(a.from_email.lower() for a in self.config.accounts.values())
 
     def unsubscribe_addresses(self, account: Account) -> tuple[str, ...]:
         # Only a dedicated address means "stop" by itself; replies to the coordinator's own
@@ -261,36 +263,67 @@ class Reader:
             result = classify_message(raw, unsubscribe_addresses=unsubscribe, today=now.date())
         headers = result.headers
         ids = set(result.original_message_ids) | header_ids(headers)
+        if headers.message_id:
+            ids.add(headers.message_id)
         ledger = self.store.ledger_refs(ids)
-        addresses = {a for a in (*result.bounced_recipients, headers.from_addr) if a}
-        by_address = self.store.partner_ids_by_address(addresses)
-        latest = self.store.latest_sent({*by_address.values(), *domains.values()})
-        matches = match_message(result, ledger, by_address, latest, domains)
-        campaign_allows_domain = {c.name for c in self.campaigns if c.match_domain}
-        matches = [m for m in matches if not m.rule.startswith("the sender's domain")
-                   or m.campaign in campaign_allows_domain]
+        if self.ours(result, ledger):
+            return  # a copy of what outreach (or the coordinator) sent: not an answer
+        matches = self.matches_for(result, ledger, domains)
         if not matches:
             return  # not ours: left alone, not logged
         key = message_key(headers, raw.split(b"\r\n\r\n", 1)[0])
+        digest = content_digest(headers, raw)
+        earlier = self.store.inbound_with_message_id(key)
+        if any(same_message(e, digest, headers.from_addr, result.full_text) for e in earlier):
+            return  # the same message delivered again: recorded once
+        duplicate_of = earlier[0]["id"] if earlier else None
         with self.store.write():
             inbound_id = self.store.record_inbound(self.inbound_values(
-                account, folder, uidvalidity, uid, size, key, result, matches[0], now))
+                account, folder, uidvalidity, uid, size, key, result, matches[0], now,
+                digest=digest, duplicate_of=duplicate_of))
             for match in matches:
-                self.apply(match, result, inbound_id, now)
+                if match.unverified is None:
+                    self.apply(match, result, inbound_id, now, duplicate_of)
+                else:
+                    self.hold(match, result, inbound_id, now)
         report.recorded += 1
         report.kinds[result.kind] = report.kinds.get(result.kind, 0) + 1
-        log_event(self.log, result.kind, f"{result.kind} from {headers.from_addr or '?'}"
-                  f" ({matches[0].rule})", campaign=matches[0].campaign, step=matches[0].step,
+        held = matches[0].unverified
+        log_event(self.log, "unverified" if held else result.kind,
+                  f"{result.kind} from {headers.from_addr or '?'} ({matches[0].rule})"
+                  + (f"; not acted on: {held}" if held else "")
+                  + (f"; reuses the Message-ID of #{duplicate_of}" if duplicate_of else ""),
+                  campaign=matches[0].campaign, step=matches[0].step,
                   reasons="; ".join(result.reasons)[:200])
+
+    def matches_for(self, result: Classification, ledger: dict[str, Any],
+                    domains: dict[str, int]) -> list[Match]:
+        """Whom a classified message concerns (match_message, fed from the store)."""
+        headers = result.headers
+        addresses = {a for a in (*result.bounced_recipients, headers.from_addr) if a}
+        by_address = self.store.partner_ids_by_address(addresses)
+        latest = self.store.latest_sent({*by_address.values(), *domains.values()})
+        trusting = {c.name for c in self.campaigns if c.match_domain}
+        return match_message(result, ledger, by_address, latest, domains, trusting)
+
+    def ours(self, result: Classification, ledger: dict[str, Any]) -> bool:
+        """A message outreach sent (its Message-ID is in the ledger: a Bcc or list copy), or
+        one from an account's own address (the coordinator's own mail in a thread)."""
+        if result.kind == "bounce" or result.complaint:
+            return False  # a report quotes our messages; its own id and sender are not ours
+        headers = result.headers
+        return bool((headers.message_id and headers.message_id in ledger)
+                    or (headers.from_addr or "") in self.own_addresses())
 
     def inbound_values(self, account: Account, folder: str, uidvalidity: int, uid: int,
                        size: int, key: str, result: Classification, match: Match,
-                       now: datetime) -> dict[str, object]:
+                       now: datetime, *, digest: str | None = None,
+                       duplicate_of: int | None = None) -> dict[str, object]:
         import json
 
         headers = result.headers
-        needs_review = result.kind == "reply" or (result.kind == "auto_reply"
-                                                  and result.contact_change)
+        review = needs_review(result.kind, result.contact_change, match.unverified,
+                              duplicate_of)
         return {
             "account": account.name, "folder": folder, "uidvalidity": uidvalidity, "uid": uid,
             "message_id": key, "from_addr": headers.from_addr, "subject": headers.subject,
@@ -306,19 +339,42 @@ class Reader:
             "contact_change": int(result.contact_change),
             "error": "; ".join(result.reasons) if result.kind == "error" else None,
             "processed_at": iso(now),
-            "handled_at": None if needs_review else iso(now),
+            "handled_at": None if review else iso(now),
+            "from_name": headers.from_name, "unverified": match.unverified,
+            "duplicate_of": duplicate_of, "content_hash": digest,
+            "date_header": headers.date_text if headers.date is None and headers.date_text
+            else None,
+            "unreadable": json.dumps(list(headers.problems), ensure_ascii=False),
         }
 
-    def apply(self, match: Match, result: Classification, inbound_id: int, now: datetime) -> None:
+    def hold(self, match: Match, result: Classification, inbound_id: int,
+             now: datetime) -> None:
+        """An unverified message: in the partner's log and the review queue, nothing else."""
+        sender = result.headers.from_addr or "(no From)"
+        kind = ("complaint" if result.complaint else result.kind).replace("_", "-")
+        self.store.add_event(
+            "unverified", now, partner_id=match.partner_id, campaign=match.campaign,
+            step=match.step, message_id=result.headers.message_id, inbound_id=inbound_id,
+            summary=f"{kind} from {sender}, not acted on: {match.unverified}; "
+                    f"in the review queue as #{inbound_id}",
+            detail={"kind": result.kind, "from": sender, "rule": match.rule,
+                    "reason": match.unverified},
+        )
+
+    def apply(self, match: Match, result: Classification, inbound_id: int, now: datetime,
+              duplicate_of: int | None = None) -> None:
         partners = self.store.partners_by_id([match.partner_id])
         partner = partners[match.partner_id]
         zone = partner_zone(partner, self.config.timezone)
         effect = decide(result, zone, now, self.config.replies.auto_reply_pause)
+        sender = result.headers.from_addr
         detail = {
             "rule": match.rule, "reasons": list(result.reasons),
             "return_date": result.return_date.isoformat() if result.return_date else None,
             "status": result.status, "diagnostic": result.diagnostic, "hard": result.hard,
             "contact_change": result.contact_change,
+            "from": sender if sender != partner.email else None,
+            "duplicate_of": duplicate_of,
         }
         self.store.add_event(
             effect.event, now, partner_id=match.partner_id, campaign=match.campaign,

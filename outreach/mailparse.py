@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import codecs
 import email
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email import errors, policy
 from email.header import decode_header, make_header
 from email.headerregistry import HeaderRegistry, UnstructuredHeader
@@ -59,6 +60,10 @@ class MessageHeaders:
     content_type: str = "text/plain"
     report_type: str | None = None
     flags: dict[str, str] = field(default_factory=dict)
+    #: the Date header as written (kept when it cannot be read: `date` is then None)
+    date_text: str = ""
+    #: header values that could not be read, each with why and what was used instead
+    problems: tuple[str, ...] = ()
 
     def get(self, name: str) -> str | None:
         """Return a kept raw header by case-insensitive name, or None."""
@@ -267,6 +272,18 @@ def header_str(msg: Message, name: str) -> str:
     return _decode_words(str(value))
 
 
+def raw_header(msg: Message, name: str) -> str:
+    """The first `name` header as written (unfolded, encoded words left as they are): what
+    the email package would re-render, e.g. a Date it reads differently; never raises."""
+    try:
+        for key, value in msg.raw_items():
+            if key.lower() == name:
+                return " ".join(str(value).split())
+    except Exception:  # noqa: BLE001
+        return ""
+    return ""
+
+
 def _decode_words(value: str) -> str:
     """Decode RFC 2047 encoded words leniently and unfold the header."""
     text = value
@@ -403,16 +420,77 @@ def _display_name(value: str) -> str | None:
     return name.strip().strip('"') or None
 
 
-def _parse_date(value: str) -> datetime | None:
+#: The year as written: "24 Nov 2026", "1 Jan 0001" (the parser reads short years as 19xx/20xx)
+_DATE_YEAR = re.compile(r"\b\d{1,2}\s+[A-Za-z]{3,}\s+(\d+)\b")
+#: Longest header value quoted back in a problem's description.
+_QUOTED = 80
+
+
+def parse_date(value: str) -> tuple[datetime | None, str | None]:
+    """A Date header as an aware datetime that converts to UTC, else (None, why not).
+
+    No zone, or "-0000" (RFC 5322 3.3: UTC, the sender's zone unknown), is read as UTC. A
+    date that cannot be read or put in UTC (``Fri, 31 Dec 9999 23:59:59 -1200`` is past
+    the last year Python can hold) is None, with the reason: the caller orders by when the
+    message was read instead.
+    """
     if not value:
-        return None
+        return None, None
     try:
         parsed = parsedate_to_datetime(value)
-    except Exception:  # noqa: BLE001
-        return None
-    if parsed is None or parsed.tzinfo is None:
-        return None
-    return parsed
+    except Exception as exc:  # noqa: BLE001 - any unreadable date is only a problem
+        return None, _date_problem(value, (str(exc) or type(exc).__name__)[:60])
+    if parsed is None:
+        return None, _date_problem(value, "not a date")
+    written = _DATE_YEAR.search(value)
+    if written and len(written.group(1)) >= 3 and int(written.group(1)) != parsed.year:
+        return None, _date_problem(value, f"year {written.group(1)} is out of range")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None, _date_problem(value, "out of range in UTC")
+    return parsed, None
+
+
+def _date_problem(value: str, why: str) -> str:
+    return (f"Date {_clip_value(value)} cannot be read ({why}): the time outreach read "
+            "the message is used")
+
+
+def _clip_value(value: str) -> str:
+    return repr(value if len(value) <= _QUOTED else value[: _QUOTED - 1] + "…")
+
+
+#: Longest Message-ID kept as a key; a longer one is kept as its digest.
+MAX_MESSAGE_ID = 998
+
+
+def own_message_id(value: str) -> tuple[str | None, str | None]:
+    """The Message-ID a message gives itself, and a problem when it is not one clean msg-id.
+
+    Anything else (spaces or angle brackets inside, several ids, no brackets) is kept as
+    written rather than cut down to a part that could be another message's id: the id is
+    what tells a re-delivery from a different message.
+    """
+    text = " ".join(value.split())
+    if not text:
+        return None, None
+    clean = _MSGID_RE.fullmatch(text)
+    why = None
+    if clean is not None:
+        kept = normalize_msgid(clean.group(1))
+    else:
+        bracketed = text.startswith("<") and text.endswith(">") and text.count("<") == 1
+        kept = text[1:-1].strip() if bracketed and text.count(">") == 1 else text
+        why = "is not one msg-id (RFC 5322 3.6.4): kept as written"
+    if len(kept) > MAX_MESSAGE_ID:
+        kept = "sha256:" + hashlib.sha256(kept.encode("utf-8", "surrogatepass")).hexdigest()
+        why = f"is over {MAX_MESSAGE_ID} characters: kept as its digest"
+    if why is None:
+        return kept, None
+    return kept or None, f"Message-ID {_clip_value(text)} {why}"
 
 
 def headers_of(msg: Message) -> MessageHeaders:
@@ -424,7 +502,9 @@ def headers_of(msg: Message) -> MessageHeaders:
     except Exception:  # noqa: BLE001
         to_addrs = ()
     in_reply_to = parse_msgids(header_str(msg, "in-reply-to"))
-    message_ids = parse_msgids(header_str(msg, "message-id"))
+    message_id, id_problem = own_message_id(raw_header(msg, "message-id"))
+    date_text = raw_header(msg, "date")
+    date, date_problem = parse_date(date_text)
     return_path = header_str(msg, "return-path")
     try:
         content_type = msg.get_content_type()
@@ -437,19 +517,21 @@ def headers_of(msg: Message) -> MessageHeaders:
         if value:
             flags[name] = value
     return MessageHeaders(
-        message_id=message_ids[0] if message_ids else None,
+        message_id=message_id,
         in_reply_to=in_reply_to[0] if in_reply_to else None,
         references=parse_msgids(header_str(msg, "references")),
         from_addr=bare_address(from_value) or None,
         from_name=_display_name(from_value),
         to_addrs=to_addrs,
         subject=header_str(msg, "subject"),
-        date=_parse_date(header_str(msg, "date")),
+        date=date,
         auto_submitted=flags.get("auto-submitted"),
         return_path=return_path.strip() if return_path else None,
         content_type=content_type,
         report_type=str(report_type).lower() if isinstance(report_type, str) else None,
         flags=flags,
+        date_text=date_text,
+        problems=tuple(p for p in (date_problem, id_problem) if p),
     )
 
 
@@ -634,7 +716,7 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
     message_id, message_id_known = None, not message_ids
     if len(message_ids) == 1:
         simple_id = _SIMPLE_MSGID.fullmatch(message_ids[0])
-        if simple_id is not None:
+        if simple_id is not None and len(simple_id.group(1)) <= MAX_MESSAGE_ID:
             message_id, message_id_known = simple_id.group(1), True
     return HeaderSkim(
         from_addr=from_addr,
@@ -647,6 +729,53 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
         message_id=message_id,
         message_id_known=message_id_known,
     )
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def content_digest(headers: MessageHeaders, raw: bytes) -> str:
+    """What tells a re-delivery of a message from a different message with the same
+    Message-ID: its sender, recipients, subject, date, ids and body bytes.
+
+    Trace headers (Received, Delivered-To, Return-Path, DKIM and ARC stamps) are left out:
+    they differ between two deliveries of one message (a copy in another folder, a server
+    that delivered it twice) while what the sender wrote does not.
+    """
+    identity = "\x00".join([
+        headers.from_addr or "", headers.from_name or "", " ".join(sorted(headers.to_addrs)),
+        headers.subject, headers.date_text, headers.message_id or "", headers.in_reply_to or "",
+        " ".join(headers.references),
+    ]).encode("utf-8", "surrogatepass")  # lone surrogates (lenient decoders) are kept
+    end = _HEADER_END.search(raw)
+    body = raw[end.end():] if end else b""
+    return "sha256:" + hashlib.sha256(identity + b"\x00\x00" + body).hexdigest()
+
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+#: MIME boundary lines and part headers, left out of the text of a message whose structure
+#: was not read.
+_MIME_LINE = re.compile(
+    r"^\s*(--\S*|content-[\w-]+:.*|mime-version:.*)$|^[ \t]+[\w*-]+=.*$", re.IGNORECASE)
+MAX_FALLBACK_TEXT = 20_000
+
+
+def fallback_text(raw: bytes) -> str:
+    """The readable lines of a message whose MIME structure could not be read: its body as
+    UTF-8 (undecodable bytes replaced), without boundary lines and part headers. Rough,
+    but the sender's words are kept for a person to read."""
+    end = _HEADER_END.search(raw)
+    body = raw[end.end():] if end else raw
+    kept: list[str] = []
+    size = 0
+    for line in body[: MAX_TEXT_PART_BYTES].decode("utf-8", "replace").splitlines():
+        if _MIME_LINE.match(line):
+            continue
+        kept.append(line.rstrip())
+        size += len(line) + 1
+        if size > MAX_FALLBACK_TEXT:
+            break
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
 
 
 # --------------------------------------------------------------------------- bodies

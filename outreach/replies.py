@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.classify import Classification
@@ -29,13 +30,26 @@ BOUNCE_SUBJECTS = re.compile(
 )
 
 
+# Mailbox domains shared by unrelated people: never evidence that a sender is a partner or a
+# partner's colleague.
+PUBLIC_DOMAINS = frozenset({
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com",
+    "yahoo.com", "ymail.com", "aol.com", "icloud.com", "me.com", "mac.com", "proton.me",
+    "protonmail.com", "gmx.com", "gmx.de", "web.de", "mail.com", "comcast.net", "att.net",
+})  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Match:
+    """Whom a message concerns. `unverified` says why outreach does not act on it by itself
+    (it goes to the review queue, where a person attributes or dismisses it)."""
+
     partner_id: int
     campaign: str | None
     step: int | None
     ledger_id: int | None
     rule: str
+    unverified: str | None = None
 
 
 def header_ids(headers: MessageHeaders) -> set[str]:
@@ -79,9 +93,43 @@ def worth_downloading(
     return may_be_bounce(headers)
 
 
-def _match_of(ref: LedgerRef, rule: str) -> Match:
+def _match_of(ref: LedgerRef, rule: str, unverified: str | None = None) -> Match:
     """A match on one of our messages: its partner, campaign and step."""
-    return Match(ref.partner_id, ref.campaign, ref.step, ref.id, rule)
+    return Match(ref.partner_id, ref.campaign, ref.step, ref.id, rule, unverified)
+
+
+def _latest_match(
+    partner_id: int, ref: LedgerRef | None, rule: str, unverified: str | None = None
+) -> Match:
+    """A match on a partner's most recent message from outreach (or none yet)."""
+    if ref is None:
+        return Match(partner_id, None, None, None, rule, unverified)
+    return Match(partner_id, ref.campaign, ref.step, ref.id, rule, unverified)
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def colleague(sender: str, partner_address: str) -> bool:
+    """The sender writes from the partner's own domain (not a public mailbox provider)."""
+    domain = domain_of(sender)
+    return (
+        bool(sender)
+        and "@" in sender
+        and domain == domain_of(partner_address)
+        and domain not in PUBLIC_DOMAINS
+    )
+
+
+#: The partners an unverified report is listed under, at most (the reason names how many).
+MAX_NAMED = 20
+
+#: Kinds that change a partner's status everywhere: only the partner's own address (or a
+#: report quoting one of our Message-IDs) may cause that.
+STATUS_KINDS = frozenset({"unsubscribe", "bounce"})
+#: Kinds that change a sequence (stop or pause the follow-ups).
+SEQUENCE_KINDS = frozenset({"reply", "auto_reply"})
 
 
 def match_message(
@@ -90,53 +138,191 @@ def match_message(
     partner_by_address: Mapping[str, int],
     latest_by_partner: Mapping[int, LedgerRef],
     partner_by_domain: Mapping[str, int],
+    trusting_campaigns: Collection[str] = (),
 ) -> list[Match]:
-    """Whom a message concerns, in order of certainty (several for a multi-recipient bounce).
+    """Whom a message concerns, in order of certainty, and whether outreach may act on it.
 
-    1. In-Reply-To / References against our Message-IDs;
-    2. for bounces, the Message-ID inside the returned message, then the failed recipients;
-    3. the sender's address against the roster (their latest sequence);
-    4. the sender's domain against partners' domains (campaigns that allow it).
+    - A bounce or complaint acts when it quotes one of our Message-IDs (the returned
+      message, its headers, In-Reply-To or References; ours are unguessable). One that
+      only names roster addresses is unverified: anyone can write such a report.
+    - Other mail in a partner's thread (In-Reply-To / References) counts for its sender: the
+      partner; another roster partner (for themselves); a colleague at the partner's own
+      domain; anyone in the thread when the campaign trusts its threads (match_domain), for
+      replies and auto-replies only. Anyone else is unverified, and only the partner's own
+      address can opt them out.
+    - Mail outside a thread: the sender's address in the roster; the sender's domain for
+      campaigns with match_domain (an opt-out from it is unverified).
+
+    `trusting_campaigns` are those with match_domain = true.
     """
     headers = result.headers
-    if result.kind == "bounce":
-        for message_id in result.original_message_ids:
-            ref = ledger_by_id.get(message_id)
-            if ref is not None:
-                return [_match_of(ref, "the Message-ID inside the returned message")]
-        found = []
-        for address in result.bounced_recipients:
-            partner_id = partner_by_address.get(address)
-            if partner_id is not None:
-                ref = latest_by_partner.get(partner_id)
-                found.append(
-                    Match(
-                        partner_id,
-                        ref.campaign if ref else None,
-                        ref.step if ref else None,
-                        ref.id if ref else None,
-                        f"failed recipient {address} is in the roster",
-                    )
-                )
-        if found:
-            return found
-    pointers: list[str | None] = [headers.in_reply_to, *reversed(headers.references)]
-    for pointer in pointers:
-        ref = ledger_by_id.get(pointer or "")
-        if ref is not None:
-            return [_match_of(ref, "In-Reply-To/References point at our message")]
     sender = headers.from_addr or ""
-    partner_id = partner_by_address.get(sender)
-    if partner_id is not None and partner_id in latest_by_partner:
-        ref = latest_by_partner[partner_id]
-        return [Match(partner_id, ref.campaign, ref.step, ref.id, "the sender is in the roster")]
-    partner_id = partner_by_domain.get(sender.rpartition("@")[2])
-    if partner_id is not None and partner_id in latest_by_partner:
-        ref = latest_by_partner[partner_id]
+    sender_id = partner_by_address.get(sender)
+    if result.kind == "bounce" or result.complaint:
+        return _match_report(
+            result,
+            ledger_by_id,
+            partner_by_address,
+            latest_by_partner,
+            partner_by_domain,
+            trusting_campaigns,
+        )
+    refs = [
+        ledger_by_id[p]
+        for p in (headers.in_reply_to, *reversed(headers.references))
+        if p and p in ledger_by_id
+    ]
+    if refs:
         return [
-            Match(partner_id, ref.campaign, ref.step, ref.id, "the sender's domain is a partner's")
+            _match_thread(result, refs, sender, sender_id, latest_by_partner, trusting_campaigns)
         ]
-    return []
+    return _match_sender(
+        result, sender, sender_id, latest_by_partner, partner_by_domain, trusting_campaigns
+    )
+
+
+def _match_report(
+    result: Classification,
+    ledger_by_id: Mapping[str, LedgerRef],
+    partner_by_address: Mapping[str, int],
+    latest_by_partner: Mapping[int, LedgerRef],
+    partner_by_domain: Mapping[str, int],
+    trusting_campaigns: Collection[str],
+) -> list[Match]:
+    what = "complaint" if result.complaint else "bounce"
+    for message_id in result.original_message_ids:
+        ref = ledger_by_id.get(message_id)
+        if ref is not None:
+            return [_match_of(ref, "the Message-ID inside the returned message")]
+    named = [a for a in dict.fromkeys(result.bounced_recipients) if a in partner_by_address]
+    more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+    unverified = f"the {what} quotes none of the messages outreach sent" + (
+        f"; it names {', '.join(named[:5])}{more}" if named else ""
+    )
+    # a forged report naming the whole roster is listed under a few partners, not all
+    named = named[:MAX_NAMED]
+    if named:
+        label = "failed recipient" if what == "bounce" else "complaint about"
+        return [
+            _latest_match(
+                partner_by_address[address],
+                latest_by_partner.get(partner_by_address[address]),
+                f"{label} {address} is in the roster",
+                unverified,
+            )
+            for address in named
+        ]
+    found = _match_sender(
+        result,
+        result.headers.from_addr or "",
+        partner_by_address.get(result.headers.from_addr or ""),
+        latest_by_partner,
+        partner_by_domain,
+        trusting_campaigns,
+    )
+    return [replace(m, unverified=m.unverified or unverified) for m in found]
+
+
+def _match_thread(
+    result: Classification,
+    refs: list[LedgerRef],
+    sender: str,
+    sender_id: int | None,
+    latest_by_partner: Mapping[int, LedgerRef],
+    trusting_campaigns: Collection[str],
+) -> Match:
+    rule = "In-Reply-To/References point at our message"
+    if sender_id is not None:
+        own = next((r for r in refs if r.partner_id == sender_id), None)
+        if own is not None:
+            return _match_of(own, rule)
+        # another partner answering in someone else's thread: it counts for them
+        return _latest_match(
+            sender_id,
+            latest_by_partner.get(sender_id),
+            f"the sender is in the roster (wrote in the thread of our "
+            f"message to {refs[0].to_addr})",
+        )
+    ref = refs[0]
+    if colleague(sender, ref.to_addr):
+        unverified = None
+        if result.kind in STATUS_KINDS:
+            unverified = (
+                f"{sender} asked to stop in the thread of {ref.to_addr}: only the "
+                "partner's own address can opt them out"
+            )
+        return _match_of(ref, f"{rule}; the sender {sender} is at the partner's domain", unverified)
+    if result.kind not in SEQUENCE_KINDS | STATUS_KINDS:
+        return _match_of(ref, f"{rule}; the sender {sender or '(none)'} is not the partner")
+    if ref.campaign in trusting_campaigns and result.kind in SEQUENCE_KINDS:
+        return _match_of(
+            ref,
+            f"{rule}; the sender {sender or '(none)'} is in the thread and "
+            "the campaign has match_domain",
+        )
+    return _match_of(
+        ref,
+        rule,
+        f"the sender {sender or '(no From)'} is not {ref.to_addr}: "
+        "not in the roster, not at the partner's domain",
+    )
+
+
+def _match_sender(
+    result: Classification,
+    sender: str,
+    sender_id: int | None,
+    latest_by_partner: Mapping[int, LedgerRef],
+    partner_by_domain: Mapping[str, int],
+    trusting_campaigns: Collection[str],
+) -> list[Match]:
+    """Mail that points at no message of ours: its sender decides."""
+    if sender_id is not None and (sender_id in latest_by_partner or result.kind == "unsubscribe"):
+        # a request to stop from the partner's own address is honoured without a thread
+        return [
+            _latest_match(
+                sender_id, latest_by_partner.get(sender_id), "the sender is in the roster"
+            )
+        ]
+    partner_id = partner_by_domain.get(domain_of(sender)) if sender else None
+    ref = latest_by_partner.get(partner_id) if partner_id is not None else None
+    if partner_id is None or ref is None or ref.campaign not in trusting_campaigns:
+        return []
+    unverified = None
+    if result.kind in STATUS_KINDS:
+        unverified = (
+            f"{sender} asked to stop, from the domain of {ref.to_addr}: only the "
+            "partner's own address can opt them out"
+        )
+    return [_match_of(ref, "the sender's domain is a partner's", unverified)]
+
+
+def needs_review(
+    kind: str, contact_change: bool, unverified: str | None, duplicate_of: int | None
+) -> bool:
+    """Whether a recorded message waits for a person (the review queue). The SQL of the
+    reply_log view (store.m005) says the same."""
+    return (
+        kind in ("reply", "error")
+        or (kind == "auto_reply" and contact_change)
+        or unverified is not None
+        or duplicate_of is not None
+    )
+
+
+def same_message(
+    earlier: Mapping[str, Any], digest: str, from_addr: str | None, full_text: str | None
+) -> bool:
+    """Whether a message already recorded under the same Message-ID is this one delivered
+    again (a copy in another folder, a server that delivered it twice, a read after a
+    crash), rather than a different message reusing the id."""
+    if earlier.get("content_hash"):
+        return bool(earlier["content_hash"] == digest)
+    # recorded before digests were kept (m005): the sender and the words decide
+    return bool(
+        earlier.get("from_addr") == from_addr
+        and (earlier.get("full_text") or "") == (full_text or "")
+    )
 
 
 @dataclass(frozen=True)
@@ -155,12 +341,20 @@ class Effect:
 def pause_until(
     return_date: date | None, zone: ZoneInfo, now: datetime, default_pause: timedelta
 ) -> datetime:
-    """The day after the return date (local midnight), else now + the configured pause."""
-    if return_date is not None:
-        candidate = datetime.combine(return_date + timedelta(days=1), time(0), zone)
-        if candidate > now:
-            return candidate
-    return now + default_pause
+    """The day after the return date (local midnight), else now + the configured pause.
+    A time past the end of the calendar is the last day it holds."""
+    try:
+        if return_date is not None:
+            candidate = datetime.combine(return_date + timedelta(days=1), time(0), zone)
+            if candidate > now:
+                return candidate
+        return now + default_pause
+    except OverflowError:
+        return LAST_MOMENT
+
+
+#: The latest time outreach stores (a day before the calendar ends, so any zone can show it).
+LAST_MOMENT = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 def decide(

@@ -50,6 +50,15 @@ class ReportReply:
     kind: str
     text: str
     handled: bool
+    from_addr: str | None = None  # who wrote it (a colleague, when not the partner)
+    from_name: str | None = None
+
+    @property
+    def sender(self) -> str | None:
+        """Who wrote it, when that is not the partner."""
+        if not self.from_addr or self.from_addr == self.partner:
+            return None
+        return f"{self.from_name} <{self.from_addr}>" if self.from_name else self.from_addr
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,7 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
         steps.setdefault(row["step"], {})["sent"] = row["n"]
     for row in store.query(
         "SELECT step, kind, count(DISTINCT partner_id) AS n FROM inbound WHERE campaign = ?"
-        " AND step IS NOT NULL GROUP BY step, kind", [campaign],
+        " AND step IS NOT NULL AND unverified IS NULL GROUP BY step, kind", [campaign],
     ):
         steps.setdefault(row["step"], {})[row["kind"]] = row["n"]
     silent = [
@@ -108,11 +117,13 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
         for r in store.query(
             "SELECT p.email, p.name, p.organization, s.state, s.last_step, s.last_sent_at,"
             " EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = s.partner_id"
-            "   AND i.campaign = s.campaign AND i.kind = 'auto_reply') AS auto_replied"
+            "   AND i.campaign = s.campaign AND i.kind = 'auto_reply'"
+            "   AND i.unverified IS NULL) AS auto_replied"
             " FROM sequences s JOIN partners p ON p.id = s.partner_id"
             " WHERE s.campaign = ? AND s.last_sent_at IS NOT NULL AND p.status != 'bounced'"
             " AND NOT EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = s.partner_id"
-            "   AND i.campaign = s.campaign AND i.kind IN ('reply', 'unsubscribe', 'bounce'))"
+            "   AND i.campaign = s.campaign AND i.kind IN ('reply', 'unsubscribe', 'bounce')"
+            "   AND i.unverified IS NULL)"
             " ORDER BY s.last_sent_at, p.email", [campaign],
         )
     ]
@@ -121,11 +132,13 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
             id=r["id"], at=datetime.fromisoformat(r["at"]), partner=r["partner"] or "",
             name=r["name"] or "", organization=r["organization"] or "", step=r["step"],
             kind=r["kind"], text=(r["text"] or "").strip(), handled=bool(r["handled"]),
+            from_addr=r["from_addr"], from_name=r["from_name"],
         )
+        # mail not verified as the partner's waits in the review queue: not in the report
         for r in store.query(
-            "SELECT id, at, partner, name, organization, step, kind, text, handled"
-            " FROM reply_log WHERE campaign = ? AND kind IN ('reply', 'auto_reply')"
-            " ORDER BY at, id", [campaign],
+            "SELECT id, at, partner, name, organization, step, kind, text, handled, from_addr,"
+            " from_name FROM reply_log WHERE campaign = ? AND kind IN ('reply', 'auto_reply')"
+            " AND unverified IS NULL ORDER BY at, id", [campaign],
         )
     ]
     sent_days: dict[date, int] = {}
@@ -251,7 +264,8 @@ def report_json(report: CampaignReport, zone: ZoneInfo) -> dict[str, Any]:
         "replies": [
             {"id": r.id, "at": r.at.astimezone(zone).isoformat(), "partner": r.partner,
              "name": r.name, "organization": r.organization, "step": r.step, "kind": r.kind,
-             "text": r.text, "handled": r.handled}
+             "text": r.text, "handled": r.handled, "from": r.from_addr,
+             "from_name": r.from_name}
             for r in report.replies
         ],
     }

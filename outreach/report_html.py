@@ -192,9 +192,10 @@ def _replies(report: CampaignReport, zone: ZoneInfo, replies: Iterable[ReportRep
         org = f" · {esc(r.organization)}" if r.organization else ""
         tag = ('<span class="tag done">handled</span>' if r.handled
                else '<span class="tag">open</span>') if r.kind == "reply" else ""
+        sender = (f' · <span class="from">from {esc(r.sender)}</span>' if r.sender else "")
         block = (
             f'<article class="reply" id="reply-{r.id}"><header>{who}{org} · '
-            f"&lt;{esc(r.partner)}&gt; · {esc(local_minute(r.at, zone))}"
+            f"&lt;{esc(r.partner)}&gt;{sender} · {esc(local_minute(r.at, zone))}"
             + (f" · step {esc(r.step)}" if r.step else "") + f" {tag}</header>"
             f"<blockquote>{esc(r.text) or '<em>(no text)</em>'}</blockquote></article>"
         )

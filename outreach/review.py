@@ -1,8 +1,12 @@
 """The review queue: partners' answers that need a person, marking them handled, and
 correcting a wrong classification (which redoes its effect on the sequence and partner).
 
-The queue is `inbound` rows that need a person (a human reply, or an auto-reply saying the
-contact left) with `handled_at` NULL. Every change is one transaction with its events.
+The queue is `inbound` rows that need a person (`replies.needs_review`: a human reply, an
+auto-reply saying the contact left, mail that could not be read, a message that reuses
+another's Message-ID, and unverified mail: a bounce that quotes none of our messages, a
+reply from someone who is not the partner) with `handled_at` NULL. Unverified mail changed
+nothing: `acknowledge` dismisses it, `reclassify` attributes it to the partner and applies
+its kind's effect. Every change is one transaction with its events.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from zoneinfo import ZoneInfo
 from outreach.errors import InputError
 from outreach.model import BOUNCED, OPTED_OUT
 from outreach.plan import partner_zone
-from outreach.replies import pause_until
+from outreach.replies import needs_review, pause_until
 from outreach.store import Store, iso, parse_iso
 
 KINDS = ("reply", "auto_reply", "bounce", "unsubscribe", "other")
@@ -38,6 +42,18 @@ class ReplyRow:
     contact_change: bool
     handled_at: datetime | None
     note: str | None
+    from_addr: str | None = None  # who wrote it (the From address), whoever it is matched to
+    from_name: str | None = None
+    unverified: str | None = None  # why it changed nothing: a person attributes or dismisses
+    duplicate_of: int | None = None  # an earlier message with the same Message-ID
+    unreadable: tuple[str, ...] = ()  # header values that could not be read, and why
+
+    @property
+    def sender(self) -> str:
+        """The From as a person reads it: `Name <address>`."""
+        if not self.from_addr:
+            return "(no From address)"
+        return f"{self.from_name} <{self.from_addr}>" if self.from_name else self.from_addr
 
     @property
     def handled(self) -> bool:
@@ -51,7 +67,9 @@ class ReplyRow:
             "contact_change": self.contact_change, "handled": self.handled,
             "handled_at": self.handled_at.astimezone(zone).isoformat()
             if self.handled_at else None,
-            "note": self.note,
+            "note": self.note, "from": self.from_addr, "from_name": self.from_name,
+            "unverified": self.unverified, "duplicate_of": self.duplicate_of,
+            "unreadable": list(self.unreadable),
         }
 
 
@@ -61,7 +79,8 @@ def load_replies(store: Store, *, unhandled: bool = False) -> list[ReplyRow]:
     rows = store.query(
         "SELECT r.id, r.at, r.partner, r.name, r.organization, r.campaign, r.step, r.kind,"
         " r.subject, r.text, r.contact_change, r.handled_at, r.handled_note,"
-        " i.full_text FROM reply_log r JOIN inbound i ON i.id = r.id"
+        " i.full_text, r.from_addr, r.from_name, r.unverified, r.duplicate_of, r.unreadable"
+        " FROM reply_log r JOIN inbound i ON i.id = r.id"
         f" WHERE {where} ORDER BY r.at DESC, r.id DESC"
     )
     return [
@@ -71,10 +90,17 @@ def load_replies(store: Store, *, unhandled: bool = False) -> list[ReplyRow]:
             step=r["step"], kind=r["kind"], subject=r["subject"] or "",
             text=(r["text"] or r["full_text"] or "").strip(),
             contact_change=bool(r["contact_change"]), handled_at=parse_iso(r["handled_at"]),
-            note=r["handled_note"],
+            note=r["handled_note"], from_addr=r["from_addr"], from_name=r["from_name"],
+            unverified=r["unverified"], duplicate_of=r["duplicate_of"],
+            unreadable=tuple(json.loads(r["unreadable"] or "[]")),
         )
         for r in rows
     ]
+
+
+def _needed_review(row: dict[str, Any]) -> bool:
+    return needs_review(row["kind"], bool(row["contact_change"]), row["unverified"],
+                        row["duplicate_of"])
 
 
 def _inbound(store: Store, inbound_id: int) -> dict[str, Any]:
@@ -89,23 +115,27 @@ def _inbound(store: Store, inbound_id: int) -> dict[str, Any]:
 
 
 def acknowledge(store: Store, inbound_id: int, note: str | None, now: datetime) -> str:
-    """Mark one answer handled, with an optional note; returns what happened, for the user."""
+    """Mark one answer handled, with an optional note; returns what happened, for the user.
+    An unverified message is dismissed: it stays as it is, and changes nothing."""
     row = _inbound(store, inbound_id)
     was = parse_iso(row["handled_at"])
-    needed_review = row["kind"] == "reply" or (row["kind"] == "auto_reply"
-                                               and row["contact_change"])
+    dismissed = bool(row["unverified"])
     with store.write():
         store.mark_handled(inbound_id, note, now)
         store.add_event(
             "acknowledged", now, partner_id=row["partner_id"], campaign=row["campaign"],
             step=row["step"], inbound_id=inbound_id,
-            summary=f"{row['kind'].replace('_', '-')} #{inbound_id} handled"
+            summary=f"{row['kind'].replace('_', '-')} #{inbound_id} "
+            + ("dismissed: not the partner's, nothing changed" if dismissed else "handled")
             + (f": {note}" if note else ""),
-            detail={"note": note} if note else None,
+            detail={k: v for k, v in (("note", note), ("dismissed", dismissed)) if v} or None,
         )
     who = row["email"]
-    if was is not None and needed_review:
+    if was is not None and _needed_review(row):
         return f"#{inbound_id} ({who}) was already handled" + ("; note saved" if note else "")
+    if dismissed:
+        return (f"#{inbound_id} ({who}) dismissed: it stays unverified and changes nothing "
+                f"(to act on it: outreach replies reclassify {inbound_id} KIND)")
     return f"#{inbound_id} ({who}) marked handled"
 
 
@@ -119,26 +149,37 @@ def reclassify(
     active; a partner it marked bounced or opted out goes back to active, with the
     sequences that marking stopped), then the new kind's effect is applied as the worker
     would have applied it when the message arrived. Returns what changed, for the user.
+
+    An unverified message (it changed nothing when it arrived) is attributed to its partner
+    by this: the new kind's effect is applied, also when the kind stays the same.
     """
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r} (use one of: {', '.join(KINDS)})")
     row = _inbound(store, inbound_id)
     old = row["kind"]
-    if old == kind:
+    unverified = row["unverified"]
+    if old == kind and not unverified:
         raise InputError(f"#{inbound_id} is already classified as {kind}")
     partner_id: int = row["partner_id"]
     campaign: str | None = row["campaign"]
     changes: list[str] = []
+    if unverified:
+        changes.append(f"attributed to {row['email']} by hand (it was not acted on: "
+                       f"{unverified})")
     with store.write():
-        _undo(store, row, now, changes)
+        if not unverified:
+            _undo(store, row, now, changes)
         zone = partner_zone(
             store.partners_by_id([partner_id])[partner_id], default_timezone)
         received = parse_iso(row["processed_at"]) or now
-        needs_review = kind == "reply" or (kind == "auto_reply" and bool(row["contact_change"]))
+        review = needs_review(kind, bool(row["contact_change"]), None, row["duplicate_of"])
+        note = (f"reclassified by hand: {old} -> {kind}" if old != kind
+                else f"attributed to the partner by hand as {kind}")
         store.set_inbound_kind(
             inbound_id, kind,
-            handled_at=None if needs_review else (parse_iso(row["handled_at"]) or now),
-            reasons=[*json.loads(row["reasons"] or "[]"), f"reclassified by hand: {old} -> {kind}"],
+            handled_at=None if review else (parse_iso(row["handled_at"]) or now),
+            reasons=[*json.loads(row["reasons"] or "[]"), note],
+            attributed=bool(unverified),
         )
         if kind == "reply":
             _close_sequence(store, row, "replied", "follow-ups stopped: the partner replied",
@@ -171,7 +212,8 @@ def reclassify(
             inbound_id=inbound_id,
             summary=f"#{inbound_id} {old} -> {kind}" + (f": {'; '.join(changes)}"
                                                          if changes else ""),
-            detail={"from": old, "to": kind, "changes": changes},
+            detail={"from": old, "to": kind, "changes": changes,
+                    **({"attributed": True} if unverified else {})},
         )
     return changes
 

@@ -218,8 +218,7 @@ _INBOUND_AT = (
     " AND i.date >= COALESCE(m.sent_at, '') THEN i.date ELSE i.processed_at END"
 )
 
-# Views for `sqlite-utils` / Datasette users (documented in docs/response-logs.md). Plain
-# SQL only (no functions of ours), so any SQLite client can read them.
+# The views as m002 made them (m005 replaced them): never edit, m002 runs on new databases.
 VIEWS = {
     "reply_log": f"""
         SELECT i.id AS id, {_INBOUND_AT} AS at, i.processed_at AS received_at,
@@ -378,6 +377,163 @@ def m004_lighter_indexes(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS events_campaign")
     db.execute("DROP INDEX IF EXISTS sequences_paused")
     db.execute("CREATE INDEX sequences_paused ON sequences(paused_until) WHERE state = 'paused'")
+
+
+@migrations()
+def m005_inbound_trust(db: sqlite_utils.Database) -> None:
+    """Who wrote each message, and what outreach did not act on by itself.
+
+    - from_name: the sender's display name (from_addr was kept already).
+    - unverified: why the message did not change the record (a bounce that quotes none of
+      our messages, a reply from someone who is not the partner); a person decides.
+    - duplicate_of: an earlier message with the same Message-ID but another sender or other
+      content; content_hash tells those from a re-delivery of the same message.
+    - date_header, unreadable: the Date as written when it could not be read, and every
+      header value that could not be read, with why (JSON list).
+
+    The views are made again (documented in docs/response-logs.md; plain SQL, so any SQLite
+    client can read them): the new columns, the review queue, and counts that leave out
+    what was not verified.
+    """
+    for column in (
+        "from_name TEXT",
+        "unverified TEXT",
+        "duplicate_of INTEGER REFERENCES inbound(id)",
+        "content_hash TEXT",
+        "date_header TEXT",
+        "unreadable TEXT NOT NULL DEFAULT '[]'",
+    ):
+        db.execute(f"ALTER TABLE inbound ADD COLUMN {column}")
+    for view in ("campaign_funnel", "partner_status", "reply_log"):
+        db.execute(f"DROP VIEW IF EXISTS {view}")
+    # the moment a partner answered: the Date header when it is plausible (not before the
+    # message it answers, not after outreach read it), else when outreach read it
+    at = (
+        "CASE WHEN i.date IS NOT NULL AND i.date <= i.processed_at"
+        " AND i.date >= COALESCE(m.sent_at, '') THEN i.date ELSE i.processed_at END"
+    )
+    review = (
+        "(i.kind IN ('reply', 'error') OR (i.kind = 'auto_reply' AND i.contact_change = 1)"
+        " OR i.unverified IS NOT NULL OR i.duplicate_of IS NOT NULL)"
+    )
+    db.execute(f"""
+        CREATE VIEW reply_log AS
+        SELECT i.id AS id, {at} AS at, i.processed_at AS received_at,
+            i.partner_id AS partner_id, p.email AS partner, p.name AS name,
+            p.organization AS organization, i.campaign AS campaign, i.step AS step,
+            i.kind AS kind, i.subject AS subject, i.text AS text,
+            i.return_date AS return_date, i.bounced AS bounced, i.hard AS hard,
+            i.status_code AS status_code, i.diagnostic AS diagnostic,
+            i.contact_change AS contact_change, {review} AS needs_review,
+            i.handled_at IS NOT NULL AS handled, i.handled_at AS handled_at,
+            i.handled_note AS handled_note, i.from_addr AS from_addr,
+            i.match_rule AS match_rule, i.message_id AS message_id,
+            i.from_name AS from_name, i.unverified AS unverified,
+            i.duplicate_of AS duplicate_of, i.date_header AS date_header,
+            i.unreadable AS unreadable
+        FROM inbound i
+        LEFT JOIN partners p ON p.id = i.partner_id
+        LEFT JOIN messages m ON m.id = i.matched_message
+    """)
+    db.execute(f"""
+        CREATE VIEW partner_status AS
+        SELECT p.id AS id, p.email AS email, p.name AS name, p.organization AS organization,
+            p.industry AS industry, p.pathway AS pathway, p.owner AS owner,
+            p.status AS status, p.status_reason AS status_reason,
+            (SELECT max(sent_at) FROM messages WHERE partner_id = p.id) AS last_contact,
+            (SELECT max(at) FROM reply_log r WHERE r.partner_id = p.id AND r.kind = 'reply'
+                AND r.unverified IS NULL) AS last_reply,
+            (SELECT campaign FROM sequences s WHERE s.partner_id = p.id
+                AND s.state IN ('active', 'paused') ORDER BY s.updated_at DESC LIMIT 1)
+                AS open_campaign,
+            (SELECT state FROM sequences s WHERE s.partner_id = p.id
+                AND s.state IN ('active', 'paused') ORDER BY s.updated_at DESC LIMIT 1)
+                AS open_state,
+            (SELECT count(*) FROM inbound WHERE partner_id = p.id AND kind = 'reply'
+                AND unverified IS NULL) AS replies,
+            (SELECT count(*) FROM inbound i WHERE i.partner_id = p.id
+                AND i.handled_at IS NULL AND {review}) AS unhandled,
+            p.created_at AS created_at
+        FROM partners p
+    """)
+    db.execute("""
+        CREATE VIEW campaign_funnel AS
+        WITH names AS (
+            SELECT name AS campaign FROM campaigns
+            UNION SELECT DISTINCT campaign FROM sequences
+        ),
+        seq AS (
+            SELECT campaign, count(*) AS audience,
+                sum(state IN ('active', 'paused')) AS pending
+            FROM sequences GROUP BY campaign
+        ),
+        sent AS (
+            SELECT campaign, count(DISTINCT partner_id) AS reached, count(*) AS messages,
+                sum(status = 'failed') AS failed
+            FROM messages GROUP BY campaign
+        ),
+        delivered AS (
+            SELECT campaign, count(DISTINCT partner_id) AS reached, count(*) AS messages
+            FROM messages WHERE sent_at IS NOT NULL GROUP BY campaign
+        ),
+        per_step AS (
+            SELECT campaign, json_group_object(step, n) AS sent_per_step FROM (
+                SELECT campaign, step, count(*) AS n FROM messages
+                WHERE sent_at IS NOT NULL GROUP BY campaign, step ORDER BY campaign, step)
+            GROUP BY campaign
+        ),
+        answers AS (
+            SELECT campaign,
+                count(DISTINCT CASE WHEN kind = 'reply' THEN partner_id END) AS replied,
+                count(DISTINCT CASE WHEN kind = 'auto_reply' THEN partner_id END)
+                    AS auto_replied,
+                count(DISTINCT CASE WHEN kind = 'bounce' THEN partner_id END) AS bounced,
+                count(DISTINCT CASE WHEN kind = 'unsubscribe' THEN partner_id END)
+                    AS unsubscribed
+            FROM inbound WHERE unverified IS NULL GROUP BY campaign
+        ),
+        waits AS (
+            SELECT r.campaign AS campaign,
+                (julianday(min(r.at)) - julianday(min(m.sent_at))) * 24 AS hours
+            FROM reply_log r
+            JOIN messages m ON m.campaign = r.campaign AND m.partner_id = r.partner_id
+                AND m.sent_at IS NOT NULL
+            WHERE r.kind = 'reply' AND r.unverified IS NULL
+            GROUP BY r.campaign, r.partner_id
+        ),
+        ranked AS (
+            SELECT campaign, hours,
+                row_number() OVER (PARTITION BY campaign ORDER BY hours) AS rn,
+                count(*) OVER (PARTITION BY campaign) AS n
+            FROM waits
+        ),
+        median AS (
+            SELECT campaign, avg(hours) AS median_hours_to_reply FROM ranked
+            WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY campaign
+        )
+        SELECT names.campaign AS campaign,
+            COALESCE(seq.audience, 0) AS audience,
+            COALESCE(delivered.reached, 0) AS sent,
+            COALESCE(delivered.messages, 0) AS messages_sent,
+            COALESCE(per_step.sent_per_step, '{}') AS sent_per_step,
+            COALESCE(answers.replied, 0) AS replied,
+            COALESCE(answers.auto_replied, 0) AS auto_replied,
+            COALESCE(answers.bounced, 0) AS bounced,
+            COALESCE(answers.unsubscribed, 0) AS unsubscribed,
+            COALESCE(sent.failed, 0) AS failed,
+            COALESCE(seq.pending, 0) AS pending,
+            CASE WHEN COALESCE(delivered.reached, 0) = 0 THEN NULL
+                ELSE round(1.0 * COALESCE(answers.replied, 0) / delivered.reached, 4)
+                END AS reply_rate,
+            round(median.median_hours_to_reply, 2) AS median_hours_to_reply
+        FROM names
+        LEFT JOIN seq ON seq.campaign = names.campaign
+        LEFT JOIN sent ON sent.campaign = names.campaign
+        LEFT JOIN delivered ON delivered.campaign = names.campaign
+        LEFT JOIN per_step ON per_step.campaign = names.campaign
+        LEFT JOIN answers ON answers.campaign = names.campaign
+        LEFT JOIN median ON median.campaign = names.campaign
+    """)
 
 
 class Outgoing(NamedTuple):
@@ -1247,13 +1403,16 @@ class Store:
             )
         }
 
-    def seen_message_ids(self, message_ids: list[str]) -> set[str]:
-        return {
-            r[0]
-            for r in self._select_in(
-                "SELECT message_id FROM inbound WHERE message_id IN ({marks})", message_ids
-            )
-        }
+    def inbound_with_message_id(self, message_id: str) -> list[dict[str, Any]]:
+        """Messages recorded under this Message-ID (or header digest), oldest first: what a
+        new message with the same id is compared with."""
+        cursor = self.db.conn.execute(
+            "SELECT id, content_hash, from_addr, full_text FROM inbound WHERE message_id = ?"
+            " ORDER BY id",
+            [message_id],
+        )
+        names = ("id", "content_hash", "from_addr", "full_text")
+        return [dict(zip(names, row, strict=True)) for row in cursor]
 
     def ledger_refs(self, message_ids: Iterable[str]) -> dict[str, LedgerRef]:
         """Our messages by Message-ID (given without angle brackets)."""
@@ -1313,15 +1472,25 @@ class Store:
             )
 
     def set_inbound_kind(
-        self, inbound_id: int, kind: str, *, handled_at: datetime | None, reasons: list[str]
+        self,
+        inbound_id: int,
+        kind: str,
+        *,
+        handled_at: datetime | None,
+        reasons: list[str],
+        attributed: bool = False,
     ) -> None:
+        """A person's correction; `attributed`: they said the message is the partner's, so it
+        is no longer unverified."""
         with self.write() as conn:
             conn.execute(
-                "UPDATE inbound SET kind = ?, handled_at = ?, reasons = ? WHERE id = ?",
+                "UPDATE inbound SET kind = ?, handled_at = ?, reasons = ?,"
+                " unverified = CASE WHEN ? THEN NULL ELSE unverified END WHERE id = ?",
                 (
                     kind,
                     iso(handled_at) if handled_at else None,
-                    json.dumps(reasons, ensure_ascii=False),
+                    storable(json.dumps(reasons, ensure_ascii=False)),
+                    attributed,
                     inbound_id,
                 ),
             )

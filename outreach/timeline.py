@@ -35,6 +35,8 @@ class LogEvent:
     detail: dict[str, Any]
     message_id: str | None
     inbound_id: int | None
+    from_addr: str | None = None  # who wrote the message read from the mailbox, if any
+    from_name: str | None = None
 
     def to_json(self, zone: ZoneInfo) -> dict[str, Any]:
         return {
@@ -42,8 +44,15 @@ class LogEvent:
             "partner": self.partner, "name": self.name, "organization": self.organization,
             "campaign": self.campaign, "step": self.step, "summary": self.summary,
             "text": self.text, "detail": self.detail, "message_id": self.message_id,
-            "inbound_id": self.inbound_id,
+            "inbound_id": self.inbound_id, "from": self.from_addr, "from_name": self.from_name,
         }
+
+    @property
+    def sender(self) -> str | None:
+        """Who wrote it, when that is not the partner the event is about."""
+        if not self.from_addr or self.from_addr == self.partner:
+            return None
+        return f"{self.from_name} <{self.from_addr}>" if self.from_name else self.from_addr
 
 
 def parse_since(text: str, zone: ZoneInfo, now: datetime) -> datetime:
@@ -102,8 +111,8 @@ def load_events(
         params.append(iso(since))
     sql = (
         "SELECT e.id, e.at, e.kind, p.email, p.name, p.organization, e.campaign, e.step,"
-        " e.summary, CASE WHEN e.kind IN ('reply', 'auto_reply', 'unsubscribe')"
-        " THEN i.text END, e.detail, e.message_id, e.inbound_id"
+        " e.summary, CASE WHEN e.kind IN ('reply', 'auto_reply', 'unsubscribe', 'unverified')"
+        " THEN i.text END, e.detail, e.message_id, e.inbound_id, i.from_addr, i.from_name"
         " FROM events e LEFT JOIN partners p ON p.id = e.partner_id"
         " LEFT JOIN inbound i ON i.id = e.inbound_id"
         + (" WHERE " + " AND ".join(where) if where else "")
@@ -114,7 +123,7 @@ def load_events(
             id=row[0], at=datetime.fromisoformat(row[1]), kind=row[2], partner=row[3],
             name=row[4] or "", organization=row[5] or "", campaign=row[6], step=row[7],
             summary=row[8] or "", text=row[9], detail=json.loads(row[10] or "{}"),
-            message_id=row[11], inbound_id=row[12],
+            message_id=row[11], inbound_id=row[12], from_addr=row[13], from_name=row[14],
         )
 
 
@@ -122,7 +131,11 @@ def describe(event: LogEvent) -> str:
     """What a coordinator wants to read about one event (may span lines)."""
     detail = event.detail
     if event.kind == "reply" and event.text:
-        return event.text.strip()
+        # the words, and who wrote them when it was not the partner (a colleague)
+        words = (f"from {event.sender}:\n" if event.sender else "") + event.text.strip()
+        if detail.get("duplicate_of"):
+            words += f"\n(reuses the Message-ID of #{detail['duplicate_of']}: in the review queue)"
+        return words
     if event.kind == "paused" and detail.get("until") and "until" not in event.summary:
         return f"{event.summary} (until {detail['until'][:10]})"
     if event.kind == "acknowledged":

@@ -8,14 +8,17 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from outreach.classify import Classification
 from outreach.config import Account, Campaign, Config
 from outreach.errors import OutreachError, TemplateError
 from outreach.ingest import Reader, ReadReport
 from outreach.logs import log_event
+from outreach.mailparse import fallback_text, read_headers
 from outreach.plan import Due
 from outreach.render import Built, Threading
+from outreach.replies import header_ids
 from outreach.sending import Sender, SendReport
 from outreach.store import Store, iso
 
@@ -131,6 +134,35 @@ class GuardedReader(Reader):
     `error` with its reason and the batch goes on: it must never hold back the mail after it.
     Outages and store errors still stop the batch, so the message is read again next time."""
 
+    def salvage(self, raw: bytes, reason: str, domains: dict[str, int]) -> dict[str, Any]:
+        """What can still be read of a message that made processing fail: its sender,
+        subject and words, and the partner it points at (each step may fail too)."""
+        found: dict[str, Any] = {}
+        try:
+            headers = read_headers(raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+            found.update(
+                from_addr=headers.from_addr,
+                from_name=headers.from_name,
+                subject=headers.subject,
+                full_text=fallback_text(raw) or None,
+            )
+            result = Classification(kind="error", reasons=(reason,), headers=headers)
+            matches = self.matches_for(result, self.store.ledger_refs(header_ids(headers)), domains)
+        except _NOT_ITEM_FAILURES:
+            raise
+        except Exception:  # noqa: BLE001 - keep what was found so far
+            return found
+        if matches:
+            found.update(
+                partner_id=matches[0].partner_id,
+                campaign=matches[0].campaign,
+                step=matches[0].step,
+                matched_message=matches[0].ledger_id,
+                match_rule=matches[0].rule,
+                unverified=matches[0].unverified,
+            )
+        return found
+
     def process(
         self,
         account: Account,
@@ -154,6 +186,7 @@ class GuardedReader(Reader):
             reason = f"{type(exc).__name__}: {exc}"[:500]
             now = self.clock()
             header_block = raw.split(b"\r\n\r\n", 1)[0].strip()
+            salvaged = self.salvage(raw, reason, domains)
             with self.store.write():
                 self.store.record_inbound(
                     {
@@ -167,7 +200,10 @@ class GuardedReader(Reader):
                         "reasons": json.dumps([f"processing failed: {reason}"]),
                         "error": reason,
                         "processed_at": iso(now),
-                        "handled_at": iso(now),
+                        # what the message says is kept; one matched to a partner waits for
+                        # a person (an unreadable answer is still an answer)
+                        "handled_at": None if salvaged.get("partner_id") else iso(now),
+                        **salvaged,
                     }
                 )
             report.errors.append(f"{account.name}/{folder} uid {uid}: {reason}")

@@ -315,3 +315,37 @@ def assert_read_correctly(ws: Workspace, made: list[Hostile], uids: list[int]) -
     assert "doing great, thanks!" in script["text"]
     for needle in ("<", "alert", "document.cookie", "javascript:"):
         assert needle not in script["text"]
+
+
+# --------------------------------------------------------------------------- forged mail
+# Mail a stranger can write without having seen anything outreach sent: it must never change
+# a partner's record by itself (see outreach.replies.match_message).
+
+
+def forged_bounce(partner: str, *, status: str = "5.1.1",
+                  message_id: str = "<made.up.1@district.test>") -> bytes:
+    """A well-formed RFC 3464 bounce naming `partner` as the failed recipient, returning the
+    headers of a message outreach never sent (a Message-ID the stranger made up)."""
+    from outreach import partner_mail
+
+    never_sent = (f"From: Coordinator <coordinator@district.test>\r\nTo: {partner}\r\n"
+                  f"Subject: Check-in\r\nMessage-ID: {message_id}\r\n\r\nHello\r\n").encode()
+    return partner_mail.bounce(never_sent, status=status, reporting_mta="mx.evil.test",
+                               diagnostic=f"{status[0]}50 {status} <{{rcpt}}>: mailbox gone")
+
+
+def with_header(raw: bytes, name: str, value: bytes) -> bytes:
+    """`raw` with header `name` set to `value` (replaced, or added first)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    prefix = name.lower().encode() + b":"
+    kept = [line for line in lines if not line.lower().startswith(prefix)]
+    kept.insert(0, name.encode() + b": " + value)
+    return b"\r\n".join(kept) + sep + body
+
+
+def message_id_of(raw: bytes) -> str:
+    for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"message-id:"):
+            return line.split(b":", 1)[1].strip().decode()
+    raise AssertionError("no Message-ID")
