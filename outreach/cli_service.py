@@ -10,6 +10,7 @@ import click
 
 from outreach.cli import App, cli, pass_app
 from outreach.errors import InputError, OutreachError
+from outreach.terminal import echo
 
 UNIT_NAME = "outreach.service"
 
@@ -106,7 +107,7 @@ def service_install(app: App, user: bool, print_only: bool, force: bool) -> None
     timeout = int(config.worker.shutdown_timeout.total_seconds()) + 15
     unit = systemd_unit(outreach_command(), config_path, timeout)
     if print_only:
-        click.echo(unit, nl=False)
+        echo(unit, nl=False)
         return
     path = user_unit_path()
     if path.exists() and not force:
@@ -118,8 +119,8 @@ def service_install(app: App, user: bool, print_only: bool, force: bool) -> None
     except OSError as exc:
         raise OutreachError(f"{path}: cannot write: {exc.strerror}") from exc
     env_file = config_path.parent / "outreach.env"
-    click.echo(f"wrote {path}")
-    click.echo(
+    echo(f"wrote {path}")
+    echo(
         "\nNext:\n"
         "  systemctl --user daemon-reload\n"
         "  systemctl --user enable --now outreach\n"
@@ -144,6 +145,6 @@ def demo(keep: Path | None) -> None:
     to be removed or stay silent and get the follow-up. Ends with the response log."""
     from outreach.demo import run_demo
 
-    code = run_demo(keep, echo=click.echo)
+    code = run_demo(keep, echo=echo)
     if code:
         sys.exit(code)

@@ -10,6 +10,11 @@ added at the end. Every format has the same columns in the same order.
   it with the right characters; a text cell that starts with = + - @ gets a leading `'` so a
   spreadsheet never runs a partner's text as a formula. JSON and JSON Lines keep values as
   they are (lists and objects as such; in CSV they are JSON text).
+- Control characters: JSON escapes them (\\u001b, and C1 and bidi controls too: see
+  outreach.terminal.json_text), so the words are exact and safe to print. CSV cannot escape:
+  written with `-o FILE` it holds the exact words (it is data for a spreadsheet); written to
+  standard output, which may well be a terminal or a pager, a control character in a cell is
+  shown as a symbol like everything else outreach prints.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from zoneinfo import ZoneInfo
 from outreach.errors import InputError
 from outreach.progress import progress
 from outreach.store import Store
+from outreach.terminal import json_text, safe_text
 
 EVENT_COLUMNS = (
     "id", "at", "partner", "organization", "campaign", "step", "kind", "summary", "message_id",
@@ -108,7 +114,7 @@ def write_export(
     total = int(store.scalar(f"SELECT count(*) FROM {table}"))
     with _output(output) as handle, progress(source(store, zone), length=total,
                                              label=f"exporting {what}") as rows:
-        return write_rows(handle, fmt, columns, rows)
+        return write_rows(handle, fmt, columns, rows, exact=output is not None)
 
 
 @contextmanager
@@ -136,24 +142,28 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
 
 
 def write_rows(handle: IO[str], fmt: str, columns: tuple[str, ...],
-               rows: Iterator[dict[str, Any]] | Any) -> int:
+               rows: Iterator[dict[str, Any]] | Any, *, exact: bool = True) -> int:
+    """Rows in `fmt`; CSV cells keep control characters only when `exact` (a file)."""
     count = 0
     if fmt == "csv":
         handle.write("\ufeff")
         writer = csv.writer(handle, lineterminator="\r\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in columns])
+            cells = [_cell(row.get(c)) for c in columns]
+            if not exact:
+                cells = [safe_text(c) if isinstance(c, str) else c for c in cells]
+            writer.writerow(cells)
             count += 1
     elif fmt == "jsonl":
         for row in rows:
-            handle.write(json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False) + "\n")
+            handle.write(json_text({c: row.get(c) for c in columns}) + "\n")
             count += 1
     else:
         handle.write("[")
         for row in rows:
             handle.write(("," if count else "") + "\n  "
-                         + json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False))
+                         + json_text({c: row.get(c) for c in columns}))
             count += 1
         handle.write("\n]\n" if count else "]\n")
     return count

@@ -519,7 +519,8 @@ class Service:
             log_event(self.log, "job_error", f"{name} failed: {crashed} (at "
                       f"{Path(where.filename).name}:{where.lineno}); the worker goes on",
                       logging.ERROR, job=name)
-            self.log.debug("".join(traceback.format_exception(exc)).rstrip())
+            for line in "".join(traceback.format_exception(exc)).rstrip().splitlines():
+                self.log.debug(line)  # a log line is one line (logs.HumanFormatter)
         events = self.tap.take()
         now = self.now()
         values: dict[str, Any] = {"heartbeat_at": iso(now)}
