@@ -19,7 +19,7 @@ import click
 from outreach import __version__
 from outreach.config import Campaign, Config, find_config, load_campaigns, load_config
 from outreach.errors import InputError, OutreachError, Problems
-from outreach.store import Store
+from outreach.store import OPEN_CHECK_BUDGET, Store, database_errors
 from outreach.terminal import echo, json_text
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,7 +54,8 @@ class App:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.config.database)
+        # checked for damage first (bounded): a damaged database never gives a partial answer
+        return Store(self.config.database, integrity_budget=OPEN_CHECK_BUDGET)
 
     def close(self) -> None:
         if "store" in self.__dict__:
@@ -69,7 +70,8 @@ class OutreachGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with database_errors(lambda: database_name(ctx)):
+                return super().invoke(ctx)
         except Problems as exc:
             more = (
                 f" (and {len(exc.problems) - 1} more; `outreach check` shows them all)"
@@ -81,6 +83,16 @@ class OutreachGroup(click.Group):
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+
+
+def database_name(ctx: click.Context) -> Path | str:
+    """The database a command was using, for an error about it."""
+    app = ctx.find_object(App)
+    if app is not None and "store" in app.__dict__:
+        return app.store.path
+    if app is not None and "config" in app.__dict__:
+        return app.config.database
+    return "the database"
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -167,7 +179,9 @@ def init(directory: Path) -> None:
 @pass_app
 def check(app: App) -> None:
     """Validate the config, every campaign and template, and render every step for every
-    partner in its audience, without touching the network. Reports every problem at once."""
+    partner in its audience, without touching the network. Reports every problem at once.
+
+    Also checks the database file for damage (PRAGMA quick_check; exit 1 if damaged)."""
     from outreach.checks import check_all
 
     report = check_all(app.config_path)
@@ -175,12 +189,16 @@ def check(app: App) -> None:
         echo(note)
     for warning in report.warnings:
         echo(f"warning: {warning}", err=True)
+    for damage in report.damage:
+        echo(f"error: {damage}", err=True)
     if report.problems:
         for problem in report.problems:
             echo(f"error: {problem}", err=True)
         count = len(report.problems)
         echo(f"{count} problem{'s' if count > 1 else ''} found", err=True)
-        sys.exit(2)
+        sys.exit(1 if report.damage else 2)
+    if report.damage:
+        sys.exit(1)
     echo("ok: everything checks out")
 
 

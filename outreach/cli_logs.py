@@ -212,10 +212,10 @@ def report_command(app: App, campaign_name: str, html_file: Path | None,
         with progress(report.replies, length=len(report.replies),
                       label="writing the report") as replies:
             page = render_html(report, zone, moment, replies)
-        try:
-            html_file.write_text(page, encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"{html_file}: cannot write: {exc.strerror}") from None
+        from outreach.files import private_text_file
+
+        with private_text_file(html_file) as handle:
+            handle.write(page)
     if as_json:
         echo(json_text(report_json(report, zone), indent=2))
     else:

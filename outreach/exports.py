@@ -15,10 +15,12 @@ added at the end. Every format has the same columns in the same order.
   written with `-o FILE` it holds the exact words (it is data for a spreadsheet); written to
   standard output, which may well be a terminal or a pager, a control character in a cell is
   shown as a symbol like everything else outreach prints.
+- A file named with `-o` is created 0600 and appears only once complete (outreach.files).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,7 +32,8 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from outreach.errors import InputError
+from outreach.errors import OutreachError
+from outreach.files import DEVICE_ERRORS, private_text_file
 from outreach.progress import progress
 from outreach.store import Store
 from outreach.terminal import json_text, safe_text
@@ -112,33 +115,33 @@ def write_export(
     columns, source, table = EXPORTS[what]
     zone = ZoneInfo(timezone)
     total = int(store.scalar(f"SELECT count(*) FROM {table}"))
-    with _output(output) as handle, progress(source(store, zone), length=total,
-                                             label=f"exporting {what}") as rows:
+    opened = private_text_file(output) if output is not None else _stdout()
+    with opened as handle, progress(source(store, zone), length=total,
+                                    label=f"exporting {what}") as rows:
         return write_rows(handle, fmt, columns, rows, exact=output is not None)
 
 
 @contextmanager
-def _output(path: Path | None) -> Iterator[IO[str]]:
-    """The file, or standard output as UTF-8 whatever the locale (names are not ASCII)."""
-    if path is not None:
-        try:
-            handle = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        except OSError as exc:
-            raise InputError(f"{path}: cannot write: {exc.strerror}") from None
-        with handle:
-            yield handle
-        return
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
-        yield sys.stdout
-        return
-    sys.stdout.flush()
-    wrapper = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
+def _stdout() -> Iterator[IO[str]]:
+    """Standard output as UTF-8 whatever the locale (names are not ASCII); a failed write
+    (a full disk behind `>`) is one line, not a traceback."""
     try:
-        yield wrapper
-    finally:
-        wrapper.flush()
-        wrapper.detach()  # leave the process's stdout open
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:
+            yield sys.stdout
+            return
+        sys.stdout.flush()
+        wrapper = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
+        try:
+            yield wrapper
+            wrapper.flush()
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                wrapper.detach()  # leave the process's stdout open
+    except OSError as exc:
+        if exc.errno not in DEVICE_ERRORS:
+            raise
+        raise OutreachError(f"standard output: cannot write: {exc.strerror}") from None
 
 
 def write_rows(handle: IO[str], fmt: str, columns: tuple[str, ...],

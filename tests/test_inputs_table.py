@@ -422,10 +422,26 @@ def broken_roster_named(p: Path) -> list[str]:
     return ["partners", "import", str(path)]
 
 
+def export_into_a_missing_folder(p: Path) -> list[str]:
+    return ["export", "replies", "-o", str(p / EVIL / "replies.csv")]
+
+
+def report_into_a_missing_folder(p: Path) -> list[str]:
+    return ["report", "checkin", "--html", str(p / EVIL / "report.html")]
+
+
+def backup_into_a_missing_folder(p: Path) -> list[str]:
+    import_csv(p, "partners.csv", (p / "partners.csv").read_text(encoding="utf-8").splitlines())
+    return ["backup", str(p / EVIL / "copy.db")]
+
+
 @pytest.mark.parametrize(
     "command",
     [
         broken_roster_named,
+        export_into_a_missing_folder,
+        report_into_a_missing_folder,
+        backup_into_a_missing_folder,
     ],
     ids=lambda f: f.__name__.replace("_", "-"),
 )
