@@ -11,8 +11,6 @@ the process knows every secret it holds; `redact_secrets` is the pure function b
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -48,60 +46,49 @@ def redact_secrets(text: str, secrets: Iterable[str | None]) -> str:
     for secret in wanted:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    # cheap first: a whole-text search for each encoding; runs are decoded only for secrets
-    # too short to have an encoding at every position
-    suspects = [
-        (cores, raw)
-        for cores, raw in map(_encodings, wanted)
-        if len(cores) < 3 or any(core in text for core in cores)
-    ]
-    if not suspects or not _BASE64_RUN.search(text):
+    # one regex search per secret over the whole text; runs are looked at only on a hit
+    found = [pattern for pattern in map(_encoded, wanted) if pattern.search(text)]
+    if not found:
         return text
 
     def replace(match: re.Match[str]) -> str:
         run = match.group(0)
-        for cores, raw in suspects:
-            if any(core in run for core in cores):
-                return REDACTED
-            if len(cores) < 3 and _decodes_to(run, raw):
-                return REDACTED
-        return run
+        return REDACTED if any(pattern.search(run) for pattern in found) else run
 
     return _BASE64_RUN.sub(replace, text)
 
 
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
 @lru_cache(maxsize=64)
-def _encodings(secret: str) -> tuple[tuple[str, ...], bytes]:
-    """The base64 characters that encode `secret` wherever it sits in a longer string.
+def _encoded(secret: str) -> re.Pattern[str]:
+    """A pattern for the base64 of any text that contains `secret`, wherever it sits.
 
-    Base64 turns each 3 bytes into 4 characters, so a secret inside a longer string starts at
-    one of three positions in a 3-byte group; for each, the groups that lie wholly inside the
-    secret always encode to the same characters, whatever surrounds it. Those runs shorter
-    than 8 characters would match by chance; short secrets are found by decoding instead."""
+    Base64 turns each 3 bytes into 4 characters of 6 bits. A secret inside a longer text
+    starts at one of three positions in a 3-byte group; for each, every character whose 6
+    bits come from the secret alone is fixed, and one that also takes bits from the bytes
+    around it is one of the characters whose bits from the secret match (a class)."""
     raw = secret.encode("utf-8")
-    cores = []
+    choices = []
     for shift in range(3):
-        text = base64.b64encode(b"\0" * shift + raw).decode("ascii")
-        first, last = (1 if shift else 0), (shift + len(raw)) // 3
-        core = text[4 * first : 4 * last]
-        if len(core) >= 8:
-            cores.append(core)
-    return tuple(cores), raw
-
-
-def _decodes_to(run: str, raw: bytes) -> bool:
-    """Whether `run`, read as base64 from any of its first four characters, holds `raw`."""
-    body = run.rstrip("=")
-    for start in range(4):
-        chunk = body[start:]
-        if len(chunk) % 4 == 1:
-            chunk = chunk[:-1]
-        if not chunk:
-            continue
-        try:
-            decoded = base64.b64decode(chunk + "=" * (-len(chunk) % 4))
-        except (binascii.Error, ValueError):
-            continue
-        if raw in decoded:
-            return True
-    return False
+        bits: list[int | None] = [None] * (8 * shift)
+        bits += [(byte >> (7 - k)) & 1 for byte in raw for k in range(8)]
+        bits += [None] * (-len(bits) % 6)
+        chars = []
+        for start in range(0, len(bits), 6):
+            known = bits[start : start + 6]
+            if all(b is None for b in known):
+                continue
+            fits = [
+                c
+                for value, c in enumerate(_ALPHABET)
+                if all(b is None or (value >> (5 - k)) & 1 == b for k, b in enumerate(known))
+            ]
+            chars.append(
+                re.escape(fits[0])
+                if len(fits) == 1
+                else "[" + "".join(re.escape(c) for c in fits) + "]"
+            )
+        choices.append("".join(chars))
+    return re.compile("|".join(choices))

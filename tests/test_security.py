@@ -702,3 +702,22 @@ def test_credentials_a_server_echoes_never_reach_output_log_or_database(
             assert how is None, f"{password} {how} in {where}:\n{blob[:3000]!r}"
     assert any(b"[redacted]" in blob for _, blob in outputs)  # the echo was seen, and hidden
     assert b"redacted" in rows, rows  # the worker kept the error, without the password
+
+
+@pytest.mark.parametrize("password", ["abcd", "secret", SMTP_PASSWORD, "pässwörd-ü"])
+@pytest.mark.parametrize("before", ["", "x", "xy", "\0jlee\0"])
+@pytest.mark.parametrize("after", ["", "z", "zz!"])
+def test_redaction_hides_any_base64_holding_the_password(
+    password: str, before: str, after: str
+) -> None:
+    """Short passwords too, at each of the three positions in a base64 group, and nothing
+    else: an ordinary line is left as it is."""
+    from outreach.redaction import redact_secrets
+
+    echoed = base64.b64encode((before + password + after).encode()).decode()
+    line = f"535 5.7.8 Authentication failed: {echoed} ({password})"
+    assert redact_secrets(line, [password]) == (
+        "535 5.7.8 Authentication failed: [redacted] ([redacted])"
+    )
+    ordinary = "250 2.0.0 OK queued as L000001 for p0001@partners.test"
+    assert redact_secrets(ordinary, [password]) == ordinary
