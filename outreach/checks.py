@@ -39,6 +39,7 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    damage: list[str] = field(default_factory=list)  # the database file (exit 1, not 2)
 
 
 def check_all(config_path: Path) -> CheckReport:
@@ -75,8 +76,11 @@ def check_all(config_path: Path) -> CheckReport:
 
     partners: list[Partner] = []
     if config.database.exists():
-        with Store(config.database) as store:
-            partners = store.partners(status="active")
+        report.damage, note = database_damage(config.database)
+        report.notes.append(note)
+        if not report.damage:
+            with Store(config.database) as store:
+                partners = store.partners(status="active")
     for campaign in campaigns:
         audience = [p for p in partners if audience_includes(campaign.audience, p)]
         if not audience:
@@ -137,3 +141,24 @@ def render_problems(
         first[key] if n == 1 else f"{first[key]} (and {n - 1} more partners)"
         for key, n in count.items()
     ]
+
+
+def database_damage(path: Path) -> tuple[list[str], str]:
+    """The integrity check of the database (store_backup.integrity_problems): the damage
+    found, as one line, and a note on what was checked."""
+    from outreach.store import RESTORE
+    from outreach.store_backup import CHECK_BUDGET, integrity_problems
+
+    found = integrity_problems(path)
+    size = f"{path.stat().st_size / 1e6:.1f} MB"
+    if found.problems:
+        more = f" (and {len(found.problems) - 1} more)" if len(found.problems) > 1 else ""
+        return [
+            f"{path}: the database is damaged: {found.problems[0]}{more} (hint: {RESTORE})"
+        ], f"database: damaged ({size})"
+    if not found.finished:
+        return [], (
+            f"database: no damage found in the first {CHECK_BUDGET:g}s of the "
+            f"integrity check ({size}); `outreach backup` checks all of it"
+        )
+    return [], f"database: no damage found ({size}, PRAGMA quick_check)"

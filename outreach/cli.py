@@ -5,7 +5,6 @@ Exit codes: 0 success; 1 an operation failed (server, store); 2 bad command line
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -20,7 +19,8 @@ import click
 from outreach import __version__
 from outreach.config import Campaign, Config, find_config, load_campaigns, load_config
 from outreach.errors import InputError, OutreachError, Problems
-from outreach.store import Store
+from outreach.store import OPEN_CHECK_BUDGET, Store, database_errors
+from outreach.terminal import echo, json_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,7 +54,8 @@ class App:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.config.database)
+        # checked for damage first (bounded): a damaged database never gives a partial answer
+        return Store(self.config.database, integrity_budget=OPEN_CHECK_BUDGET)
 
     def close(self) -> None:
         if "store" in self.__dict__:
@@ -69,7 +70,8 @@ class OutreachGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with database_errors(lambda: database_name(ctx)):
+                return super().invoke(ctx)
         except Problems as exc:
             more = (
                 f" (and {len(exc.problems) - 1} more; `outreach check` shows them all)"
@@ -83,8 +85,18 @@ class OutreachGroup(click.Group):
             fail("interrupted", 130)
 
 
+def database_name(ctx: click.Context) -> Path | str:
+    """The database a command was using, for an error about it."""
+    app = ctx.find_object(App)
+    if app is not None and "store" in app.__dict__:
+        return app.store.path
+    if app is not None and "config" in app.__dict__:
+        return app.config.database
+    return "the database"
+
+
 def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
@@ -150,10 +162,10 @@ def init(directory: Path) -> None:
             raise InputError(f"{target}: cannot write: {exc.strerror or exc}") from exc
         written.append(name)
     for name in written:
-        click.echo(f"wrote {directory / name}")
+        echo(f"wrote {directory / name}")
     for name in kept:
-        click.echo(f"kept  {directory / name} (already there)")
-    click.echo(
+        echo(f"kept  {directory / name} (already there)")
+    echo(
         "\nNext: edit config.toml (your address and mail servers), then\n"
         f"  cd {directory}\n  outreach partners import partners.csv\n  outreach check\n"
         "  outreach preview checkin"
@@ -167,21 +179,27 @@ def init(directory: Path) -> None:
 @pass_app
 def check(app: App) -> None:
     """Validate the config, every campaign and template, and render every step for every
-    partner in its audience, without touching the network. Reports every problem at once."""
+    partner in its audience, without touching the network. Reports every problem at once.
+
+    Also checks the database file for damage (PRAGMA quick_check; exit 1 if damaged)."""
     from outreach.checks import check_all
 
     report = check_all(app.config_path)
     for note in report.notes:
-        click.echo(note)
+        echo(note)
     for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)
+    for damage in report.damage:
+        echo(f"error: {damage}", err=True)
     if report.problems:
         for problem in report.problems:
-            click.echo(f"error: {problem}", err=True)
+            echo(f"error: {problem}", err=True)
         count = len(report.problems)
-        click.echo(f"{count} problem{'s' if count > 1 else ''} found", err=True)
-        sys.exit(2)
-    click.echo("ok: everything checks out")
+        echo(f"{count} problem{'s' if count > 1 else ''} found", err=True)
+        sys.exit(1 if report.damage else 2)
+    if report.damage:
+        sys.exit(1)
+    echo("ok: everything checks out")
 
 
 @cli.command()
@@ -221,13 +239,13 @@ def preview(
         ]
         partner = audience[0] if audience else SAMPLE_PARTNER
         if not audience:
-            click.echo("(no partner in this campaign's audience yet: a sample partner is shown)\n")
+            echo("(no partner in this campaign's audience yet: a sample partner is shown)\n")
     account = app.config.accounts[campaign.account]
     built = render_sequence(Renderer(app.config), campaign, partner, account, now(), steps or None)
     for index, message in enumerate(built):
         if index:
-            click.echo("\n" + "=" * 72 + "\n")
-        click.echo(format_for_terminal(message.message))
+            echo("\n" + "=" * 72 + "\n")
+        echo(format_for_terminal(message.message))
 
 
 def format_for_terminal(message: Any) -> str:
@@ -239,10 +257,15 @@ def format_for_terminal(message: Any) -> str:
     text_part = message.get_body(("plain",))
     html_part = message.get_body(("html",))
     lines.append("")
-    lines.append(text_part.get_content().rstrip("\n") if text_part else "")
+    lines.append(_lines(text_part.get_content()) if text_part else "")
     if html_part is not None:
-        lines += ["", "----- text/html alternative -----", html_part.get_content().rstrip("\n")]
+        lines += ["", "----- text/html alternative -----", _lines(html_part.get_content())]
     return "\n".join(lines)
+
+
+def _lines(content: str) -> str:
+    """A part's text with its CRLF line ends as newlines and no blank end."""
+    return content.replace("\r\n", "\n").rstrip("\n")
 
 
 # --------------------------------------------------------------------------- partners
@@ -271,7 +294,7 @@ def partners_import(app: App, csv_file: Path, dry_run: bool) -> None:
     ]
     if dry_run:
         known = sum(1 for p in records if app.store.partner_by_email(p.email))
-        click.echo(
+        echo(
             f"{csv_file}: {len(records)} valid rows ({len(records) - known} new, {known} "
             "updated); nothing changed (dry run)"
         )
@@ -287,7 +310,7 @@ def partners_import(app: App, csv_file: Path, dry_run: bool) -> None:
             new, changed = app.store.upsert_partners(chunk, moment)
             created, updated = created + new, updated + changed
             done(len(chunk))
-    click.echo(f"{csv_file}: imported {len(records)} partners ({created} new, {updated} updated)")
+    echo(f"{csv_file}: imported {len(records)} partners ({created} new, {updated} updated)")
 
 
 @partners.command("list")
@@ -317,22 +340,21 @@ def partners_list(app: App, as_json: bool, status: str | None, stale: str | None
     if as_json:
         from outreach.relationships import NONE
 
-        click.echo(
-            json.dumps(
+        echo(
+            json_text(
                 [partner_json(p, rels.get(p.id or 0, NONE), local_zone(app)) for p in rows],
-                ensure_ascii=False,
                 indent=2,
             )
         )
         return
     if not rows:
-        click.echo(
+        echo(
             f"nobody has been quiet for {stale}"
             if stale is not None
             else "no partners yet (outreach partners import FILE.csv)"
         )
         return
-    click.echo(format_table(partner_table(rows, rels, local_zone(app))))
+    echo(format_table(partner_table(rows, rels, local_zone(app))))
 
 
 def format_table(rows: Sequence[Sequence[str]], max_width: int = 40) -> str:
@@ -374,7 +396,7 @@ def run(app: App, once: bool, dry_run: bool, log_json: bool, verbose: bool) -> N
             from outreach.service import record_once
 
             record_once(app.store, read, sent, now())
-            click.echo(f"read: {read.summary()}\nsend: {sent.summary()}")
+            echo(f"read: {read.summary()}\nsend: {sent.summary()}")
             if read.errors or sent.errors:
                 sys.exit(1)
             return
@@ -388,11 +410,11 @@ def show_dry_run(app: App) -> None:
 
     due = find_due(app.store, app.campaigns, now(), app.config.timezone)
     if not due:
-        click.echo("nothing is due now")
+        echo("nothing is due now")
         return
     for item in due:
-        click.echo(f"{item.campaign.name}  step {item.step.number}  {item.partner.email}")
-    click.echo(f"{len(due)} message(s) would be sent (dry run: nothing changed)")
+        echo(f"{item.campaign.name}  step {item.step.number}  {item.partner.email}")
+    echo(f"{len(due)} message(s) would be sent (dry run: nothing changed)")
 
 
 @cli.command()
@@ -428,8 +450,8 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
         )
     rows.sort(key=lambda r: (r.at, r.campaign, r.partner.email))
     if as_json:
-        click.echo(
-            json.dumps(
+        echo(
+            json_text(
                 [
                     {
                         "campaign": r.campaign,
@@ -444,7 +466,7 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
         )
         return
     if not rows:
-        click.echo(f"nothing planned in the next {days} days")
+        echo(f"nothing planned in the next {days} days")
         return
     zone = local_zone(app)
     table = [("WHEN", "CAMPAIGN", "STEP", "PARTNER", "ORGANIZATION")] + [
@@ -457,8 +479,8 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
         )
         for r in rows
     ]
-    click.echo(format_table(table))
-    click.echo(f"\n{len(rows)} message(s) in the next {days} days (times in {zone.key})")
+    echo(format_table(table))
+    echo(f"\n{len(rows)} message(s) in the next {days} days (times in {zone.key})")
 
 
 def local_zone(app: App) -> Any:
@@ -494,8 +516,8 @@ def status(app: App, as_json: bool) -> None:
     }
     unknown = app.store.ledger_rows("status = 'unknown' ORDER BY id")
     if as_json:
-        click.echo(
-            json.dumps(
+        echo(
+            json_text(
                 {
                     "campaigns": {
                         n: {s: counts.get(n, {}).get(s, 0) for s in LEDGER_STATES} for n in names
@@ -519,9 +541,9 @@ def status(app: App, as_json: bool) -> None:
     table = [("CAMPAIGN", *(s.upper() for s in LEDGER_STATES))] + [
         (n, *(str(counts.get(n, {}).get(s, 0)) for s in LEDGER_STATES)) for n in names
     ]
-    click.echo(format_table(table) if names else "no campaigns yet")
+    echo(format_table(table) if names else "no campaigns yet")
     state = f"running (pid {holder})" if holder is not None else "not running"
-    click.echo(f"\nworker: {state}")
+    echo(f"\nworker: {state}")
     from outreach.service import when
 
     zone, moment = local_zone(app), now()
@@ -533,16 +555,16 @@ def status(app: App, as_json: bool) -> None:
         ("stopped_at", "stopped"),
     ):
         if worker.get(key) and (key != "stopped_at" or holder is None):
-            click.echo(f"  {label}: {when(worker[key], zone, moment)}")
+            echo(f"  {label}: {when(worker[key], zone, moment)}")
     if worker.get("last_error"):
-        click.echo(
+        echo(
             f"  last error: {worker['last_error']} "
             f"({when(worker.get('last_error_at'), zone, moment)})"
         )
     if unknown:
-        click.echo(f"\n{len(unknown)} message(s) with an unknown outcome (see `outreach resolve`):")
+        echo(f"\n{len(unknown)} message(s) with an unknown outcome (see `outreach resolve`):")
         for r in unknown:
-            click.echo(f"  #{r.id} {r.campaign} step {r.step} to {r.to_addr}")
+            echo(f"  #{r.id} {r.campaign} step {r.step} to {r.to_addr}")
 
 
 @cli.command()
@@ -564,12 +586,12 @@ def resolve(app: App, ids: tuple[int, ...], all_unknown: bool, choice: str | Non
     again (the partner may get it twice if it did arrive)."""
     rows = app.store.ledger_rows("status = 'unknown' ORDER BY id")
     if not rows:
-        click.echo("no message has an unknown outcome")
+        echo("no message has an unknown outcome")
         return
     if choice is None:
         for r in rows:
-            click.echo(f"#{r.id}  {r.campaign} step {r.step} to {r.to_addr}  {r.message_id}")
-        click.echo("\nsettle with: outreach resolve ID... --sent | --resend | --check-sent-folder")
+            echo(f"#{r.id}  {r.campaign} step {r.step} to {r.to_addr}  {r.message_id}")
+        echo("\nsettle with: outreach resolve ID... --sent | --resend | --check-sent-folder")
         return
     if choice == "imap":
         from outreach.logs import setup_logging
@@ -577,7 +599,7 @@ def resolve(app: App, ids: tuple[int, ...], all_unknown: bool, choice: str | Non
 
         sender = Sender(app.config, app.campaigns, app.store, now, setup_logging())
         resolved, left = sender.resolve_unknown()
-        click.echo(f"{resolved} found in the Sent folder and counted as sent; {left} still unknown")
+        echo(f"{resolved} found in the Sent folder and counted as sent; {left} still unknown")
         return
     if not ids and not all_unknown:
         raise InputError("name the message ids to settle, or --all")
@@ -587,9 +609,7 @@ def resolve(app: App, ids: tuple[int, ...], all_unknown: bool, choice: str | Non
         raise InputError(f"not an unknown message: {', '.join(f'#{i}' for i in sorted(missing))}")
     for r in chosen:
         app.store.resolve_unknown(r, choice == "sent", now(), "by `outreach resolve`")
-        click.echo(
-            f"#{r.id} {r.to_addr}: {'counted as sent' if choice == 'sent' else 'queued again'}"
-        )
+        echo(f"#{r.id} {r.to_addr}: {'counted as sent' if choice == 'sent' else 'queued again'}")
 
 
 # --------------------------------------------------------------------------- classify
@@ -623,20 +643,20 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
             )
         result = classify_message(raw)
         if as_json:
-            click.echo(json.dumps(result.to_json(str(path)), ensure_ascii=False))
+            echo(json_text(result.to_json(str(path))))
             continue
-        click.echo(f"{path}: {result.kind}")
+        echo(f"{path}: {result.kind}")
         for reason in result.reasons:
-            click.echo(f"  because: {reason}")
+            echo(f"  because: {reason}")
         if result.bounced_recipients:
             hard = {True: "hard", False: "soft", None: "unknown"}[result.hard]
-            click.echo(f"  failed recipients: {', '.join(result.bounced_recipients)} ({hard})")
+            echo(f"  failed recipients: {', '.join(result.bounced_recipients)} ({hard})")
         if result.return_date:
-            click.echo(f"  back on: {result.return_date.isoformat()}")
+            echo(f"  back on: {result.return_date.isoformat()}")
         if result.contact_change:
-            click.echo("  contact change: the person seems to have left")
+            echo("  contact change: the person seems to have left")
         if result.text:
-            click.echo("  text: " + result.text.replace("\n", "\n        "))
+            echo("  text: " + result.text.replace("\n", "\n        "))
 
 
 # --------------------------------------------------------------------------- exports
@@ -666,7 +686,7 @@ def export(app: App, what: str, fmt: str, output: Path | None) -> None:
 
     count = write_export(app.store, what, fmt, output, app.config.timezone)
     if output:
-        click.echo(f"wrote {count} {what} to {output}", err=True)
+        echo(f"wrote {count} {what} to {output}", err=True)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -6,7 +6,6 @@ module only parses options, builds the store and prints.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterable
 from contextlib import suppress
@@ -19,6 +18,7 @@ import click
 
 from outreach.cli import App, cli, pass_app
 from outreach.errors import InputError
+from outreach.terminal import echo, json_text
 
 
 def _now() -> datetime:
@@ -78,30 +78,30 @@ def log_command(app: App, partner_email: str | None, campaign_name: str | None,
         found = app.store.partner_by_email(partner)
         assert found is not None and found.id is not None
         who = " · ".join(x for x in (found.name, found.organization, found.status) if x)
-        click.echo(f"{found.email}  {who}\n")
+        echo(f"{found.email}  {who}\n")
         waiting = list(format_waiting(app.store.waiting_for(found.id, campaign_name), zone))
     listed = list(events)
     if not listed:
-        click.echo("no events" + (" match" if partner or campaign_name or since else " yet"))
+        echo("no events" + (" match" if partner or campaign_name or since else " yet"))
     else:
-        click.echo("\n".join(format_log(listed, zone, width=_width(),
+        echo("\n".join(format_log(listed, zone, width=_width(),
                                          show_partner=partner is None)))
-        click.echo(f"\n{len(listed)} event(s); times in {zone.key}")
+        echo(f"\n{len(listed)} event(s); times in {zone.key}")
     if waiting:
-        click.echo("\n" + "\n".join(waiting))
+        echo("\n" + "\n".join(waiting))
 
 
 def echo_json_array(items: Iterable[dict[str, Any]]) -> None:
     """A JSON array, one object per line, written as it goes (large logs stay cheap)."""
     chunks, count = ["["], 0
     for item in items:
-        chunks.append(("," if count else "") + "\n  " + json.dumps(item, ensure_ascii=False))
+        chunks.append(("," if count else "") + "\n  " + json_text(item))
         count += 1
         if len(chunks) >= 1000:
-            click.echo("".join(chunks), nl=False)
+            echo("".join(chunks), nl=False)
             chunks = []
     chunks.append("\n]" if count else "]")
-    click.echo("".join(chunks))
+    echo("".join(chunks))
 
 
 # --------------------------------------------------------------------------- replies
@@ -133,7 +133,7 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
         echo_json_array(r.to_json(zone) for r in rows)
         return
     if not rows:
-        click.echo("no unhandled replies" if unhandled else "no replies yet")
+        echo("no unhandled replies" if unhandled else "no replies yet")
         return
     width = max(40, _width() - 6)
     blocks = []
@@ -159,9 +159,9 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
         if r.note:
             body.append(f"    note: {r.note}")
         blocks.append("\n".join([head, *body]))
-    click.echo("\n\n".join(blocks))
+    echo("\n\n".join(blocks))
     open_count = sum(1 for r in rows if not r.handled)
-    click.echo(f"\n{len(rows)} repl{'y' if len(rows) == 1 else 'ies'}, {open_count} open; "
+    echo(f"\n{len(rows)} repl{'y' if len(rows) == 1 else 'ies'}, {open_count} open; "
                f"times in {zone.key}. Mark one handled: outreach replies ack ID --note TEXT")
 
 
@@ -189,7 +189,7 @@ def replies_ack(app: App, reply_id: int, note: str | None) -> None:
     mail is dismissed: it changes nothing."""
     from outreach.review import acknowledge
 
-    click.echo(acknowledge(app.store, reply_id, note, _now()))
+    echo(acknowledge(app.store, reply_id, note, _now()))
 
 
 @replies.command("reclassify")
@@ -207,9 +207,9 @@ def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
     changes = reclassify(app.store, reply_id, kind, _now(),
                          default_timezone=app.config.timezone,
                          auto_reply_pause=app.config.replies.auto_reply_pause)
-    click.echo(f"#{reply_id} is now {kind}")
+    echo(f"#{reply_id} is now {kind}")
     for change in changes:
-        click.echo(f"  {change}")
+        echo(f"  {change}")
 
 
 # --------------------------------------------------------------------------- report
@@ -228,7 +228,7 @@ def report_command(app: App, campaign_name: str, html_file: Path | None,
     unsubscribed, still pending, reply rate, median time to reply) and the partners who
     never answered."""
     from outreach.progress import progress
-    from outreach.report import campaign_names, dumps, format_report, load_report
+    from outreach.report import campaign_names, format_report, load_report, report_json
 
     known = set(campaign_names(app.store)) | {c.name for c in app.campaigns}
     if campaign_name not in known:
@@ -243,13 +243,13 @@ def report_command(app: App, campaign_name: str, html_file: Path | None,
         with progress(report.replies, length=len(report.replies),
                       label="writing the report") as replies:
             page = render_html(report, zone, moment, replies)
-        try:
-            html_file.write_text(page, encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"{html_file}: cannot write: {exc.strerror}") from None
+        from outreach.files import private_text_file
+
+        with private_text_file(html_file) as handle:
+            handle.write(page)
     if as_json:
-        click.echo(dumps(report, zone))
+        echo(json_text(report_json(report, zone), indent=2))
     else:
-        click.echo("\n".join(format_report(report, zone, moment)))
+        echo("\n".join(format_report(report, zone, moment)))
     if html_file is not None:
-        click.echo(f"wrote {html_file}", err=True)
+        echo(f"wrote {html_file}", err=True)

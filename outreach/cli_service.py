@@ -1,4 +1,5 @@
-"""Commands to run outreach as a service (service install, demo); they register on `cli`."""
+"""Commands to run outreach as a service (service install, backup, demo); they register on
+`cli`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import click
 
 from outreach.cli import App, cli, pass_app
 from outreach.errors import InputError, OutreachError
+from outreach.terminal import echo
 
 UNIT_NAME = "outreach.service"
 
@@ -106,7 +108,7 @@ def service_install(app: App, user: bool, print_only: bool, force: bool) -> None
     timeout = int(config.worker.shutdown_timeout.total_seconds()) + 15
     unit = systemd_unit(outreach_command(), config_path, timeout)
     if print_only:
-        click.echo(unit, nl=False)
+        echo(unit, nl=False)
         return
     path = user_unit_path()
     if path.exists() and not force:
@@ -118,8 +120,8 @@ def service_install(app: App, user: bool, print_only: bool, force: bool) -> None
     except OSError as exc:
         raise OutreachError(f"{path}: cannot write: {exc.strerror}") from exc
     env_file = config_path.parent / "outreach.env"
-    click.echo(f"wrote {path}")
-    click.echo(
+    echo(f"wrote {path}")
+    echo(
         "\nNext:\n"
         "  systemctl --user daemon-reload\n"
         "  systemctl --user enable --now outreach\n"
@@ -128,6 +130,26 @@ def service_install(app: App, user: bool, print_only: bool, force: bool) -> None
         "  loginctl enable-linger \"$USER\"         # keep it running after you log out\n"
         f"Passwords (password_env) go in {env_file} as NAME=value lines (chmod 600)."
     )
+
+
+# --------------------------------------------------------------------------- backup
+
+
+@cli.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@pass_app
+def backup_command(app: App, file: Path, force: bool) -> None:
+    """Write a consistent copy of the database to FILE, even while the worker runs.
+
+    The copy is checked for damage, readable by you alone (0600), and appears under its name
+    only once complete. An existing FILE is never replaced without --force. To restore:
+    stop the worker, move outreach.db and its -wal and -shm files aside, copy FILE to
+    outreach.db (README, "Backups")."""
+    from outreach.store_backup import backup
+
+    made = backup(app.config.database, file, overwrite=force)
+    echo(f"wrote {made.path} ({made.size / 1e6:.1f} MB): a copy of {app.config.database}")
 
 
 # --------------------------------------------------------------------------- demo
@@ -144,6 +166,6 @@ def demo(keep: Path | None) -> None:
     to be removed or stay silent and get the follow-up. Ends with the response log."""
     from outreach.demo import run_demo
 
-    code = run_demo(keep, echo=click.echo)
+    code = run_demo(keep, echo=echo)
     if code:
         sys.exit(code)

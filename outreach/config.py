@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from outreach.durations import parse_duration
 from outreach.errors import ConfigError, Problems
+from outreach.redaction import remember_secret
 
 CONFIG_ENV = "OUTREACH_CONFIG"
 SECURITY_MODES = ("tls", "starttls", "none")
@@ -74,6 +75,7 @@ class ServerSettings:
                     f"environment variable {self.password_env} is not set",
                     hint=f"export {self.password_env}=... before starting outreach",
                 )
+            remember_secret(value)  # never printed, logged or stored (outreach.redaction)
             return value
         if self.password_cmd:
             try:
@@ -90,7 +92,9 @@ class ServerSettings:
                     f"{key_location(self.source, self.key_path + '.password_cmd')} exited "
                     f"with {done.returncode}"
                 )
-            return done.stdout.rstrip("\r\n")
+            password = done.stdout.rstrip("\r\n")
+            remember_secret(password)
+            return password
         return None
 
 

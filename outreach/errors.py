@@ -45,6 +45,10 @@ class StoreError(OutreachError):
     """The database could not be opened or written."""
 
 
+class DamagedDatabaseError(StoreError):
+    """The database file is damaged (SQLite found a bad page): restore a backup."""
+
+
 class MailServerError(OutreachError, ConnectionError):
     """A mail server could not be reached or refused us (temporary unless `permanent`)."""
 

@@ -10,10 +10,17 @@ added at the end. Every format has the same columns in the same order.
   it with the right characters; a text cell that starts with = + - @ gets a leading `'` so a
   spreadsheet never runs a partner's text as a formula. JSON and JSON Lines keep values as
   they are (lists and objects as such; in CSV they are JSON text).
+- Control characters: JSON escapes them (\\u001b, and C1 and bidi controls too: see
+  outreach.terminal.json_text), so the words are exact and safe to print. CSV cannot escape:
+  written with `-o FILE` it holds the exact words (it is data for a spreadsheet); written to
+  standard output, which may well be a terminal or a pager, a control character in a cell is
+  shown as a symbol like everything else outreach prints.
+- A file named with `-o` is created 0600 and appears only once complete (outreach.files).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,9 +32,11 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from outreach.errors import InputError
+from outreach.errors import OutreachError
+from outreach.files import DEVICE_ERRORS, private_text_file
 from outreach.progress import progress
 from outreach.store import Store
+from outreach.terminal import json_text, safe_text
 
 EVENT_COLUMNS = (
     "id", "at", "partner", "organization", "campaign", "step", "kind", "summary", "message_id",
@@ -108,54 +117,58 @@ def write_export(
     columns, source, table = EXPORTS[what]
     zone = ZoneInfo(timezone)
     total = int(store.scalar(f"SELECT count(*) FROM {table}"))
-    with _output(output) as handle, progress(source(store, zone), length=total,
-                                             label=f"exporting {what}") as rows:
-        return write_rows(handle, fmt, columns, rows)
+    opened = private_text_file(output) if output is not None else _stdout()
+    with opened as handle, progress(source(store, zone), length=total,
+                                    label=f"exporting {what}") as rows:
+        return write_rows(handle, fmt, columns, rows, exact=output is not None)
 
 
 @contextmanager
-def _output(path: Path | None) -> Iterator[IO[str]]:
-    """The file, or standard output as UTF-8 whatever the locale (names are not ASCII)."""
-    if path is not None:
-        try:
-            handle = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        except OSError as exc:
-            raise InputError(f"{path}: cannot write: {exc.strerror}") from None
-        with handle:
-            yield handle
-        return
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
-        yield sys.stdout
-        return
-    sys.stdout.flush()
-    wrapper = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
+def _stdout() -> Iterator[IO[str]]:
+    """Standard output as UTF-8 whatever the locale (names are not ASCII); a failed write
+    (a full disk behind `>`) is one line, not a traceback."""
     try:
-        yield wrapper
-    finally:
-        wrapper.flush()
-        wrapper.detach()  # leave the process's stdout open
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:
+            yield sys.stdout
+            return
+        sys.stdout.flush()
+        wrapper = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
+        try:
+            yield wrapper
+            wrapper.flush()
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                wrapper.detach()  # leave the process's stdout open
+    except OSError as exc:
+        if exc.errno not in DEVICE_ERRORS:
+            raise
+        raise OutreachError(f"standard output: cannot write: {exc.strerror}") from None
 
 
 def write_rows(handle: IO[str], fmt: str, columns: tuple[str, ...],
-               rows: Iterator[dict[str, Any]] | Any) -> int:
+               rows: Iterator[dict[str, Any]] | Any, *, exact: bool = True) -> int:
+    """Rows in `fmt`; CSV cells keep control characters only when `exact` (a file)."""
     count = 0
     if fmt == "csv":
         handle.write("\ufeff")
         writer = csv.writer(handle, lineterminator="\r\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in columns])
+            cells = [_cell(row.get(c)) for c in columns]
+            if not exact:
+                cells = [safe_text(c) if isinstance(c, str) else c for c in cells]
+            writer.writerow(cells)
             count += 1
     elif fmt == "jsonl":
         for row in rows:
-            handle.write(json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False) + "\n")
+            handle.write(json_text({c: row.get(c) for c in columns}) + "\n")
             count += 1
     else:
         handle.write("[")
         for row in rows:
             handle.write(("," if count else "") + "\n  "
-                         + json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False))
+                         + json_text({c: row.get(c) for c in columns}))
             count += 1
         handle.write("\n]\n" if count else "]\n")
     return count

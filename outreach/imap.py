@@ -26,6 +26,7 @@ from imapclient.response_parser import parse_fetch_response, parse_response
 
 from outreach.config import ServerSettings
 from outreach.errors import AuthenticationError, MailServerError, tls_failure
+from outreach.redaction import redact_secrets
 
 SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "[Gmail]/Sent Mail", "INBOX.Sent")
 
@@ -47,6 +48,11 @@ class Mailbox:
     @property
     def where(self) -> str:
         return f"IMAP {self.settings.address}"
+
+    def _said(self, exc: BaseException) -> str:
+        """A server's (or the library's) text without the password: a server may quote the
+        LOGIN or AUTHENTICATE data it refuses (outreach.redaction)."""
+        return redact_secrets(str(exc), (self.password,))
 
     def __enter__(self) -> Mailbox:
         self.connect()
@@ -72,7 +78,7 @@ class Mailbox:
         except ssl.SSLError as exc:
             raise tls_failure(self.where, exc) from exc
         except (IMAPClientError, OSError) as exc:
-            raise MailServerError(f"{self.where}: cannot connect: {exc}") from exc
+            raise MailServerError(f"{self.where}: cannot connect: {self._said(exc)}") from exc
         if s.username:
             try:
                 client.login(s.username, self.password or "")
@@ -84,7 +90,7 @@ class Mailbox:
                 ) from exc
             except (IMAPClientError, OSError) as exc:
                 _quietly_logout(client)
-                raise MailServerError(f"{self.where}: login failed: {exc}") from exc
+                raise MailServerError(f"{self.where}: login failed: {self._said(exc)}") from exc
         self.client = client
 
     def close(self) -> None:
@@ -100,7 +106,7 @@ class Mailbox:
         except MailServerError:
             raise
         except (TimeoutError, IMAPClientError, OSError) as exc:
-            raise MailServerError(f"{self.where}: {doing} failed: {exc}") from exc
+            raise MailServerError(f"{self.where}: {doing} failed: {self._said(exc)}") from exc
 
     @property
     def imap(self) -> imapclient.IMAPClient:

@@ -14,6 +14,7 @@ Nothing here talks to any host but the loopback interface, and nothing imports p
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import email
@@ -241,6 +242,10 @@ class LocalSMTPServer:
       recorded) is answered with *reply* and the connection is closed; ``reply=None`` closes
       without a word. One-shot; ``drops`` counts how often it fired.
     * ``delay``: seconds to wait before answering the end of DATA (slow server).
+    * ``auth_reply``: every AUTH fails with this reply, where ``{sasl}`` stands for the
+      base64 the client sent (PLAIN: ``\\0user\\0password``; LOGIN: the password's),
+      ``{login}`` and ``{password}`` for what it decoded: a server that quotes the
+      credentials it refuses, e.g. ``"535 5.7.8 Authentication failed: {sasl}"``.
     * ``reset_faults()`` clears all of the above.
 
     ``on_message(msg: ReceivedMessage)`` is called (in a worker thread, awaited) for every
@@ -270,6 +275,8 @@ class LocalSMTPServer:
         rcpt_responses: Iterable[str] = (),
         data_responses: Iterable[str] = (),
         delay: float = 0.0,
+        auth_reply: str | None = None,
+        auth_exclude: Iterable[str] = (),
     ) -> None:
         if implicit_tls and tls_context is None:
             raise ValueError("implicit_tls=True needs a tls_context")
@@ -307,6 +314,8 @@ class LocalSMTPServer:
         self.rcpt_responses = list(rcpt_responses)
         self.data_responses = list(data_responses)
         self.delay = delay
+        self.auth_reply = auth_reply
+        self.auth_exclude = tuple(auth_exclude)  # mechanisms not offered, e.g. ("PLAIN",)
 
         self._handler = _Handler(self)
         self._connections: set[_SMTPProtocol] = set()
@@ -435,6 +444,7 @@ class LocalSMTPServer:
             # without credentials: hide AUTH on plain connections, fail it everywhere
             auth_require_tls=self.auth_require_tls if self.username is not None else True,
             authenticator=authenticator,
+            auth_exclude_mechanism=self.auth_exclude,
             data_size_limit=self.data_size_limit,
             enable_SMTPUTF8=self.enable_smtputf8,
             loop=self._loop or asyncio.get_running_loop(),
@@ -550,6 +560,7 @@ class LocalSMTPServer:
             self._data_responses.clear()
             self._drop = None
             self._delay = 0.0
+            self.auth_reply = None
 
     def client_tls_context(self) -> ssl.SSLContext:
         """A verifying client context that trusts ``ca_file`` (needs ``ca_file``)."""
@@ -578,6 +589,15 @@ class LocalSMTPServer:
             or not isinstance(auth_data, LoginPassword)
         ):
             return AuthResult(success=False, handled=False)
+        if self.auth_reply is not None:
+            login, password = auth_data.login or b"", auth_data.password or b""
+            sent = b"\0" + login + b"\0" + password if mechanism == "PLAIN" else password
+            reply = self.auth_reply.format(
+                sasl=base64.b64encode(sent).decode("ascii"),
+                login=login.decode(errors="replace"),
+                password=password.decode(errors="replace"),
+            )
+            return AuthResult(success=False, handled=False, message=_check_reply(reply))
         ok = hmac.compare_digest(auth_data.login, self.username.encode()) & hmac.compare_digest(
             auth_data.password, self.password.encode()
         )

@@ -1,16 +1,20 @@
 """Logging: one line per event on stderr, human-readable or JSON (--log-json).
 
 Events carry structured fields (`extra={"fields": {...}}`); no caller ever passes a password
-or a message body, and `redact` drops any field whose name suggests one.
+or a message body, and `redact` drops any field whose name suggests one. Each line is made
+safe last, whatever went into it: no password the process holds, no control character
+(a subject or a server's answer could carry ESC or a line break that forges a log line);
+see outreach.terminal.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from outreach.terminal import json_text, safe_text
 
 LOGGER_NAME = "outreach"
 _SECRET_WORDS = ("password", "secret", "token", "body", "raw", "text")
@@ -28,7 +32,8 @@ class HumanFormatter(logging.Formatter):
         fields = redact(getattr(record, "fields", {}) or {})
         tail = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
-        return f"{stamp} {level}{record.getMessage()}" + (f" [{tail}]" if tail else "")
+        line = f"{stamp} {level}{record.getMessage()}" + (f" [{tail}]" if tail else "")
+        return safe_text(line, newlines=False)
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,7 +45,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         payload.update(redact(getattr(record, "fields", {}) or {}))
-        return json.dumps(payload, ensure_ascii=False, default=str)
+        return json_text(payload, default=str)
 
 
 def setup_logging(as_json: bool = False, verbose: bool = False) -> logging.Logger:

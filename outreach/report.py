@@ -7,7 +7,6 @@ large logs); `format_report` and `report_json` are pure.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -293,6 +292,3 @@ def day_buckets(first: date, last: date, counts: dict[date, int],
         monday += timedelta(days=7)
     return out
 
-
-def dumps(report: CampaignReport, zone: ZoneInfo) -> str:
-    return json.dumps(report_json(report, zone), ensure_ascii=False, indent=2)

@@ -58,6 +58,7 @@ from outreach.durations import format_duration
 from outreach.errors import (
     AuthenticationError,
     ConfigError,
+    DamagedDatabaseError,
     InputError,
     MailServerError,
     OutreachError,
@@ -65,7 +66,7 @@ from outreach.errors import (
 )
 from outreach.logs import log_event
 from outreach.model import Partner
-from outreach.store import Store, iso, parse_iso
+from outreach.store import Store, database_errors, iso, parse_iso
 
 if TYPE_CHECKING:
     from outreach.cli import App
@@ -504,8 +505,9 @@ class Service:
         self.tap.take()
         crashed: str | None = None
         try:
-            job()
-        except (AuthenticationError, InputError) as exc:
+            with database_errors(lambda: self.store.path, all_errors=False):
+                job()
+        except (AuthenticationError, InputError, DamagedDatabaseError) as exc:
             self.fatal = exc
             self.stopping = True
             self.heartbeat(last_error=str(exc)[:500], last_error_at=iso(self.now()))
@@ -519,7 +521,8 @@ class Service:
             log_event(self.log, "job_error", f"{name} failed: {crashed} (at "
                       f"{Path(where.filename).name}:{where.lineno}); the worker goes on",
                       logging.ERROR, job=name)
-            self.log.debug("".join(traceback.format_exception(exc)).rstrip())
+            for line in "".join(traceback.format_exception(exc)).rstrip().splitlines():
+                self.log.debug(line)  # a log line is one line (logs.HumanFormatter)
         events = self.tap.take()
         now = self.now()
         values: dict[str, Any] = {"heartbeat_at": iso(now)}

@@ -25,6 +25,7 @@ import aiosmtplib
 
 from outreach.config import Limits, ServerSettings
 from outreach.errors import AuthenticationError, MailServerError, tls_failure
+from outreach.redaction import redact_secrets
 
 
 class Outcome(Enum):
@@ -148,13 +149,22 @@ class Pacer:
 
 
 class Connection:
-    """One SMTP connection that reconnects when it has to."""
+    """One SMTP connection that reconnects when it has to.
+
+    What the server says is kept (in the ledger, the log, an error) only through `_said`,
+    without the password: a server may quote the AUTH data it refuses ("535 5.7.8 ...
+    AHVzZXIAcGFzc3dvcmQ="), and that base64 is the password (outreach.redaction)."""
 
     def __init__(self, settings: ServerSettings, password: str | None) -> None:
         self.settings = settings
         self.password = password
         self.client: aiosmtplib.SMTP | None = None
         self.fatal: MailServerError | None = None
+
+    def _said(self, text: object) -> str:
+        """A server's text, shortened to one line, without the password."""
+        text = str(text)  # whole first: a cut could leave part of an encoded password
+        return _short(redact_secrets(text, (self.password,)) if self.password else text)
 
     async def open(self) -> aiosmtplib.SMTP:
         if self.client is not None and self.client.is_connected:
@@ -182,13 +192,13 @@ class Connection:
             client.close()
             raise AuthenticationError(
                 f"SMTP {s.address}: login as {s.username} refused: "
-                f"{exc.code} {_short(exc.message)}",
+                f"{exc.code} {self._said(exc.message)}",
                 hint=f"check the password in {s.password_env or 'password_cmd'}",
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             client.close()
             raise MailServerError(
-                f"SMTP {s.address}: refused the connection: {exc.code} {_short(exc.message)}",
+                f"SMTP {s.address}: refused the connection: {exc.code} {self._said(exc.message)}",
                 permanent=not 400 <= exc.code < 500,
             ) from exc
         except ssl.SSLError as exc:
@@ -199,7 +209,7 @@ class Connection:
             cause = exc.__cause__ if isinstance(exc.__cause__, ssl.SSLError) else None
             if cause is not None:  # implicit TLS: aiosmtplib wraps it in SMTPConnectError
                 raise tls_failure(f"SMTP {s.address}", cause) from exc
-            raise MailServerError(f"SMTP {s.address}: cannot connect: {_short(str(exc))}") from exc
+            raise MailServerError(f"SMTP {s.address}: cannot connect: {self._said(exc)}") from exc
         self.client = client
         return client
 
@@ -246,15 +256,15 @@ class Connection:
                         return None
                     phase = "data"
                     response = await _data(client, envelope.raw)
-                return Result(Outcome.SENT, response.code, _short(response.message))
+                return Result(Outcome.SENT, response.code, self._said(response.message))
             except aiosmtplib.SMTPResponseException as exc:
                 if exc.code == 421:  # the server is closing this connection (RFC 5321 4.2.2)
                     self.drop()
                     if phase != "data" and attempt == 1:
                         continue
-                    return Result(Outcome.DEFERRED, exc.code, _short(exc.message))
+                    return Result(Outcome.DEFERRED, exc.code, self._said(exc.message))
                 await self._reset(client)
-                return Result(_classify_refusal(exc.code, phase), exc.code, _short(exc.message))
+                return Result(_classify_refusal(exc.code, phase), exc.code, self._said(exc.message))
             except (
                 aiosmtplib.SMTPServerDisconnected,
                 aiosmtplib.SMTPTimeoutError,
@@ -265,7 +275,7 @@ class Connection:
                 if isinstance(exc, TimeoutError) and not str(exc):  # our deadline
                     why = f"no answer within {timeout:g}s"
                 else:
-                    why = _short(str(exc)) or type(exc).__name__
+                    why = self._said(exc) or type(exc).__name__
                 if phase == "data":
                     return Result(Outcome.UNKNOWN, None, f"connection lost during DATA ({why})")
                 if attempt == 1:

@@ -16,12 +16,17 @@ so that text order is time order.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import shutil
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,7 +35,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from outreach.config import Audience
-from outreach.errors import StoreError
+from outreach.errors import DamagedDatabaseError, StoreError
 from outreach.model import ACTIVE, BOUNCED, OPTED_OUT, LedgerRef, Partner, SequenceState
 
 migrations = Migrations("outreach")
@@ -648,6 +653,158 @@ def _ledger_event_values(
     )
 
 
+PRIVATE = 0o600  # the database holds partners' words: readable by its owner alone
+
+# What the disk or the file did, as opposed to a mistake in a statement (SQLite result codes).
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+_ENVIRONMENT = (
+    *_DAMAGED,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_PERM,
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+)
+RESTORE = 'stop the worker and restore the latest backup (README: "Backups")'
+RESTORE_HINT = RESTORE + "; `outreach check` shows the damage"
+
+
+def _result_code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF  # the primary code of an extended one
+
+
+def is_environmental(exc: BaseException) -> bool:
+    """Whether a SQLite error comes from the disk or the file (full, read-only, damaged,
+    busy), not from a statement: those become one line for the user (`database_failure`)."""
+    return isinstance(exc, sqlite3.Error) and _result_code(exc) in _ENVIRONMENT
+
+
+def database_failure(path: Path | str, exc: sqlite3.Error) -> StoreError:
+    """A SQLite error as one line for a coordinator: what happened to the database and what
+    to do. A damaged file is a DamagedDatabaseError (restore a backup)."""
+    code = _result_code(exc)
+    if code in _DAMAGED:
+        return DamagedDatabaseError(f"{path}: the database is damaged ({exc})", hint=RESTORE_HINT)
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _no_space(path)):
+        # a full disk also shows as an I/O error, e.g. when SQLite cannot make its -shm file
+        return StoreError(
+            f"{path}: cannot write: the disk is full (this change was not saved)",
+            hint="free some space; the worker tries again by itself",
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
+        return StoreError(
+            f"{path}: cannot write: the database is read-only ({exc})",
+            hint="outreach must be able to write the database and its folder (for the -wal "
+            "and -shm files): check the permissions, `lsattr` for the immutable flag, or a "
+            "read-only mount",
+        )
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return StoreError(
+            f"{path}: cannot open the database file ({exc})",
+            hint="its folder must exist and be writable: SQLite keeps the -wal and -shm "
+            "files beside it",
+        )
+    if code == sqlite3.SQLITE_IOERR:
+        return StoreError(
+            f"{path}: the disk failed to read or write the database ({exc})",
+            hint="check that the disk is not full or failing, then run `outreach check`",
+        )
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StoreError(
+            f"{path}: the database is busy ({exc})",
+            hint="another process kept it locked too long; try again",
+        )
+    return StoreError(f"{path}: database error: {exc}")
+
+
+OPEN_CHECK_BUDGET = 0.5  # seconds of integrity check when a command opens the database
+MAX_REPORTED = 10  # problems PRAGMA quick_check lists, at most
+
+
+@dataclass(frozen=True)
+class Integrity:
+    problems: list[str]  # empty: no damage found
+    finished: bool  # False: stopped at the time budget, nothing wrong found until then
+
+
+def quick_check(conn: sqlite3.Connection, budget: float | None) -> Integrity:
+    """PRAGMA quick_check on `conn`, stopped after `budget` seconds (None: no limit).
+
+    quick_check reads every page and checks its structure, which is what a failing disk, a
+    torn write or a bad copy damages; it skips matching each index entry with its row
+    (integrity_check's extra work, about three times slower). ~1 s per GB once cached."""
+    deadline = None if budget is None else time.monotonic() + budget
+    if deadline is not None:
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        rows = [str(r[0]) for r in conn.execute(f"PRAGMA quick_check({MAX_REPORTED})")]
+    except sqlite3.OperationalError as exc:
+        if deadline is not None and "interrupt" in str(exc).lower():
+            return Integrity([], finished=False)
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+    if rows == ["ok"]:
+        return Integrity([], finished=True)
+    # one line each: "*** in database main ***\nPage 32: ..." -> "Page 32: ..."
+    lines = [" ".join(re.sub(r"\*\*\* in database \w+ \*\*\*", "", r).split()) for r in rows]
+    return Integrity([line for line in lines if line], finished=True)
+
+
+@contextmanager
+def database_errors(path: Callable[[], Path | str], *, all_errors: bool = True) -> Iterator[None]:
+    """A SQLite error met in the block (a read that finds a damaged page, a full disk) is
+    raised as one line (`database_failure`) about the database at `path()`. With
+    `all_errors=False` only the disk's and the file's: a mistake in a statement stays a bug."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if not all_errors and not is_environmental(exc):
+            raise
+        raise database_failure(path(), exc) from exc
+
+
+def _no_space(path: Path | str) -> bool:
+    """Whether the filesystem holding `path` has (next to) no room left."""
+    try:
+        return shutil.disk_usage(Path(path).absolute().parent).free < 64 * 1024
+    except OSError:
+        return False
+
+
+def create_private(path: Path) -> None:
+    """Create the database file 0600 (whatever the umask) before SQLite opens it: SQLite
+    gives its -wal and -shm files the mode of the database file."""
+    if path == Path(":memory:") or path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE)
+    try:
+        os.fchmod(fd, PRIVATE)
+    finally:
+        os.close(fd)
+
+
+def refuse_second_name(path: Path) -> None:
+    """A database with two names (a hard link) is refused: SQLite keeps its -wal beside the
+    name it was opened by, so a worker and a command using one name each would each have a
+    log of their own and damage it; and the worker lock could not see the other name."""
+    try:
+        links = os.stat(path).st_nlink
+    except OSError:
+        return
+    if links > 1:
+        raise StoreError(
+            f"{path}: this database file has {links} names (hard links); refusing to use "
+            "it, as SQLite could damage a database opened by two names",
+            hint=f"keep one name: find the others with `find / -xdev -samefile {path}`, "
+            "remove them, and use a symbolic link if you need a second path",
+        )
+
+
 class WalCheckpointer:
     """Checkpoints a database's WAL every `every` seconds on a thread of its own, with its
     own connection, while the block runs. SQLite copies the pages and waits for the disk
@@ -692,11 +849,15 @@ class WalCheckpointer:
 class Store:
     """A handle on one outreach database."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, integrity_budget: float | None = None) -> None:
+        """Open (creating it 0600 if needed) and migrate the database. With
+        `integrity_budget`, first spend up to that many seconds on PRAGMA quick_check, so a
+        damaged database is said to be damaged instead of giving a partial answer (the CLI
+        does; a database too large to check in time is checked by `outreach check`)."""
         self.path = Path(path)
         try:
-            if self.path != Path(":memory:"):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
+            refuse_second_name(self.path)
             # isolation_level=None: we issue BEGIN ourselves (see `write`).
             conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -706,13 +867,24 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             # Python's casefold, so SQL narrows the audience exactly as plan.py compares it
             conn.create_function("casefold", 1, _casefold, deterministic=True)
+            if integrity_budget is not None:
+                found = quick_check(conn, integrity_budget)
+                if found.problems:
+                    conn.close()
+                    raise DamagedDatabaseError(
+                        f"{self.path}: the database is damaged ({found.problems[0]})",
+                        hint=RESTORE_HINT,
+                    )
             self.db = sqlite_utils.Database(conn, execute_plugins=False)
             migrations.apply(self.db)
         except sqlite3.Error as exc:
+            if is_environmental(exc):
+                raise database_failure(self.path, exc) from exc
             raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
         except OSError as exc:
             raise StoreError(
-                f"{self.path}: cannot create the database folder: {exc.strerror}"
+                f"{self.path}: cannot create the database: {exc.strerror}",
+                hint="check that its folder can be written",
             ) from exc
 
     def close(self) -> None:
@@ -740,11 +912,16 @@ class Store:
         self.begin()
         try:
             yield conn
+        except sqlite3.Error as exc:
+            self.rollback()
+            if is_environmental(exc):  # a full disk, a damaged page: one line, not a bug
+                raise database_failure(self.path, exc) from exc
+            raise
         except BaseException:
             self.rollback()
             raise
         else:
-            conn.execute("COMMIT")
+            self.commit()
 
     def begin(self) -> None:
         """Open a write transaction (BEGIN IMMEDIATE, see `write`) that the caller ends with
@@ -754,15 +931,30 @@ class Store:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
+                if is_environmental(exc):
+                    raise database_failure(self.path, exc) from exc
                 raise StoreError(f"{self.path}: cannot write: {exc}") from exc
 
     def commit(self) -> None:
+        """Commit the open transaction; if that fails (a full disk), it is rolled back, so
+        nothing of it is kept or acted on."""
         if self.db.conn.in_transaction:
-            self.db.conn.execute("COMMIT")
+            try:
+                self.db.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self.rollback()
+                if is_environmental(exc):
+                    raise database_failure(self.path, exc) from exc
+                raise
 
     def rollback(self) -> None:
         if self.db.conn.in_transaction:
-            self.db.conn.execute("ROLLBACK")
+            try:
+                self.db.conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                if not is_environmental(exc):
+                    raise
+                # SQLite rolls back what it could not write by itself (and at the next open)
 
     @contextmanager
     def checkpoint_after(self) -> Iterator[None]:
@@ -784,9 +976,11 @@ class Store:
                 with WalCheckpointer(self.path, BATCH_CHECKPOINT_EVERY):
                     yield
         finally:
-            conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
-            if not conn.in_transaction:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            # a checkpoint that fails (a full disk) loses nothing: the pages stay in the WAL
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+                if not conn.in_transaction:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _select_in(
         self, sql: str, values: Sequence[Any], before: Sequence[Any] = ()
@@ -1275,6 +1469,11 @@ class Store:
                 (iso(now), row.id),
             )
 
+    def any_sending(self) -> bool:
+        """Whether rows are claimed (`sending`) with no result: between two batches, only a
+        crash or a batch whose results could not be written (a full disk) leaves them."""
+        return self.scalar("SELECT 1 FROM messages WHERE status = 'sending' LIMIT 1") is not None
+
     def mark_interrupted(self, now: datetime) -> list[LedgerRow]:
         """Rows left in `sending` by a crash become `unknown`: never resent blindly."""
         rows = self.ledger_rows("status = 'sending'")
@@ -1288,8 +1487,8 @@ class Store:
                     "unknown",
                     row,
                     now,
-                    summary="the worker stopped while this message was being sent; it may or "
-                    "may not have been delivered",
+                    summary="the worker stopped (or could not record the result) while this "
+                    "message was being sent; it may or may not have been delivered",
                 )
         return rows
 

@@ -77,8 +77,8 @@ class Worker:
             log_event(
                 self.log,
                 "unknown",
-                f"{row.to_addr}: {row.campaign} step {row.step} was "
-                "being sent when the worker stopped; not resending it blindly",
+                f"{row.to_addr}: {row.campaign} step {row.step} was being sent when the "
+                "worker stopped or could not record the result; not resending it blindly",
                 logging.WARNING,
                 message_id=row.message_id,
             )
@@ -94,6 +94,10 @@ class Worker:
 
     def send_cycle(self) -> SendReport:
         report = SendReport()
+        if self.store.any_sending():
+            # a batch before this one stopped between a message's DATA and its result (the
+            # disk was full): settled as at a start, never sent again blindly
+            self.recover()
         self.store.resume_paused(self.clock())
         self.sender.send_due(report)
         return report

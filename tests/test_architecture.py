@@ -125,3 +125,46 @@ def test_the_checker_follows_outreach_imports() -> None:
     assert {"outreach.store", "outreach.config"} <= found
     chains = forbidden_imports("outreach.store")
     assert any(chain.endswith("sqlite3") or chain.endswith("sqlite_utils") for chain in chains)
+
+
+# Ways to write to the terminal that bypass outreach.terminal.echo.
+DIRECT_OUTPUT = {"print", "click.echo", "click.secho", "sys.stdout.write", "sys.stderr.write"}
+
+
+def direct_output(source: str) -> list[str]:
+    """`name:line` of every call in `source` that writes to the terminal directly."""
+    tree = ast.parse(source)
+    from_click = {
+        a.asname or a.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "click"
+        for a in node.names
+        if a.name in ("echo", "secho")
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            if name in DIRECT_OUTPUT or name in from_click:
+                found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def test_only_the_terminal_module_prints() -> None:
+    """Every line for a person goes through outreach.terminal.echo, which shows control
+    characters from mail as symbols and hides passwords: at one place, so a new command
+    cannot forget it (issue 16). Exports write data through terminal.json_text/safe_text."""
+    offenders = {
+        path.name: found
+        for path in sorted(PACKAGE.glob("*.py"))
+        if path.name != "terminal.py" and (found := direct_output(path.read_text(encoding="utf-8")))
+    }
+    assert offenders == {}
+
+
+def test_the_print_checker_sees_each_way() -> None:
+    source = (
+        "import click, sys\nfrom click import echo as say\nprint(1)\nclick.echo(2)\n"
+        "say(3)\nsys.stderr.write('x')\n"
+    )
+    assert direct_output(source) == ["print:3", "click.echo:4", "say:5", "sys.stderr.write:6"]

@@ -544,6 +544,53 @@ def test_missing_csv_file(project: Path) -> None:
     assert_input_error(invoke(["partners", "import", str(path)], project=project), str(path))
 
 
+# --------------------------------------------------------------------------- hostile names
+
+# A file name is text from outside too (a saved attachment): quoted back in an error line,
+# its controls are shown, never sent to the terminal (issue 16, point 4).
+EVIL = "ev\x1b]0;owned\x07il\u202e"
+SHOWN = "ev\u241b]0;owned\u2407il<U+202E>"
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def broken_roster_named(p: Path) -> list[str]:
+    path = p / f"{EVIL}.csv"
+    path.write_bytes(rows(GOOD, "jane.doe@@example.org,Jane,,,,,,,"))
+    return ["partners", "import", str(path)]
+
+
+def export_into_a_missing_folder(p: Path) -> list[str]:
+    return ["export", "replies", "-o", str(p / EVIL / "replies.csv")]
+
+
+def report_into_a_missing_folder(p: Path) -> list[str]:
+    return ["report", "checkin", "--html", str(p / EVIL / "report.html")]
+
+
+def backup_into_a_missing_folder(p: Path) -> list[str]:
+    import_csv(p, "partners.csv", (p / "partners.csv").read_text(encoding="utf-8").splitlines())
+    return ["backup", str(p / EVIL / "copy.db")]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        broken_roster_named,
+        export_into_a_missing_folder,
+        report_into_a_missing_folder,
+        backup_into_a_missing_folder,
+    ],
+    ids=lambda f: f.__name__.replace("_", "-"),
+)
+def test_a_hostile_file_name_is_quoted_inert(
+    project: Path, command: Callable[[Path], list[str]]
+) -> None:
+    result = invoke(command(project), project=project)
+    assert_input_error(result, SHOWN)
+    assert UNSAFE.search(result.stderr) is None, repr(result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 # --------------------------------------------------------------------------- passwords
 
 

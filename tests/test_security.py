@@ -8,14 +8,16 @@ import datetime as dt
 import json
 import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from email.parser import BytesParser
 from email.policy import default
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -540,3 +542,182 @@ def _invoke(project: Path, *args: str) -> Result:
     result = invoke(args, project=project)
     assert_no_traceback(result)
     return result
+
+
+# --------------------------------------------------------------------------- echoed credentials
+
+# Issue 16, point 5: a server that quotes the credentials it refuses (or anything else it
+# says) never gets the password, or any base64 of a text containing it, printed, logged or
+# stored. Checked on every output and on the database's bytes.
+
+BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{4,}=*")
+
+
+def leaked(blob: bytes, password: str) -> str | None:
+    """How `blob` gives `password` away: as it is, or in any base64 run that decodes (from
+    any of its first four characters) to bytes containing it; None when it does not."""
+    secret = password.encode()
+    for form in (secret, password.encode("utf-16-le")):
+        if form in blob:
+            return f"as {form!r}"
+    for run in BASE64_RUN.findall(blob):
+        body = run.rstrip(b"=")
+        for start in range(4):
+            chunk = body[start:]
+            chunk = chunk[:-1] if len(chunk) % 4 == 1 else chunk
+            try:
+                decoded = base64.b64decode(chunk + b"=" * (-len(chunk) % 4))
+            except ValueError:
+                continue
+            if secret in decoded:
+                return f"in base64 {run!r}"
+    return None
+
+
+def test_the_leak_finder_finds_each_form() -> None:
+    for text in (f"\0jlee\0{SMTP_PASSWORD}", SMTP_PASSWORD, f"x{SMTP_PASSWORD}yz"):
+        assert leaked(b"535 " + base64.b64encode(text.encode()), SMTP_PASSWORD)
+    assert leaked(SMTP_PASSWORD.encode(), SMTP_PASSWORD)
+    assert leaked(b"535 5.7.8 Authentication credentials invalid", SMTP_PASSWORD) is None
+
+
+class EchoingIMAPLogin(threading.Thread):
+    """An IMAP server (RFC 3501 greeting, CAPABILITY, LOGIN, AUTHENTICATE, LOGOUT) that
+    refuses every login with a NO quoting what the client sent: the command line as it came,
+    and its base64. A careless server's bug, shown to outreach's real IMAP client."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.logins = 0
+
+    def run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rwb") as stream:
+                self.serve(stream)
+
+    def serve(self, stream: Any) -> None:
+        stream.write(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] echo server ready\r\n")
+        stream.flush()
+        for line in stream:
+            tag, _, rest = line.rstrip(b"\r\n").partition(b" ")
+            command = rest.split(b" ", 1)[0].upper()
+            if command == b"CAPABILITY":
+                stream.write(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+            elif command in (b"LOGIN", b"AUTHENTICATE"):
+                self.logins += 1
+                stream.write(tag + b" NO [AUTHENTICATIONFAILED] Invalid credentials: " + rest
+                             + b" (" + base64.b64encode(rest) + b")\r\n")
+            elif command == b"LOGOUT":
+                stream.write(b"* BYE bye\r\n" + tag + b" OK done\r\n")
+                stream.flush()
+                return
+            else:
+                stream.write(tag + b" BAD unknown\r\n")
+            stream.flush()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+ECHO_535 = "535 5.7.8 Authentication failed: {sasl} (for {login} with {password})"
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_credentials_a_server_echoes_never_reach_output_log_or_database(
+    tmp_path: Path, smtp_server_factory: Callable[..., LocalSMTPServer], mechanism: str,
+) -> None:
+    """An SMTP 535 repeating the AUTH data (aiosmtpd, PLAIN or LOGIN), an IMAP NO repeating
+    the LOGIN command, and accepted messages whose replies quote the password too: nothing of
+    it reaches stdout, stderr (the journal), the ledger or the worker's state."""
+    echo_imap = EchoingIMAPLogin()
+    echo_imap.start()
+    refusing = smtp_server_factory(
+        username="jlee", password="not-" + SMTP_PASSWORD, auth_reply=ECHO_535,
+        auth_exclude=[m for m in ("PLAIN", "LOGIN") if m != mechanism])
+    accepting = smtp_server_factory(username="jlee", password=SMTP_PASSWORD)
+    b64 = base64.b64encode(f"\0jlee\0{SMTP_PASSWORD}".encode()).decode()
+    accepting.queue_data_responses(f"250 2.0.0 queued as {b64}",
+                                   f"451 4.3.0 try again, {SMTP_PASSWORD}")
+    accepting.refuse("p0002@partners.test", f"550 5.1.1 no ({b64})")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    env.update(TEST_SMTP_PW=SMTP_PASSWORD, TEST_IMAP_PW=IMAP_PASSWORD)
+    auth = ', username = "jlee", password_env = "TEST_SMTP_PW"'
+    campaign = ALWAYS_OPEN + '[[steps]]\ntemplate = "hello"\nsubject = "Hi"\n'
+    projects = {
+        "smtp": Workspace(tmp_path / "smtp", smtp_port=refusing.port, smtp_extra=auth,
+                          campaign=campaign),
+        "imap": Workspace(tmp_path / "imap", smtp_port=accepting.port, smtp_extra=auth,
+                          campaign=campaign,
+                          imap={"host": "127.0.0.1", "port": echo_imap.port, "security": "none",
+                                "username": "jlee", "password_env": "TEST_IMAP_PW"}),
+        "replies": Workspace(tmp_path / "replies", smtp_port=accepting.port, smtp_extra=auth,
+                             campaign=campaign),
+    }
+    for ws in projects.values():
+        ws.add_partners(partner_rows(3))
+        ws.close()
+    outputs: list[tuple[str, bytes]] = []
+
+    def run(name: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+        config = str(projects[name].root / "config.toml")
+        done = subprocess.run([sys.executable, "-m", "outreach", "--config", config, *args],
+                              capture_output=True, env=env, timeout=120)
+        outputs.extend([(f"{name} {args} stdout", done.stdout),
+                        (f"{name} {args} stderr", done.stderr)])
+        return done
+
+    try:
+        for name in ("smtp", "imap"):
+            for flags in (["-v"], ["--log-json", "-v"]):
+                done = run(name, "run", "--once", *flags)
+                assert done.returncode == 1, done.stderr.decode()
+                assert b"refused" in done.stderr  # the login was refused, and said so
+            # the long-running worker stops on it (exit 1) and keeps it as its last error
+            assert run(name, "run", "--log-json", "-v").returncode == 1
+            run(name, "status")
+            run(name, "status", "--json")
+        assert refusing.connections == 0 and echo_imap.logins >= 3
+        assert run("replies", "run", "--once", "-v").returncode == 0
+        run("replies", "status")
+        run("replies", "export", "events", "--format", "csv")
+    finally:
+        echo_imap.close()
+    for ws in projects.values():
+        for path in ws.root.glob("outreach.db*"):
+            outputs.append((str(path), path.read_bytes()))
+    rows = subprocess.run(
+        [sys.executable, "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]);"
+         "print(c.execute('select group_concat(last_error) from messages').fetchone());"
+         "print(c.execute('select last_error from worker').fetchone())",
+         str(projects["smtp"].root / "outreach.db")], capture_output=True).stdout
+    for password in (SMTP_PASSWORD, IMAP_PASSWORD):
+        for where, blob in outputs:
+            how = leaked(blob, password)
+            assert how is None, f"{password} {how} in {where}:\n{blob[:3000]!r}"
+    assert any(b"[redacted]" in blob for _, blob in outputs)  # the echo was seen, and hidden
+    assert b"redacted" in rows, rows  # the worker kept the error, without the password
+
+
+@pytest.mark.parametrize("password", ["abcd", "secret", SMTP_PASSWORD, "pässwörd-ü"])
+@pytest.mark.parametrize("before", ["", "x", "xy", "\0jlee\0"])
+@pytest.mark.parametrize("after", ["", "z", "zz!"])
+def test_redaction_hides_any_base64_holding_the_password(
+    password: str, before: str, after: str
+) -> None:
+    """Short passwords too, at each of the three positions in a base64 group, and nothing
+    else: an ordinary line is left as it is."""
+    from outreach.redaction import redact_secrets
+
+    echoed = base64.b64encode((before + password + after).encode()).decode()
+    line = f"535 5.7.8 Authentication failed: {echoed} ({password})"
+    assert redact_secrets(line, [password]) == (
+        "535 5.7.8 Authentication failed: [redacted] ([redacted])"
+    )
+    ordinary = "250 2.0.0 OK queued as L000001 for p0001@partners.test"
+    assert redact_secrets(ordinary, [password]) == ordinary
