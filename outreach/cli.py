@@ -636,7 +636,7 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
             raise InputError(f"{path}: cannot read: {exc.strerror}") from None
         if len(raw) > limit:
             raw = raw[:limit]
-            click.echo(
+            echo(
                 f"warning: {path}: longer than {limit // 2**20} MiB; classified its first "
                 f"{limit // 2**20} MiB, as the worker reads at most [replies] max_message_size",
                 err=True,
