@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import html
 import json
+import re
 import secrets
 import threading
 import time
@@ -128,6 +129,7 @@ class LocalOAuth2Server:
         self.clients = clients  # client_id -> secret (None: public); None: any client
         self.browser_user = browser_user
         self.deny_consent = False
+        self.enforce_interval = True  # slow_down for a poll sooner than the interval
         self.clock = clock
         self.issued = Issued()
         self.requests: list[tuple[str, str]] = []  # (endpoint, grant_type or "")
@@ -257,6 +259,17 @@ class LocalOAuth2Server:
                 "exp": int(found.expires_at) if found.expires_at else None,
             }
 
+    def introspect_user(self, token: str) -> str | None:
+        """The user a valid access token belongs to (what a mail server checks), else None."""
+        found = self.introspect(token)
+        return str(found["email"]) if found.get("active") else None
+
+    def issue(self, email: str, client_id: str = "token-cmd", scope: str = "mail") -> dict[
+            str, Any]:
+        """Tokens for `email` without a sign-in flow (what a token_cmd helper would get)."""
+        with self._lock:
+            return self._issue(Grant(email, client_id, scope))
+
     def refresh_count(self) -> int:
         return sum(1 for _, kind in self.requests if kind == "refresh_token")
 
@@ -337,7 +350,7 @@ class LocalOAuth2Server:
         if device.denied:
             device.used = True
             return 400, {"error": "access_denied"}
-        too_soon = now - device.last_poll < device.interval * 0.9
+        too_soon = self.enforce_interval and now - device.last_poll < device.interval * 0.9
         device.last_poll = now
         if too_soon:  # RFC 8628 3.5: and the client adds 5 seconds from now on
             device.interval += 5
@@ -499,3 +512,48 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, page, "text/html; charset=utf-8")
         else:
             self._json(404, {"error": "not_found"})
+
+
+# --------------------------------------------------------------------------- SMTP side
+
+_XOAUTH2 = re.compile(rb"user=([^\x01]*)\x01auth=[Bb]earer ([^\x01]+)\x01\x01")
+_OAUTHBEARER = re.compile(rb"n,(?:a=([^,]*))?,\x01(?:[a-z]+=[^\x01]*\x01)*?auth=[Bb]earer "
+                          rb"([^\x01]+)\x01(?:[a-z]+=[^\x01]*\x01)*\x01")
+
+
+async def smtp_bearer_auth(
+    server: Any, args: list[str], mechanism: str, check: Callable[[str], str | None],
+    record: Callable[[tuple[str, str, bool, bytes]], None],
+) -> Any:
+    """AUTH XOAUTH2 / OAUTHBEARER for aiosmtpd (a handler's auth_* hook), as Dovecot and the
+    big providers do it: a token whose owner is the user logs in; a refused one gets the
+    JSON error challenge (RFC 7628 3.2.2), then 535 whatever the client answers. `check`
+    maps a token to its user (None: not valid); `record` gets (mechanism, user, ok, the
+    client's answer to the error challenge)."""
+    from aiosmtpd.smtp import MISSING, AuthResult
+
+    if len(args) == 2:
+        try:
+            blob = base64.b64decode(args[1], validate=True)
+        except ValueError:
+            await server.push("501 5.5.2 Can't decode base64")
+            return AuthResult(success=False, handled=True)
+    else:
+        answer = await server.challenge_auth("")
+        if answer is MISSING:
+            return AuthResult(success=False, handled=True)
+        blob = answer
+    found = (_XOAUTH2 if mechanism == "XOAUTH2" else _OAUTHBEARER).fullmatch(blob)
+    user = found.group(1).replace(b"=2C", b",").replace(b"=3D", b"=").decode(
+        "utf-8", "replace") if found and found.group(1) else ""
+    token = found.group(2).decode("ascii", "replace") if found else ""
+    if found and user and check(token) == user:
+        record((mechanism, user, True, b""))
+        return AuthResult(success=True, auth_data=user)
+    error = json.dumps({"status": "401", "schemes": "bearer", "scope": "mail"})
+    reply = await server.challenge_auth(error)
+    record((mechanism, user, False, reply if isinstance(reply, bytes) else b"*"))
+    if reply is MISSING:
+        return AuthResult(success=False, handled=True)
+    return AuthResult(success=False, handled=False,
+                      message="535 5.7.8 Authentication credentials invalid")

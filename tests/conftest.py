@@ -46,6 +46,7 @@ import trustme
 from hypothesis import HealthCheck, settings
 
 from outreach.localservers import LocalIMAPServer, LocalSMTPServer, free_ports
+from outreach.oauth2_server import LocalOAuth2Server
 
 REPO = Path(__file__).resolve().parent.parent
 MAILSTACK_SCRIPTS = REPO / "scripts" / "mailstack"
@@ -172,6 +173,17 @@ def imap_server(_imap_server_process: LocalIMAPServer) -> LocalIMAPServer:
 def fresh_imap_server() -> Iterator[LocalIMAPServer]:
     """A pymap server of its own (~0.5 s): UIDs start at 101, nothing shared."""
     with LocalIMAPServer() as server:
+        yield server
+
+
+# --------------------------------------------------------------------------- OAuth2
+
+
+@pytest.fixture
+def oauth2_server() -> Iterator[LocalOAuth2Server]:
+    """A local OAuth2 authorization server of its own (device flow, PKCE code, refresh with
+    rotation, introspection, revocation) on 127.0.0.1; see outreach/oauth2_server.py."""
+    with LocalOAuth2Server() as server:
         yield server
 
 
