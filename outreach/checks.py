@@ -187,7 +187,10 @@ def check_logins(config: Config) -> list[tuple[str, bool]]:
                 lines.append((text if text.startswith(where) else f"{where}: {text}", False))
                 continue
             how = login.mechanism.value if login.mechanism else "password"
-            who = f"logged in as {settings.username} ({how})" if settings.username else (
-                "connected (no login configured)")
+            who = (
+                f"logged in as {settings.username} ({how})"
+                if settings.username
+                else ("connected (no login configured)")
+            )
             lines.append((f"ok: {where}: {settings.kind.upper()} {settings.address} {who}", True))
     return lines

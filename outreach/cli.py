@@ -164,8 +164,11 @@ def init(directory: Path) -> None:
 
 
 @cli.command()
-@click.option("--connect", is_flag=True,
-              help="Then log in to every account's SMTP and IMAP server (password or OAuth2).")
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Then log in to every account's SMTP and IMAP server (password or OAuth2).",
+)
 @pass_app
 def check(app: App, connect: bool) -> None:
     """Validate the config, every campaign and template, and render every step for every
@@ -559,9 +562,11 @@ def status(app: App, as_json: bool) -> None:
         )
     for row in logins:
         if row.waiting:
-            click.echo(f"\naccounts.{row.account}: sign-in needed ({row.waiting}): its "
-                       "messages stay queued and its mailbox is not read until you run "
-                       f"`outreach auth login {row.account}`")
+            click.echo(
+                f"\naccounts.{row.account}: sign-in needed ({row.waiting}): its "
+                "messages stay queued and its mailbox is not read until you run "
+                f"`outreach auth login {row.account}`"
+            )
     if unknown:
         click.echo(f"\n{len(unknown)} message(s) with an unknown outcome (see `outreach resolve`):")
         for r in unknown:

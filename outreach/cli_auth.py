@@ -35,8 +35,11 @@ def oauth2_account(app: App, name: str) -> Account:
 
 @auth.command("login")
 @click.argument("name", metavar="NAME")
-@click.option("--no-browser", is_flag=True,
-              help="Do not open a browser here; paste the redirected address instead.")
+@click.option(
+    "--no-browser",
+    is_flag=True,
+    help="Do not open a browser here; paste the redirected address instead.",
+)
 @pass_app
 def auth_login(app: App, name: str, no_browser: bool) -> None:
     """Sign account NAME in and store its tokens (beside the database, readable by you only).
@@ -61,16 +64,24 @@ def auth_login(app: App, name: str, no_browser: bool) -> None:
     def read_line() -> str:
         return sys.stdin.readline()
 
-    sign_in(account.oauth2, tokens, click.echo,
-            open_browser=None if no_browser else open_browser, read_line=read_line)
-    click.echo(f"\nsigned in: accounts.{name} ({account.oauth2.provider_name}); the tokens are "
-               f"in {tokens.path} (readable by you only). A running worker uses them from its "
-               "next cycle on.")
+    sign_in(
+        account.oauth2,
+        tokens,
+        click.echo,
+        open_browser=None if no_browser else open_browser,
+        read_line=read_line,
+    )
+    click.echo(
+        f"\nsigned in: accounts.{name} ({account.oauth2.provider_name}); the tokens are "
+        f"in {tokens.path} (readable by you only). A running worker uses them from its "
+        "next cycle on."
+    )
 
 
 @auth.command("status")
-@click.option("--json", "as_json", is_flag=True,
-              help="A JSON array: account, auth, signed_in, expires_at.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="A JSON array: account, auth, signed_in, expires_at."
+)
 @pass_app
 def auth_status(app: App, as_json: bool) -> None:
     """Whether each account is signed in, without contacting any server."""
@@ -99,8 +110,9 @@ def auth_status(app: App, as_json: bool) -> None:
     click.echo(format_table(table, max_width=60))
     for row in rows:
         if row.waiting:
-            click.echo(f"\naccounts.{row.account}: {row.waiting}: run "
-                       f"`outreach auth login {row.account}`")
+            click.echo(
+                f"\naccounts.{row.account}: {row.waiting}: run `outreach auth login {row.account}`"
+            )
 
 
 @auth.command("logout")
@@ -115,7 +127,9 @@ def auth_logout(app: App, name: str) -> None:
     assert account.oauth2 is not None
     tokens = TokenFile(token_file_path(app.config.database))
     if sign_out(account.oauth2, tokens, click.echo):
-        click.echo(f"signed out: accounts.{name}'s tokens are forgotten; it waits for "
-                   f"`outreach auth login {name}`")
+        click.echo(
+            f"signed out: accounts.{name}'s tokens are forgotten; it waits for "
+            f"`outreach auth login {name}`"
+        )
     else:
         click.echo(f"accounts.{name} was not signed in; nothing to forget")

@@ -706,9 +706,7 @@ def _read_server_auth(
     if "sasl" in table and auth != "oauth2":
         reader.problem(f"{key_path}.sasl", 'only for auth = "oauth2"')
     if sasl not in SASL_MECHANISMS:
-        reader.problem(
-            f"{key_path}.sasl", f"{sasl!r} is not one of: {', '.join(SASL_MECHANISMS)}"
-        )
+        reader.problem(f"{key_path}.sasl", f"{sasl!r} is not one of: {', '.join(SASL_MECHANISMS)}")
         sasl = "xoauth2"
     if auth == "oauth2":
         for key in ("password_env", "password_cmd"):

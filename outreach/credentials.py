@@ -237,20 +237,32 @@ class OAuth2Login:
             except OAuth2Refused as exc:
                 if not sign_in_needed(exc.error, 400):
                     raise MailServerError(f"{exc} (tried again at the next cycle)") from None
-                self._wait(entry, f"{self.oauth2.provider_name} refused the refresh: {exc.error}"
-                           + (f": {exc.description}" if exc.description else ""))
+                self._wait(
+                    entry,
+                    f"{self.oauth2.provider_name} refused the refresh: {exc.error}"
+                    + (f": {exc.description}" if exc.description else ""),
+                )
             except OAuth2Unavailable as exc:
                 raise MailServerError(f"{exc} (tried again at the next cycle)") from None
-            self.file.save(self.account, Entry(
-                identity=entry.identity, tokens=fresh, signed_in_at=entry.signed_in_at))
+            self.file.save(
+                self.account,
+                Entry(identity=entry.identity, tokens=fresh, signed_in_at=entry.signed_in_at),
+            )
             return fresh
 
     def _wait(self, entry: Entry, reason: str) -> None:
         """Remember that only a person can go on (for status and the digest), then say so.
         The dead tokens are dropped: nothing tries them again."""
-        self.file.save(self.account, Entry(
-            identity=entry.identity, tokens=None, signed_in_at=entry.signed_in_at,
-            waiting=reason, waiting_since=self.clock().isoformat(timespec="seconds")))
+        self.file.save(
+            self.account,
+            Entry(
+                identity=entry.identity,
+                tokens=None,
+                signed_in_at=entry.signed_in_at,
+                waiting=reason,
+                waiting_since=self.clock().isoformat(timespec="seconds"),
+            ),
+        )
         raise SignInNeeded(self.account, reason)
 
 
@@ -275,7 +287,8 @@ class AccountAuth:
             "auth": self.auth,
             "signed_in": self.signed_in,
             "expires_at": self.expires_at.isoformat(timespec="seconds")
-            if self.expires_at else None,
+            if self.expires_at
+            else None,
         }
 
 
@@ -307,8 +320,7 @@ class Logins:
         if kind == "password":
             servers = [s for s in (account.smtp, account.imap) if s is not None and s.username]
             ready = all(
-                s.password_cmd or (s.password_env and s.password_env in os.environ)
-                for s in servers
+                s.password_cmd or (s.password_env and s.password_env in os.environ) for s in servers
             )
             return AccountAuth(account.name, kind, bool(ready), None, None)
         oauth2 = account.oauth2
@@ -319,14 +331,22 @@ class Logins:
             entries = self.file.load_all()
         entry = entries.get(account.name)
         if entry is None:
-            return AccountAuth(account.name, kind, False, None, "not signed in",
-                               oauth2.provider_name)
+            return AccountAuth(
+                account.name, kind, False, None, "not signed in", oauth2.provider_name
+            )
         if entry.identity != oauth2.identity():
-            return AccountAuth(account.name, kind, False, None, "signed in with another app",
-                               oauth2.provider_name)
+            return AccountAuth(
+                account.name, kind, False, None, "signed in with another app", oauth2.provider_name
+            )
         expires = entry.tokens.expires_at if entry.tokens else None
-        return AccountAuth(account.name, kind, entry.signed_in, expires, entry.waiting
-                           or (None if entry.tokens else "not signed in"), oauth2.provider_name)
+        return AccountAuth(
+            account.name,
+            kind,
+            entry.signed_in,
+            expires,
+            entry.waiting or (None if entry.tokens else "not signed in"),
+            oauth2.provider_name,
+        )
 
     def statuses(self, config: Config) -> list[AccountAuth]:
         entries = self.file.load_all()
@@ -357,5 +377,10 @@ def announce_waiting(logins: Logins, log: logging.Logger, exc: SignInNeeded) -> 
 def announce_working(logins: Logins, log: logging.Logger, account: str) -> None:
     """Log once that an account that waited for a sign-in works again."""
     if logins.note_working(account):
-        log_event(log, "signed_in", f"accounts.{account}: signed in again; its queued "
-                  "messages go out and its mailbox is read again", account=account)
+        log_event(
+            log,
+            "signed_in",
+            f"accounts.{account}: signed in again; its queued "
+            "messages go out and its mailbox is read again",
+            account=account,
+        )

@@ -149,7 +149,8 @@ class OAuth2Client:
                 device_code=str(device_code),
                 user_code=_clean(user_code, 40),
                 verification_uri=_clean(uri, 300),
-                verification_uri_complete=_clean(complete, 400) if isinstance(complete, str)
+                verification_uri_complete=_clean(complete, 400)
+                if isinstance(complete, str)
                 else None,
                 expires_in=float(expires) if isinstance(expires, int | float) else 900.0,
                 interval=data.get("interval"),
@@ -185,7 +186,9 @@ class OAuth2Client:
             extra = {"access_type": "offline", "prompt": "consent"}
         with self.session(redirect_uri=redirect_uri, code_challenge_method="S256") as session:
             url, _ = session.create_authorization_url(
-                self.endpoints.authorization_url, state=state, code_verifier=code_verifier,
+                self.endpoints.authorization_url,
+                state=state,
+                code_verifier=code_verifier,
                 **extra,
             )
         return str(url)
@@ -214,9 +217,7 @@ class OAuth2Client:
 
         def renew() -> TokenSet:
             with self.session() as session:
-                token = session.refresh_token(
-                    self.endpoints.token_url, refresh_token=refresh_token
-                )
+                token = session.refresh_token(self.endpoints.token_url, refresh_token=refresh_token)
             return token_set_from_response(token, now, previous_refresh=refresh_token)
 
         result: TokenSet = self._call("refresh", renew)

@@ -103,10 +103,10 @@ class Issued:
 class LocalOAuth2Server:
     """Usage::
 
-        with LocalOAuth2Server(access_lifetime=3) as server:
-            server.url                       # http://127.0.0.1:PORT
-            server.introspection_url         # for Dovecot
-            server.approve(user_code, "coordinator@example.test")
+    with LocalOAuth2Server(access_lifetime=3) as server:
+        server.url                       # http://127.0.0.1:PORT
+        server.introspection_url         # for Dovecot
+        server.approve(user_code, "coordinator@example.test")
     """
 
     def __init__(
@@ -155,7 +155,10 @@ class LocalOAuth2Server:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="outreach-oauth2-server", daemon=True
+            target=self._httpd.serve_forever,
+            args=(0.05,),
+            name="outreach-oauth2-server",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -199,8 +202,11 @@ class LocalOAuth2Server:
 
     def pending_user_codes(self) -> list[str]:
         with self._lock:
-            return [d.user_code for d in self._devices.values()
-                    if d.email is None and not d.denied and not d.used]
+            return [
+                d.user_code
+                for d in self._devices.values()
+                if d.email is None and not d.denied and not d.used
+            ]
 
     def wait_for_user_code(self, timeout: float = 10.0) -> str:
         """The newest user code waiting for a person (what the CLI printed)."""
@@ -264,8 +270,9 @@ class LocalOAuth2Server:
         found = self.introspect(token)
         return str(found["email"]) if found.get("active") else None
 
-    def issue(self, email: str, client_id: str = "token-cmd", scope: str = "mail") -> dict[
-            str, Any]:
+    def issue(
+        self, email: str, client_id: str = "token-cmd", scope: str = "mail"
+    ) -> dict[str, Any]:
         """Tokens for `email` without a sign-in flow (what a token_cmd helper would get)."""
         with self._lock:
             return self._issue(Grant(email, client_id, scope))
@@ -308,8 +315,11 @@ class LocalOAuth2Server:
         user_code = "".join(secrets.choice("BCDFGHJKLMNPQRSTVWXZ") for _ in range(8))
         with self._lock:
             self._devices[device_code] = _Device(
-                user_code=user_code, client_id=form["client_id"], scope=form.get("scope", ""),
-                expires_at=self.clock() + self.device_lifetime, interval=self.interval,
+                user_code=user_code,
+                client_id=form["client_id"],
+                scope=form.get("scope", ""),
+                expires_at=self.clock() + self.device_lifetime,
+                interval=self.interval,
             )
         return 200, {
             "device_code": device_code,
@@ -364,9 +374,7 @@ class LocalOAuth2Server:
         code = self._codes.pop(form.get("code", ""), None)
         if code is None or self.clock() >= code.expires_at:
             return 400, {"error": "invalid_grant", "error_description": "unknown code"}
-        if code.client_id != form["client_id"] or code.redirect_uri != form.get(
-            "redirect_uri"
-        ):
+        if code.client_id != form["client_id"] or code.redirect_uri != form.get("redirect_uri"):
             return 400, {"error": "invalid_grant", "error_description": "redirect_uri"}
         verifier = form.get("code_verifier", "")
         digest = hashlib.sha256(verifier.encode()).digest()
@@ -378,8 +386,10 @@ class LocalOAuth2Server:
     def _refresh_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         token = self._refresh.get(form.get("refresh_token", ""))
         if token is None or not token.usable(self.clock()):
-            return 400, {"error": "invalid_grant",
-                         "error_description": "the refresh token was revoked or expired"}
+            return 400, {
+                "error": "invalid_grant",
+                "error_description": "the refresh token was revoked or expired",
+            }
         if token.grant.client_id != form["client_id"]:
             return 400, {"error": "invalid_grant"}
         answer = self._issue(token.grant)
@@ -407,8 +417,11 @@ class LocalOAuth2Server:
         with self._lock:
             self.requests.append(("authorize", ""))
             self._codes[code] = _Code(
-                client_id=query["client_id"], redirect_uri=redirect,
-                challenge=query["code_challenge"], scope=query.get("scope", ""), email=email,
+                client_id=query["client_id"],
+                redirect_uri=redirect,
+                challenge=query["code_challenge"],
+                scope=query.get("scope", ""),
+                email=email,
                 expires_at=self.clock() + 600,
             )
         return 302, _with_query(redirect, {"code": code, "state": state})
@@ -517,12 +530,17 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------- SMTP side
 
 _XOAUTH2 = re.compile(rb"user=([^\x01]*)\x01auth=[Bb]earer ([^\x01]+)\x01\x01")
-_OAUTHBEARER = re.compile(rb"n,(?:a=([^,]*))?,\x01(?:[a-z]+=[^\x01]*\x01)*?auth=[Bb]earer "
-                          rb"([^\x01]+)\x01(?:[a-z]+=[^\x01]*\x01)*\x01")
+_OAUTHBEARER = re.compile(
+    rb"n,(?:a=([^,]*))?,\x01(?:[a-z]+=[^\x01]*\x01)*?auth=[Bb]earer "
+    rb"([^\x01]+)\x01(?:[a-z]+=[^\x01]*\x01)*\x01"
+)
 
 
 async def smtp_bearer_auth(
-    server: Any, args: list[str], mechanism: str, check: Callable[[str], str | None],
+    server: Any,
+    args: list[str],
+    mechanism: str,
+    check: Callable[[str], str | None],
     record: Callable[[tuple[str, str, bool, bytes]], None],
 ) -> Any:
     """AUTH XOAUTH2 / OAUTHBEARER for aiosmtpd (a handler's auth_* hook), as Dovecot and the
@@ -544,8 +562,11 @@ async def smtp_bearer_auth(
             return AuthResult(success=False, handled=True)
         blob = answer
     found = (_XOAUTH2 if mechanism == "XOAUTH2" else _OAUTHBEARER).fullmatch(blob)
-    user = found.group(1).replace(b"=2C", b",").replace(b"=3D", b"=").decode(
-        "utf-8", "replace") if found and found.group(1) else ""
+    user = (
+        found.group(1).replace(b"=2C", b",").replace(b"=3D", b"=").decode("utf-8", "replace")
+        if found and found.group(1)
+        else ""
+    )
     token = found.group(2).decode("ascii", "replace") if found else ""
     if found and user and check(token) == user:
         record((mechanism, user, True, b""))
@@ -555,5 +576,6 @@ async def smtp_bearer_auth(
     record((mechanism, user, False, reply if isinstance(reply, bytes) else b"*"))
     if reply is MISSING:
         return AuthResult(success=False, handled=True)
-    return AuthResult(success=False, handled=False,
-                      message="535 5.7.8 Authentication credentials invalid")
+    return AuthResult(
+        success=False, handled=False, message="535 5.7.8 Authentication credentials invalid"
+    )

@@ -79,21 +79,30 @@ def sign_in(
         raise SignInFailed(str(exc)) from None
     now = clock()
     with tokens.locked():
-        tokens.save(settings.account, Entry(
-            identity=settings.identity(), tokens=fresh,
-            signed_in_at=now.isoformat(timespec="seconds")))
+        tokens.save(
+            settings.account,
+            Entry(
+                identity=settings.identity(),
+                tokens=fresh,
+                signed_in_at=now.isoformat(timespec="seconds"),
+            ),
+        )
     return fresh
 
 
 def device_flow(
-    client: OAuth2Client, echo: Echo, clock: Callable[[], datetime],
+    client: OAuth2Client,
+    echo: Echo,
+    clock: Callable[[], datetime],
     sleep: Callable[[float], None],
 ) -> TokenSet:
     """RFC 8628: show the code, then poll until the person has approved it."""
     code = client.start_device()
-    echo(f"To sign in accounts.{client.settings.account}, open this address in a browser "
-         f"(on any computer or phone):\n\n    {code.verification_uri}\n\nand enter the code:"
-         f"\n\n    {code.user_code}\n")
+    echo(
+        f"To sign in accounts.{client.settings.account}, open this address in a browser "
+        f"(on any computer or phone):\n\n    {code.verification_uri}\n\nand enter the code:"
+        f"\n\n    {code.user_code}\n"
+    )
     if code.verification_uri_complete:
         echo(f"(or open {code.verification_uri_complete}, which has the code in it)\n")
     echo(f"Sign in as {client.settings.account}'s mailbox user. Waiting for you to finish...")
@@ -161,8 +170,12 @@ class LoopbackListener:
                 self.wfile.write(page)
 
         self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
-                                       name="outreach-signin-redirect")
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            args=(0.05,),
+            daemon=True,
+            name="outreach-signin-redirect",
+        )
 
     @property
     def redirect_uri(self) -> str:
@@ -191,28 +204,41 @@ def browser_flow(
     state, verifier = new_state(), new_code_verifier()
     with LoopbackListener(answers.put) as listener:
         url = client.authorization_url(listener.redirect_uri, state, verifier)
-        echo(f"To sign in accounts.{client.settings.account}, open this address in a browser "
-             f"and sign in as the account's mailbox user:\n\n    {url}\n")
-        echo("On a computer without a browser: open it on another one, sign in, and paste "
-             f"here the address that browser is sent to at the end (it starts with "
-             f"{listener.redirect_uri} and will not load there), then press Enter.")
+        echo(
+            f"To sign in accounts.{client.settings.account}, open this address in a browser "
+            f"and sign in as the account's mailbox user:\n\n    {url}\n"
+        )
+        echo(
+            "On a computer without a browser: open it on another one, sign in, and paste "
+            f"here the address that browser is sent to at the end (it starts with "
+            f"{listener.redirect_uri} and will not load there), then press Enter."
+        )
         if open_browser is not None:
             open_browser(url)
         if read_line is not None:
-            threading.Thread(target=_pasted, args=(read_line, answers.put), daemon=True,
-                             name="outreach-signin-paste").start()
+            threading.Thread(
+                target=_pasted,
+                args=(read_line, answers.put),
+                daemon=True,
+                name="outreach-signin-paste",
+            ).start()
         try:
             redirected = answers.get(timeout=timeout)
         except queue.Empty:
-            raise SignInFailed(f"{client.where}: no sign-in within {timeout / 60:g} minutes",
-                               hint="run `outreach auth login` again") from None
+            raise SignInFailed(
+                f"{client.where}: no sign-in within {timeout / 60:g} minutes",
+                hint="run `outreach auth login` again",
+            ) from None
     query = {k: v[-1] for k, v in parse_qs(urlsplit(redirected).query).items()}
     if not hmac.compare_digest(query.get("state", ""), state):
-        raise SignInFailed(f"{client.where}: the address is not the answer to this sign-in "
-                           "(its state differs)", hint="run `outreach auth login` again")
+        raise SignInFailed(
+            f"{client.where}: the address is not the answer to this sign-in (its state differs)",
+            hint="run `outreach auth login` again",
+        )
     if "error" in query:
-        raise SignInFailed(str(OAuth2Refused(client.where, query["error"],
-                                             query.get("error_description", ""))))
+        raise SignInFailed(
+            str(OAuth2Refused(client.where, query["error"], query.get("error_description", "")))
+        )
     try:
         return client.exchange_code(redirected, state, listener.redirect_uri, verifier, clock())
     except OAuth2Refused as exc:
@@ -248,12 +274,16 @@ def sign_out(settings: OAuth2Settings, tokens: TokenFile, echo: Echo) -> bool:
         return known
     client = OAuth2Client(settings)
     try:
-        revoked = client.revoke(stored.refresh_token or stored.access_token,
-                                "refresh_token" if stored.refresh_token else "access_token")
+        revoked = client.revoke(
+            stored.refresh_token or stored.access_token,
+            "refresh_token" if stored.refresh_token else "access_token",
+        )
     except (OAuth2Refused, OAuth2Unavailable) as exc:
         echo(f"warning: the tokens are forgotten here, but {exc}; they expire on their own")
         return known
     if not revoked:
-        echo(f"note: {settings.provider_name} has no revocation endpoint for this kind of app: "
-             "the sign-in can also be ended in the account's security settings")
+        echo(
+            f"note: {settings.provider_name} has no revocation endpoint for this kind of app: "
+            "the sign-in can also be ended in the account's security settings"
+        )
     return known

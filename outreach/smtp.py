@@ -166,8 +166,7 @@ async def _sasl_login(
             hint='check host and port, or set sasl = "xoauth2" / "oauthbearer" to one it offers',
         )
     assert settings.username is not None
-    first = sasl.initial_response(mechanism, settings.username, token, settings.host,
-                                  settings.port)
+    first = sasl.initial_response(mechanism, settings.username, token, settings.host, settings.port)
     response = await client.execute_command(
         b"AUTH", mechanism.value.encode(), base64.b64encode(first)
     )

@@ -94,8 +94,11 @@ def _entry(data: Any) -> Entry | None:
             obtained_at=obtained,
             scope=str(data.get("scope") or ""),
         )
-    waiting, since, signed = data.get("waiting"), data.get("waiting_since"), data.get(
-        "signed_in_at")
+    waiting, since, signed = (
+        data.get("waiting"),
+        data.get("waiting_since"),
+        data.get("signed_in_at"),
+    )
     return Entry(
         identity=identity,
         tokens=tokens,

@@ -64,11 +64,21 @@ class Worker:
         self.config = config
         self.campaigns = campaigns
         self.sender = GuardedSender(
-            config, campaigns, self.store, self.clock, self.log, self._stop_requested,
+            config,
+            campaigns,
+            self.store,
+            self.clock,
+            self.log,
+            self._stop_requested,
             self.logins,
         )
         self.reader = GuardedReader(
-            config, campaigns, self.store, self.clock, self.log, self._stop_requested,
+            config,
+            campaigns,
+            self.store,
+            self.clock,
+            self.log,
+            self._stop_requested,
             logins=self.logins,
         )
 

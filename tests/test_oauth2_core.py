@@ -31,7 +31,13 @@ from outreach.oauth2 import (
     slower,
     token_set_from_response,
 )
-from outreach.sasl import Conversation, Mechanism, describe_challenge, error_answer, initial_response
+from outreach.sasl import (
+    Conversation,
+    Mechanism,
+    describe_challenge,
+    error_answer,
+    initial_response,
+)
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -88,8 +94,15 @@ def test_endpoints_are_https_except_on_loopback(url: str, ok: bool) -> None:
 
 def test_a_token_response_becomes_a_token_set_with_its_expiry() -> None:
     tokens = token_set_from_response(
-        {"access_token": "AT", "token_type": "Bearer", "expires_in": 3599, "refresh_token": "RT",
-         "scope": "a b"}, NOW)
+        {
+            "access_token": "AT",
+            "token_type": "Bearer",
+            "expires_in": 3599,
+            "refresh_token": "RT",
+            "scope": "a b",
+        },
+        NOW,
+    )
     assert tokens.expires_at == NOW + timedelta(seconds=3599)
     assert (tokens.refresh_token, tokens.scope, tokens.obtained_at) == ("RT", "a b", NOW)
     assert "AT" not in repr(tokens) and "RT" not in repr(tokens)
@@ -103,8 +116,13 @@ def test_a_refresh_without_a_new_refresh_token_keeps_the_old_one() -> None:
 
 @pytest.mark.parametrize(
     "response",
-    [{}, {"access_token": ""}, {"access_token": "a b"}, {"access_token": "x\x01y"},
-     {"access_token": "AT", "token_type": "mac"}],
+    [
+        {},
+        {"access_token": ""},
+        {"access_token": "a b"},
+        {"access_token": "x\x01y"},
+        {"access_token": "AT", "token_type": "mac"},
+    ],
 )
 def test_a_malformed_token_response_is_refused(response: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -147,9 +165,14 @@ def test_device_poll_answers_follow_rfc_8628() -> None:
 
 @pytest.mark.parametrize(
     ("error", "status", "needed"),
-    [("invalid_grant", 400, True), ("interaction_required", 400, True),
-     ("invalid_client", 401, True), ("temporarily_unavailable", 400, False),
-     ("", 503, False), ("", 429, False)],
+    [
+        ("invalid_grant", 400, True),
+        ("interaction_required", 400, True),
+        ("invalid_client", 401, True),
+        ("temporarily_unavailable", 400, False),
+        ("", 503, False),
+        ("", 429, False),
+    ],
 )
 def test_which_refresh_refusals_need_a_new_sign_in(error: str, status: int, needed: bool) -> None:
     assert sign_in_needed(error, status) is needed
@@ -159,7 +182,9 @@ def test_which_refresh_refusals_need_a_new_sign_in(error: str, status: int, need
 
 
 def test_xoauth2_initial_response_is_the_documented_string() -> None:
-    raw = initial_response(Mechanism.XOAUTH2, "someuser@example.com", "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg")
+    raw = initial_response(
+        Mechanism.XOAUTH2, "someuser@example.com", "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"
+    )
     # the example of Google's XOAUTH2 page, base64 included
     assert base64.b64encode(raw) == (
         b"dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ=="
@@ -167,11 +192,18 @@ def test_xoauth2_initial_response_is_the_documented_string() -> None:
 
 
 def test_oauthbearer_initial_response_follows_rfc_7628() -> None:
-    raw = initial_response(Mechanism.OAUTHBEARER, "user@example.com", "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
-                           "server.example.com", 143)
+    raw = initial_response(
+        Mechanism.OAUTHBEARER,
+        "user@example.com",
+        "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
+        "server.example.com",
+        143,
+    )
     # RFC 7628 4.1, with the authorization identity of 3.1
-    assert raw == (b"n,a=user@example.com,\x01host=server.example.com\x01port=143\x01"
-                   b"auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01")
+    assert raw == (
+        b"n,a=user@example.com,\x01host=server.example.com\x01port=143\x01"
+        b"auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"
+    )
     escaped = initial_response(Mechanism.OAUTHBEARER, "a,b=c@x", "T")
     assert escaped.startswith(b"n,a=a=2Cb=3Dc@x,\x01")  # RFC 5801 saslname
 
@@ -203,30 +235,51 @@ def test_describing_any_challenge_never_raises_and_stays_short(blob: bytes) -> N
 # --------------------------------------------------------------------------- config
 
 
-def oauth_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp: str, imap: str,
-                  oauth2: str) -> Path:
+def oauth_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp: str, imap: str, oauth2: str
+) -> Path:
     isolate_env(monkeypatch)
     root = make_project(tmp_path / "p")
     config = root / "config.toml"
     text = config.read_text(encoding="utf-8")
     start = text.index("smtp = {")
     end = text.index("\n", text.index("imap = {")) + 1
-    config.write_text(text[:start] + f"smtp = {{ {smtp} }}\nimap = {{ {imap} }}\n" + text[end:]
-                      + f"\n[accounts.default.oauth2]\n{oauth2}\n", encoding="utf-8")
+    config.write_text(
+        text[:start]
+        + f"smtp = {{ {smtp} }}\nimap = {{ {imap} }}\n"
+        + text[end:]
+        + f"\n[accounts.default.oauth2]\n{oauth2}\n",
+        encoding="utf-8",
+    )
     return config
 
 
-MS_SMTP = ('host = "smtp.office365.com", port = 587, security = "starttls", '
-           'username = "jlee@district.example", auth = "oauth2"')
-MS_IMAP = ('host = "outlook.office365.com", port = 993, security = "tls", '
-           'username = "jlee@district.example", auth = "oauth2"')
+MS_SMTP = (
+    'host = "smtp.office365.com", port = 587, security = "starttls", '
+    'username = "jlee@district.example", auth = "oauth2"'
+)
+MS_IMAP = (
+    'host = "outlook.office365.com", port = 993, security = "tls", '
+    'username = "jlee@district.example", auth = "oauth2"'
+)
 
 
-def test_the_issue_s_microsoft_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = oauth_project(tmp_path, monkeypatch, MS_SMTP, MS_IMAP,
-                           'provider = "microsoft"\nclient_id = "app-1"\ntenant = "organizations"')
+def test_the_issue_s_microsoft_example_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = oauth_project(
+        tmp_path,
+        monkeypatch,
+        MS_SMTP,
+        MS_IMAP,
+        'provider = "microsoft"\nclient_id = "app-1"\ntenant = "organizations"',
+    )
     account = load_config(config).accounts["default"]
-    assert (account.smtp.auth, account.smtp.sasl, account.smtp.password()) == ("oauth2", "xoauth2", None)
+    assert (account.smtp.auth, account.smtp.sasl, account.smtp.password()) == (
+        "oauth2",
+        "xoauth2",
+        None,
+    )
     assert account.imap is not None and account.imap.auth == "oauth2"
     oauth2 = account.oauth2
     assert oauth2 is not None and oauth2.flow is Flow.DEVICE
@@ -235,19 +288,30 @@ def test_the_issue_s_microsoft_example_loads(tmp_path: Path, monkeypatch: pytest
 
 
 def test_google_custom_and_token_cmd_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    google = oauth_project(tmp_path / "g", monkeypatch, MS_SMTP, MS_IMAP + ', sasl = "oauthbearer"',
-                           'provider = "google"\nclient_id = "g"\nclient_secret_env = "G_SECRET"')
+    google = oauth_project(
+        tmp_path / "g",
+        monkeypatch,
+        MS_SMTP,
+        MS_IMAP + ', sasl = "oauthbearer"',
+        'provider = "google"\nclient_id = "g"\nclient_secret_env = "G_SECRET"',
+    )
     account = load_config(google).accounts["default"]
     assert account.oauth2 is not None and account.oauth2.flow is Flow.BROWSER
     assert account.imap is not None and account.imap.sasl == "oauthbearer"
-    custom = oauth_project(tmp_path / "c", monkeypatch, MS_SMTP, MS_IMAP,
-                           'provider = "custom"\nclient_id = "c"\nscopes = ["mail"]\n'
-                           'token_url = "https://id.example/token"\n'
-                           'device_authorization_url = "https://id.example/device"')
+    custom = oauth_project(
+        tmp_path / "c",
+        monkeypatch,
+        MS_SMTP,
+        MS_IMAP,
+        'provider = "custom"\nclient_id = "c"\nscopes = ["mail"]\n'
+        'token_url = "https://id.example/token"\n'
+        'device_authorization_url = "https://id.example/device"',
+    )
     found = load_config(custom).accounts["default"].oauth2
     assert found is not None and found.flow is Flow.DEVICE and found.scopes == ("mail",)
-    command = oauth_project(tmp_path / "t", monkeypatch, MS_SMTP, MS_IMAP,
-                            'token_cmd = "my-token-helper district"')
+    command = oauth_project(
+        tmp_path / "t", monkeypatch, MS_SMTP, MS_IMAP, 'token_cmd = "my-token-helper district"'
+    )
     found = load_config(command).accounts["default"].oauth2
     assert found is not None and found.flow is Flow.COMMAND
 
@@ -255,38 +319,82 @@ def test_google_custom_and_token_cmd_load(tmp_path: Path, monkeypatch: pytest.Mo
 def test_oauth2_with_a_password_key_is_exit_2_naming_file_line_and_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = oauth_project(tmp_path, monkeypatch, MS_SMTP + ', password_env = "PW"', MS_IMAP,
-                           'provider = "microsoft"\nclient_id = "app-1"')
+    config = oauth_project(
+        tmp_path,
+        monkeypatch,
+        MS_SMTP + ', password_env = "PW"',
+        MS_IMAP,
+        'provider = "microsoft"\nclient_id = "app-1"',
+    )
     result = invoke(["check"], project=config.parent)
     assert result.exit_code == 2, result.output
     line = line_of(config, "smtp = {")
-    assert f"{config}:{line}: accounts.default.smtp.password_env: auth = \"oauth2\" takes no password" in result.output
+    assert (
+        f'{config}:{line}: accounts.default.smtp.password_env: auth = "oauth2" takes no password'
+        in result.output
+    )
     assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(
     ("smtp", "oauth2", "key", "words"),
     [
-        (MS_SMTP, 'provider = "yahoo"\nclient_id = "x"', "accounts.default.oauth2.provider",
-         "is not one of: microsoft, google, custom"),
-        (MS_SMTP, 'provider = "google"\nclient_id = "x"', "accounts.default.oauth2",
-         "client_secret_env"),
-        (MS_SMTP, 'provider = "microsoft"\nclient_id = "x"\ntoken_url = "https://evil.example/t"',
-         "accounts.default.oauth2.token_url", "built in"),
-        (MS_SMTP, 'provider = "custom"\nclient_id = "x"\nscopes = ["m"]\n'
-         'token_url = "http://id.example/token"\ndevice_authorization_url = "https://id.example/d"',
-         "accounts.default.oauth2.token_url", "https://"),
+        (
+            MS_SMTP,
+            'provider = "yahoo"\nclient_id = "x"',
+            "accounts.default.oauth2.provider",
+            "is not one of: microsoft, google, custom",
+        ),
+        (
+            MS_SMTP,
+            'provider = "google"\nclient_id = "x"',
+            "accounts.default.oauth2",
+            "client_secret_env",
+        ),
+        (
+            MS_SMTP,
+            'provider = "microsoft"\nclient_id = "x"\ntoken_url = "https://evil.example/t"',
+            "accounts.default.oauth2.token_url",
+            "built in",
+        ),
+        (
+            MS_SMTP,
+            'provider = "custom"\nclient_id = "x"\nscopes = ["m"]\n'
+            'token_url = "http://id.example/token"\ndevice_authorization_url = "https://id.example/d"',
+            "accounts.default.oauth2.token_url",
+            "https://",
+        ),
         (MS_SMTP, 'provider = "microsoft"', "accounts.default.oauth2", "client_id"),
-        (MS_SMTP, 'provider = "google"\nclient_id = "x"\nclient_secret_env = "S"\ntenant = "t"',
-         "accounts.default.oauth2.tenant", "only for provider"),
-        (MS_SMTP.replace('"oauth2"', '"oauth3"'), 'provider = "microsoft"\nclient_id = "x"',
-         "accounts.default.smtp.auth", "is not one of: password, oauth2"),
-        (MS_SMTP + ', sasl = "plain"', 'provider = "microsoft"\nclient_id = "x"',
-         "accounts.default.smtp.sasl", "xoauth2, oauthbearer"),
-        (MS_SMTP.replace(', auth = "oauth2"', ', sasl = "xoauth2"'),
-         'provider = "microsoft"\nclient_id = "x"', "accounts.default.smtp.sasl", "only for"),
-        (MS_SMTP, 'provider = "microsoft"\nclient_id = "x"\nclient = "y"',
-         "accounts.default.oauth2.client", "unknown key"),
+        (
+            MS_SMTP,
+            'provider = "google"\nclient_id = "x"\nclient_secret_env = "S"\ntenant = "t"',
+            "accounts.default.oauth2.tenant",
+            "only for provider",
+        ),
+        (
+            MS_SMTP.replace('"oauth2"', '"oauth3"'),
+            'provider = "microsoft"\nclient_id = "x"',
+            "accounts.default.smtp.auth",
+            "is not one of: password, oauth2",
+        ),
+        (
+            MS_SMTP + ', sasl = "plain"',
+            'provider = "microsoft"\nclient_id = "x"',
+            "accounts.default.smtp.sasl",
+            "xoauth2, oauthbearer",
+        ),
+        (
+            MS_SMTP.replace(', auth = "oauth2"', ', sasl = "xoauth2"'),
+            'provider = "microsoft"\nclient_id = "x"',
+            "accounts.default.smtp.sasl",
+            "only for",
+        ),
+        (
+            MS_SMTP,
+            'provider = "microsoft"\nclient_id = "x"\nclient = "y"',
+            "accounts.default.oauth2.client",
+            "unknown key",
+        ),
     ],
 )
 def test_bad_oauth2_settings_name_the_key(
@@ -307,5 +415,7 @@ def test_auth_oauth2_without_an_oauth2_table_is_a_problem(
     edit(config, "\n[accounts.default.oauth2]\n", "\n")
     with pytest.raises(Problems) as caught:
         load_config(config)
-    assert any("accounts.default.smtp.auth: auth = \"oauth2\" needs an [accounts.default.oauth2]"
-               in p for p in caught.value.problems), caught.value.problems
+    assert any(
+        'accounts.default.smtp.auth: auth = "oauth2" needs an [accounts.default.oauth2]' in p
+        for p in caught.value.problems
+    ), caught.value.problems

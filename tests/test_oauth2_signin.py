@@ -42,11 +42,17 @@ def oauth2_table(server: LocalOAuth2Server, device: bool = True, **extra: str) -
     return f'oauth2 = {{ {inner}, scopes = ["mail.imap", "mail.smtp"] }}'
 
 
-def oauth_workspace(root: Path, server: LocalOAuth2Server, smtp_port: int = 2525,
-                    device: bool = True, sasl: str = "") -> Workspace:
+def oauth_workspace(
+    root: Path,
+    server: LocalOAuth2Server,
+    smtp_port: int = 2525,
+    device: bool = True,
+    sasl: str = "",
+) -> Workspace:
     extra = f', username = "{USER}", auth = "oauth2"' + (f', sasl = "{sasl}"' if sasl else "")
-    return Workspace(root, smtp_port=smtp_port, smtp_extra=extra,
-                     account_extra=oauth2_table(server, device))
+    return Workspace(
+        root, smtp_port=smtp_port, smtp_extra=extra, account_extra=oauth2_table(server, device)
+    )
 
 
 def approve_when_asked(server: LocalOAuth2Server, email: str = USER) -> threading.Thread:
@@ -54,8 +60,9 @@ def approve_when_asked(server: LocalOAuth2Server, email: str = USER) -> threadin
 
     def act() -> None:
         code = server.wait_for_user_code()
-        page = requests.post(f"{server.url}/device", data={"user_code": code, "email": email},
-                             timeout=10)
+        page = requests.post(
+            f"{server.url}/device", data={"user_code": code, "email": email}, timeout=10
+        )
         assert "Done" in page.text
 
     thread = threading.Thread(target=act, daemon=True)
@@ -112,14 +119,14 @@ def test_device_flow_honours_pending_and_slow_down(
         if len(waits) == 4:  # the person approves while the fourth wait runs
             oauth2_server.approve(oauth2_server.wait_for_user_code(), USER)
 
-    sign_in(settings, TokenFile(token_file_path(ws.config.database)), lambda t: None,
-            sleep=sleep)
+    sign_in(settings, TokenFile(token_file_path(ws.config.database)), lambda t: None, sleep=sleep)
     assert waits == [1.0, 1.0, 6.0, 6.0]  # RFC 8628 3.5: +5 s after slow_down, for good
     ws.close()
 
 
-@pytest.mark.parametrize(("error", "words"), [("access_denied", "declined"),
-                                              ("expired_token", "expired")])
+@pytest.mark.parametrize(
+    ("error", "words"), [("access_denied", "declined"), ("expired_token", "expired")]
+)
 def test_device_flow_stops_when_declined_or_expired(
     tmp_path: Path, oauth2_server: LocalOAuth2Server, error: str, words: str
 ) -> None:
@@ -139,20 +146,28 @@ def test_microsoft_preset_against_the_local_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, oauth2_server: LocalOAuth2Server
 ) -> None:
     monkeypatch.setenv(TEST_ORIGIN_ENV, oauth2_server.url)
-    ws = Workspace(tmp_path, smtp_port=2525, smtp_extra=f', username = "{USER}", auth = "oauth2"',
-                   account_extra='oauth2 = { provider = "microsoft", client_id = "ms-app", '
-                                 'tenant = "district.example" }')
+    ws = Workspace(
+        tmp_path,
+        smtp_port=2525,
+        smtp_extra=f', username = "{USER}", auth = "oauth2"',
+        account_extra='oauth2 = { provider = "microsoft", client_id = "ms-app", '
+        'tenant = "district.example" }',
+    )
     settings = ws.config.accounts["default"].oauth2
     assert settings is not None
     assert settings.endpoints is not None
     assert settings.endpoints.device_authorization_url == (
-        f"{oauth2_server.url}/district.example/oauth2/v2.0/devicecode")
+        f"{oauth2_server.url}/district.example/oauth2/v2.0/devicecode"
+    )
     approver = approve_when_asked(oauth2_server)
     sign_in(settings, TokenFile(token_file_path(ws.config.database)), lambda t: None)
     approver.join(5)
     (device,) = oauth2_server._devices.values()
-    assert device.scope.split() == ["https://outlook.office.com/IMAP.AccessAsUser.All",
-                                    "https://outlook.office.com/SMTP.Send", "offline_access"]
+    assert device.scope.split() == [
+        "https://outlook.office.com/IMAP.AccessAsUser.All",
+        "https://outlook.office.com/SMTP.Send",
+        "offline_access",
+    ]
     assert device.client_id == "ms-app"
     ws.close()
 
@@ -160,15 +175,20 @@ def test_microsoft_preset_against_the_local_server(
 # --------------------------------------------------------------------------- browser flow
 
 
-def google_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                     server: LocalOAuth2Server) -> Workspace:
+def google_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalOAuth2Server
+) -> Workspace:
     monkeypatch.setenv(TEST_ORIGIN_ENV, server.url)
     monkeypatch.setenv("TEST_GOOGLE_SECRET", "not-so-secret")
     server.clients = {"g-desktop": "not-so-secret"}
     server.browser_user = USER
-    return Workspace(tmp_path, smtp_port=2525, smtp_extra=f', username = "{USER}", auth = "oauth2"',
-                     account_extra='oauth2 = { provider = "google", client_id = "g-desktop", '
-                                   'client_secret_env = "TEST_GOOGLE_SECRET" }')
+    return Workspace(
+        tmp_path,
+        smtp_port=2525,
+        smtp_extra=f', username = "{USER}", auth = "oauth2"',
+        account_extra='oauth2 = { provider = "google", client_id = "g-desktop", '
+        'client_secret_env = "TEST_GOOGLE_SECRET" }',
+    )
 
 
 def test_google_loopback_redirect_followed_with_plain_http(
@@ -184,12 +204,21 @@ def test_google_loopback_redirect_followed_with_plain_http(
         page = requests.get(url, timeout=10)
         assert "you can close this window" in page.text
 
-    fresh = sign_in(settings, TokenFile(token_file_path(ws.config.database)), lambda t: None,
-                    open_browser=browser)
+    fresh = sign_in(
+        settings,
+        TokenFile(token_file_path(ws.config.database)),
+        lambda t: None,
+        open_browser=browser,
+    )
     (url,) = opened
     assert url.startswith(f"{oauth2_server.url}/o/oauth2/v2/auth?")
-    for part in ("code_challenge_method=S256", "access_type=offline", "prompt=consent",
-                 "scope=https%3A%2F%2Fmail.google.com%2F", "redirect_uri=http%3A%2F%2F127.0.0.1"):
+    for part in (
+        "code_challenge_method=S256",
+        "access_type=offline",
+        "prompt=consent",
+        "scope=https%3A%2F%2Fmail.google.com%2F",
+        "redirect_uri=http%3A%2F%2F127.0.0.1",
+    ):
         assert part in url
     assert oauth2_server.introspect_user(fresh.access_token) == USER
     ws.close()
@@ -227,12 +256,21 @@ def test_a_pasted_address_from_another_sign_in_is_refused(
     settings = ws.config.accounts["default"].oauth2
     assert settings is not None
     with pytest.raises(SignInFailed, match="state differs"):
-        sign_in(settings, TokenFile(token_file_path(ws.config.database)), lambda t: None,
-                read_line=lambda: "http://127.0.0.1:9/?code=stolen&state=other\n", timeout=5)
+        sign_in(
+            settings,
+            TokenFile(token_file_path(ws.config.database)),
+            lambda t: None,
+            read_line=lambda: "http://127.0.0.1:9/?code=stolen&state=other\n",
+            timeout=5,
+        )
     oauth2_server.deny_consent = True
     with pytest.raises(SignInFailed, match="access_denied"):
-        sign_in(settings, TokenFile(token_file_path(ws.config.database)), lambda t: None,
-                open_browser=lambda url: requests.get(url, timeout=10))
+        sign_in(
+            settings,
+            TokenFile(token_file_path(ws.config.database)),
+            lambda t: None,
+            open_browser=lambda url: requests.get(url, timeout=10),
+        )
     ws.close()
 
 
@@ -277,8 +315,7 @@ def test_a_kill_during_writes_never_leaves_a_broken_token_file(tmp_path: Path) -
                 print("writing", flush=True)
     """)
     for _ in range(3):
-        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                                 cwd=REPO)
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=REPO)
         assert child.stdout is not None and child.stdout.readline() == b"writing\n"
         time.sleep(0.15)
         child.send_signal(signal.SIGKILL)
@@ -305,8 +342,12 @@ def test_two_processes_renewing_at_once_spend_a_rotating_refresh_token_once(
         token = login.renew({first!r})
         print("ok" if token and token != {first!r} else "same", flush=True)
     """)
-    children = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, cwd=REPO) for _ in range(2)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+        )
+        for _ in range(2)
+    ]
     outputs = [child.communicate(timeout=60) for child in children]
     assert [out.strip() for out, _ in outputs] == [b"ok", b"ok"], outputs
     assert oauth2_server.refresh_count() == 1  # the second saw the first one's new token
@@ -330,8 +371,9 @@ def test_a_refused_refresh_makes_the_account_wait_and_says_so(
     with pytest.raises(SignInNeeded) as caught:
         login.secret()
     message = str(caught.value)
-    assert message.startswith("accounts.default: sign-in needed (custom refused the refresh: "
-                              "invalid_grant")
+    assert message.startswith(
+        "accounts.default: sign-in needed (custom refused the refresh: invalid_grant"
+    )
     assert message.endswith("run `outreach auth login default`")
     (row,) = logins.statuses(config)
     assert (row.signed_in, row.waiting is not None) == (False, True)
@@ -352,9 +394,13 @@ def test_auth_login_in_a_real_process_then_status_and_logout(
     config = str(ws.root / "config.toml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
     approver = approve_when_asked(oauth2_server)
-    done = subprocess.run([sys.executable, "-m", "outreach", "--config", config, "auth", "login",
-                           "default"], capture_output=True, env=env, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "outreach", "--config", config, "auth", "login", "default"],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     approver.join(5)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output.decode()
@@ -391,8 +437,7 @@ def test_auth_commands_refuse_password_and_unknown_accounts(tmp_path: Path) -> N
     result = invoke(["auth", "login", "nobody"], project=ws.root)
     assert result.exit_code == 2 and "no account named 'nobody'" in result.output
     (row,) = json.loads(invoke(["auth", "status", "--json"], project=ws.root).stdout)
-    assert row == {"account": "default", "auth": "password", "signed_in": True,
-                   "expires_at": None}
+    assert row == {"account": "default", "auth": "password", "signed_in": True, "expires_at": None}
     ws.close()
 
 
