@@ -315,6 +315,13 @@ class Logins:
             return TokenCommandLogin(oauth2, settings)
         return OAuth2Login(oauth2, settings, self.file, self.clock)
 
+    def check(self, account: Account) -> None:
+        """SignInNeeded when the token file already says the account cannot log in (never
+        signed in, signed out, refresh refused): no network, nothing rendered or sent."""
+        row = self.status(account)
+        if row.auth == "oauth2" and row.waiting is not None:
+            raise SignInNeeded(account.name, row.waiting)
+
     def status(self, account: Account, entries: dict[str, Entry] | None = None) -> AccountAuth:
         kind = account_auth(account)
         if kind == "password":

@@ -277,6 +277,9 @@ class Sender:
         self, account: Account, report: SendReport, items: Sequence[Due] = ()
     ) -> None:
         """Deliver the account's sendable rows, then `items` (planned for it now)."""
+        # an account that must sign in again renders nothing new into the outbox: what is
+        # due is planned afresh once it can send, after its mailbox is read (replies first)
+        self.logins.check(account)
         now = self.clock()
         rows = self.store.sendable(account.name, now)
         budget = self.daily_budget(account, now)
