@@ -2,9 +2,16 @@
 device authorization (RFC 8628) and revocation (RFC 7009), through Authlib's client.
 
 One generic client serves microsoft, google and custom providers alike: each is a set of
-endpoints and scopes (outreach.oauth2). Foreign errors become ours here: a refused grant is
-`OAuth2Refused` (with the server's error code), no answer or a 5xx is `OAuth2Unavailable`.
-Tokens never appear in an error message. (Issue 18 moves this module to transport/.)
+endpoints and scopes (outreach.oauth2). Why not msal + google-auth-oauthlib: `custom` needs a
+generic client anyway; msal validates its authority against Microsoft's cloud (instance
+discovery) and keeps tokens in a cache format of its own, google-auth-oauthlib's installed-app
+flow expects a browser on this computer (Google removed its copy-paste flow); two libraries
+would mean two refresh paths and two token stores to test, while the three providers differ
+only in endpoints, scopes and one flow each, all standard RFCs.
+
+Foreign errors become ours here: a refused grant is `OAuth2Refused` (with the server's error
+code), no answer or a 5xx is `OAuth2Unavailable`. Tokens never appear in an error message.
+(Issue 18 moves this module to transport/.)
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ def test_one_account_waiting_does_not_hold_back_another(
     )
     # the account that is not signed in renders nothing: it is planned once it can send
     assert by_account == {("other", "sent"): 2}
-    assert [] == [m for m in smtp_server.messages if "coordinator" in m.mail_from]
+    assert [m for m in smtp_server.messages if "coordinator" in m.mail_from] == []
     ws.close()
 
 
