@@ -451,6 +451,8 @@ class Sender:
                     found = mailbox.find_message_ids(
                         mailbox.sent_folder(), [r.message_id for r in account_rows]
                     )
+            except SignInNeeded:
+                continue  # settled once the account is signed in again (the reader says so)
             except MailServerError as exc:
                 log_event(
                     self.log,
