@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -396,3 +397,40 @@ def test_tokens_never_reach_output_logs_database_or_exports(
 
 def test_a_password_login_never_shows_its_password_in_a_repr() -> None:
     assert "hunter2" not in repr(PasswordLogin("u", "hunter2"))
+
+
+# --------------------------------------------------------------------------- the service
+
+
+def test_the_running_worker_waits_for_a_sign_in_and_then_goes_on(
+    tmp_path: Path,
+    oauth2_server: LocalOAuth2Server,
+    bearer_smtp: LocalSMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`outreach run`: an account that is not signed in does not stop the worker; it says
+    so once, and sends as soon as someone signs in."""
+    from test_service import FAST, TWO_STEPS, start
+
+    monkeypatch.delenv("OUTREACH_CONFIG", raising=False)
+    ws = oauth_ws(tmp_path, oauth2_server, bearer_smtp, config_extra=FAST, campaign=TWO_STEPS)
+    ws.add_partners(partner_rows(2))
+    ws.close()
+    workers: list = []
+    try:
+        worker = start(tmp_path, dict(os.environ), workers)
+        (said,) = worker.wait_for("signin_needed")
+        assert said["level"] == "error" and "outreach auth login default" in said["message"]
+        time.sleep(2.5)  # a few more cycles: still running, said once, nothing sent
+        assert worker.proc.poll() is None and len(worker.has("signin_needed")) == 1
+        assert bearer_smtp.messages == []
+        signed_in(ws, oauth2_server)
+        worker.wait_for("signed_in")
+        bearer_smtp.wait_for(2)
+        assert worker.stop() == 0
+    finally:
+        for started in workers:
+            started.close()
+    assert sorted(m.rcpt_tos[0] for m in bearer_smtp.messages) == sorted(
+        p["email"] for p in partner_rows(2)
+    )
