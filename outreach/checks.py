@@ -11,6 +11,7 @@ import jinja2
 from outreach.config import (
     Campaign,
     Config,
+    ServerSettings,
     key_location,
     load_campaigns,
     load_config,
@@ -61,6 +62,7 @@ def check_all(config_path: Path) -> CheckReport:
                 server.password()
             except ConfigError as exc:
                 report.warnings.append(f"{exc} (`outreach run` will refuse to start)")
+    report.warnings.extend(sign_in_warnings(config))
 
     report.problems.extend(template_syntax_problems(config))
     try:
@@ -162,3 +164,59 @@ def database_damage(path: Path) -> tuple[list[str], str]:
             f"integrity check ({size}); `outreach backup` checks all of it"
         )
     return [], f"database: no damage found ({size}, PRAGMA quick_check)"
+
+def sign_in_warnings(config: Config) -> list[str]:
+    """OAuth2 accounts that are not signed in, from the token file alone (no network)."""
+    from outreach.credentials import Logins
+
+    return [
+        f"accounts.{row.account}: not signed in ({row.waiting}): run `outreach auth login "
+        f"{row.account}` (until then `outreach run` keeps its messages queued and does not "
+        "read its mailbox)"
+        for row in Logins(config).statuses(config)
+        if row.auth == "oauth2" and row.waiting
+    ]
+
+
+def check_logins(config: Config) -> list[tuple[str, bool]]:
+    """Log in to every account's SMTP and IMAP server, with a password or OAuth2 (an
+    access token may be renewed on the way): (line, ok) for each."""
+    import asyncio
+
+    from outreach.credentials import Login, Logins
+    from outreach.imap import Mailbox
+    from outreach.smtp import Connection
+
+    async def smtp_login(settings: ServerSettings, login: Login) -> None:
+        connection = Connection(settings, login)
+        try:
+            await connection.open()
+        finally:
+            await connection.close()
+
+    logins = Logins(config)
+    lines: list[tuple[str, bool]] = []
+    for account in config.accounts.values():
+        for settings in (account.smtp, account.imap):
+            if settings is None:
+                continue
+            where = f"accounts.{account.name}"
+            try:
+                login = logins.for_server(account, settings)
+                if settings.kind == "smtp":
+                    asyncio.run(smtp_login(settings, login))
+                else:
+                    with Mailbox(settings, login):
+                        pass
+            except OutreachError as exc:
+                text = str(exc)
+                lines.append((text if text.startswith(where) else f"{where}: {text}", False))
+                continue
+            how = login.mechanism.value if login.mechanism else "password"
+            who = (
+                f"logged in as {settings.username} ({how})"
+                if settings.username
+                else ("connected (no login configured)")
+            )
+            lines.append((f"ok: {where}: {settings.kind.upper()} {settings.address} {who}", True))
+    return lines

@@ -176,13 +176,19 @@ def init(directory: Path) -> None:
 
 
 @cli.command()
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Then log in to every account's SMTP and IMAP server (password or OAuth2).",
+)
 @pass_app
-def check(app: App) -> None:
+def check(app: App, connect: bool) -> None:
     """Validate the config, every campaign and template, and render every step for every
-    partner in its audience, without touching the network. Reports every problem at once.
+    partner in its audience, without touching the network (unless --connect). Reports every
+    problem at once.
 
     Also checks the database file for damage (PRAGMA quick_check; exit 1 if damaged)."""
-    from outreach.checks import check_all
+    from outreach.checks import check_all, check_logins
 
     report = check_all(app.config_path)
     for note in report.notes:
@@ -199,6 +205,14 @@ def check(app: App) -> None:
         sys.exit(1 if report.damage else 2)
     if report.damage:
         sys.exit(1)
+    if connect:
+        failures = 0
+        for line, ok in check_logins(app.config):
+            echo(line if ok else f"error: {line}", err=not ok)
+            failures += not ok
+        if failures:
+            echo(f"{failures} login{'s' if failures > 1 else ''} failed", err=True)
+            sys.exit(1)
     echo("ok: everything checks out")
 
 
@@ -515,6 +529,9 @@ def status(app: App, as_json: bool) -> None:
         "host": worker.get("host"),
     }
     unknown = app.store.ledger_rows("status = 'unknown' ORDER BY id")
+    from outreach.credentials import Logins
+
+    logins = [row for row in Logins(app.config).statuses(app.config) if row.auth == "oauth2"]
     if as_json:
         echo(
             json_text(
@@ -523,6 +540,15 @@ def status(app: App, as_json: bool) -> None:
                         n: {s: counts.get(n, {}).get(s, 0) for s in LEDGER_STATES} for n in names
                     },
                     "worker": worker_info,
+                    "sign_in_needed": [
+                        {
+                            "account": row.account,
+                            "reason": row.waiting,
+                            "command": f"outreach auth login {row.account}",
+                        }
+                        for row in logins
+                        if row.waiting
+                    ],
                     "unknown": [
                         {
                             "id": r.id,
@@ -561,6 +587,13 @@ def status(app: App, as_json: bool) -> None:
             f"  last error: {worker['last_error']} "
             f"({when(worker.get('last_error_at'), zone, moment)})"
         )
+    for row in logins:
+        if row.waiting:
+            echo(
+                f"\naccounts.{row.account}: sign-in needed ({row.waiting}): its "
+                "messages stay queued and its mailbox is not read until you run "
+                f"`outreach auth login {row.account}`"
+            )
     if unknown:
         echo(f"\n{len(unknown)} message(s) with an unknown outcome (see `outreach resolve`):")
         for r in unknown:
@@ -698,4 +731,4 @@ def main() -> None:
 
 
 # Commands kept in their own modules add themselves to `cli` when imported.
-from outreach import cli_logs, cli_service  # noqa: E402, F401
+from outreach import cli_auth, cli_logs, cli_service  # noqa: E402, F401

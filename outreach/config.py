@@ -22,10 +22,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from outreach.durations import parse_duration
 from outreach.errors import ConfigError, Problems
+from outreach.oauth2 import (
+    SCOPES,
+    TENANT,
+    TEST_ORIGIN_ENV,
+    Endpoints,
+    OAuth2Settings,
+    Provider,
+    endpoint_problem,
+    preset_endpoints,
+)
 from outreach.redaction import remember_secret
 
 CONFIG_ENV = "OUTREACH_CONFIG"
 SECURITY_MODES = ("tls", "starttls", "none")
+AUTH_KINDS = ("password", "oauth2")
+SASL_MECHANISMS = ("xoauth2", "oauthbearer")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 RESERVED_TEMPLATE_VARS = ("partner", "account", "campaign", "step")
@@ -60,6 +72,11 @@ class ServerSettings:
     folder: str = "INBOX"
     sent_folder: str | None = None
     idle: bool = False
+    # "password" (password_env / password_cmd) or "oauth2" (the account's [oauth2] table);
+    # sasl: the OAuth2 mechanism, XOAUTH2 by default (the only one Microsoft 365 takes on
+    # SMTP), OAUTHBEARER (RFC 7628) where the server offers it
+    auth: str = "password"
+    sasl: str = "xoauth2"
 
     @property
     def address(self) -> str:
@@ -129,6 +146,7 @@ class Account:
     unsubscribe_mailto: str | None = None
     unsubscribe_url: str | None = None
     save_sent: bool = False
+    oauth2: OAuth2Settings | None = None
 
     @property
     def domain(self) -> str:
@@ -476,7 +494,7 @@ def check_timezone(name: str) -> ZoneInfo:
 
 _TOP = ("outreach", "template_vars", "accounts", "worker", "replies", "digest")
 _OUTREACH = ("database", "campaigns", "templates", "timezone")
-_ACCOUNT = ("from", "reply_to", "smtp", "imap", "limits", "unsubscribe", "save_sent")
+_ACCOUNT = ("from", "reply_to", "smtp", "imap", "limits", "unsubscribe", "save_sent", "oauth2")
 _SERVER_COMMON = (
     "host",
     "port",
@@ -486,6 +504,8 @@ _SERVER_COMMON = (
     "password_cmd",
     "ca_file",
     "timeout",
+    "auth",
+    "sasl",
 )
 _IMAP_ONLY = ("folder", "sent_folder", "idle")
 _LIMITS = ("preset", "per_minute", "per_day", "jitter", "retry", "concurrency")
@@ -645,6 +665,19 @@ def _read_account(reader: _Reader, name: str, raw: Any) -> Account | None:
     if save_sent and imap is None:
         reader.problem(f"{key_path}.save_sent", "needs an [imap] section to save sent copies")
 
+    oauth2 = _read_oauth2(reader, name, table.get("oauth2"))
+    oauth_servers = [s for s in (smtp, imap) if s is not None and s.auth == "oauth2"]
+    if oauth_servers and oauth2 is None and "oauth2" not in table:
+        reader.problem(
+            f"{oauth_servers[0].key_path}.auth",
+            f'auth = "oauth2" needs an [{key_path}.oauth2] table (provider, client_id)',
+        )
+    if oauth2 is not None and not oauth_servers and smtp is not None:
+        reader.problem(
+            f"{key_path}.oauth2",
+            'no server of this account has auth = "oauth2"; add it to smtp and imap',
+        )
+
     if from_header is None or from_email is None or smtp is None:
         return None
     return Account(
@@ -658,6 +691,7 @@ def _read_account(reader: _Reader, name: str, raw: Any) -> Account | None:
         unsubscribe_mailto=mailto,
         unsubscribe_url=url,
         save_sent=save_sent,
+        oauth2=oauth2,
     )
 
 
@@ -688,6 +722,7 @@ def _read_server(reader: _Reader, key_path: str, kind: str, raw: Any) -> ServerS
         reader.problem(key_path, "set password_env or password_cmd, not both")
     if (password_env or password_cmd) and not username:
         reader.problem(key_path, "a password needs a username")
+    auth, sasl = _read_server_auth(reader, key_path, table, username)
     ca_text = reader.get(table, key_path, "ca_file", str)
     ca_file = None
     if ca_text:
@@ -715,6 +750,142 @@ def _read_server(reader: _Reader, key_path: str, kind: str, raw: Any) -> ServerS
         folder=folder,
         sent_folder=sent_folder,
         idle=idle,
+        auth=auth,
+        sasl=sasl,
+    )
+
+
+def _read_server_auth(
+    reader: _Reader, key_path: str, table: dict[str, Any], username: str | None
+) -> tuple[str, str]:
+    """`auth` ("password", the default, or "oauth2") and `sasl` (oauth2 only)."""
+    auth = reader.get(table, key_path, "auth", str, "password")
+    if auth not in AUTH_KINDS:
+        reader.problem(f"{key_path}.auth", f"{auth!r} is not one of: {', '.join(AUTH_KINDS)}")
+        auth = "password"
+    sasl = reader.get(table, key_path, "sasl", str, "xoauth2")
+    if "sasl" in table and auth != "oauth2":
+        reader.problem(f"{key_path}.sasl", 'only for auth = "oauth2"')
+    if sasl not in SASL_MECHANISMS:
+        reader.problem(f"{key_path}.sasl", f"{sasl!r} is not one of: {', '.join(SASL_MECHANISMS)}")
+        sasl = "xoauth2"
+    if auth == "oauth2":
+        for key in ("password_env", "password_cmd"):
+            if key in table:
+                reader.problem(
+                    f"{key_path}.{key}",
+                    'auth = "oauth2" takes no password: it signs in with `outreach auth login`'
+                    " (or the account's oauth2.token_cmd)",
+                )
+        if not username:
+            reader.problem(key_path, 'auth = "oauth2" needs the username of the mailbox')
+    return auth, sasl
+
+
+_OAUTH2 = (
+    "provider",
+    "client_id",
+    "tenant",
+    "client_secret_env",
+    "device_authorization_url",
+    "token_url",
+    "authorization_url",
+    "revocation_url",
+    "scopes",
+    "token_cmd",
+)
+_CUSTOM_ONLY = ("device_authorization_url", "token_url", "authorization_url", "revocation_url")
+
+
+def _read_oauth2(reader: _Reader, account: str, raw: Any) -> OAuth2Settings | None:
+    """[accounts.NAME.oauth2]: a provider preset (microsoft, google), a custom provider's
+    endpoints, or token_cmd alone."""
+    if raw is None:
+        return None
+    key_path = f"accounts.{account}.oauth2"
+    table = reader.table(raw, key_path, _OAUTH2)
+    before = len(reader.problems)
+    token_cmd = reader.get(table, key_path, "token_cmd", str)
+    provider_text = reader.get(table, key_path, "provider", str)
+    provider = None
+    if provider_text is not None:
+        try:
+            provider = Provider(provider_text)
+        except ValueError:
+            reader.problem(
+                f"{key_path}.provider",
+                f"{provider_text!r} is not one of: {', '.join(p.value for p in Provider)}",
+            )
+    elif not token_cmd and "provider" not in table:
+        reader.problem(
+            key_path, 'missing required key \'provider\' ("microsoft", "google" or "custom")'
+        )
+    client_id = reader.get(table, key_path, "client_id", str)
+    tenant = reader.get(table, key_path, "tenant", str, "organizations")
+    secret_env = reader.get(table, key_path, "client_secret_env", str)
+    scopes = reader.string_list(table, key_path, "scopes")
+    urls = {key: reader.get(table, key_path, key, str) for key in _CUSTOM_ONLY}
+    for key, url in urls.items():
+        problem = endpoint_problem(url) if url is not None else None
+        if problem:
+            reader.problem(f"{key_path}.{key}", problem)
+
+    if "tenant" in table and provider is not Provider.MICROSOFT:
+        reader.problem(f"{key_path}.tenant", 'only for provider = "microsoft"')
+    elif not TENANT.fullmatch(tenant or ""):
+        reader.problem(
+            f"{key_path}.tenant",
+            f'{tenant!r}: use "organizations", the tenant\'s domain or its directory id',
+        )
+    if provider in (Provider.MICROSOFT, Provider.GOOGLE):
+        for key in _CUSTOM_ONLY:
+            if key in table:
+                reader.problem(
+                    f"{key_path}.{key}",
+                    f'the {provider.value} endpoints are built in; use provider = "custom" '
+                    "for another server",
+                )
+    if provider is not None and not token_cmd and not client_id:
+        reader.problem(key_path, "missing required key 'client_id' (the app registration's id)")
+    if provider is Provider.GOOGLE and not token_cmd and not secret_env:
+        reader.problem(
+            key_path,
+            "missing required key 'client_secret_env': Google's desktop-app clients need "
+            "their (not confidential) client secret, from an environment variable",
+        )
+    if provider is Provider.CUSTOM and not token_cmd:
+        if not urls["token_url"]:
+            reader.problem(key_path, "missing required key 'token_url'")
+        if not (urls["device_authorization_url"] or urls["authorization_url"]):
+            reader.problem(
+                key_path, "set device_authorization_url (device flow) or authorization_url"
+            )
+        if not scopes:
+            reader.problem(key_path, "missing required key 'scopes' (what IMAP and SMTP need)")
+    if len(reader.problems) > before:
+        return None
+
+    endpoints = None
+    if provider in (Provider.MICROSOFT, Provider.GOOGLE):
+        endpoints = preset_endpoints(provider, tenant, os.environ.get(TEST_ORIGIN_ENV))
+    elif provider is Provider.CUSTOM and urls["token_url"]:
+        endpoints = Endpoints(
+            token_url=urls["token_url"],
+            device_authorization_url=urls["device_authorization_url"],
+            authorization_url=urls["authorization_url"],
+            revocation_url=urls["revocation_url"],
+        )
+    return OAuth2Settings(
+        account=account,
+        key_path=key_path,
+        source=reader.path,
+        provider=provider,
+        client_id=client_id,
+        tenant=tenant,
+        client_secret_env=secret_env,
+        scopes=scopes or SCOPES.get(provider, ()) if provider else scopes,
+        endpoints=endpoints,
+        token_cmd=token_cmd,
     )
 
 

@@ -21,7 +21,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.config import Campaign, Config, DigestSettings, Limits
-from outreach.errors import AuthenticationError, MailServerError
+from outreach.credentials import Logins
+from outreach.errors import AuthenticationError, MailServerError, SignInNeeded
 from outreach.logs import log_event
 from outreach.plan import Projection, project
 from outreach.render import new_message_id
@@ -58,6 +59,8 @@ class Digest:
     unsubscribes: list[dict[str, Any]] = field(default_factory=list)
     due_tomorrow: list[Projection] = field(default_factory=list)
     unverified: list[dict[str, Any]] = field(default_factory=list)  # changed nothing
+    # accounts that wait for `outreach auth login NAME`: (name, why)
+    sign_in_needed: list[tuple[str, str]] = field(default_factory=list)
 
     def counts(self) -> str:
         parts = [
@@ -99,9 +102,10 @@ def due_tomorrow(store: Store, campaigns: list[Campaign], now: datetime,
 
 
 def collect(store: Store, config: Config, campaigns: list[Campaign], now: datetime,
-            since: datetime) -> Digest:
+            since: datetime, waiting: Sequence[tuple[str, str]] = ()) -> Digest:
     zone = ZoneInfo(config.timezone)
-    digest = Digest(day=local_day(now, zone), since=since, zone=zone)
+    digest = Digest(day=local_day(now, zone), since=since, zone=zone,
+                    sign_in_needed=list(waiting))
     for row in store.inbound_since(since, DIGEST_KINDS):
         if row.get("unverified"):  # not the partner's: told apart, it changed nothing
             digest.unverified.append(row)
@@ -147,6 +151,12 @@ def render_text(digest: Digest) -> str:
         f"{digest.counts()}.",
         "",
     ]
+    if digest.sign_in_needed:
+        lines.append(f"SIGN-IN NEEDED ({len(digest.sign_in_needed)})")
+        for name, why in digest.sign_in_needed:
+            lines.append(f"- {name}: {why}; its messages wait in the queue and its mailbox is "
+                         f"not read until you run `outreach auth login {name}`")
+        lines.append("")
     if digest.replies:
         lines.append(f"NEW REPLIES ({len(digest.replies)})")
         for row in digest.replies:
@@ -226,7 +236,7 @@ def build_message(digest: Digest, settings: DigestSettings, config: Config,
     return message_id, message.as_bytes(policy=SMTP)
 
 
-def _deliver(config: Config, settings: DigestSettings, raw: bytes) -> Result:
+def _deliver(config: Config, settings: DigestSettings, raw: bytes, logins: Logins) -> Result:
     account = config.accounts[settings.account]
     recipient = parseaddr(settings.to)[1] or settings.to
     results: list[Result] = []
@@ -238,14 +248,14 @@ def _deliver(config: Config, settings: DigestSettings, raw: bytes) -> Result:
         return {envelope.key for envelope in claims}
 
     asyncio.run(deliver_batch(
-        account.smtp, account.smtp.password(), Limits(concurrency=1),
+        account.smtp, logins.for_server(account, account.smtp), Limits(concurrency=1),
         [Envelope(0, account.from_email, recipient, raw)], transition,
     ))
     return results[0] if results else Result(Outcome.DEFERRED, None, "not attempted")
 
 
 def send_digest(config: Config, campaigns: list[Campaign], store: Store, now: datetime,
-                logger: logging.Logger) -> str | None:
+                logger: logging.Logger, logins: Logins | None = None) -> str | None:
     """Send today's digest when it is due; returns its status ("sent", "failed", ...) or None
     when nothing was due. AuthenticationError propagates (it stops the worker)."""
     settings = config.digest
@@ -256,13 +266,19 @@ def send_digest(config: Config, campaigns: list[Campaign], store: Store, now: da
     if not digest_due(now, settings, zone, last["day"] if last else None):
         return None
     since = (parse_iso(last["created_at"]) if last else None) or now - timedelta(days=1)
-    digest = collect(store, config, campaigns, now, since)
+    logins = logins or Logins(config)
+    waiting = [(s.account, s.waiting) for s in logins.statuses(config) if s.waiting]
+    digest = collect(store, config, campaigns, now, since, waiting)
     message_id, raw = build_message(digest, settings, config, now)
     day = digest.day.isoformat()
     if not store.claim_digest(day, settings.to, message_id, now):
         return None
     try:
-        result = _deliver(config, settings, raw)
+        result = _deliver(config, settings, raw, logins)
+    except SignInNeeded as exc:  # its account waits (the sender says so): sent after
+        store.release_digest(day)
+        log_event(logger, "signin_needed", f"daily digest not sent: {exc}", logging.DEBUG)
+        return "deferred"
     except AuthenticationError:
         store.release_digest(day)
         raise

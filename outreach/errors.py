@@ -91,3 +91,18 @@ class Problems(InputError):
         first = problems[0] if problems else "no problems"
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         super().__init__(first + more)
+
+
+class SignInNeeded(MailServerError):
+    """An OAuth2 account must be signed in again (its refresh token was revoked or expired,
+    consent withdrawn, or it never signed in). Only that account waits: its messages stay
+    queued, its mailbox is not read, and the worker goes on with the others."""
+
+    def __init__(self, account: str, reason: str) -> None:
+        super().__init__(
+            f"accounts.{account}: sign-in needed ({reason}): its messages stay queued and its "
+            f"mailbox is not read until you run `outreach auth login {account}`",
+            permanent=True,
+        )
+        self.account = account
+        self.reason = reason

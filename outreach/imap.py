@@ -24,9 +24,11 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
 from imapclient.response_parser import parse_fetch_response, parse_response
 
+from outreach import sasl
 from outreach.config import ServerSettings
+from outreach.credentials import Login, as_login
 from outreach.errors import AuthenticationError, MailServerError, tls_failure
-from outreach.redaction import redact_secrets
+from outreach.redaction import redact
 
 SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "[Gmail]/Sent Mail", "INBOX.Sent")
 
@@ -40,9 +42,9 @@ def _tls_context(settings: ServerSettings) -> ssl.SSLContext:
 class Mailbox:
     """A logged-in IMAP connection; use as a context manager."""
 
-    def __init__(self, settings: ServerSettings, password: str | None) -> None:
+    def __init__(self, settings: ServerSettings, password: str | Login | None) -> None:
         self.settings = settings
-        self.password = password
+        self.login = as_login(settings, password)
         self.client: imapclient.IMAPClient | None = None
 
     @property
@@ -51,8 +53,9 @@ class Mailbox:
 
     def _said(self, exc: BaseException) -> str:
         """A server's (or the library's) text without the password: a server may quote the
-        LOGIN or AUTHENTICATE data it refuses (outreach.redaction)."""
-        return redact_secrets(str(exc), (self.password,))
+        LOGIN or AUTHENTICATE data it refuses (outreach.redaction; the logins remember
+        every password and token they hand out)."""
+        return redact(str(exc))
 
     def __enter__(self) -> Mailbox:
         self.connect()
@@ -81,17 +84,55 @@ class Mailbox:
             raise MailServerError(f"{self.where}: cannot connect: {self._said(exc)}") from exc
         if s.username:
             try:
-                client.login(s.username, self.password or "")
+                self._login(client, s.username)
             except LoginError as exc:
                 _quietly_logout(client)
+                said = f": {exc}" if self.login.mechanism is not None else ""
                 raise AuthenticationError(
-                    f"{self.where}: login as {s.username} refused",
-                    hint=f"check the password in {s.password_env or 'password_cmd'}",
+                    f"{self.where}: login as {s.username} refused{said}",
+                    hint=self.login.refused_hint(),
                 ) from exc
+            except MailServerError:  # ours already: sign-in needed, token endpoint down
+                _quietly_logout(client)
+                raise
             except (IMAPClientError, OSError) as exc:
                 _quietly_logout(client)
                 raise MailServerError(f"{self.where}: login failed: {self._said(exc)}") from exc
+            except BaseException:  # token_cmd failed (ConfigError): not left open
+                _quietly_logout(client)
+                raise
         self.client = client
+
+    def _login(self, client: imapclient.IMAPClient, username: str) -> None:
+        """LOGIN with a password, or AUTHENTICATE with a token (RFC 3501 6.2.2), renewed
+        and tried once more when refused."""
+        login = self.login
+        mechanism = login.mechanism
+        if mechanism is None:
+            client.login(username, login.secret() or "")
+            return
+        token = login.secret()
+        assert token is not None
+        try:
+            self._authenticate(client, mechanism, username, token)
+        except LoginError:
+            fresh = login.renew(token)
+            if fresh is None:
+                raise
+            self._authenticate(client, mechanism, username, fresh)
+
+    def _authenticate(
+        self, client: imapclient.IMAPClient, mechanism: sasl.Mechanism, user: str, token: str
+    ) -> None:
+        s = self.settings
+        conversation = sasl.Conversation(mechanism, user, token, s.host, s.port)
+        try:
+            client.sasl_login(mechanism.value, conversation)
+        except LoginError as exc:
+            # the server's words, and what its error challenge said; never the token
+            said = _short(str(exc)) + (f" ({conversation.error})" if conversation.error else "")
+            raise LoginError(said) from None
+
 
     def close(self) -> None:
         if self.client is not None:
@@ -357,3 +398,9 @@ def _quietly_logout(client: imapclient.IMAPClient) -> None:
     except Exception:  # noqa: BLE001 - closing a broken connection must not raise
         with contextlib.suppress(Exception):
             client.shutdown()
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = "".join(c if c.isprintable() else " " for c in text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

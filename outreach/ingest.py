@@ -24,7 +24,8 @@ from outreach.addresses import address_domain
 from outreach.classify import Classification, classify_message
 from outreach.classify_pool import ClassifierPool
 from outreach.config import Account, Campaign, Config
-from outreach.errors import AuthenticationError, MailServerError
+from outreach.credentials import Logins, announce_waiting, announce_working
+from outreach.errors import AuthenticationError, MailServerError, SignInNeeded
 from outreach.imap import Mailbox
 from outreach.logs import log_event
 from outreach.mailparse import (
@@ -92,8 +93,10 @@ class Reader:
         self, config: Config, campaigns: list[Campaign], store: Store, clock: Clock,
         logger: logging.Logger, should_stop: Callable[[], bool] = lambda: False,
         pool: ClassifierPool = SHARED_POOL,
+        logins: Logins | None = None,
     ) -> None:
         self.pool = pool
+        self.logins = logins or Logins(config)
         self.config = config
         self.campaigns = campaigns
         self.store = store
@@ -105,17 +108,23 @@ class Reader:
         for account in self.config.accounts.values():
             if account.imap is None or self.should_stop():
                 continue
-            self.read_account(account, report)
+            try:
+                self.read_account(account, report)
+            except SignInNeeded as exc:  # only this mailbox waits; the others are read
+                report.errors.append(str(exc))
+                announce_waiting(self.logins, self.log, exc)
 
     def read_account(self, account: Account, report: ReadReport, attempts: int = 3) -> None:
         """Read one account, reconnecting with backoff when the connection drops."""
         assert account.imap is not None
         for attempt in range(1, attempts + 1):
             try:
-                with Mailbox(account.imap, account.imap.password()) as mailbox:
+                login = self.logins.for_server(account, account.imap)
+                with Mailbox(account.imap, login) as mailbox:
                     self.read_folder(mailbox, account, account.imap.folder, report)
+                announce_working(self.logins, self.log, account.name)
                 return
-            except AuthenticationError:
+            except (AuthenticationError, SignInNeeded):
                 raise
             except MailServerError as exc:
                 if attempt == attempts or exc.permanent or self.should_stop():

@@ -201,6 +201,22 @@ class _Handler:
     ) -> str:
         return await self.owner._on_data(server, session, envelope)
 
+    # OAuth2 bearer tokens (offered only with LocalSMTPServer(bearer=...))
+    async def auth_XOAUTH2(self, server: _SMTPProtocol, args: list[str]) -> AuthResult:  # noqa: N802
+        return await self._bearer(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server: _SMTPProtocol, args: list[str]) -> AuthResult:  # noqa: N802
+        return await self._bearer(server, args, "OAUTHBEARER")
+
+    async def _bearer(self, server: _SMTPProtocol, args: list[str], name: str) -> AuthResult:
+        from outreach.oauth2_server import smtp_bearer_auth
+
+        check = self.owner.bearer or (lambda token: None)
+        result: AuthResult = await smtp_bearer_auth(
+            server, args, name, check, self.owner.bearer_logins.append
+        )
+        return result
+
 
 class LocalSMTPServer:
     """An SMTP server (aiosmtpd) in a background thread, for tests and the demo.
@@ -277,6 +293,7 @@ class LocalSMTPServer:
         delay: float = 0.0,
         auth_reply: str | None = None,
         auth_exclude: Iterable[str] = (),
+        bearer: Callable[[str], str | None] | None = None,
     ) -> None:
         if implicit_tls and tls_context is None:
             raise ValueError("implicit_tls=True needs a tls_context")
@@ -289,7 +306,12 @@ class LocalSMTPServer:
         self.require_starttls = require_starttls and not implicit_tls
         self.username = username
         self.password = password
-        self.auth_required = (username is not None) if auth_required is None else auth_required
+        # OAuth2: AUTH XOAUTH2 and OAUTHBEARER, `bearer(token)` naming the token's user
+        # (e.g. LocalOAuth2Server.introspect_user); each attempt is kept in bearer_logins
+        self.bearer = bearer
+        self.bearer_logins: list[tuple[str, str, bool, bytes]] = []
+        logs_in = username is not None or bearer is not None
+        self.auth_required = logs_in if auth_required is None else auth_required
         if auth_require_tls is None:
             # aiosmtpd only knows about STARTTLS: over implicit TLS it must be False
             auth_require_tls = tls_context is not None and not implicit_tls
@@ -434,6 +456,7 @@ class LocalSMTPServer:
 
     def _make_protocol(self) -> _SMTPProtocol:
         authenticator = self._authenticate if self.username is not None else None
+        logs_in = self.username is not None or self.bearer is not None
         return _SMTPProtocol(
             self,
             self._handler,
@@ -442,9 +465,10 @@ class LocalSMTPServer:
             tls_context=None if self.implicit_tls else self.tls_context,
             require_starttls=self.require_starttls,
             # without credentials: hide AUTH on plain connections, fail it everywhere
-            auth_require_tls=self.auth_require_tls if self.username is not None else True,
+            auth_require_tls=self.auth_require_tls if logs_in else True,
             authenticator=authenticator,
-            auth_exclude_mechanism=self.auth_exclude,
+            auth_exclude_mechanism=[*self.auth_exclude]
+            + ([] if self.bearer else ["XOAUTH2", "OAUTHBEARER"]),
             data_size_limit=self.data_size_limit,
             enable_SMTPUTF8=self.enable_smtputf8,
             loop=self._loop or asyncio.get_running_loop(),

@@ -19,21 +19,33 @@ REDACTED = "[redacted]"
 MIN_SECRET = 4  # shorter values are not hidden: they would blank out ordinary words
 
 _secrets: set[str] = set()
+# access and refresh tokens rotate (hourly for an access token): the latest few are kept, so
+# a worker that runs for months does not redact against thousands of dead ones
+_tokens: dict[str, None] = {}
+_TOKENS_KEPT = 16
 # base64 text (RFC 4648 section 4) as a server would quote it: one run of the alphabet
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{4,}=*")
 
 
-def remember_secret(value: str | None) -> None:
-    """Hide `value` from everything this process prints, logs or stores from now on."""
-    if value and len(value) >= MIN_SECRET:
+def remember_secret(value: str | None, *, token: bool = False) -> None:
+    """Hide `value` from everything this process prints, logs or stores from now on (a
+    `token`: for as long as it is one of the latest few)."""
+    if not value or len(value) < MIN_SECRET:
+        return
+    if not token:
         _secrets.add(value)
+        return
+    _tokens.pop(value, None)
+    _tokens[value] = None
+    while len(_tokens) > _TOKENS_KEPT:
+        del _tokens[next(iter(_tokens))]
 
 
 def redact(text: str) -> str:
     """`text` without any secret this process holds (see `remember_secret`)."""
-    if not _secrets:
+    if not _secrets and not _tokens:
         return text
-    return redact_secrets(text, _secrets)
+    return redact_secrets(text, [*_secrets, *_tokens])
 
 
 def redact_secrets(text: str, secrets: Iterable[str | None]) -> str:

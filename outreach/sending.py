@@ -21,7 +21,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from outreach.config import Account, Campaign, Config
-from outreach.errors import AuthenticationError, ConfigError, MailServerError, OutreachError
+from outreach.credentials import Logins, announce_waiting, announce_working
+from outreach.errors import (
+    AuthenticationError,
+    ConfigError,
+    MailServerError,
+    OutreachError,
+    SignInNeeded,
+)
 from outreach.imap import Mailbox
 from outreach.logs import log_event
 from outreach.plan import Due, due_messages
@@ -102,6 +109,7 @@ class Sender:
         clock: Clock,
         logger: logging.Logger,
         should_stop: Callable[[], bool] = lambda: False,
+        logins: Logins | None = None,
     ) -> None:
         self.config = config
         self.campaigns = campaigns
@@ -110,6 +118,7 @@ class Sender:
         self.log = logger
         self.should_stop = should_stop
         self.renderer = Renderer(config)
+        self.logins = logins or Logins(config)
 
     # ------------------------------------------------------------------ queue
 
@@ -244,6 +253,10 @@ class Sender:
                 return
             try:
                 self.deliver_account(account, report, planned.get(account.name, ()))
+            except SignInNeeded as exc:  # only this account waits: its messages stay queued
+                report.errors.append(str(exc))
+                announce_waiting(self.logins, self.log, exc)
+                continue
             except AuthenticationError:
                 raise
             except MailServerError as exc:
@@ -266,6 +279,9 @@ class Sender:
         self, account: Account, report: SendReport, items: Sequence[Due] = ()
     ) -> None:
         """Deliver the account's sendable rows, then `items` (planned for it now)."""
+        # an account that must sign in again renders nothing new into the outbox: what is
+        # due is planned afresh once it can send, after its mailbox is read (replies first)
+        self.logins.check(account)
         now = self.clock()
         rows = self.store.sendable(account.name, now)
         budget = self.daily_budget(account, now)
@@ -286,12 +302,12 @@ class Sender:
         idle = IdleWorkSelector()
         idle.add(feed.render_ahead, feed.wants_rendering)
         try:
-            password = account.smtp.password()
+            login = self.logins.for_server(account, account.smtp)
             with self.store.checkpoint_after():
                 run_with_idle_work(
                     deliver_batch(
                         account.smtp,
-                        password,
+                        login,
                         account.limits,
                         feed,
                         BatchLedger(self, account, feed, report),
@@ -306,6 +322,7 @@ class Sender:
         finally:
             self.store.rollback()  # what an interrupted batch staged: as if it had crashed
         feed.queue_rest()
+        announce_working(self.logins, self.log, account.name)
 
     def record_results(
         self, account: Account, results: Sequence[tuple[LedgerRow, Result]], report: SendReport
@@ -368,6 +385,9 @@ class Sender:
                 logging.WARNING,
                 **fields,
             )
+        elif result.outcome is Outcome.HELD:
+            # never reached the server: queued again as it was, no attempt counted
+            self.store.release(row, now)
         else:
             self.store.mark_unknown(row, now, result.message)
             report.unknown += 1
@@ -391,7 +411,7 @@ class Sender:
         if not rows:
             return
         try:
-            with Mailbox(account.imap, account.imap.password()) as mailbox:
+            with Mailbox(account.imap, self.logins.for_server(account, account.imap)) as mailbox:
                 folder = mailbox.sent_folder()
                 for row in rows:
                     if mailbox.append(folder, row.raw, row.sent_at):
@@ -402,6 +422,8 @@ class Sender:
                             account=account.name,
                         )
                     self.store.mark_saved_copy(row.id, self.clock())
+        except SignInNeeded:
+            return  # the account waits (said once already); the copies are saved after
         except MailServerError as exc:
             report.errors.append(str(exc))
             log_event(
@@ -426,10 +448,13 @@ class Sender:
             if account is None or account.imap is None:
                 continue
             try:
-                with Mailbox(account.imap, account.imap.password()) as mailbox:
+                login = self.logins.for_server(account, account.imap)
+                with Mailbox(account.imap, login) as mailbox:
                     found = mailbox.find_message_ids(
                         mailbox.sent_folder(), [r.message_id for r in account_rows]
                     )
+            except SignInNeeded:
+                continue  # settled once the account is signed in again (the reader says so)
             except MailServerError as exc:
                 log_event(
                     self.log,

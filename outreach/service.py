@@ -54,6 +54,7 @@ from outreach.config import (
     load_campaigns,
     load_config,
 )
+from outreach.credentials import Logins
 from outreach.durations import format_duration
 from outreach.errors import (
     AuthenticationError,
@@ -345,13 +346,14 @@ class IdleWatcher(threading.Thread):
     reader still polls); a dropped connection is retried with a backoff."""
 
     def __init__(self, account: Account, on_news: Callable[[], None], stop: threading.Event,
-                 logger: logging.Logger, poll_every: float) -> None:
+                 logger: logging.Logger, poll_every: float, logins: Logins) -> None:
         super().__init__(name=f"outreach-idle-{account.name}", daemon=True)
         self.account = account
         self.on_news = on_news
         self.stop = stop
         self.log = logger
         self.retry = Backoff(interval=min(poll_every, 30.0))
+        self.logins = logins
 
     def run(self) -> None:
         from outreach.imap import Mailbox
@@ -360,7 +362,7 @@ class IdleWatcher(threading.Thread):
         assert settings is not None
         while not self.stop.is_set():
             try:
-                with Mailbox(settings, settings.password()) as mailbox:
+                with Mailbox(settings, self.logins.for_server(self.account, settings)) as mailbox:
                     if "IDLE" not in {c.upper() for c in mailbox.capabilities()}:
                         log_event(self.log, "idle", f"{settings.address} does not offer IMAP "
                                   "IDLE; the mailbox is polled instead", account=self.account.name)
@@ -383,6 +385,7 @@ class IdleWatcher(threading.Thread):
             except AuthenticationError:
                 return  # the reader reports it and stops the worker
             except (MailServerError, ConfigError) as exc:
+                # also SignInNeeded: the reader says so; IDLE tries again with a backoff
                 if self.stop.is_set():
                     return
                 delay = self.retry.failed(time.monotonic())
@@ -574,7 +577,8 @@ class Service:
     def digest(self) -> None:
         from outreach.digest import send_digest
 
-        send_digest(self.config, self.worker.campaigns, self.store, self.now(), self.log)
+        send_digest(self.config, self.worker.campaigns, self.store, self.now(), self.log,
+                    self.worker.logins)
 
     def beat(self) -> None:
         self.heartbeat(heartbeat_at=iso(self.now()))
@@ -616,7 +620,7 @@ class Service:
         for account in self.config.accounts.values():
             if idle_enabled(self.config, account):
                 watcher = IdleWatcher(account, self.on_news, self.idle_stop, self.log,
-                                      float(self.poll))
+                                      float(self.poll), self.worker.logins)
                 watcher.start()
                 self.watchers.append(watcher)
 

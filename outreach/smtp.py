@@ -9,6 +9,7 @@ server may have accepted it), which the ledger records instead of guessing.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import operator
 import random
@@ -23,9 +24,11 @@ from typing import Any, Protocol
 
 import aiosmtplib
 
+from outreach import sasl
 from outreach.config import Limits, ServerSettings
-from outreach.errors import AuthenticationError, MailServerError, tls_failure
-from outreach.redaction import redact_secrets
+from outreach.credentials import Login, as_login
+from outreach.errors import AuthenticationError, MailServerError, SignInNeeded, tls_failure
+from outreach.redaction import redact
 
 
 class Outcome(Enum):
@@ -34,6 +37,7 @@ class Outcome(Enum):
     REFUSED = "refused"  # 5xx for this recipient: the address is bad
     REJECTED = "rejected"  # 5xx for the message (sender, content): fails, address not judged
     UNKNOWN = "unknown"  # lost during DATA: may or may not have been delivered
+    HELD = "held"  # never reached the server (the account must sign in again): queued again
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,55 @@ class Pacer:
             await asyncio.sleep(delay)
 
 
+async def _sasl_login(
+    client: aiosmtplib.SMTP, settings: ServerSettings, mechanism: sasl.Mechanism, token: str
+) -> None:
+    """AUTH XOAUTH2 / OAUTHBEARER with the initial response (RFC 4954 4). A refused token
+    first gets an error challenge (334), which must be answered before the server's 535
+    (RFC 7628 3.2.2)."""
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    if mechanism.value.lower() not in client.server_auth_methods:
+        offered = " ".join(client.server_auth_methods).upper() or "no AUTH"
+        raise AuthenticationError(
+            f"SMTP {settings.address}: does not offer AUTH {mechanism.value} (offers {offered})",
+            hint='check host and port, or set sasl = "xoauth2" / "oauthbearer" to one it offers',
+        )
+    assert settings.username is not None
+    first = sasl.initial_response(mechanism, settings.username, token, settings.host, settings.port)
+    response = await client.execute_command(
+        b"AUTH", mechanism.value.encode(), base64.b64encode(first)
+    )
+    detail = ""
+    if response.code == 334:
+        try:
+            detail = sasl.describe_challenge(base64.b64decode(response.message, validate=True))
+        except ValueError:
+            detail = ""
+        response = await client.execute_command(base64.b64encode(sasl.error_answer(mechanism)))
+    if response.code != 235:
+        message = response.message + (f" ({detail})" if detail else "")
+        raise aiosmtplib.SMTPAuthenticationError(response.code, message)
+
+
+async def _login(client: aiosmtplib.SMTP, settings: ServerSettings, login: Login) -> None:
+    """Log in with a password, or with a token (renewed and tried once more if refused)."""
+    assert settings.username is not None
+    mechanism = login.mechanism
+    if mechanism is None:
+        await client.login(settings.username, login.secret() or "")
+        return
+    token = await asyncio.to_thread(login.secret) if login.blocking else login.secret()
+    assert token is not None
+    try:
+        await _sasl_login(client, settings, mechanism, token)
+    except aiosmtplib.SMTPAuthenticationError:
+        fresh = await asyncio.to_thread(login.renew, token) if login.blocking else None
+        if fresh is None:
+            raise
+        await _sasl_login(client, settings, mechanism, fresh)
+
+
 class Connection:
     """One SMTP connection that reconnects when it has to.
 
@@ -155,16 +208,15 @@ class Connection:
     without the password: a server may quote the AUTH data it refuses ("535 5.7.8 ...
     AHVzZXIAcGFzc3dvcmQ="), and that base64 is the password (outreach.redaction)."""
 
-    def __init__(self, settings: ServerSettings, password: str | None) -> None:
+    def __init__(self, settings: ServerSettings, password: str | Login | None) -> None:
         self.settings = settings
-        self.password = password
+        self.login = as_login(settings, password)
         self.client: aiosmtplib.SMTP | None = None
         self.fatal: MailServerError | None = None
 
     def _said(self, text: object) -> str:
-        """A server's text, shortened to one line, without the password."""
-        text = str(text)  # whole first: a cut could leave part of an encoded password
-        return _short(redact_secrets(text, (self.password,)) if self.password else text)
+        """A server's text, shortened to one line, without a password or token."""
+        return _short(redact(str(text)))  # whole first: a cut could leave part of a secret
 
     async def open(self) -> aiosmtplib.SMTP:
         if self.client is not None and self.client.is_connected:
@@ -179,21 +231,25 @@ class Connection:
             start_tls=s.security == "starttls",
             tls_context=tls_context(s) if s.security != "none" else None,
         )
+        login = self.login
         try:
             await client.connect()
-            if s.username and self.password is not None:
-                await client.login(s.username, self.password)
+            if s.username and (login.mechanism is not None or login.secret() is not None):
+                await _login(client, s, login)
             if client.is_ehlo_or_helo_needed:  # MAIL goes out as a plain command (_mail)
                 try:
                     await client.ehlo()
                 except aiosmtplib.SMTPHeloError:
                     await client.helo()
+        except MailServerError:  # ours already: sign-in needed, AUTH not offered
+            client.close()
+            raise
         except aiosmtplib.SMTPAuthenticationError as exc:
             client.close()
             raise AuthenticationError(
                 f"SMTP {s.address}: login as {s.username} refused: "
                 f"{exc.code} {self._said(exc.message)}",
-                hint=f"check the password in {s.password_env or 'password_cmd'}",
+                hint=login.refused_hint(),
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             client.close()
@@ -210,6 +266,9 @@ class Connection:
             if cause is not None:  # implicit TLS: aiosmtplib wraps it in SMTPConnectError
                 raise tls_failure(f"SMTP {s.address}", cause) from exc
             raise MailServerError(f"SMTP {s.address}: cannot connect: {self._said(exc)}") from exc
+        except BaseException:  # token_cmd failed (ConfigError), cancelled: not left open
+            client.close()
+            raise
         self.client = client
         return client
 
@@ -241,6 +300,9 @@ class Connection:
         for attempt in (1, 2):
             try:
                 client = await self.open()
+            except SignInNeeded as exc:  # claimed, never sent: back to the queue as it was
+                self.fatal = exc
+                return Result(Outcome.HELD, None, str(exc))
             except MailServerError as exc:
                 if exc.permanent:
                     self.fatal = exc
@@ -548,7 +610,7 @@ def run_with_idle_work(main: Coroutine[Any, Any, None], selector: IdleWorkSelect
 
 async def deliver_batch(
     settings: ServerSettings,
-    password: str | None,
+    password: str | Login | None,
     limits: Limits,
     envelopes: Iterable[Envelope],
     ledger: Ledger | Transition,

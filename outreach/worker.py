@@ -12,6 +12,7 @@ from typing import Any
 
 from outreach.classify import Classification
 from outreach.config import Account, Campaign, Config
+from outreach.credentials import Logins
 from outreach.errors import OutreachError, TemplateError
 from outreach.ingest import Reader, ReadReport
 from outreach.logs import log_event
@@ -47,11 +48,14 @@ class Worker:
         self.log = logger
         self.clock = clock
         self.should_stop = should_stop
+        # who waits for a sign-in, across reloads (the token file is beside the database,
+        # which a reload does not change)
+        self.logins = Logins(config)
         self.sender: Sender = GuardedSender(
-            config, campaigns, store, clock, logger, self._stop_requested
+            config, campaigns, store, clock, logger, self._stop_requested, self.logins
         )
         self.reader: Reader = GuardedReader(
-            config, campaigns, store, clock, logger, self._stop_requested
+            config, campaigns, store, clock, logger, self._stop_requested, logins=self.logins
         )
 
     def _stop_requested(self) -> bool:
@@ -63,10 +67,22 @@ class Worker:
         self.config = config
         self.campaigns = campaigns
         self.sender = GuardedSender(
-            config, campaigns, self.store, self.clock, self.log, self._stop_requested
+            config,
+            campaigns,
+            self.store,
+            self.clock,
+            self.log,
+            self._stop_requested,
+            self.logins,
         )
         self.reader = GuardedReader(
-            config, campaigns, self.store, self.clock, self.log, self._stop_requested
+            config,
+            campaigns,
+            self.store,
+            self.clock,
+            self.log,
+            self._stop_requested,
+            logins=self.logins,
         )
 
     def recover(self) -> None:

@@ -20,7 +20,11 @@ Fast tier (in-process / child-process servers, see outreach/localservers.py):
 Integration tier (``@pytest.mark.integration``, automatic under tests/integration/):
 
 * ``mailstack`` -- the real Postfix + Dovecot stack of scripts/mailstack, once per session,
-  see :class:`Mailstack`. It FAILS (never skips) when the stack cannot start.
+  see :class:`Mailstack`. It FAILS (never skips) when the stack cannot start. One stack
+  serves both kinds of login: passwords (PLAIN/LOGIN, passwd-file) and OAuth2 (XOAUTH2 /
+  OAUTHBEARER, Dovecot's oauth2 passdb asking ``mailstack.oauth2``, a session-wide
+  LocalOAuth2Server, whether a token is valid). ``stack_oauth2`` is that server, its
+  settings put back after each test.
 
 Hypothesis: profile "dev" (default, few examples) or "ci" (when the environment variable
 CI is set, as in CI); HYPOTHESIS_PROFILE=NAME picks one explicitly.
@@ -46,6 +50,7 @@ import trustme
 from hypothesis import HealthCheck, settings
 
 from outreach.localservers import LocalIMAPServer, LocalSMTPServer, free_ports
+from outreach.oauth2_server import LocalOAuth2Server
 
 REPO = Path(__file__).resolve().parent.parent
 MAILSTACK_SCRIPTS = REPO / "scripts" / "mailstack"
@@ -175,6 +180,17 @@ def fresh_imap_server() -> Iterator[LocalIMAPServer]:
         yield server
 
 
+# --------------------------------------------------------------------------- OAuth2
+
+
+@pytest.fixture
+def oauth2_server() -> Iterator[LocalOAuth2Server]:
+    """A local OAuth2 authorization server of its own (device flow, PKCE code, refresh with
+    rotation, introspection, revocation) on 127.0.0.1; see outreach/oauth2_server.py."""
+    with LocalOAuth2Server() as server:
+        yield server
+
+
 # --------------------------------------------------------------------------- mailstack
 
 
@@ -214,6 +230,7 @@ class Mailstack:
     postfix_conf: str
     coordinator: str = "coordinator@example.test"
     spare_users: list[str] = field(default_factory=list)
+    oauth2: LocalOAuth2Server | None = None  # validates the XOAUTH2 / OAUTHBEARER tokens
     log_dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -321,7 +338,37 @@ _SPARE_USERS = [f"user{i:02d}@example.test" for i in range(1, 51)]
 
 
 @pytest.fixture(scope="session")
-def mailstack() -> Iterator[Mailstack]:
+def _stack_oauth2_server() -> Iterator[LocalOAuth2Server]:
+    with LocalOAuth2Server() as server:
+        yield server
+
+
+@pytest.fixture
+def stack_oauth2(mailstack: Mailstack) -> Iterator[LocalOAuth2Server]:
+    """The authorization server the session's stack asks; lifetimes and switches that a
+    test changes are put back after it."""
+    server = mailstack.oauth2
+    assert server is not None
+    saved = (
+        server.access_lifetime,
+        server.refresh_lifetime,
+        server.browser_user,
+        server.deny_consent,
+        server.enforce_interval,
+    )
+    yield server
+    (
+        server.access_lifetime,
+        server.refresh_lifetime,
+        server.browser_user,
+        server.deny_consent,
+        server.enforce_interval,
+    ) = saved
+    server.device_errors.clear()
+
+
+@pytest.fixture(scope="session")
+def mailstack(_stack_oauth2_server: LocalOAuth2Server) -> Iterator[Mailstack]:
     """Start the real Postfix + Dovecot stack once per session; stop and purge it after."""
     if os.geteuid() != 0:
         pytest.fail("the mailstack (Postfix + Dovecot) must be started as root")
@@ -347,6 +394,7 @@ def mailstack() -> Iterator[Mailstack]:
         MAILSTACK_BOUNCE_DOMAIN="bounce.test",
         MAILSTACK_DEFER_DOMAIN="defer.test",
         MAILSTACK_IN_FLOW_DELAY="0s",
+        MAILSTACK_OAUTH2_INTROSPECT_URL=_stack_oauth2_server.introspection_url,
         MAILSTACK_USERS=" ".join(f"{u}:secret" for u in _MAILSTACK_USERS + _SPARE_USERS),
     )
     start_log = base / "start.log"
@@ -394,6 +442,7 @@ def mailstack() -> Iterator[Mailstack]:
         dovecot_conf=cfg["dovecot_conf"],
         postfix_conf=cfg["postfix_conf"],
         spare_users=list(_SPARE_USERS),
+        oauth2=_stack_oauth2_server,
     )
     try:
         yield stack

@@ -10,7 +10,7 @@ import pytest
 from helpers import REPO
 
 PACKAGE = REPO / "outreach"
-PURE = ["plan", "roster", "durations", "model", "classify", "mailparse"]
+PURE = ["plan", "roster", "durations", "model", "classify", "mailparse", "oauth2", "sasl"]
 FORBIDDEN = frozenset(
     {
         "socket",
@@ -22,6 +22,9 @@ FORBIDDEN = frozenset(
         "asyncio",
         "smtplib",
         "imaplib",
+        "http",
+        "requests",
+        "authlib",
     }
 )
 
