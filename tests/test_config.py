@@ -838,6 +838,7 @@ FULL_CONFIG: dict[str, dict[str, str]] = {
         "port": "587",
         "security": '"starttls"',
         "username": '"jlee"',
+        "auth": '"password"',
         "password_env": '"SMTP_PW"',
         "ca_file": '"ca.pem"',
         "timeout": '"30s"',
@@ -865,6 +866,43 @@ FULL_CONFIG: dict[str, dict[str, str]] = {
     "accounts.default.unsubscribe": {
         "mailto": '"unsubscribe@district.example"',
         "url": '"https://district.example/u/{email}"',
+    },
+    # an OAuth2 account: the keys a password account cannot have
+    "accounts.cloud": {"from": '"Sam Ortiz <sortiz@district.example>"'},
+    "accounts.cloud.smtp": {
+        "host": '"smtp.district.example"',
+        "username": '"sortiz@district.example"',
+        "auth": '"oauth2"',
+        "sasl": '"xoauth2"',
+    },
+    "accounts.cloud.imap": {
+        "host": '"imap.district.example"',
+        "username": '"sortiz@district.example"',
+        "auth": '"oauth2"',
+        "sasl": '"oauthbearer"',
+    },
+    "accounts.cloud.oauth2": {
+        "provider": '"custom"',
+        "client_id": '"outreach-test"',
+        "client_secret_env": '"CLOUD_SECRET"',
+        "device_authorization_url": '"https://login.district.example/device"',
+        "token_url": '"https://login.district.example/token"',
+        "authorization_url": '"https://login.district.example/authorize"',
+        "revocation_url": '"https://login.district.example/revoke"',
+        "scopes": '["imap", "smtp"]',
+    },
+    # a Microsoft tenant, signing in through a command instead
+    "accounts.ms": {"from": '"Ana Ruiz <aruiz@district.example>"'},
+    "accounts.ms.smtp": {
+        "host": '"smtp.office365.com"',
+        "username": '"aruiz@district.example"',
+        "auth": '"oauth2"',
+    },
+    "accounts.ms.oauth2": {
+        "provider": '"microsoft"',
+        "client_id": '"00000000-0000-0000-0000-000000000000"',
+        "tenant": '"organizations"',
+        "token_cmd": '"echo token"',
     },
     "worker": {
         "poll_every": '"2m"',
@@ -959,6 +997,7 @@ def test_the_full_config_and_campaign_load_and_name_every_key_outreach_reads(
         "accounts.default.imap": module._SERVER_COMMON + module._IMAP_ONLY,
         "accounts.default.limits": module._LIMITS,
         "accounts.default.unsubscribe": module._UNSUBSCRIBE,
+        "accounts.cloud.oauth2": module._OAUTH2,
         "worker": module._WORKER,
         "replies": module._REPLIES,
         "digest": module._DIGEST,
@@ -967,6 +1006,17 @@ def test_the_full_config_and_campaign_load_and_name_every_key_outreach_reads(
         "window": module._WINDOW,
     }
     written = {**FULL_CONFIG, **FULL_CAMPAIGN}
+    # the OAuth2 accounts write what a password account cannot
+    for kind in ("smtp", "imap"):
+        written[f"accounts.default.{kind}"] = {
+            **written[f"accounts.default.{kind}"],
+            **written[f"accounts.cloud.{kind}"],
+        }
+    written["accounts.default"] = {**written["accounts.default"], "oauth2": ""}
+    written["accounts.cloud.oauth2"] = {
+        **written["accounts.cloud.oauth2"],
+        **written["accounts.ms.oauth2"],
+    }
     tables_as_keys = {"smtp", "imap", "limits", "unsubscribe", "audience", "window", "steps"}
     for section, allowed in tables.items():
         # a key outreach learns to read must be added here, so the test below checks it
