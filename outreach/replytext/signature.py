@@ -1,0 +1,115 @@
+"""The signature at the end of a reply: the ``-- `` block and device lines.
+
+What counts as signature (cut from the text, kept apart):
+
+- the RFC 3676 section 4.3 delimiter, a line of exactly ``-- ``, and everything after it (up
+  to 20 lines); the same line without its space (``--``, as HTML conversions and many
+  transports leave it) only before a short block that looks like a signature (at most 12
+  short lines, no list item, no question), since people also use ``--`` as a divider;
+- a device or app line ("Sent from my iPhone", "Get Outlook for Android", "Von meinem iPhone
+  gesendet", "Envoyé de mon iPhone", "Enviado desde mi iPhone", "Inviato da iPhone", "Sent
+  with Airmail", ...) and the few short lines after it, when nothing but that follows.
+
+What stays text: "--" inside a sentence, and the sign-off ("Thanks, Maria", "Best,\\nOwen",
+"Un saludo,\\nMarta"): the partner typed it, it is the end of what they wrote, and sources of
+expected reply text keep it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from outreach.replytext.library import SENT_FROM, SIGN_OFFS
+
+_SENT = (
+    r"(?:Sent|Sendt|Skickat|Skickad(?:es)?|Verzonden|Verstuurd|Enviado|Enviada|Envoy[ée]|"
+    r"Inviato|Gesendet|L[äa]hetetty|Wys[łl]ano|Odesl[áa]no)"
+    r" (?:from|with|via|using|on the go from|fra|med|fr[åa]n|vanaf|vanuit|van|met|desde|con|"
+    r"v[íi]a|de|do|da|dal|dalla|depuis|[àa] partir d[e']|von|mit|z|ze)\b"
+)
+_DEVICE = re.compile(
+    rf"^\s*(?:{_SENT}|"
+    r"(?:Diese Nachricht wurde )?von meinem\b.{1,60}\bgesendet|"
+    r"(?:Get|Download|Obtenir|Obtener|Scarica|Obter(?: o)?|Hent|H[äa]mta|Skaffa|F[åa])\s+"
+    r"(?:the\s+)?Outlook\b|"
+    r"Outlook f[üu]r \w+ (?:beziehen|herunterladen)|Outlook voor \w+ downloaden|"
+    rf"{SENT_FROM})",
+    re.IGNORECASE,
+)
+_LINK = re.compile(r"<[^<>]*>|\([^()]*\)|\[[^\[\]]*\]|https?://\S+")
+_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|\(\d{1,2}\)|[-*•]\s|Q\d)", re.IGNORECASE)
+
+_MORE_SIGN_OFFS = (
+    r"thanks|thank you|many thanks|cheers|best|best wishes|warm(?:est)? regards|kind regards|"
+    r"regards|sincerely|yours|take care|talk soon|saludos|un saludo|un abrazo|abrazos|gracias|"
+    r"muchas gracias|atentamente|cordialmente|cordialement|bien cordialement|bien [àa] vous|"
+    r"amiti[ée]s|merci|bonne journ[ée]e|[àa] bient[ôo]t|gr[üu](?:ß|ss)e|gru(?:ß|ss)|mfg|lg|vg|"
+    r"danke|cordiali saluti|saluti|un saluto|grazie|a presto|abra[çc]os?|atenciosamente|"
+    r"obrigad[oa]|cumprimentos|groeten|groet|met vriendelijke groet|hartelijke groet|hilsen|"
+    r"mvh|med vennlig hilsen|vennlig hilsen|takk|tak|v[äa]nliga h[äa]lsningar|h[äa]lsningar"
+)
+_SIGN_OFF = re.compile(rf"^\s*(?:{SIGN_OFFS}|(?:{_MORE_SIGN_OFFS})\b)", re.IGNORECASE)
+_NAME = re.compile(r"^[-–—/~ ]*[A-ZÀ-ÖØ-Þ][\w'.-]*(?:[ ]+[A-ZÀ-ÖØ-Þ][\w'.-]*){0,2}[ ]*$")
+#: one-word answers that look like a name ("Yes", "Nada") but answer the question above
+_ANSWER_WORDS = frozenset(
+    {"yes", "no", "none", "nothing", "nope", "sure", "ok", "okay", "done", "maybe", "sí", "si",
+     "oui", "non", "ja", "nein", "nee", "nej", "não", "sim", "nada", "rien", "nichts", "niente"}
+)  # fmt: skip
+
+
+def is_device_line(line: str) -> bool:
+    """'Sent from my iPhone', 'Get Outlook for iOS<https://aka.ms/o0ukef>', ..."""
+    if not _DEVICE.match(line):
+        return False
+    words = _LINK.sub(" ", line).strip()
+    return len(words) <= 100 and len(words.split()) <= 14 and not words.endswith(("?", ":"))
+
+
+def _fits(tail: list[str], lines: int, width: int) -> bool:
+    return len(tail) <= lines and all(len(line.strip()) <= width for line in tail)
+
+
+def signature_start(lines: list[str], quoted: list[bool]) -> int:
+    """Index where the signature starts (``len(lines)`` when there is none).
+
+    Only the partner's own lines (``quoted[i]`` False) are looked at, and a signature
+    only ends the reply: it has no quoted text with more of their words below it."""
+    own = [i for i, line in enumerate(lines) if line.strip() and not quoted[i]]
+    if not own:
+        return len(lines)
+    last = own[-1]
+    quote_before_last = max((i for i in range(last) if quoted[i]), default=-1)
+    for index in own:
+        if index <= quote_before_last:
+            continue
+        line = lines[index]
+        tail = [lines[i].strip() for i in own if i > index]
+        if line.strip() == "--":
+            exact = line.startswith("-- ")  # RFC 3676: "-- " with its space
+            if exact and _fits(tail, 20, 200):
+                return index
+            if (
+                _fits(tail, 12, 100)
+                and not any(_LIST_ITEM.match(t) or t.endswith("?") for t in tail)
+                and tail
+            ):
+                return index
+        elif is_device_line(line) and _fits(tail, 6, 100):
+            return index
+    return len(lines)
+
+
+def is_sign_off(lines: list[str]) -> bool:
+    """Lines that only sign off ("Thanks, Dana", "Best,\\nOwen", "Dana"): below a quoted
+    question they do not answer it."""
+    rows = [line.strip() for line in lines if line.strip()]
+    if not rows or len(rows) > 3 or sum(len(r) for r in rows) > 80:
+        return False
+    first = rows[0]
+    match = _SIGN_OFF.match(first)
+    if match:
+        rest = first[match.end() :].strip(" ,.!;:-")
+        return (not rest or bool(_NAME.match(rest))) and all(len(r) <= 40 for r in rows[1:])
+    return len(rows) <= 2 and all(
+        _NAME.match(r) and r.lower().strip(" .!") not in _ANSWER_WORDS for r in rows
+    )
