@@ -300,7 +300,7 @@ def test_html_to_text_marks_blockquotes() -> None:
     ("body", "want"),
     [
         ("Yes.\n\nOn Mon, Nov 30, 2026 at 8:02 AM Sam <s@x.example> wrote:\n> Q?\n", "Yes."),
-        ("On Mon, Nov 30, 2026, Sam wrote:\n> Q?\n\nDone.\n", "> Q?\n\nDone."),
+        ("On Mon, Nov 30, 2026, Sam wrote:\n> Q?\n\nDone.\n", "Done."),
         ("Ok.\n\n-----Original Message-----\nFrom: Sam\nSent: Monday\nSubject: Q\n\nQ?", "Ok."),
         ("Gerne.\n\nVon: Sam <s@x.example>\nGesendet: Montag\nAn: Jo\nBetreff: Q\n\nQ?", "Gerne."),
         ("Oui.\n\nLe lun. 30 nov. 2026 à 08:02, Sam <s@x.example> a écrit :\n> Q ?\n", "Oui."),

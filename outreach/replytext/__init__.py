@@ -6,10 +6,11 @@ containers marked) line by line:
 1. quoted history that is not ``>``-prefixed starts at a quote header (:mod:`.headers`: "On
    ... wrote:" in many languages, "-----Original Message-----", Outlook header blocks, ...)
    or at an HTML client's quote container; it is cut, and mailing-list footers with it;
-2. ``>``-quoted text that the partner's words follow is kept, with its ``>`` marks: a partner
-   who answers below each quoted question keeps the question lines their answers follow.
-   Quoted text that nothing follows is dropped, and so are attribution lines ("On ... wrote:")
-   and quoted text that only a sign-off follows;
+2. ``>``-quoted text is dropped, with its attribution line ("On ... wrote:"), except when
+   the partner answers inline: below each quoted question (or below one, after words of
+   their own above it). Then the quoted passages their answers follow are kept, with their
+   ``>`` marks; quoted text that nothing (or only a sign-off) follows is still dropped.
+   A single quote with the answer below it is bottom-posting: the quote is history;
 3. the signature is cut from the end and kept apart (:mod:`.signature`: the ``-- `` block and
    device lines such as "Sent from my iPhone"); the sign-off ("Thanks, Maria") stays text.
 
@@ -30,12 +31,15 @@ from outreach.replytext.headers import (
     is_quote,
     leading_block_end,
 )
-from outreach.replytext.signature import is_sign_off, signature_start
+from outreach.replytext.signature import is_closing, is_greeting, signature_start
 
 __all__ = ["Passage", "ReplyText", "extract_reply", "new_words", "passages", "split_reply"]
 
 #: Only the head of a body is searched for the answer: replies are short, history is long.
 MAX_REPLY_SOURCE_CHARS = 50_000
+#: Zero-width and direction marks (Outlook puts them in dates): invisible, but they hide a
+#: quote header's final ':'.
+_INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u202a-\u202e]")
 _RULE_ONLY = re.compile(r"^[\s\-_=*~]*$")
 _QUOTE_PREFIX = re.compile(r"^\s*(?:>[ \t]?)+|^\|[ \t]?")
 
@@ -63,7 +67,7 @@ class ReplyText:
 
 def split_reply(body: str) -> ReplyText:
     """The new text and the signature of a reply body; both '' when there are none."""
-    text = normalize_newlines(body or "")[:MAX_REPLY_SOURCE_CHARS]
+    text = _INVISIBLE.sub("", normalize_newlines(body or "")[:MAX_REPLY_SOURCE_CHARS])
     lines = text.split("\n")
     start = leading_block_end(lines)
     end = history_start(lines, start)
@@ -85,19 +89,45 @@ def extract_reply(body: str) -> str:
 
 
 def _kept(lines: list[str], quoted: list[bool]) -> list[str]:
-    """The partner's lines, and the quoted lines some of their words follow."""
-    own = [i for i, line in enumerate(lines) if line.strip() and not quoted[i]]
-    if not own:
-        return []
-    answered = own[-1]  # quoted text above the last line of their own is kept
-    last_quote = max((i for i in range(answered) if quoted[i]), default=-1)
-    if last_quote >= 0 and is_sign_off([lines[i] for i in own if i > last_quote]):
-        answered = max((i for i in own if i < last_quote), default=-1)
-    return [line for index, line in enumerate(lines) if not quoted[index] or index < answered]
+    """The partner's lines, and, when they answer inline, the quoted text they answer.
+
+    Inline means two or more quoted passages each followed by their words, or one after
+    words of theirs above it ("my answers are below"). A single quote with their words
+    below it is bottom-posting: that quote is the history, dropped like any other. Words
+    that only close the mail ("Thanks, Dana") answer nothing."""
+    runs = _runs(lines, quoted)
+    if not runs:
+        return [line for i, line in enumerate(lines) if not quoted[i]]
+    answered = [
+        k
+        for k, (is_quoted, _rows) in enumerate(runs[:-1])
+        if is_quoted
+        and not runs[k + 1][0]
+        and not (k + 2 == len(runs) and is_closing([lines[i] for i in runs[k + 1][1]]))
+    ]
+    words_above = not runs[0][0] and not is_greeting([lines[i] for i in runs[0][1]])
+    inline = len(answered) >= 2 or (bool(answered) and words_above)
+    keep = {i for k in answered for i in runs[k][1]} if inline else set()
+    return [line for i, line in enumerate(lines) if not quoted[i] or i in keep]
+
+
+def _runs(lines: list[str], quoted: list[bool]) -> list[tuple[bool, list[int]]]:
+    """Consecutive quoted or own lines (blank lines join the run they sit in)."""
+    runs: list[tuple[bool, list[int]]] = []
+    for index, line in enumerate(lines):
+        if not line.strip() and not quoted[index]:
+            continue
+        if runs and runs[-1][0] == quoted[index]:
+            runs[-1][1].append(index)
+        else:
+            runs.append((quoted[index], [index]))
+    while runs and runs[-1][0]:
+        runs.pop()  # quoted text nothing follows
+    return runs
 
 
 def _tidy(lines: list[str]) -> str:
-    rows = [line.rstrip() for line in lines]
+    rows = [line if line == "-- " else line.rstrip() for line in lines]  # RFC 3676 keeps "-- "
     while rows and _RULE_ONLY.match(rows[-1]):
         rows.pop()  # a separator left above a cut, or blank lines
     return re.sub(r"\n{3,}", "\n\n", "\n".join(rows)).strip("\n")

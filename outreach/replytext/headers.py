@@ -48,6 +48,7 @@ _SEPARATOR = re.compile(
     r"^[ \t*_]*(?:-{2,}\s*\*?\s*(?:Original Message|Urspr[üu]ngliche Nachricht|Message d'origine|"
     r"Mensaje original|Messaggio originale|Oorspronkelijk bericht|Ursprungligt meddelande|"
     r"Oprindelig meddelelse|Opprinnelig melding|Forwarded message|Reply message|"
+    r"Antwort Nachricht|"
     r"Original-Nachricht|Weitergeleitete Nachricht|Mensaje reenviado|Message transf[ée]r[ée]|"
     r"Mail original|Message original|Mensagem original|Originalnachricht|Messaggio inoltrato|"
     r"Mensagem encaminhada|Mensagem reencaminhada|Alkuper[äa]inen viesti|Original message follows|"
@@ -94,7 +95,7 @@ _NOTES_BLOCK = re.compile(
 )
 _LIST_FOOTER = re.compile(
     r"^(-{10,} ?next part ?-{10,}|_{20,}\s*$|-- ?$\n[^\n]*mailing list|"
-    r"[^\n]*mailing list\s*$|An HTML attachment was scrubbed|-------------- next part)",
+    r"\S+(?: \S+){0,3} mailing list\s*$|An HTML attachment was scrubbed|-------------- next part)",
     re.MULTILINE | re.IGNORECASE,
 )
 _HEADER_LIKE = re.compile(r"^[\s>*]*[^\s:：]{1,25}(?: [^\s:：]{1,12})?\s*[:：]")
@@ -230,10 +231,12 @@ def leading_block_end(lines: list[str]) -> int:
 
 
 def _library_cut(lines: list[str], start: int) -> int | None:
-    for first, _last, text in quote_header_spans(lines[start:]):
+    for first, last, text in quote_header_spans(lines[start:]):
         index = start + first
         if index >= len(lines) or is_quote(lines[index]):
             continue
+        if _next_nonblank_is_quote(lines, start + last):
+            continue  # above '>' quoting: the quote logic keeps what the partner answered
         rows = text.split("\n")
         header_like = sum(1 for row in rows if _HEADER_LIKE.match(row))
         if _HEADER_LIKE.match(rows[0]) and header_like < 3 and "@" not in text:
@@ -251,7 +254,7 @@ def history_start(lines: list[str], start: int = 0) -> int:
     for index in range(start, len(lines)):
         line = lines[index]
         if line == QUOTE_MARK:  # an HTML client's quote container opens here
-            if seen_text:
+            if seen_text and not _answered_inside(lines, index):
                 candidates.append(index)
                 break
             continue
@@ -279,6 +282,26 @@ def history_start(lines: list[str], start: int = 0) -> int:
         if not quoted_next and any(line.strip() for line in lines[start:first]):
             return first  # "On ... wrote:" above unquoted text: history
     return stop
+
+
+def _answered_inside(lines: list[str], mark: int) -> bool:
+    """True when the partner answered inside an HTML client's quote container (Gmail and
+    Thunderbird put inline answers there): it opens with an attribution or quoted text, and
+    words of theirs follow quoted text, with no header block or separator first."""
+    following = [line for line in lines[mark + 1 :] if line.strip()]
+    if not following or not (
+        is_quote(following[0]) or _attribution(following[0], quoted_next=True)
+    ):
+        return False
+    seen_quote = False
+    for line in following[1:]:
+        if line == QUOTE_MARK or _SEPARATOR.match(line) or _HEADER_LINE.match(line):
+            return False
+        if is_quote(line):
+            seen_quote = True
+        elif seen_quote:
+            return True
+    return False
 
 
 def _rule_above(lines: list[str], index: int, start: int) -> int:

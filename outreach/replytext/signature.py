@@ -58,11 +58,20 @@ _ANSWER_WORDS = frozenset(
 
 
 def is_device_line(line: str) -> bool:
-    """'Sent from my iPhone', 'Get Outlook for iOS<https://aka.ms/o0ukef>', ..."""
-    if not _DEVICE.match(line):
+    """'Sent from my iPhone', 'Get Outlook for iOS<https://aka.ms/o0ukef>', 'Sent from my
+    Android device with K-9 Mail. Please excuse my brevity.'; not 'Sent from my desk, is
+    much easier than my phone.' (a sentence goes on after the device)."""
+    match = _DEVICE.match(line)
+    if not match:
         return False
-    words = _LINK.sub(" ", line).strip()
-    return len(words) <= 100 and len(words.split()) <= 14 and not words.endswith(("?", ":"))
+    rest = _LINK.sub(" ", line[match.end() :]).strip()
+    device, _, after = rest.partition(". ")
+    return (
+        len(rest) <= 90
+        and len(device.split()) <= 6
+        and len(after.split()) <= 6
+        and not rest.endswith(("?", ":"))
+    )
 
 
 def _fits(tail: list[str], lines: int, width: int) -> bool:
@@ -99,17 +108,47 @@ def signature_start(lines: list[str], quoted: list[bool]) -> int:
     return len(lines)
 
 
-def is_sign_off(lines: list[str]) -> bool:
-    """Lines that only sign off ("Thanks, Dana", "Best,\\nOwen", "Dana"): below a quoted
-    question they do not answer it."""
+_GREETING = re.compile(
+    r"^(?:hi|hello|hey|dear|good (?:morning|afternoon|evening)|hola|buenos d[íi]as|buenas|"
+    r"estimad[oa]|bonjour|salut|cher|ch[èe]re|hallo|guten (?:tag|morgen)|liebe[rs]?|"
+    r"sehr geehrte[rs]?|moin|servus|ciao|buongiorno|salve|gentile|caro|cara|ol[áa]|oi|"
+    r"prezad[oa]|bom dia|boa tarde|hej|hei|hoi|beste|goedemorgen|god morgen)\b",
+    re.IGNORECASE,
+)
+
+
+def is_greeting(lines: list[str]) -> bool:
+    """Lines that only greet ("Hi,", "Hola Sam:", "Dear Ms Rivera,"): words above a quote
+    that do not make the reply an inline one ("Hi Sam, answers below:" does)."""
     rows = [line.strip() for line in lines if line.strip()]
-    if not rows or len(rows) > 3 or sum(len(r) for r in rows) > 80:
+    match = _GREETING.match(rows[0]) if len(rows) == 1 else None
+    if match is None:
         return False
-    first = rows[0]
-    match = _SIGN_OFF.match(first)
+    rest = rows[0][match.end() :].strip().rstrip(",:!.")
+    return len(rest.split()) <= 3 and not any(mark in rest for mark in ",:;.!?")
+
+
+def is_closing(lines: list[str]) -> bool:
+    """Lines that only close a mail: a sign-off ("Thanks, Dana", "Best,\nOwen") or a name with
+    a few contact lines ("Dana Reyes\nBrightWorks\n555 0101"). Below quoted text they do not
+    answer it."""
+    rows = [line.strip() for line in lines if line.strip()]
+    if not rows or rows[0].lower().strip(" .!") in _ANSWER_WORDS:
+        return False
+    match = _SIGN_OFF.match(rows[0])
     if match:
-        rest = first[match.end() :].strip(" ,.!;:-")
-        return (not rest or bool(_NAME.match(rest))) and all(len(r) <= 40 for r in rows[1:])
-    return len(rows) <= 2 and all(
-        _NAME.match(r) and r.lower().strip(" .!") not in _ANSWER_WORDS for r in rows
-    )
+        rest = rows[0][match.end() :].strip(" ,.!;:-")
+        if rest and not _NAME.match(rest):
+            return False  # "Thanks, we are fine": an answer that starts like a sign-off
+        rows = rows[1:]
+    elif not _NAME.match(rows[0]):
+        return False
+    return len(rows) <= 5 and all(_contact_line(row) for row in rows)
+
+
+def _contact_line(row: str) -> bool:
+    """A name, title, company, phone number or address line (no sentence)."""
+    words = row.split()
+    if len(row) > 50 or len(words) > 6 or row.endswith(("?", "!", ":")):
+        return False
+    return not row.endswith(".") or len(words[-1]) <= 4  # "Acme Inc." but no sentence
