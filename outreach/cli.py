@@ -621,6 +621,8 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
             click.echo("  contact change: the person seems to have left")
         if result.text:
             click.echo("  text: " + result.text.replace("\n", "\n        "))
+        if result.signature:
+            click.echo("  signature: " + result.signature.replace("\n", "\n             "))
 
 
 # --------------------------------------------------------------------------- exports

@@ -120,7 +120,7 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from outreach.review import load_replies
-    from outreach.timeline import local_minute, wrap
+    from outreach.timeline import local_minute, printable, wrap
 
     app = ctx.find_object(App)
     assert app is not None
@@ -141,7 +141,11 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
         kind = "" if r.kind == "reply" else f"  [{r.kind.replace('_', '-')}: contact change]"
         head = (f"#{r.id}  {local_minute(r.at, zone)}  {flag}  {who}"
                 + (f" · {r.organization}" if r.organization else "") + f" · {where}{kind}")
-        body = [("    " + line).rstrip() for line in (wrap(r.text, width) or ["(no text)"])]
+        body = [("    " + line).rstrip()
+                for line in (wrap(printable(r.text), width) or ["(no text)"])]
+        # the signature after the words, dimmed (click drops the styling off a terminal)
+        body += [click.style(("    " + line).rstrip(), dim=True)
+                 for line in wrap(printable(r.signature), width)]
         if r.note:
             body.append(f"    note: {r.note}")
         blocks.append("\n".join([head, *body]))

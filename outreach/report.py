@@ -50,6 +50,7 @@ class ReportReply:
     kind: str
     text: str
     handled: bool
+    signature: str = ""  # cut from the end of `text` ("-- " block, "Sent from my iPhone")
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,13 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
             id=r["id"], at=datetime.fromisoformat(r["at"]), partner=r["partner"] or "",
             name=r["name"] or "", organization=r["organization"] or "", step=r["step"],
             kind=r["kind"], text=(r["text"] or "").strip(), handled=bool(r["handled"]),
+            signature=(r["signature"] or "").strip(),
         )
         for r in store.query(
-            "SELECT id, at, partner, name, organization, step, kind, text, handled"
-            " FROM reply_log WHERE campaign = ? AND kind IN ('reply', 'auto_reply')"
-            " ORDER BY at, id", [campaign],
+            "SELECT r.id, r.at, r.partner, r.name, r.organization, r.step, r.kind, r.text,"
+            " r.handled, i.signature FROM reply_log r JOIN inbound i ON i.id = r.id"
+            " WHERE r.campaign = ? AND r.kind IN ('reply', 'auto_reply')"
+            " ORDER BY r.at, r.id", [campaign],
         )
     ]
     sent_days: dict[date, int] = {}
@@ -251,7 +254,7 @@ def report_json(report: CampaignReport, zone: ZoneInfo) -> dict[str, Any]:
         "replies": [
             {"id": r.id, "at": r.at.astimezone(zone).isoformat(), "partner": r.partner,
              "name": r.name, "organization": r.organization, "step": r.step, "kind": r.kind,
-             "text": r.text, "handled": r.handled}
+             "text": r.text, "handled": r.handled, "signature": r.signature}
             for r in report.replies
         ],
     }

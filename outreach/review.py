@@ -38,6 +38,7 @@ class ReplyRow:
     contact_change: bool
     handled_at: datetime | None
     note: str | None
+    signature: str = ""  # cut from the end of `text` ("-- " block, "Sent from my iPhone")
 
     @property
     def handled(self) -> bool:
@@ -51,7 +52,7 @@ class ReplyRow:
             "contact_change": self.contact_change, "handled": self.handled,
             "handled_at": self.handled_at.astimezone(zone).isoformat()
             if self.handled_at else None,
-            "note": self.note,
+            "note": self.note, "signature": self.signature,
         }
 
 
@@ -61,7 +62,7 @@ def load_replies(store: Store, *, unhandled: bool = False) -> list[ReplyRow]:
     rows = store.query(
         "SELECT r.id, r.at, r.partner, r.name, r.organization, r.campaign, r.step, r.kind,"
         " r.subject, r.text, r.contact_change, r.handled_at, r.handled_note,"
-        " i.full_text FROM reply_log r JOIN inbound i ON i.id = r.id"
+        " i.full_text, i.signature FROM reply_log r JOIN inbound i ON i.id = r.id"
         f" WHERE {where} ORDER BY r.at DESC, r.id DESC"
     )
     return [
@@ -71,7 +72,7 @@ def load_replies(store: Store, *, unhandled: bool = False) -> list[ReplyRow]:
             step=r["step"], kind=r["kind"], subject=r["subject"] or "",
             text=(r["text"] or r["full_text"] or "").strip(),
             contact_change=bool(r["contact_change"]), handled_at=parse_iso(r["handled_at"]),
-            note=r["handled_note"],
+            note=r["handled_note"], signature=(r["signature"] or "").strip(),
         )
         for r in rows
     ]

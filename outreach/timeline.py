@@ -181,5 +181,14 @@ def wrap(text: str, width: int) -> list[str]:
     return out
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Mail text safe for a terminal: control characters (escape sequences that would
+    recolour or retitle it) become U+FFFD; line breaks and tabs stay."""
+    return _CONTROL.sub("\ufffd", text)
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
