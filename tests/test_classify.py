@@ -290,6 +290,25 @@ def test_dsn_fields_per_recipient() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("field", "want"),
+    [
+        ("Final-Recipient: rfc822; <Dana@BrightWorks.example>", "dana@brightworks.example"),
+        ("Final-Recipient: rfc822; tomas@riverside-welding", "tomas@riverside-welding"),
+        ("Final-Recipient: RFC822; recipient@#example.net", "recipient@#example.net"),
+        ("Final-Recipient: utf-8; jörg@müller-bau.example", "jörg@müller-bau.example"),
+        ("Final-Recipient: rfc822; @relay.example:ana@shop.example", "ana@shop.example"),
+        ("Original-Recipient: rfc822;hr+2Binterns@northwind.example\n"
+         "Final-Recipient: rfc822;hr+interns@northwind.example", "hr+interns@northwind.example"),
+        ("Final-Recipient: rfc822; ana+2Bnews@shop.example", "ana+2bnews@shop.example"),
+    ],
+)  # fmt: skip
+def test_dsn_recipient_as_the_mta_wrote_it(field: str, want: str) -> None:
+    """A typo'd domain, another script, a source route; xtext only in Original-Recipient."""
+    failures = parse_dsn_fields(f"{field}\nAction: failed\nStatus: 5.1.1\n")
+    assert [f.address for f in failures] == [want]
+
+
 def test_html_to_text_marks_blockquotes() -> None:
     text = html_to_text("<div>Hi<br>there</div><blockquote><p>old</p></blockquote>")
     assert text.splitlines()[:2] == ["Hi", "there"]
