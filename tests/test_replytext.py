@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from outreach.classify import classify_message
 from outreach.mailparse import QUOTE_MARK, normalize_newlines
 from outreach.replytext import Passage, extract_reply, new_words, passages, split_reply
+from outreach.replytext.headers import banner_end, quoted_lines
 from outreach.replytext.signature import is_closing, is_device_line, is_greeting
 
 REPLIES = Path(__file__).parent / "fixtures" / "mail" / "replies"
@@ -291,6 +292,51 @@ def test_closing_lines(lines: list[str], closing: bool) -> None:
 )  # fmt: skip
 def test_greeting_lines(line: str, greeting: bool) -> None:
     assert is_greeting([line]) is greeting
+
+
+@pytest.mark.parametrize(
+    ("lines", "quoted"),
+    [
+        (["> could you host interns? We are", "planning placements.", "> Sam"], [1, 1, 1]),
+        (["> Cody Hart <c@x.example> w=", "rote:", ""], [1, 1, 0]),
+        (["> How has it changed?", "We hired two.", "> Anything else?"], [1, 0, 1]),
+        (["> How has it changed", "yes, two.", "more words of mine"], [1, 0, 0]),
+        (["> Question?", "no", "> Next?"], [1, 0, 1]),
+        (["Answer", "> quoted"], [0, 1]),
+    ],
+)  # fmt: skip
+def test_quoted_lines_take_the_tails_a_client_wrapped(lines: list[str], quoted: list[int]) -> None:
+    assert quoted_lines(lines) == [bool(q) for q in quoted]
+
+
+@pytest.mark.parametrize(
+    ("banner", "dropped"),
+    [
+        ("CAUTION: This email originated from outside of the organization. Do not click links "
+         "or open attachments unless you recognize the sender.", True),
+        ("[EXTERNAL] This message came from outside the district. Be careful with links.", True),
+        ("ACHTUNG: Diese E-Mail stammt von außerhalb der Organisation.", True),
+        ("ATTENTION : ce courriel provient de l'extérieur de l'organisation.", True),
+        ("PRECAUCIÓN: Este correo se originó fuera de la organización.", True),
+        ("Caution: our external auditors visit in March, so April is better for the students.",
+         False),
+        ("We work with outside companies on most projects.", False),
+    ],
+)  # fmt: skip
+def test_gateway_banner_on_top(banner: str, dropped: bool) -> None:
+    body = f"{banner}\n\nYes, two in April.\n\nDana"
+    assert (banner_end(body.split("\n")) == 1) is dropped
+    want = "Yes, two in April.\n\nDana" if dropped else body
+    assert split_reply(body).text == want
+
+
+def test_passages_keep_a_wrapped_question_whole() -> None:
+    text = "> How has your workplace changed this year? We would\nlike to hear more.\n\nBusier."
+    assert passages(text) == (
+        Passage(True, "How has your workplace changed this year? We would\nlike to hear more."),
+        Passage(False, "Busier."),
+    )
+    assert new_words(text) == "Busier."
 
 
 def test_passages_of_a_text_without_quotes() -> None:

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from outreach.mailparse import QUOTE_MARK, normalize_newlines
 from outreach.replytext.headers import (
     attributions,
+    banner_end,
     footer_start,
     history_start,
-    is_quote,
     leading_block_end,
+    quoted_lines,
 )
 from outreach.replytext.signature import is_closing, is_greeting, signature_start
 
@@ -69,11 +70,12 @@ def split_reply(body: str) -> ReplyText:
     """The new text and the signature of a reply body; both '' when there are none."""
     text = _INVISIBLE.sub("", normalize_newlines(body or "")[:MAX_REPLY_SOURCE_CHARS])
     lines = text.split("\n")
-    start = leading_block_end(lines)
+    banner = banner_end(lines)
+    start = banner + leading_block_end(lines[banner:])
     end = history_start(lines, start)
     lines = [line for line in lines[start:end] if line != QUOTE_MARK]
     lines = lines[: footer_start(lines)]
-    quoted = [is_quote(line) for line in lines]
+    quoted = quoted_lines(lines)
     for first, last, _quoted_next in attributions(lines, len(lines)):
         for index in range(first, last + 1):
             lines[index] = ""  # "On ... wrote:" is a header, not the partner's words
@@ -135,14 +137,14 @@ def _tidy(lines: list[str]) -> str:
 
 def passages(text: str) -> tuple[Passage, ...]:
     """A stored reply text as runs of quoted question lines and the partner's own words."""
+    lines = text.split("\n")
     runs: list[Passage] = []
     current: list[str] = []
     current_quoted = False
-    for line in text.split("\n"):
+    for line, line_quoted in zip(lines, quoted_lines(lines), strict=True):
         if not line.strip():
             current.append("")
             continue
-        line_quoted = is_quote(line)
         if line_quoted != current_quoted and any(r.strip() for r in current):
             runs.append(Passage(current_quoted, "\n".join(current).strip("\n")))
             current = []
@@ -155,4 +157,6 @@ def passages(text: str) -> tuple[Passage, ...]:
 
 def new_words(text: str) -> str:
     """A reply text without the quoted lines kept above answers: only the partner's words."""
-    return "\n".join(line for line in text.split("\n") if not is_quote(line)).strip("\n")
+    lines = text.split("\n")
+    own = (line for line, q in zip(lines, quoted_lines(lines), strict=True) if not q)
+    return "\n".join(own).strip("\n")

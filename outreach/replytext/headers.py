@@ -106,6 +106,62 @@ def is_quote(line: str) -> bool:
     return line.lstrip().startswith(">") or line.startswith("|")
 
 
+def quoted_lines(lines: list[str]) -> list[bool]:
+    """Which lines are quoted text: '>' lines, and the tails of quoted lines a client wrapped
+    without a '>' (lazy quoting, or a quoted-printable soft break left undecoded): a line
+    right below an unfinished quoted line that starts in lower case or ends the word that
+    an '=' broke off, with quoted text or nothing right below it."""
+    quoted = [is_quote(line) for line in lines]
+    for index in range(1, len(lines)):
+        line, above = lines[index], lines[index - 1].rstrip()
+        if quoted[index] or not quoted[index - 1] or not line.strip():
+            continue
+        below = lines[index + 1] if index + 1 < len(lines) else ""
+        if below.strip() and not is_quote(below):
+            continue
+        broken = above.endswith("=")
+        unfinished = not above.endswith((".", "?", "!", ":", ";", ">")) and (
+            line.lstrip()[:1].islower() or not line.lstrip()[:1].isalnum()
+        )
+        if (broken or unfinished) and len(line.strip()) < 60:
+            quoted[index] = True
+    return quoted
+
+
+_BANNER = re.compile(
+    r"outside|external|extern|externe|externo|esterno|au[ßs]erhalb|ext[ée]rieur|fuera|fora",
+    re.IGNORECASE,
+)
+_BANNER_SUBJECT = re.compile(
+    r"organi[sz]a|company|links|attachments|sender|Organisation|Absender|expéditeur|remitente|"
+    r"pi[èe]ces jointes|Anh[äa]nge|adjuntos|allegati|anexos",
+    re.IGNORECASE,
+)
+
+
+def banner_end(lines: list[str]) -> int:
+    """First line after a mail gateway's warning banner at the top of the body ("CAUTION:
+    This email originated from outside of the organization. Do not click links..."): the
+    receiving side's gateway wrote it, not the partner. 0 when there is none."""
+    first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+    end = next((i for i in range(first, len(lines)) if not lines[i].strip()), len(lines))
+    paragraph = " ".join(line.strip() for line in lines[first:end])
+    if (
+        end - first <= 4
+        and len(paragraph) <= 400
+        and _BANNER.search(paragraph)
+        and _BANNER_SUBJECT.search(paragraph)
+        and re.match(
+            r"^\W*(?:\[?external|caution|warning|attention|achtung|notice|"
+            r"precauci[óo]n|aten[çc][ãa]o|attenzione|this (?:e-?mail|message))",
+            paragraph,
+            re.IGNORECASE,
+        )
+    ):
+        return end
+    return 0
+
+
 # --------------------------------------------------------------------------- attribution
 
 
