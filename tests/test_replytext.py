@@ -189,6 +189,7 @@ def test_sentences_that_start_like_device_lines_are_text(line: str) -> None:
         ("March -- April.\n\nThanks, Maria", "March -- April.\n\nThanks, Maria", ""),
         ("1. Hybrid.\n--\n2. Yes.\n--\n3. Help.", "1. Hybrid.\n--\n2. Yes.\n--\n3. Help.", ""),
         ("Why?\n--\nIs it needed?", "Why?\n--\nIs it needed?", ""),
+        ("1. Hybrid.\n--  \n2. Yes.", "1. Hybrid.\n--\n2. Yes.", ""),
         ("Yes.\n\nSent from my iPhone\n\nMaria", "Yes.", "Sent from my iPhone\n\nMaria"),
         ("-- \nSent from my iPhone", "", "-- \nSent from my iPhone"),
     ],

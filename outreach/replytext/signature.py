@@ -3,9 +3,9 @@
 What counts as signature (cut from the text, kept apart):
 
 - the RFC 3676 section 4.3 delimiter, a line of exactly ``-- ``, and everything after it (up
-  to 20 lines); the same line without its space (``--``, as HTML conversions and many
-  transports leave it) only before a short block that looks like a signature (at most 12
-  short lines, no list item, no question), since people also use ``--`` as a divider;
+  to 20 lines); the same line without its space or with more (``--``, as HTML conversions
+  and many transports leave it) only before a shorter block (at most 12 short lines). Either
+  way not before a list item or a question: people also use ``--`` between answers;
 - a device or app line ("Sent from my iPhone", "Get Outlook for Android", "Von meinem iPhone
   gesendet", "Envoyé de mon iPhone", "Enviado desde mi iPhone", "Inviato da iPhone", "Sent
   with Airmail", ...) and the few short lines after it, when nothing but that follows.
@@ -94,14 +94,11 @@ def signature_start(lines: list[str], quoted: list[bool]) -> int:
         line = lines[index]
         tail = [lines[i].strip() for i in own if i > index]
         if line.strip() == "--":
-            exact = line.startswith("-- ")  # RFC 3676: "-- " with its space
-            if exact and _fits(tail, 20, 200):
+            exact = line == "-- "  # RFC 3676 section 4.3: dash, dash, space, nothing else
+            answers = any(_LIST_ITEM.match(t) or t.endswith("?") for t in tail)
+            if exact and _fits(tail, 20, 200) and not answers:
                 return index
-            if (
-                _fits(tail, 12, 100)
-                and not any(_LIST_ITEM.match(t) or t.endswith("?") for t in tail)
-                and tail
-            ):
+            if tail and _fits(tail, 12, 100) and not answers:
                 return index
         elif is_device_line(line) and _fits(tail, 6, 100):
             return index
