@@ -21,23 +21,33 @@ from __future__ import annotations
 import re
 
 from outreach.mailparse import QUOTE_MARK
-from outreach.replytext.library import quote_header_spans
+from outreach.replytext.library import (
+    HEADER_FIELD_WORDS,
+    HEADER_FROM_WORDS,
+    quote_header_spans,
+)
 
-_FROM_WORDS = (
-    r"From|Von|De|Da|Van|Från|Fra|Od|Від|От|Из|Lähettäjä|Feladó|Kimden|Expéditeur|"
-    r"Remitente|Mittente|Absender|Afzender|Avsändare|Avsender|Afsender|Remetente|"
-    r"发件人|寄件者|差出人|보낸 사람"
+# Header-block field names: mail-parser-reply's (its languages' Outlook blocks), then ours for
+# what it lacks (Portuguese, Norwegian, Finnish, Turkish, Russian; "Enviado el", "Envoyé le",
+# "Enviada em"; the long names some clients use).
+_FROM_WORDS = "|".join(
+    [
+        *HEADER_FROM_WORDS,
+        r"Від|От|Из|Lähettäjä|Feladó|Kimden|Expéditeur|Remitente|Mittente|Absender|Afzender|"
+        r"Avsändare|Avsender|Afsender|Remetente|寄件者|差出人",
+    ]
 )
 _SUBJECT_WORDS = (
-    r"Subject|Betreff|Objet|Sujet|Asunto|Assunto|Oggetto|Onderwerp|Ämne|Emne|Temat|Předmět|Aihe|"
-    r"Konu|Тема|主题|件名|제목"
+    r"Subject|Betreff|Objet|Sujet|Asunto|Assunto|Oggetto|Onderwerp|Ämne|Emne|Temat|Aihe|Konu|"
+    r"Тема|主题|件名|제목"
 )
-_OTHER_WORDS = (
-    r"Sent|Date|To|Cc|Bcc|Reply-To|Importance|Gesendet|Datum|An|Kopie|Envoyé(?: le)?|À|A|"
-    r"Pour|Destinataire|Cci|Enviado(?: el| em)?|Enviada(?: em| el)?|Fecha|Para|CCO|Data|"
-    r"Inviato|Copia|Verzonden|Aan|Skickat|Till|Kopia|Sendt|Til|Dato|Kopi|Wysłano|Do|DW|"
-    r"Odesláno|Komu|Lähetetty|Vastaanottaja|Gönderildi|Kime|Tarih|Отправлено|Кому|Дата|"
-    r"发送时间|收件人|抄送|日期|送信日時|宛先|보낸 날짜|받는 사람"
+_OTHER_WORDS = "|".join(
+    [
+        *HEADER_FIELD_WORDS,
+        r"Bcc|Reply-To|Importance|Kopie|Envoyé le|Pour|Destinataire|Cci|Enviado el|Enviado em|"
+        r"Enviada|Enviada em|Enviada el|CCO|Copia|Sendt|Til|Dato|Lähetetty|Vastaanottaja|"
+        r"Gönderildi|Kime|Tarih|Отправлено|Кому|Дата|日期|送信日時|宛先",
+    ]
 )
 _HEADER_LINE = re.compile(
     rf"^[ \t*]*(?:(?P<from>{_FROM_WORDS})|(?P<subject>{_SUBJECT_WORDS})|(?:{_OTHER_WORDS}))"

@@ -41,6 +41,28 @@ SENT_FROM = "|".join(f"(?:{p})" for p in _phrases("sent_from"))
 SIGN_OFFS = "|".join(f"(?:{p})" for p in _phrases("signatures") if not p.startswith("/"))
 
 
+def _header_block_words() -> tuple[list[str], list[str]]:
+    """(From words, other field names) of each language's Outlook-style header block, read
+    out of the library's patterns ("[* ]*(?:From|Sent|To|Subject|Date|Cc|Organization):");
+    the first name of each list is its "From"."""
+    froms: list[str] = []
+    others: list[str] = []
+    for language in LANGUAGES:
+        match = re.search(
+            r"\[\* \]\*\(\?:(.+?)\):", MAIL_LANGUAGES[language].get("from_header", "")
+        )
+        words = [w.strip() for w in match.group(1).split("|") if w.strip()] if match else []
+        if words:
+            froms.append(words[0])
+            others.extend(words[1:])
+    return list(dict.fromkeys(froms)), list(dict.fromkeys(others))
+
+
+#: "From", "Von", "Od", "[Ff]ra", "De", "Da", "Van", "Från", ... (regex text, one per item)
+#: and "Sent", "Gesendet", "Enviado", "Envoyé", "Inviato", "Oggetto", ...
+HEADER_FROM_WORDS, HEADER_FIELD_WORDS = _header_block_words()
+
+
 class _StartsFinder:
     """``pattern.finditer`` that tries a match only where one can start.
 
