@@ -54,6 +54,8 @@ def test_reply_fixture(name: str) -> None:
         "På 30 november 2026 på 08:02:18, Sam Rivera (sam@district.example) skrev:",
         "Op ma 30 nov. 2026 om 08:02 schreef Sam Rivera <sam@district.example>:",
         "Op 30-11-2026 om 08:02 heeft Sam Rivera <sam@district.example> het volgende geschreven:",
+        "Vào 08:02 30 tháng 11, 2026, Sam Rivera <sam@district.example> đã viết:",
+        "În lun., 30 nov. 2026 la 08:02, Sam Rivera <sam@district.example> a scris:",
         "Le lun. 30 nov. 2026 à 08:02, Sam Rivera <sam@district.example> a écrit :",
         "El lun, 30 nov 2026 a las 8:02, Sam Rivera (<sam@district.example>) escribió:",
         "Em seg., 30 de nov. de 2026 às 08:02, Sam Rivera <sam@district.example> escreveu:",
@@ -304,6 +306,7 @@ def test_greeting_lines(line: str, greeting: bool) -> None:
         (["> How has it changed", "yes, two.", "more words of mine"], [1, 0, 0]),
         (["> Question?", "no", "> Next?"], [1, 0, 1]),
         (["Answer", "> quoted"], [0, 1]),
+        (["See <https://example.org/a/very/long/path", "> for the form."], [0, 0]),
     ],
 )  # fmt: skip
 def test_quoted_lines_take_the_tails_a_client_wrapped(lines: list[str], quoted: list[int]) -> None:

@@ -80,7 +80,8 @@ _SEPARATOR = re.compile(
 _RULE = re.compile(r"^[ \t*]*(?:-{5,}|_{5,}|={5,}|~{5,})[ \t*]*$")
 
 _WROTE = (
-    r"wrote|writes|has written|schrieb|schreibt|hat geschrieben|schreef|heeft geschreven|skrev|"
+    r"wrote|writes|has written|schrieb|schreibt|hat geschrieben|schreef|geschreven|verzond|skrev|"
+    r"a scris|nap[íi]sal|rakst[īi]ja|đã viết|"
     r"kirjoitti|a\s+[ée]crit|[ée]crit|escribi[óo]|ha escrito|escribe|ha scritto|scrisse|"
     r"escreveu|napisa[łl]a?|napsal(?:\(a\))?|написал[а]?|yazd[ıi]|írta|kirjutas|raš[ėe]|pisze"
 )
@@ -123,6 +124,9 @@ def quoted_lines(lines: list[str]) -> list[bool]:
     an '=' broke off, with quoted text or nothing right below it."""
     quoted = [is_quote(line) for line in lines]
     for index in range(1, len(lines)):
+        if quoted[index] and _OPEN_LINK.search(lines[index - 1]) and not quoted[index - 1]:
+            quoted[index] = False  # the '>' closes a link wrapped from the line above
+            continue
         line, above = lines[index], lines[index - 1].rstrip()
         if quoted[index] or not quoted[index - 1] or not line.strip():
             continue
@@ -138,6 +142,7 @@ def quoted_lines(lines: list[str]) -> list[bool]:
     return quoted
 
 
+_OPEN_LINK = re.compile(r"<(?:https?|mailto):[^>\s]*$", re.IGNORECASE)
 _BANNER = re.compile(
     r"outside|external|extern|externe|externo|esterno|au[ßs]erhalb|ext[ée]rieur|fuera|fora",
     re.IGNORECASE,
