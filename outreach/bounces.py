@@ -227,14 +227,30 @@ def _status_hard(status: str | None) -> bool | None:
     return None
 
 
-def _clean_recipient(value: str) -> str | None:
-    """'rfc822; <a@b>' -> 'a@b'; None when it is not a usable address."""
+def _clean_recipient(value: str, *, xtext: bool = False) -> str | None:
+    """'rfc822; <a@b>' -> 'a@b'; None when it is not a usable address.
+
+    The address is taken as the MTA wrote it, even with a domain no mail could reach
+    ("dana@brightworks", "a@#example.net": a roster typo is exactly what bounces), in any
+    script (RFC 6533 "utf-8;" addresses); a source route ("@relay:a@b") is dropped, and an
+    Original-Recipient, which repeats the ORCPT parameter, is xtext-decoded ("a+2Bnews@b" is
+    "a+news@b", RFC 3461 section 4)."""
     text = value.split(";", 1)[1] if ";" in value else value
     text = text.strip().strip("<>").strip().strip('"').strip()
+    text = _SOURCE_ROUTE.sub("", text)
+    if xtext:
+        text = _XTEXT.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if _DSN_ADDRESS.match(text):
+        return text.strip(".").lower()
     found = _ADDRESS_RE.search(text)
     if found:
         return found.group(0).strip(".").lower()
     return None
+
+
+_DSN_ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]*[^\s@<>()\[\],;:\".]$")
+_SOURCE_ROUTE = re.compile(r"^@[^:\s]+(?:,@[^:\s]+)*:")
+_XTEXT = re.compile(r"\+([0-9A-F]{2})")
 
 
 def _smtp_hard(diagnostic: str | None) -> bool | None:
@@ -292,7 +308,7 @@ def _recipient_from_group(group: dict[str, str]) -> RecipientFailure | None:
     # Original-Recipient is the address as we sent it (RFC 3464 2.3.1): match on that
     for key in ("original-recipient", "final-recipient", "x-actual-recipient"):
         if key in group:
-            address = _clean_recipient(group[key])
+            address = _clean_recipient(group[key], xtext=key == "original-recipient")
             if address:
                 break
     if not address:
@@ -520,6 +536,24 @@ _FAILED_LINE = re.compile(
 )
 
 
+#: Postfix "<a@x> (expanded from <list@y>): ...", sendmail "a@x\n    (expanded from: list@y)"
+_EXPANDED_FROM = re.compile(
+    r"<?([^\s<>()]+@[^\s<>()]+?)>?:?\s*\(expanded from:?\s*<?([^\s<>()]+@[^\s<>()]+?)>?\s*\)",
+    re.IGNORECASE,
+)
+
+
+def _as_sent(addresses: list[str], text: str) -> list[str]:
+    """Each failed address as we sent it: an alias's target ("a@x (expanded from: b@y)")
+    is reported as the address it was expanded from, as Original-Recipient is preferred in
+    a delivery report."""
+    aliases = {
+        _tidy_address(m.group(1)): _tidy_address(m.group(2))
+        for m in _EXPANDED_FROM.finditer(_until_returned_copy(text)[:20_000])
+    }
+    return list(dict.fromkeys(aliases.get(a, a) for a in addresses))
+
+
 def _tidy_address(value: str) -> str:
     """Drop quoting and X.400/URI prefixes ("SMTP=a@b", "'a@b") from a found address."""
     value = value.strip(".'\"`").lower()
@@ -549,8 +583,13 @@ def analyse_bounce(
         headers.report_type in (None, "delivery-status")
     )
     dsn_texts = _delivery_status_texts(msg)
-    if (not dsn_texts and not is_report and not headers.get("x-failed-recipients")
-            and not _header_signals(headers, msg) and not _DSN_FIELD_LINE.search(full_text)):
+    if (
+        not dsn_texts
+        and not is_report
+        and not headers.get("x-failed-recipients")
+        and not _header_signals(headers, msg)
+        and not _DSN_FIELD_LINE.search(full_text)
+    ):
         # Without a report, DSN fields, a mail-system sender or a failure subject, the body
         # signals alone can never make it a bounce below (see _enough_signals): skip them.
         return None
@@ -671,6 +710,7 @@ def _report_from_heuristics(
         hard = True if body_hard is None else body_hard
         if addresses:
             reasons.append("failed recipients named in the bounce text")
+    addresses = _as_sent(addresses, text)
     if diagnostic:
         reasons.append(f"diagnostic: {diagnostic[:120]}")
     return BounceReport(

@@ -39,7 +39,7 @@ from outreach.mailparse import (
     part_text,
     walk,
 )
-from outreach.replytext import extract_reply
+from outreach.replytext import ReplyText, new_words, split_reply
 
 KINDS = ("reply", "auto_reply", "bounce", "unsubscribe", "other", "error")
 
@@ -62,6 +62,8 @@ class Classification:
     headers: MessageHeaders = field(default_factory=MessageHeaders)
     #: an ARF complaint (RFC 5965): like a bounce, it acts only when it quotes our message
     complaint: bool = False
+    #: what was cut from the end of ``text`` as signature ("-- " block, "Sent from my iPhone")
+    signature: str | None = None
 
     def to_json(self, file: str | None = None) -> dict[str, Any]:
         """JSON-ready dict (the shape ``outreach classify --json`` prints)."""
@@ -80,6 +82,7 @@ class Classification:
             "in_reply_to": self.headers.in_reply_to,
             "from": self.headers.from_addr,
             "subject": self.headers.subject,
+            "signature": self.signature,
         }
 
 
@@ -146,37 +149,43 @@ def _classify(
             full_text=full_text,
             headers=headers,
         )
-    new_text = _new_text(msg, full_text)
-    verdict = judge_auto_reply(
-        headers, full_text, quotes_history=_quotes_history(full_text, new_text)
-    )
+    reply = _new_text(msg, full_text)
+    verdict = judge_auto_reply(headers, full_text, quotes_history=_quotes_history(full_text, reply))
     if verdict.is_auto_reply and not _ticket_acknowledgement(headers, full_text, verdict):
-        return _auto_reply_result(verdict, headers, full_text, new_text, today)
+        return _auto_reply_result(verdict, headers, full_text, reply, today)
     other = _other_reasons(headers, full_text, verdict)
     if other:
         return Classification(
             kind="other", reasons=tuple(other), full_text=full_text, headers=headers
         )
-    unsubscribe = unsubscribe_reasons(headers, new_text)
+    # quoted questions kept above inline answers are ours: only the partner's words count
+    unsubscribe = unsubscribe_reasons(headers, new_words(reply.text))
     kind = "unsubscribe" if unsubscribe else "reply"
     reasons = unsubscribe or ["human reply: no bounce, automatic or unsubscribe signs"]
     return Classification(
-        kind=kind, reasons=tuple(reasons), text=new_text, full_text=full_text, headers=headers
+        kind=kind,
+        reasons=tuple(reasons),
+        text=reply.text,
+        full_text=full_text,
+        headers=headers,
+        signature=reply.signature,
     )
 
 
-def _quotes_history(full_text: str, new_text: str) -> bool:
-    """True when the body carries quoted history besides the new text (people quote;
-    vacation responders rarely do)."""
-    return len(" ".join(full_text.split())) > len(" ".join(new_text.split())) + 80
+def _quotes_history(full_text: str, reply: ReplyText) -> bool:
+    """True when the body carries quoted history besides the new text and signature (people
+    quote; vacation responders rarely do)."""
+    own = len(" ".join(new_words(reply.text).split())) + len(" ".join(reply.signature.split()))
+    return len(" ".join(full_text.split())) > own + 80
 
 
-def _new_text(msg: Message, full_text: str) -> str:
-    """New text of a reply; HTML-only mail uses the HTML with quote containers marked."""
+def _new_text(msg: Message, full_text: str) -> ReplyText:
+    """New text and signature of a reply; HTML-only mail uses the HTML with quote
+    containers marked."""
     source = full_text
     if not has_plain_part(msg):
         source = html_body_text(msg) or full_text
-    return extract_reply(source)
+    return split_reply(source)
 
 
 def _is_arf(headers: MessageHeaders) -> bool:
@@ -228,10 +237,11 @@ def _auto_reply_result(
     verdict: AutoReplyVerdict,
     headers: MessageHeaders,
     full_text: str,
-    new_text: str,
+    reply: ReplyText,
     today: date | None,
 ) -> Classification:
     reference = _reference_day(headers, today)
+    new_text = reply.text
     text_for_date = f"{headers.subject}\n{new_text or full_text}"
     # "my last day at X was 27 November" is no return: people who left do not come back
     return_date = None if verdict.contact_change else _return_date(text_for_date, reference)
@@ -257,6 +267,7 @@ def _auto_reply_result(
         text=new_text or None,
         full_text=full_text,
         headers=headers,
+        signature=reply.signature or None,
     )
 
 

@@ -690,6 +690,8 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
             echo("  contact change: the person seems to have left")
         if result.text:
             echo("  text: " + result.text.replace("\n", "\n        "))
+        if result.signature:
+            echo("  signature: " + result.signature.replace("\n", "\n             "))
 
 
 # --------------------------------------------------------------------------- exports

@@ -156,6 +156,10 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
         notes += [f"unreadable: {problem}" for problem in r.unreadable]
         body = [("    " + line).rstrip() for note in notes for line in wrap(note, width)]
         body += [("    " + line).rstrip() for line in (wrap(r.text, width) or ["(no text)"])]
+        # the signature after the words, set apart ("-- " block, "Sent from my iPhone")
+        signature = wrap(r.signature, width - 4)
+        body += [("    " + ("~ " if i == 0 else "  ") + line).rstrip()
+                 for i, line in enumerate(signature)]
         if r.note:
             body.append(f"    note: {r.note}")
         blocks.append("\n".join([head, *body]))

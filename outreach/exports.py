@@ -47,7 +47,7 @@ REPLY_COLUMNS = (
     "kind", "subject", "text", "return_date", "bounced", "hard", "status_code", "diagnostic",
     "contact_change", "needs_review", "handled", "handled_at", "note", "match_rule",
     "message_id", "from_addr", "from_name", "unverified", "duplicate_of", "date_header",
-    "unreadable",
+    "unreadable", "signature",
 )
 PARTNER_COLUMNS = (
     "email", "name", "first_name", "organization", "industry", "pathway", "owner", "tags",
@@ -81,8 +81,9 @@ def event_rows(store: Store, zone: ZoneInfo) -> Iterator[dict[str, Any]]:
 
 
 def reply_rows(store: Store, zone: ZoneInfo) -> Iterator[dict[str, Any]]:
-    for row in _cursor_rows(store, "SELECT *, handled_note AS note FROM reply_log"
-                                   " ORDER BY at, id"):
+    for row in _cursor_rows(store, "SELECT r.*, r.handled_note AS note, i.signature"
+                                   " FROM reply_log r JOIN inbound i ON i.id = r.id"
+                                   " ORDER BY r.at, r.id"):
         row["at_local"] = _local(row["at"], zone)
         row["bounced"] = json.loads(row["bounced"] or "[]")
         row["unreadable"] = json.loads(row["unreadable"] or "[]")

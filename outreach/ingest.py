@@ -340,7 +340,7 @@ class Reader:
             "kind": result.kind, "reasons": json.dumps(list(result.reasons), ensure_ascii=False),
             "partner_id": match.partner_id, "campaign": match.campaign, "step": match.step,
             "matched_message": match.ledger_id, "match_rule": match.rule,
-            "text": result.text, "full_text": result.full_text,
+            "text": result.text, "full_text": result.full_text, "signature": result.signature,
             "return_date": result.return_date.isoformat() if result.return_date else None,
             "bounced": json.dumps(list(result.bounced_recipients)),
             "hard": None if result.hard is None else int(result.hard),

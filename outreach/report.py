@@ -49,6 +49,7 @@ class ReportReply:
     kind: str
     text: str
     handled: bool
+    signature: str = ""  # cut from the end of `text` ("-- " block, "Sent from my iPhone")
     from_addr: str | None = None  # who wrote it (a colleague, when not the partner)
     from_name: str | None = None
 
@@ -132,12 +133,15 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
             name=r["name"] or "", organization=r["organization"] or "", step=r["step"],
             kind=r["kind"], text=(r["text"] or "").strip(), handled=bool(r["handled"]),
             from_addr=r["from_addr"], from_name=r["from_name"],
+            signature=(r["signature"] or "").strip(),
         )
         # mail not verified as the partner's waits in the review queue: not in the report
         for r in store.query(
-            "SELECT id, at, partner, name, organization, step, kind, text, handled, from_addr,"
-            " from_name FROM reply_log WHERE campaign = ? AND kind IN ('reply', 'auto_reply')"
-            " AND unverified IS NULL ORDER BY at, id", [campaign],
+            "SELECT r.id, r.at, r.partner, r.name, r.organization, r.step, r.kind, r.text,"
+            " r.handled, r.from_addr, r.from_name, i.signature"
+            " FROM reply_log r JOIN inbound i ON i.id = r.id"
+            " WHERE r.campaign = ? AND r.kind IN ('reply', 'auto_reply')"
+            " AND r.unverified IS NULL ORDER BY r.at, r.id", [campaign],
         )
     ]
     sent_days: dict[date, int] = {}
@@ -264,7 +268,7 @@ def report_json(report: CampaignReport, zone: ZoneInfo) -> dict[str, Any]:
             {"id": r.id, "at": r.at.astimezone(zone).isoformat(), "partner": r.partner,
              "name": r.name, "organization": r.organization, "step": r.step, "kind": r.kind,
              "text": r.text, "handled": r.handled, "from": r.from_addr,
-             "from_name": r.from_name}
+             "from_name": r.from_name, "signature": r.signature}
             for r in report.replies
         ],
     }

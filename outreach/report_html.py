@@ -45,6 +45,7 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 .reply header { color: var(--muted); font-size: .9em; }
 .reply header strong { color: var(--ink); }
 .reply blockquote { margin: 8px 0 0; white-space: pre-wrap; overflow-wrap: anywhere; }
+.reply .signature { color: var(--muted); font-size: .85em; margin: 6px 0 0; white-space: pre-wrap; }
 .tag { display: inline-block; border-radius: 4px; padding: 0 6px; font-size: .8em;
        background: #fef3c7; color: var(--warn); }
 .tag.done { background: #dcfce7; color: #166534; }
@@ -197,7 +198,9 @@ def _replies(report: CampaignReport, zone: ZoneInfo, replies: Iterable[ReportRep
             f'<article class="reply" id="reply-{r.id}"><header>{who}{org} · '
             f"&lt;{esc(r.partner)}&gt;{sender} · {esc(local_minute(r.at, zone))}"
             + (f" · step {esc(r.step)}" if r.step else "") + f" {tag}</header>"
-            f"<blockquote>{esc(r.text) or '<em>(no text)</em>'}</blockquote></article>"
+            f"<blockquote>{esc(r.text) or '<em>(no text)</em>'}</blockquote>"
+            + (f'<p class="signature">{esc(r.signature)}</p>' if r.signature else "")
+            + "</article>"
         )
         (human if r.kind == "reply" else auto).append(block)
     parts = [f"<h2>Replies ({len(human)})</h2>"]

@@ -42,6 +42,7 @@ class ReplyRow:
     contact_change: bool
     handled_at: datetime | None
     note: str | None
+    signature: str = ""  # cut from the end of `text` ("-- " block, "Sent from my iPhone")
     from_addr: str | None = None  # who wrote it (the From address), whoever it is matched to
     from_name: str | None = None
     unverified: str | None = None  # why it changed nothing: a person attributes or dismisses
@@ -69,7 +70,7 @@ class ReplyRow:
             if self.handled_at else None,
             "note": self.note, "from": self.from_addr, "from_name": self.from_name,
             "unverified": self.unverified, "duplicate_of": self.duplicate_of,
-            "unreadable": list(self.unreadable),
+            "unreadable": list(self.unreadable), "signature": self.signature,
         }
 
 
@@ -79,8 +80,8 @@ def load_replies(store: Store, *, unhandled: bool = False) -> list[ReplyRow]:
     rows = store.query(
         "SELECT r.id, r.at, r.partner, r.name, r.organization, r.campaign, r.step, r.kind,"
         " r.subject, r.text, r.contact_change, r.handled_at, r.handled_note,"
-        " i.full_text, r.from_addr, r.from_name, r.unverified, r.duplicate_of, r.unreadable"
-        " FROM reply_log r JOIN inbound i ON i.id = r.id"
+        " i.full_text, r.from_addr, r.from_name, r.unverified, r.duplicate_of, r.unreadable,"
+        " i.signature FROM reply_log r JOIN inbound i ON i.id = r.id"
         f" WHERE {where} ORDER BY r.at DESC, r.id DESC"
     )
     return [
@@ -93,6 +94,7 @@ def load_replies(store: Store, *, unhandled: bool = False) -> list[ReplyRow]:
             note=r["handled_note"], from_addr=r["from_addr"], from_name=r["from_name"],
             unverified=r["unverified"], duplicate_of=r["duplicate_of"],
             unreadable=tuple(json.loads(r["unreadable"] or "[]")),
+            signature=(r["signature"] or "").strip(),
         )
         for r in rows
     ]

@@ -5,7 +5,8 @@ Tables
 - campaigns    every campaign the store has seen
 - sequences    one row per (campaign, partner): how far the sequence got and whether it goes on
 - messages     the outbox and ledger: one row per (campaign, partner, step), with its Message-ID
-- inbound      every message read from a mailbox, once per (account, folder, uidvalidity, uid)
+- inbound      every message read from a mailbox, once per (account, folder, uidvalidity, uid);
+               a reply's new words in `text`, its signature apart in `signature`
 - events       the per-partner log: every state change, every reply
 - mailboxes    IMAP checkpoints: UIDVALIDITY and last UID per (account, folder)
 - worker       the heartbeat of the running worker
@@ -539,6 +540,14 @@ def m005_inbound_trust(db: sqlite_utils.Database) -> None:
         LEFT JOIN answers ON answers.campaign = names.campaign
         LEFT JOIN median ON median.campaign = names.campaign
     """)
+
+
+@migrations()
+def m006_inbound_signature(db: sqlite_utils.Database) -> None:
+    """A reply's signature apart from its words (issue 20): the '-- ' block and device lines
+    ("Sent from my iPhone") cut from the end of `text`. Rows read before keep NULL: their
+    `text` still holds any signature."""
+    db.execute("ALTER TABLE inbound ADD COLUMN signature TEXT")
 
 
 class Outgoing(NamedTuple):

@@ -5,12 +5,20 @@ Usage: python scripts/measure_corpus.py [FOLDER] [--verbose]
 FOLDER holds *.eml files and labels.jsonl (see /work/shared/corpus/README.md); the default
 is /work/shared/corpus/dev. Prints one line per metric with the target, then, with
 --verbose, every failure.
+
+Reply text: sources disagree on the signature. Where a source's expected texts keep device
+lines or a "-- " block (some label of that source has one), its labels are compared with
+`text` + `signature`; the others with `text` alone. "signature right" is scored on the sources
+that keep them: the signature must be exactly what their expected text has from its first
+"-- " line or device line on (found by REFERENCE_SIGNATURE, a reading of the labels kept
+apart from the product's rules), or empty when it has none.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from outreach.classify import Classification, classify_message  # noqa: E402
 
 DEFAULT_FOLDER = Path("/work/shared/corpus/dev")
+#: Where a labelled reply text's signature starts: a "-- " line or a device line.
+REFERENCE_SIGNATURE = re.compile(
+    r"^(?:--\s*$|(?:sent|sendt|skickat|verzonden) (?:from|with|via|fra|från|vanaf) |"
+    r"get outlook for |envoy[ée] (?:de|depuis|à partir de) |enviad[oa] (?:desde|de|do) |"
+    r"von meinem |inviato da)",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 @dataclass
@@ -70,6 +85,7 @@ def measure(folder: Path) -> list[Metric]:
     auto_date = Metric("auto-reply return date right", 0.80)
     reply_misfiled = Metric("human replies misfiled", 0.02, at_most=True)
     reply_text = Metric("reply text right", 0.85)
+    reply_signature = Metric("reply signature right", 0.85)
     # informational: sources disagree on keeping sign-offs, we keep them (talon convention)
     reply_checks = Metric("(info) reply contains/excludes", 0.0)
     contact = Metric("(info) contact change right", 0.0)
@@ -77,6 +93,7 @@ def measure(folder: Path) -> list[Metric]:
     other = Metric("other not filed as reply/unsub", 0.95)
     errors = Metric("classifier errors", 0.0, at_most=True)
     labels = [json.loads(line) for line in (folder / "labels.jsonl").read_text().splitlines()]
+    keeping = sources_keeping_signatures(labels)
     for label in labels:
         if not line_ok(label):
             continue
@@ -103,7 +120,8 @@ def measure(folder: Path) -> list[Metric]:
                 )
         elif kind == "reply":
             reply_misfiled.add(result.kind != "reply", f"{name}: {got} {result.reasons}")
-            score_reply_text(label, result, name, reply_text, reply_checks)
+            keeps = source_of(label) in keeping
+            score_reply_text(label, result, name, keeps, reply_text, reply_signature, reply_checks)
         elif kind == "unsubscribe":
             unsub.add(result.kind == "unsubscribe", f"{name}: {got} {result.reasons}")
         elif kind == "other":
@@ -119,6 +137,7 @@ def measure(folder: Path) -> list[Metric]:
         contact,
         reply_misfiled,
         reply_text,
+        reply_signature,
         reply_checks,
         unsub,
         other,
@@ -128,6 +147,28 @@ def measure(folder: Path) -> list[Metric]:
 
 def line_ok(label: dict[str, object]) -> bool:
     return bool(label.get("file")) and bool(label.get("kind"))
+
+
+def source_of(label: dict[str, object]) -> str:
+    """The project a label comes from ("mailgun/talon:tests/..." -> "mailgun/talon")."""
+    return str(label.get("source") or "").split(":", 1)[0]
+
+
+def reference_split(text: str) -> tuple[str, str]:
+    """(text, signature) of a labelled reply text, by REFERENCE_SIGNATURE."""
+    match = REFERENCE_SIGNATURE.search(text)
+    return (text, "") if match is None else (text[: match.start()], text[match.start() :])
+
+
+def sources_keeping_signatures(labels: list[dict[str, object]]) -> set[str]:
+    """Sources some of whose expected reply texts hold a signature."""
+    return {
+        source_of(label)
+        for label in labels
+        if label.get("kind") == "reply"
+        and label.get("reply_text")
+        and reference_split(str(label["reply_text"]))[1]
+    }
 
 
 def score_bounce(
@@ -160,16 +201,29 @@ def score_reply_text(
     label: dict[str, object],
     result: Classification,
     name: str,
+    keeps_signature: bool,
     exact: Metric,
+    signature: Metric,
     checks: Metric,
 ) -> None:
-    """Reply text metrics: exact (whitespace-normalised) and contains/excludes checks."""
+    """Reply text metrics: exact (whitespace-normalised; with the signature where the source
+    keeps it), the signature itself, and contains/excludes checks."""
     if label.get("reply_text") is not None:
+        want = str(label["reply_text"])
+        got = result.text or ""
+        if keeps_signature:
+            got = f"{got}\n{result.signature or ''}"
         exact.add(
-            squash(result.text) == squash(str(label["reply_text"])),
-            f"{name}: want {squash(str(label['reply_text']))[:100]!r}\n"
-            f"      got  {squash(result.text)[:200]!r}",
+            squash(got) == squash(want),
+            f"{name}: want {squash(want)[:100]!r}\n      got  {squash(got)[:200]!r}",
         )
+        if keeps_signature:
+            want_signature = reference_split(want)[1]
+            signature.add(
+                squash(result.signature) == squash(want_signature),
+                f"{name}: want {squash(want_signature)[:100]!r}\n"
+                f"      got  {squash(result.signature)[:200]!r}",
+            )
     contains = label.get("reply_text_contains") or []
     excludes = label.get("reply_text_excludes") or []
     if contains or excludes:

@@ -116,6 +116,46 @@ def test_a_database_from_before_m004_keeps_its_queued_events_and_gets_lighter_in
     ws.close()
 
 
+def test_a_database_from_before_m006_gets_a_signature_column_and_keeps_its_replies(
+    tmp_path: Path,
+):
+    """m006 adds inbound.signature. Replies read before keep NULL there (their text still
+    holds any signature) and every view of them works; new replies store theirs apart."""
+    path = tmp_path / "outreach.db"
+    old = sqlite_utils.Database(path)
+    migrations.apply(old, stop_before="m006_inbound_signature")
+    assert "signature" not in old["inbound"].columns_dict
+    stamp = "2026-11-20T15:00:00.000000+00:00"
+    old.execute("INSERT INTO partners (email, name, created_at, updated_at) VALUES"
+                " ('ana@shop.test', 'Ana', ?, ?)", [stamp, stamp])
+    old.execute("INSERT INTO inbound (account, folder, uidvalidity, uid, message_id, from_addr,"
+                " subject, kind, partner_id, campaign, step, text, processed_at) VALUES"
+                " ('main', 'INBOX', 1, 7, '<old@shop.test>', 'ana@shop.test', 'Re: Check-in',"
+                " 'reply', 1, 'checkin', 1, 'Yes.\n\nSent from my iPhone', ?)", [stamp])
+    old.conn.commit()
+    old.close()
+
+    ws = Workspace(tmp_path, smtp_port=2525)
+    assert "signature" in ws.store.db["inbound"].columns_dict
+    [reply] = json.loads(ok(ws.cli("replies", "--json")))
+    assert (reply["text"], reply["signature"]) == ("Yes.\n\nSent from my iPhone", "")
+    [exported] = json.loads(ok(ws.cli("export", "replies", "--format", "json")))
+    assert exported["text"] == reply["text"] and exported["signature"] is None
+    assert json.loads(ok(ws.cli("report", "checkin", "--json")))["replies"][0]["signature"] == ""
+    assert "Sent from my iPhone" in ok(ws.cli("replies"))
+    with ws.store.write():
+        ws.store.record_inbound({
+            "account": "main", "folder": "INBOX", "uidvalidity": 1, "uid": 8,
+            "message_id": "<new@shop.test>", "kind": "reply", "partner_id": 1,
+            "campaign": "checkin", "step": 1, "text": "Also April.",
+            "signature": "Sent from my iPad", "processed_at": stamp,
+        })
+    exported = json.loads(ok(ws.cli("export", "replies", "--format", "json")))
+    assert [(e["text"], e["signature"]) for e in exported] == [
+        ("Yes.\n\nSent from my iPhone", None), ("Also April.", "Sent from my iPad")]
+    ws.close()
+
+
 # --------------------------------------------------------------------------- pure parts
 
 

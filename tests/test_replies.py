@@ -3,6 +3,9 @@ run a cycle, and check the events, the review queue and who gets the next step."
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from datetime import date, datetime, timedelta
@@ -256,3 +259,46 @@ def test_a_failing_helper_is_reported_once_and_the_answers_still_recorded(
     assert pool.broken
     warnings = [r for r in caplog.records if "classifier helper" in r.getMessage()]
     assert len(warnings) == 1
+
+
+INLINE_ANSWER = (
+    "> How has your workplace changed?\n\nWe went hybrid.\n\n"
+    "> Is there anything we can do to help?\n\nA speaker in May.\n\nThanks, Dana"
+)
+SIGNATURE = "-- \nDana <b>Reyes</b>\n\x1b[31mBrightWorks\nSent from my iPhone"
+
+
+def test_a_reply_keeps_its_signature_apart_in_every_view(ws, smtp_server, imap_server):
+    """Read over IMAP: the words (with the questions answered inline) in `text`, the '-- '
+    block in `signature`; both in replies, replies --json, the export, report --json and the
+    HTML report (escaped, in a muted class); mail text never reaches a terminal raw."""
+    ws.add_partners(partner_rows(1))
+    worker = ws.worker()
+    worker.cycle()
+    original = sent_to(smtp_server, "p0000@partners.test")
+    imap_server.append(partner_mail.reply(original, f"{INLINE_ANSWER}\n\n{SIGNATURE}"))
+    read, _ = worker.cycle()
+    assert read.kinds == {"reply": 1}
+    row = ws.store.query("SELECT text, signature FROM inbound WHERE kind = 'reply'")[0]
+    assert (row["text"], row["signature"]) == (INLINE_ANSWER, SIGNATURE)
+
+    listing = ws.cli("replies")
+    assert listing.exit_code == 0, listing.output
+    assert "    A speaker in May." in listing.output and "    Sent from my iPhone" in listing.output
+    assert listing.output.index("Thanks, Dana") < listing.output.index("Dana <b>Reyes</b>")
+    assert "\x1b" not in listing.output and "\ufffd[31mBrightWorks" in listing.output
+    assert json.loads(ws.cli("replies", "--json").stdout)[0]["signature"] == SIGNATURE
+
+    exported = ws.cli("export", "replies", "--format", "csv").stdout
+    header, first = list(csv.reader(io.StringIO(exported.lstrip("\ufeff"), newline="")))[:2]
+    assert header[-1] == "signature" and first[header.index("text")] == INLINE_ANSWER
+    assert first[-1] == "'" + SIGNATURE  # a cell starting with '-' is kept text, not a formula
+    exported = json.loads(ws.cli("export", "replies", "--format", "json").stdout)
+    assert list(exported[0])[-1] == "signature" and exported[0]["signature"] == SIGNATURE
+    report = json.loads(ws.cli("report", "checkin", "--json").stdout)
+    assert report["replies"][0]["signature"] == SIGNATURE
+    page = ws.root / "checkin.html"
+    assert ws.cli("report", "checkin", "--html", str(page)).exit_code == 0
+    html = page.read_text(encoding="utf-8")
+    assert '<p class="signature">-- \nDana &lt;b&gt;Reyes&lt;/b&gt;' in html
+    assert ".reply .signature { color: var(--muted)" in html
