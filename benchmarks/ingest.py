@@ -51,8 +51,8 @@ from _mailstack import Mailstack, run  # noqa: E402
 from workspace import ALWAYS_OPEN, Workspace, partner_rows  # noqa: E402
 
 from outreach.config import ReplySettings  # noqa: E402
-from outreach.ingest import Reader, ReadReport  # noqa: E402
-from outreach.sending import Sender, SendReport  # noqa: E402
+from outreach.engine.ingest import Reader, ReadReport  # noqa: E402
+from outreach.engine.sending import Sender, SendReport  # noqa: E402
 from outreach.store import Store  # noqa: E402
 
 COORDINATOR = "coordinator@example.test"  # mailbox (a)

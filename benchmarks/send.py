@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mailstack import Mailstack, run  # noqa: E402
 from workspace import ALWAYS_OPEN, Workspace, partner_rows  # noqa: E402
 
-from outreach.localservers import free_port  # noqa: E402
-from outreach.sending import SendReport  # noqa: E402
+from outreach.engine.sending import SendReport  # noqa: E402
+from outreach.testing.smtp_server import free_port  # noqa: E402
 
 CAMPAIGN = ALWAYS_OPEN + """[[steps]]
 template = "hello"

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from outreach.durations import parse_duration
-from outreach.errors import ConfigError, Problems
-from outreach.oauth2 import (
+from outreach.core.durations import parse_duration
+from outreach.core.oauth2 import (
     SCOPES,
     TENANT,
     TEST_ORIGIN_ENV,
@@ -32,7 +31,8 @@ from outreach.oauth2 import (
     endpoint_problem,
     preset_endpoints,
 )
-from outreach.redaction import remember_secret
+from outreach.core.redaction import remember_secret
+from outreach.errors import ConfigError, Problems
 
 CONFIG_ENV = "OUTREACH_CONFIG"
 SECURITY_MODES = ("tls", "starttls", "none")
@@ -92,7 +92,7 @@ class ServerSettings:
                     f"environment variable {self.password_env} is not set",
                     hint=f"export {self.password_env}=... before starting outreach",
                 )
-            remember_secret(value)  # never printed, logged or stored (outreach.redaction)
+            remember_secret(value)  # never printed, logged or stored (outreach.core.redaction)
             return value
         if self.password_cmd:
             try:
@@ -617,7 +617,7 @@ def load_config(path: Path) -> Config:
 
 
 def _check_address(reader: _Reader, key_path: str, text: str) -> str | None:
-    from outreach.addresses import normalize_address
+    from outreach.core.addresses import normalize_address
 
     found = getaddresses([text])
     if len(found) > 1:  # parseaddr would quietly keep the first one

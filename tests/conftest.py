@@ -49,8 +49,8 @@ import pytest
 import trustme
 from hypothesis import HealthCheck, settings
 
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer, free_ports
-from outreach.oauth2_server import LocalOAuth2Server
+from outreach.testing.oauth2_server import LocalOAuth2Server
+from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer, free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 MAILSTACK_SCRIPTS = REPO / "scripts" / "mailstack"

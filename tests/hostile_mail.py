@@ -319,14 +319,14 @@ def assert_read_correctly(ws: Workspace, made: list[Hostile], uids: list[int]) -
 
 # --------------------------------------------------------------------------- forged mail
 # Mail a stranger can write without having seen anything outreach sent: it must never change
-# a partner's record by itself (see outreach.replies.match_message).
+# a partner's record by itself (see outreach.core.inbound.match.match_message).
 
 
 def forged_bounce(partner: str, *, status: str = "5.1.1",
                   message_id: str = "<made.up.1@district.test>") -> bytes:
     """A well-formed RFC 3464 bounce naming `partner` as the failed recipient, returning the
     headers of a message outreach never sent (a Message-ID the stranger made up)."""
-    from outreach import partner_mail
+    from outreach.testing import partner_mail
 
     never_sent = (f"From: Coordinator <coordinator@district.test>\r\nTo: {partner}\r\n"
                   f"Subject: Check-in\r\nMessage-ID: {message_id}\r\n\r\nHello\r\n").encode()

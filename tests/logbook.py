@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from workspace import Workspace
 
-from outreach import partner_mail
+from outreach.testing import partner_mail
 
 PEOPLE = [
     {"email": "maria@clinica.test", "name": "María González", "organization": "Clínica Sol"},

@@ -23,14 +23,14 @@ from helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outreach.checks import check_all
 from outreach.config import (
     ServerSettings,
     find_config,
     load_campaigns,
     load_config,
 )
-from outreach.durations import format_duration, parse_duration
+from outreach.core.durations import format_duration, parse_duration
+from outreach.engine.checks import check_all
 from outreach.errors import ConfigError, InputError, Problems
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
-from outreach.localservers import LocalSMTPServer
 from outreach.store import Store
+from outreach.testing.smtp_server import LocalSMTPServer
 
 TWO_QUICK_STEPS = ALWAYS_OPEN + """[[steps]]
 template = "hello"

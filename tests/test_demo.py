@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from outreach import demo as demo_module
-from outreach.demo import PERSONAS, run_demo
+from outreach.testing import demo as demo_module
+from outreach.testing.demo import PERSONAS, run_demo
 
 
 def query(folder: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -30,7 +30,7 @@ from logbook import build_world, make_workspace
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.cli import cli
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer
+from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
 
 IMAP_PW = "TEST_IMAP_PW"
 

@@ -13,8 +13,8 @@ import pytest
 from logbook import EMAILS, ENGLISH, SPANISH, World, world, ws  # noqa: F401 - fixtures
 from workspace import Workspace
 
-from outreach.exports import EVENT_COLUMNS, PARTNER_COLUMNS, REPLY_COLUMNS
-from outreach.relationships import Relationship, is_stale
+from outreach.views.exports import EVENT_COLUMNS, PARTNER_COLUMNS, REPLY_COLUMNS
+from outreach.views.relationships import Relationship, is_stale
 
 
 def ok(result) -> str:

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from workspace import Workspace
 
 from outreach.cli import cli
-from outreach.model import Partner
+from outreach.core.model import Partner
 from outreach.store import Store
 
 PARTNERS = 3000
@@ -147,7 +147,7 @@ def test_progress_only_on_a_terminal(big: Workspace, monkeypatch: pytest.MonkeyP
     config = ["--config", str(copy / "config.toml")]
     quiet = runner.invoke(cli, [*config, "export", "events", "-o", str(tmp_path / "a.jsonl")])
     assert quiet.exit_code == 0 and "exporting" not in quiet.stderr
-    monkeypatch.setattr("outreach.progress._stderr_is_tty", lambda: True)
+    monkeypatch.setattr("outreach.cli.progress._stderr_is_tty", lambda: True)
     loud = runner.invoke(cli, [*config, "export", "events", "--format", "jsonl"])
     assert loud.exit_code == 0 and "exporting events" in loud.stderr
     assert all(json.loads(line) for line in loud.stdout.splitlines())  # stdout stays clean

@@ -1,4 +1,4 @@
-"""The local test servers (outreach.localservers) work with the real clients."""
+"""The local test servers (outreach.testing.smtp_server) work with the real clients."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from outreach.localservers import (
+from outreach.testing.smtp_server import (
     LocalIMAPServer,
     LocalSMTPServer,
     ReceivedMessage,

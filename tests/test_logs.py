@@ -13,7 +13,7 @@ from logbook import EMAILS, ENGLISH, SPANISH, World, world, ws  # noqa: F401 - f
 from workspace import Workspace
 
 from outreach.store import migrations
-from outreach.timeline import format_log, parse_since, wrap
+from outreach.views.timeline import format_log, parse_since, wrap
 
 
 @pytest.fixture(autouse=True)
@@ -177,7 +177,7 @@ def test_wrap_keeps_line_breaks_and_wraps_long_lines():
 
 
 def test_format_log_wraps_under_the_details_column(world: World):
-    from outreach.timeline import load_events
+    from outreach.views.timeline import load_events
 
     lines = list(format_log(load_events(world.ws.store), ZoneInfo("UTC"), width=70))
     start = lines[0].index("DETAILS")
@@ -307,7 +307,7 @@ def test_replies_on_an_empty_database(ws: Workspace):
 
 
 def test_format_log_keeps_paragraphs_without_trailing_blanks():
-    from outreach.timeline import LogEvent
+    from outreach.views.timeline import LogEvent
 
     event = LogEvent(
         id=1, at=datetime(2026, 11, 24, 15, tzinfo=UTC), kind="reply", partner="a@b.test",

@@ -13,8 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outreach.config import load_config
-from outreach.errors import Problems
-from outreach.oauth2 import (
+from outreach.core.oauth2 import (
     SCOPES,
     Endpoints,
     Flow,
@@ -31,13 +30,14 @@ from outreach.oauth2 import (
     slower,
     token_set_from_response,
 )
-from outreach.sasl import (
+from outreach.core.sasl import (
     Conversation,
     Mechanism,
     describe_challenge,
     error_answer,
     initial_response,
 )
+from outreach.errors import Problems
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 

@@ -26,15 +26,15 @@ from workspace import Workspace, partner_rows
 
 from outreach.cli import cli
 from outreach.config import Limits
-from outreach.credentials import PasswordLogin
-from outreach.digest import collect, render_text, send_digest
+from outreach.core.sasl import Mechanism
+from outreach.engine.credentials import PasswordLogin
+from outreach.engine.digest import collect, render_text, send_digest
+from outreach.engine.sending import SendReport
 from outreach.errors import SignInNeeded
-from outreach.localservers import LocalSMTPServer
-from outreach.oauth2_server import LocalOAuth2Server
-from outreach.sasl import Mechanism
-from outreach.sending import SendReport
-from outreach.smtp import Envelope, Outcome, Result, deliver_batch
-from outreach.token_file import token_file_path
+from outreach.store.token_file import token_file_path
+from outreach.testing.oauth2_server import LocalOAuth2Server
+from outreach.testing.smtp_server import LocalSMTPServer
+from outreach.transport.smtp import Envelope, Outcome, Result, deliver_batch
 
 
 @pytest.fixture

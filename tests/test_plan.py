@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outreach.config import Audience, Blackout, Campaign, Step, Window
-from outreach.model import Partner, SequenceState
-from outreach.plan import (
+from outreach.core.model import Partner, SequenceState
+from outreach.core.plan import (
     audience_includes,
     due_messages,
     may_send_at,
@@ -20,7 +20,7 @@ from outreach.plan import (
     partner_zone,
     project,
 )
-from outreach.sending import find_due
+from outreach.engine.sending import find_due
 from outreach.store import Store
 
 CHICAGO = ZoneInfo("America/Chicago")

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
-from outreach import partner_mail
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer
 from outreach.store import Store
+from outreach.testing import partner_mail
+from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
 
 ONE_STEP = ALWAYS_OPEN + """[[steps]]
 template = "hello"

@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from outreach.config import Campaign, Config, load_campaigns, load_config
+from outreach.core.model import Partner
+from outreach.core.render import Renderer, Threading, build_message, header_safe, render_sequence
+from outreach.core.roster import parse_roster
 from outreach.errors import RosterError, TemplateError
-from outreach.model import Partner
-from outreach.render import Renderer, Threading, build_message, header_safe, render_sequence
-from outreach.roster import parse_roster
 
 NOW = datetime(2026, 10, 5, 15, 0, tzinfo=UTC)
 FIRST_SUBJECT = "Lincoln High CTE check-in: how is Acme Health doing?"
@@ -293,7 +293,7 @@ def test_message_ids_stay_unique_across_the_random_pool_and_a_fork() -> None:
     (the classifier's worker processes) must not hand out the parent's pool again."""
     import os
 
-    from outreach.render import new_message_id
+    from outreach.core.render import new_message_id
 
     ours = {new_message_id("district.example") for _ in range(3 * 256 + 7)}
     assert len(ours) == 3 * 256 + 7
@@ -320,7 +320,7 @@ def test_message_ids_stay_unique_across_the_random_pool_and_a_fork() -> None:
 def test_the_date_header_is_the_stdlib_one(moment: datetime) -> None:
     """The Date header is made once per second (cached); it must equal the stdlib's
     formatting of that very moment, whatever its microseconds or time zone."""
-    from outreach.render import date_header
+    from outreach.core.render import date_header
 
     assert date_header(moment) == format_datetime(moment)
     assert date_header(moment.replace(microsecond=0)) == format_datetime(moment)

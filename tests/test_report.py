@@ -16,14 +16,14 @@ import pytest
 from logbook import EMAILS, ENGLISH, World, world, ws  # noqa: F401 - fixtures
 from workspace import Workspace
 
-from outreach.report import (
+from outreach.views.report import (
     CampaignReport,
     ReportReply,
     StepFunnel,
     day_buckets,
     format_hours,
 )
-from outreach.report_html import render_html
+from outreach.views.report_html import render_html
 
 
 def ok(result) -> str:

@@ -21,9 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outreach.config import load_config
+from outreach.core.model import BOUNCED, OPTED_OUT, Partner
+from outreach.core.roster import column_key, parse_roster
 from outreach.errors import RosterError
-from outreach.model import BOUNCED, OPTED_OUT, Partner
-from outreach.roster import column_key, parse_roster
 from outreach.store import Store
 
 NOW = datetime(2026, 10, 5, 15, 0, tzinfo=UTC)
@@ -419,7 +419,7 @@ def test_an_empty_cell_in_a_present_column_clears_the_value(project: Path) -> No
 
 
 def test_merge_partner_is_pure() -> None:
-    from outreach.roster import merge_partner
+    from outreach.core.roster import merge_partner
 
     known = Partner(
         email="a@x.example", name="A", owner="jlee", fields={"city": "L"}, id=7, status="opted_out"

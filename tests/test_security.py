@@ -29,8 +29,8 @@ from helpers import assert_no_traceback, invoke, isolate_env, make_project
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.cli import cli
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer
-from outreach.model import Partner
+from outreach.core.model import Partner
+from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
 
 if TYPE_CHECKING:
     from conftest import Mailstack, TestCA
@@ -473,7 +473,7 @@ def test_passwords_never_reach_logs_database_or_exports(
     tmp_path: Path, smtp_server_factory: Callable[..., LocalSMTPServer],
     secret_imap: LocalIMAPServer, source: str,
 ) -> None:
-    from outreach import partner_mail
+    from outreach.testing import partner_mail
 
     smtp = smtp_server_factory(username="jlee", password=SMTP_PASSWORD)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
@@ -712,7 +712,7 @@ def test_redaction_hides_any_base64_holding_the_password(
 ) -> None:
     """Short passwords too, at each of the three positions in a base64 group, and nothing
     else: an ordinary line is left as it is."""
-    from outreach.redaction import redact_secrets
+    from outreach.core.redaction import redact_secrets
 
     echoed = base64.b64encode((before + password + after).encode()).decode()
     line = f"535 5.7.8 Authentication failed: {echoed} ({password})"

@@ -15,11 +15,11 @@ import pytest
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.config import Limits, ServerSettings
+from outreach.engine.sending import SendReport
 from outreach.errors import AuthenticationError, StoreError
-from outreach.localservers import LocalSMTPServer
-from outreach.sending import SendReport
-from outreach.smtp import Envelope, deliver_batch
 from outreach.store import CLAIM_SQL
+from outreach.testing.smtp_server import LocalSMTPServer
+from outreach.transport.smtp import Envelope, deliver_batch
 
 SAMPLE = b"From: coordinator@district.test\r\nSubject: hello\r\n\r\nHello.\r\n"
 
@@ -817,7 +817,7 @@ def test_the_wire_form_of_data_is_aiosmtplibs(tmp_path):
 
     from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-    from outreach.smtp import _wire
+    from outreach.transport.smtp import _wire
 
     def reference(message: bytes) -> bytes:
         return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
@@ -833,7 +833,7 @@ def test_the_wire_form_of_data_is_aiosmtplibs(tmp_path):
 def test_idle_work_runs_only_while_the_event_loop_would_wait():
     import socket
 
-    from outreach.smtp import IdleWorkSelector
+    from outreach.transport.smtp import IdleWorkSelector
 
     pieces: list[float] = []
     limit = [10_000]
@@ -883,7 +883,7 @@ def test_idle_work_that_resolves_a_future_lets_its_waiter_run_at_once():
     """A piece of idle work that makes a callback ready (a commit resolving claims) hands
     control back to the loop: the waiter must not sit until a socket or timer wakes the loop
     (here, the long sleep's timer)."""
-    from outreach.smtp import IdleWorkSelector
+    from outreach.transport.smtp import IdleWorkSelector
 
     selector = IdleWorkSelector()
     other: list[int] = []
@@ -907,7 +907,7 @@ def test_a_deadline_while_a_claim_waits_for_its_commit_leaves_the_claim_whole():
     """On an idle-work loop a claim's commit waits for the loop's next idle moment; a
     message's deadline may end the wait first. The claim must still be committed and its
     outcome given to the next wait (a cancelled claim made the retry raise CancelledError)."""
-    from outreach.smtp import LedgerWriter
+    from outreach.transport.smtp import LedgerWriter
 
     committed: list[int] = []
 
@@ -956,7 +956,7 @@ class StagedLedger:
 
 
 def run_idle_batch(server, envelopes, ledger, concurrency=4):
-    from outreach.smtp import IdleWorkSelector, run_with_idle_work
+    from outreach.transport.smtp import IdleWorkSelector, run_with_idle_work
 
     settings = ServerSettings(
         "smtp", "accounts.test.smtp", Path("config.toml"), server.host, server.port, "none"

@@ -25,13 +25,10 @@ import pytest
 from click.testing import CliRunner
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
-from outreach import partner_mail
 from outreach.cli import cli
 from outreach.config import DigestSettings, load_config
-from outreach.digest import digest_due, send_digest
-from outreach.errors import AuthenticationError
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer
-from outreach.service import (
+from outreach.engine.digest import digest_due, send_digest
+from outreach.engine.service import (
     Backoff,
     Service,
     backoff_delay,
@@ -39,6 +36,9 @@ from outreach.service import (
     live_config,
     unset_password_envs,
 )
+from outreach.errors import AuthenticationError
+from outreach.testing import partner_mail
+from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
 
 FAST = '[worker]\npoll_every = "1s"\nsend_every = "1s"\nshutdown_timeout = "5s"\n'
 IMAP_PASSWORD_ENV = "TEST_SERVICE_IMAP_PW"
@@ -430,7 +430,7 @@ def test_idle_sees_every_delivery_even_when_an_answer_arrives_in_pieces(
     import threading
 
     from outreach.config import ServerSettings
-    from outreach.imap import Mailbox
+    from outreach.transport.imap import Mailbox
 
     settings = ServerSettings(
         kind="imap", key_path="accounts.default.imap", source=Path("config.toml"),
@@ -487,18 +487,18 @@ def test_a_failing_job_is_logged_and_the_worker_goes_on(
 def test_one_partner_that_breaks_rendering_does_not_stop_the_others(
     tmp_path: Path, smtp_server: LocalSMTPServer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import outreach.sending
+    import outreach.engine.sending
 
     ws = make_workspace(tmp_path, smtp_server, None)
     ws.add_partners(partner_rows(3))
-    real = outreach.sending.build_message
+    real = outreach.engine.sending.build_message
 
     def build(rendered: Any, partner: Any, *args: Any) -> Any:
         if partner.email == "p0001@partners.test":
             raise KeyError("surprise")
         return real(rendered, partner, *args)
 
-    monkeypatch.setattr(outreach.sending, "build_message", build)
+    monkeypatch.setattr(outreach.engine.sending, "build_message", build)
     report = ws.worker().send_cycle()
     assert report.sent == 2 and "KeyError" in report.errors[0]
     ws.close()
@@ -508,7 +508,7 @@ def test_one_message_that_breaks_reading_is_recorded_and_the_batch_goes_on(
     tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import outreach.ingest
+    import outreach.engine.ingest
 
     ws = make_workspace(tmp_path, smtp_server, imap_server)
     ws.add_partners(partner_rows(2))
@@ -516,14 +516,14 @@ def test_one_message_that_breaks_reading_is_recorded_and_the_batch_goes_on(
     worker.cycle()
     for address, words in (("p0000@partners.test", "Crash on me"), ("p0001@partners.test", "Fine")):
         imap_server.append(partner_mail.reply(sent_to(smtp_server, address), words))
-    real = outreach.ingest.match_message
+    real = outreach.engine.ingest.match_message
 
     def match(result: Any, *args: Any) -> Any:
         if result.headers.from_addr == "p0000@partners.test":
             raise ValueError("a bug")
         return real(result, *args)
 
-    monkeypatch.setattr(outreach.ingest, "match_message", match)
+    monkeypatch.setattr(outreach.engine.ingest, "match_message", match)
     report = worker.read_cycle()
     assert report.recorded == 1 and report.kinds == {"error": 1, "reply": 1}
     kinds = dict(query(tmp_path, "SELECT kind, error FROM inbound"))
@@ -770,7 +770,7 @@ def test_the_unit_starts_the_worker(
 
 
 def test_unit_escaping() -> None:
-    from outreach.cli_service import systemd_escape
+    from outreach.cli.service import systemd_escape
 
     assert systemd_escape("/usr/bin/outreach") == "/usr/bin/outreach"
     assert systemd_escape("/srv/100%/a b") == '"/srv/100%%/a b"'
@@ -780,8 +780,8 @@ def test_unit_escaping() -> None:
 def test_a_template_broken_for_everyone_blocks_a_reload_but_one_partners_data_does_not(
     tmp_path: Path, smtp_server: LocalSMTPServer,
 ) -> None:
-    from outreach.model import Partner
-    from outreach.service import render_check
+    from outreach.core.model import Partner
+    from outreach.engine.service import render_check
 
     ws = make_workspace(tmp_path, smtp_server, None)
     (tmp_path / "templates" / "hello.txt.j2").write_text("Hello from {{ partner.city }}\n")

@@ -13,9 +13,9 @@ import random
 
 import pytest
 
-from outreach.ingest import from_partner, may_concern, message_key, skim_key
-from outreach.mailparse import read_headers, skim_headers
-from outreach.replies import header_ids, worth_downloading
+from outreach.core.inbound.mailparse import read_headers, skim_headers
+from outreach.core.inbound.match import header_ids, worth_downloading
+from outreach.engine.ingest import from_partner, may_concern, message_key, skim_key
 
 PARTNERS = {"ana@clinic.example", "bo@builders.example", "cy@it.example"}
 DOMAINS = {"clinic.example"}

@@ -17,10 +17,10 @@ from click.testing import CliRunner, Result
 
 from outreach.cli import cli
 from outreach.config import Campaign, Config, load_campaigns, load_config
+from outreach.core.model import Partner
+from outreach.engine.worker import Worker
 from outreach.logs import setup_logging
-from outreach.model import Partner
 from outreach.store import Store
-from outreach.worker import Worker
 
 ALWAYS_OPEN = """
 [window]

@@ -22,9 +22,9 @@ import aiosmtplib
 import pytest
 from workspace import Workspace
 
-from outreach import partner_mail
 from outreach.config import ServerSettings
-from outreach.imap import Mailbox
+from outreach.testing import partner_mail
+from outreach.transport.imap import Mailbox
 
 if TYPE_CHECKING:
     from conftest import Mailstack

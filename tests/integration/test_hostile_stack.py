@@ -12,7 +12,7 @@ import pytest
 from hostile_mail import assert_read_correctly, corpus
 from workspace import Workspace, partner_rows
 
-from outreach.localservers import LocalSMTPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 if TYPE_CHECKING:
     from conftest import Mailstack
@@ -95,7 +95,7 @@ def test_a_stranger_cannot_change_the_record_through_postfix_and_dovecot(
     from hostile_mail import forged_bounce, message_id_of, with_header
 
     from integration.test_campaign_stack import PASSWORD_ENV, stack_workspace, submit_raw
-    from outreach import partner_mail
+    from outreach.testing import partner_mail
 
     coordinator, password = mailstack.new_user()
     pat, _ = mailstack.new_user()
