@@ -984,7 +984,7 @@ def full_project(project: Path) -> Path:
 def test_the_full_config_and_campaign_load_and_name_every_key_outreach_reads(
     full_project: Path,
 ) -> None:
-    from outreach import config as module
+    from outreach.config import settings_file as module
 
     config = load_config(full_project / "config.toml")
     (campaign,) = load_campaigns(config)
