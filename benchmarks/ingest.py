@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mailstack import Mailstack, run  # noqa: E402
 from workspace import ALWAYS_OPEN, Workspace, partner_rows  # noqa: E402
 
-from outreach.config import ReplySettings  # noqa: E402
+from outreach.core.settings import ReplySettings  # noqa: E402
 from outreach.engine.ingest import Reader, ReadReport  # noqa: E402
 from outreach.engine.sending import Sender, SendReport  # noqa: E402
 from outreach.store import Store  # noqa: E402

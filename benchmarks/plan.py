@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mailstack import run  # noqa: E402
 from workspace import Workspace  # noqa: E402
 
-from outreach.config import Campaign  # noqa: E402
+from outreach.core.model import Campaign  # noqa: E402
 from outreach.engine.sending import find_due  # noqa: E402
 from outreach.store import Store, iso  # noqa: E402
 

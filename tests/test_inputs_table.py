@@ -25,6 +25,7 @@ from helpers import (
 )
 
 from outreach.config import load_config
+from outreach.config.passwords import server_password
 from outreach.errors import ConfigError
 
 
@@ -597,7 +598,7 @@ def test_a_hostile_file_name_is_quoted_inert(
 def test_missing_password_variable_raises_config_error_naming_it(project: Path) -> None:
     account = load_config(config(project)).accounts["default"]
     with pytest.raises(ConfigError) as caught:
-        account.smtp.password()
+        server_password(account.smtp)
     assert "OUTREACH_SMTP_PASSWORD" in str(caught.value)
     assert "config.toml" in str(caught.value)
     assert caught.value.exit_code == 2

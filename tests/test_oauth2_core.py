@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outreach.config import load_config
+from outreach.config.passwords import server_password
 from outreach.core.oauth2 import (
     SCOPES,
     Endpoints,
@@ -275,7 +276,7 @@ def test_the_issue_s_microsoft_example_loads(
         'provider = "microsoft"\nclient_id = "app-1"\ntenant = "organizations"',
     )
     account = load_config(config).accounts["default"]
-    assert (account.smtp.auth, account.smtp.sasl, account.smtp.password()) == (
+    assert (account.smtp.auth, account.smtp.sasl, server_password(account.smtp)) == (
         "oauth2",
         "xoauth2",
         None,

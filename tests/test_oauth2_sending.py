@@ -25,8 +25,8 @@ from test_oauth2_signin import USER, approve_when_asked, oauth2_table, signed_in
 from workspace import Workspace, partner_rows
 
 from outreach.cli import cli
-from outreach.config import Limits
 from outreach.core.sasl import Mechanism
+from outreach.core.settings import Limits
 from outreach.engine.credentials import PasswordLogin
 from outreach.engine.digest import collect, render_text, send_digest
 from outreach.engine.sending import SendReport

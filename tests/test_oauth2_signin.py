@@ -1,6 +1,7 @@
 """Signing in with OAuth2 against a real local authorization server
-(outreach.testing.oauth2_server): the device flow, the installed-app flow with PKCE and a loopback redirect (followed with
-plain HTTP, no browser), the token file (0600, atomic, locked), and `outreach auth`."""
+(outreach.testing.oauth2_server): the device flow, the installed-app flow with PKCE and a
+loopback redirect (followed with plain HTTP, no browser), the token file (0600, atomic,
+locked), and `outreach auth`."""
 
 from __future__ import annotations
 

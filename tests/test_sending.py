@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
-from outreach.config import Limits, ServerSettings
+from outreach.core.settings import Limits, ServerSettings
 from outreach.engine.sending import SendReport
 from outreach.errors import AuthenticationError, StoreError
 from outreach.store import CLAIM_SQL

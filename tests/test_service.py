@@ -26,7 +26,8 @@ from click.testing import CliRunner
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.cli import cli
-from outreach.config import DigestSettings, load_config
+from outreach.config import load_config
+from outreach.core.settings import DigestSettings
 from outreach.engine.digest import digest_due, send_digest
 from outreach.engine.service import (
     Backoff,
@@ -429,7 +430,7 @@ def test_idle_sees_every_delivery_even_when_an_answer_arrives_in_pieces(
     delivery during IDLE must wake it, and the connection must stay usable."""
     import threading
 
-    from outreach.config import ServerSettings
+    from outreach.core.settings import ServerSettings
     from outreach.transport.imap import Mailbox
 
     settings = ServerSettings(

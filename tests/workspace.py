@@ -16,8 +16,9 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from outreach.cli import cli
-from outreach.config import Campaign, Config, load_campaigns, load_config
-from outreach.core.model import Partner
+from outreach.config import load_campaigns, load_config
+from outreach.core.model import Campaign, Partner
+from outreach.core.settings import Config
 from outreach.engine.worker import Worker
 from outreach.logs import setup_logging
 from outreach.store import Store

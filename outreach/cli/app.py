@@ -18,7 +18,10 @@ import click
 
 from outreach import __version__
 from outreach.cli.terminal import echo, json_text
-from outreach.config import Campaign, Config, find_config, load_campaigns, load_config
+from outreach.config import find_config, load_campaigns, load_config
+from outreach.config.passwords import server_password
+from outreach.core.model import Campaign
+from outreach.core.settings import Config
 from outreach.errors import InputError, OutreachError, Problems
 from outreach.store import OPEN_CHECK_BUDGET, Store, database_errors
 
@@ -406,7 +409,7 @@ def run(app: App, once: bool, dry_run: bool, log_json: bool, verbose: bool) -> N
     for account in app.config.accounts.values():
         for server in (account.smtp, account.imap):
             if server is not None:
-                server.password()
+                server_password(server)
     with WorkerLock(app.config.database):
         worker = Worker(app.config, app.campaigns, app.store, logger)
         if once:
@@ -662,8 +665,8 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
     """Show how each FILE.eml would be classified (reply, auto_reply, bounce, unsubscribe,
     other), with the rules that decided it. Reads at most the first 10 MiB of a file, as the
     worker reads a message. Touches no database and no network."""
-    from outreach.config import ReplySettings
     from outreach.core.inbound.classify import classify_message
+    from outreach.core.settings import ReplySettings
 
     limit = ReplySettings().max_message_size  # the worker's default: one message's worth
     for path in files:

@@ -11,7 +11,7 @@ import click
 
 from outreach.cli.app import App, cli, format_table, local_zone, pass_app
 from outreach.cli.terminal import echo, json_text
-from outreach.config import Account
+from outreach.core.settings import Account
 from outreach.errors import InputError
 
 

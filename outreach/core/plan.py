@@ -13,18 +13,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from outreach.config import Audience, Campaign, Step
-from outreach.core.model import ACTIVE, Partner, SequenceState
-
-OPEN_STATES = ("active", "paused")
-
-
-@dataclass(frozen=True)
-class Due:
-    campaign: Campaign
-    partner: Partner
-    step: Step
-    due_at: datetime  # when it became due (ignoring the window), for ordering and `plan`
+from outreach.core.model import (
+    ACTIVE,
+    OPEN_SEQUENCES,
+    Audience,
+    Campaign,
+    Due,
+    Partner,
+    SequenceState,
+    Step,
+)
+from outreach.core.zones import partner_zone
 
 
 def _norm(values: Iterable[str]) -> set[str]:
@@ -53,13 +52,6 @@ def audience_includes(audience: Audience, partner: Partner) -> bool:
         if wanted and value.strip().casefold() not in _wanted(wanted):
             return False
     return True
-
-
-def partner_zone(partner: Partner, default_timezone: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(partner.timezone or default_timezone)
-    except (KeyError, ValueError, OSError):  # OSError: "America" is a folder of the database
-        return ZoneInfo(default_timezone)
 
 
 def blackout_on(campaign: Campaign, day: date) -> bool:
@@ -122,7 +114,7 @@ def next_send_time(
 def step_due_at(campaign: Campaign, sequence: SequenceState) -> tuple[Step, datetime] | None:
     """The next step of an open sequence and when it falls due, or None when it is over (or
     would fall past the end of the calendar)."""
-    if sequence.state not in OPEN_STATES or sequence.last_sent_at is None:
+    if sequence.state not in OPEN_SEQUENCES or sequence.last_sent_at is None:
         return None
     if sequence.last_step >= len(campaign.steps):
         return None
@@ -232,7 +224,7 @@ def project(
         result.append(Projection(campaign.name, partner, 1, moment))
         follow(partner, 1, moment)
     for sequence, partner in open_sequences:
-        if partner.status != ACTIVE or sequence.state not in OPEN_STATES:
+        if partner.status != ACTIVE or sequence.state not in OPEN_SEQUENCES:
             continue
         if sequence.last_sent_at is None:
             continue

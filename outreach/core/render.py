@@ -31,8 +31,9 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 
-from outreach.config import Account, Campaign, Config, Step, key_location
-from outreach.core.model import Partner
+from outreach.config import key_location
+from outreach.core.model import Campaign, Partner, Step
+from outreach.core.settings import Account, Config
 from outreach.core.template_limits import BoundedEnvironment, Budget, RenderLimitError, RenderLimits
 from outreach.errors import TemplateError
 

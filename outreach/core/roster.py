@@ -10,9 +10,9 @@ from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
-from outreach.config import check_timezone
 from outreach.core.addresses import normalize_address
 from outreach.core.model import ROSTER_COLUMNS, Partner
+from outreach.core.zones import check_timezone
 from outreach.errors import RosterError
 
 # CR, LF and the other C0/C1 controls (tab excepted) could split a header or a message.

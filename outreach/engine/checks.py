@@ -8,17 +8,12 @@ from pathlib import Path
 
 import jinja2
 
-from outreach.config import (
-    Campaign,
-    Config,
-    ServerSettings,
-    key_location,
-    load_campaigns,
-    load_config,
-)
-from outreach.core.model import Partner
+from outreach.config import key_location, load_campaigns, load_config
+from outreach.config.passwords import server_password
+from outreach.core.model import Campaign, Partner
 from outreach.core.plan import audience_includes
 from outreach.core.render import Renderer, render_sequence
+from outreach.core.settings import Config, ServerSettings
 from outreach.errors import ConfigError, OutreachError, Problems
 from outreach.store import Store
 
@@ -59,7 +54,7 @@ def check_all(config_path: Path) -> CheckReport:
             if server is None:
                 continue
             try:
-                server.password()
+                server_password(server)
             except ConfigError as exc:
                 report.warnings.append(f"{exc} (`outreach run` will refuse to start)")
     report.warnings.extend(sign_in_warnings(config))

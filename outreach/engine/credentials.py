@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from outreach.config import Account, Config, ServerSettings, key_location
+from outreach.config import key_location
+from outreach.config.passwords import command_output, server_password
 from outreach.core.oauth2 import Flow, OAuth2Settings, TokenSet, needs_refresh, sign_in_needed
 from outreach.core.redaction import remember_secret
 from outreach.core.sasl import Mechanism
+from outreach.core.settings import Account, Config, ServerSettings
 from outreach.errors import ConfigError, MailServerError, SignInNeeded
 from outreach.logs import log_event
 from outreach.store.token_file import Entry, TokenFile, token_file_path
@@ -127,15 +128,7 @@ class TokenCommandLogin:
     def secret(self) -> str:
         where = key_location(self.oauth2.source, self.oauth2.key_path + ".token_cmd")
         assert self.oauth2.token_cmd is not None
-        try:
-            done = subprocess.run(
-                self.oauth2.token_cmd, shell=True, capture_output=True, text=True, timeout=60
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ConfigError(f"{where} could not run: {type(exc).__name__}") from None
-        if done.returncode != 0:
-            raise ConfigError(f"{where} exited with {done.returncode}")
-        token = done.stdout.strip()
+        token = command_output(self.oauth2.token_cmd, where, quiet=True).strip()
         if not token or any(ord(c) <= 0x20 or ord(c) >= 0x7F for c in token):
             raise ConfigError(f"{where} printed no access token (one line, no spaces)")
         remember_secret(token, token=True)
@@ -317,7 +310,7 @@ class Logins:
 
     def for_server(self, account: Account, settings: ServerSettings) -> Login:
         if settings.auth != "oauth2":
-            return password_login(settings, settings.password())
+            return password_login(settings, server_password(settings))
         oauth2 = account.oauth2
         assert oauth2 is not None  # config.py makes sure
         if oauth2.flow is Flow.COMMAND:

@@ -20,9 +20,10 @@ from email.utils import format_datetime, parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from outreach.config import Campaign, Config, DigestSettings, Limits
+from outreach.core.model import Campaign
 from outreach.core.plan import Projection, project
 from outreach.core.render import new_message_id
+from outreach.core.settings import Config, DigestSettings, Limits
 from outreach.engine.credentials import Logins
 from outreach.errors import AuthenticationError, MailServerError, SignInNeeded
 from outreach.logs import log_event

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from outreach.config import Account, Campaign, Config
 from outreach.core.addresses import address_domain
 from outreach.core.inbound.classify import Classification, classify_message
 from outreach.core.inbound.mailparse import (
@@ -43,7 +42,9 @@ from outreach.core.inbound.match import (
     same_message,
     worth_downloading,
 )
-from outreach.core.plan import partner_zone
+from outreach.core.model import Campaign
+from outreach.core.settings import Account, Config
+from outreach.core.zones import partner_zone
 from outreach.engine.classify_pool import ClassifierPool
 from outreach.engine.credentials import Logins, announce_waiting, announce_working
 from outreach.errors import AuthenticationError, MailServerError, SignInNeeded

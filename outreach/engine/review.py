@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from outreach.core.inbound.match import needs_review, pause_until
 from outreach.core.model import BOUNCED, OPTED_OUT
-from outreach.core.plan import partner_zone
+from outreach.core.zones import partner_zone
 from outreach.errors import InputError
 from outreach.store import Store, iso, parse_iso
 

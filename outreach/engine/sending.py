@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from outreach.config import Account, Campaign, Config
-from outreach.core.plan import Due, due_messages
+from outreach.core.model import Campaign, Due
+from outreach.core.plan import due_messages
 from outreach.core.render import Built, Renderer, Threading, build_message
+from outreach.core.settings import Account, Config
 from outreach.engine.credentials import Logins, announce_waiting, announce_working
 from outreach.errors import (
     AuthenticationError,

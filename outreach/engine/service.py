@@ -44,18 +44,10 @@ from typing import TYPE_CHECKING, Any
 
 import schedule
 
-from outreach.config import (
-    Account,
-    Campaign,
-    Config,
-    ServerSettings,
-    campaign_files,
-    key_location,
-    load_campaigns,
-    load_config,
-)
+from outreach.config import campaign_files, key_location, load_campaigns, load_config
 from outreach.core.durations import format_duration
-from outreach.core.model import Partner
+from outreach.core.model import Campaign, Partner
+from outreach.core.settings import Account, Config, ServerSettings
 from outreach.engine.credentials import Logins
 from outreach.errors import (
     AuthenticationError,

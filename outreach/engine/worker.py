@@ -10,12 +10,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from outreach.config import Account, Campaign, Config
 from outreach.core.inbound.classify import Classification
 from outreach.core.inbound.mailparse import fallback_text, read_headers
 from outreach.core.inbound.match import header_ids
-from outreach.core.plan import Due
+from outreach.core.model import Campaign, Due
 from outreach.core.render import Built, Threading
+from outreach.core.settings import Account, Config
 from outreach.engine.credentials import Logins
 from outreach.engine.ingest import Reader, ReadReport
 from outreach.engine.sending import Sender, SendReport

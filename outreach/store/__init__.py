@@ -35,8 +35,15 @@ from typing import Any, NamedTuple
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from outreach.config import Audience
-from outreach.core.model import ACTIVE, BOUNCED, OPTED_OUT, LedgerRef, Partner, SequenceState
+from outreach.core.model import (
+    ACTIVE,
+    BOUNCED,
+    OPTED_OUT,
+    Audience,
+    LedgerRef,
+    Partner,
+    SequenceState,
+)
 from outreach.errors import DamagedDatabaseError, StoreError
 
 migrations = Migrations("outreach")

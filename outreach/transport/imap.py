@@ -24,9 +24,9 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
 from imapclient.response_parser import parse_fetch_response, parse_response
 
-from outreach.config import ServerSettings
 from outreach.core import sasl
 from outreach.core.redaction import redact
+from outreach.core.settings import ServerSettings
 from outreach.engine.credentials import Login, as_login
 from outreach.errors import AuthenticationError, MailServerError, tls_failure
 

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 import aiosmtplib
 
-from outreach.config import Limits, ServerSettings
 from outreach.core import sasl
 from outreach.core.redaction import redact
+from outreach.core.settings import Limits, ServerSettings
 from outreach.engine.credentials import Login, as_login
 from outreach.errors import AuthenticationError, MailServerError, SignInNeeded, tls_failure
 

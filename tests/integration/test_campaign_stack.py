@@ -22,7 +22,7 @@ import aiosmtplib
 import pytest
 from workspace import Workspace
 
-from outreach.config import ServerSettings
+from outreach.core.settings import ServerSettings
 from outreach.testing import partner_mail
 from outreach.transport.imap import Mailbox
 
