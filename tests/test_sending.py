@@ -613,7 +613,7 @@ def test_the_wal_is_checkpointed_on_a_helper_thread_while_the_batch_goes_on(
     """During a batch, checkpoints run on their own thread (the event loop's commits would
     wait for the disk): the database file takes the batch's pages while messages are still
     being delivered, not only after the batch."""
-    from outreach import store
+    from outreach.store import database as store
 
     monkeypatch.setattr(store, "BATCH_CHECKPOINT_EVERY", 0.02)
     started: list[store.WalCheckpointer] = []
@@ -643,7 +643,7 @@ def test_the_wal_is_checkpointed_on_a_helper_thread_while_the_batch_goes_on(
 
 
 def test_a_failing_checkpointer_is_no_error_for_its_caller(tmp_path):
-    from outreach.store import WalCheckpointer
+    from outreach.store.database import WalCheckpointer
 
     with WalCheckpointer(tmp_path / "missing" / "outreach.db", 0.01) as checkpointer:
         time.sleep(0.05)

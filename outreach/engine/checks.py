@@ -143,8 +143,8 @@ def render_problems(
 def database_damage(path: Path) -> tuple[list[str], str]:
     """The integrity check of the database (store_backup.integrity_problems): the damage
     found, as one line, and a note on what was checked."""
-    from outreach.store import RESTORE
     from outreach.store.backup import CHECK_BUDGET, integrity_problems
+    from outreach.store.failures import RESTORE
 
     found = integrity_problems(path)
     size = f"{path.stat().st_size / 1e6:.1f} MB"

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from outreach.errors import DamagedDatabaseError, InputError, OutreachError, StoreError
-from outreach.store import RESTORE_HINT, Integrity, database_failure, quick_check
+from outreach.store import database_failure
+from outreach.store.failures import RESTORE_HINT, Integrity, quick_check
 from outreach.store.files import publish, temporary_beside, write_failure
 
 CHECK_BUDGET = 20.0  # seconds `outreach check` spends on the integrity check, at most
