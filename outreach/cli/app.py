@@ -190,7 +190,7 @@ def check(app: App, connect: bool) -> None:
     partner in its audience, without touching the network (unless --connect). Reports every
     problem at once.
 
-    Also checks the database file for damage (PRAGMA quick_check; exit 1 if damaged)."""
+    Also checks the database file for damage (SQLite's quick_check; exit 1 if damaged)."""
     from outreach.engine.checks import check_all, check_logins
 
     report = check_all(app.config_path)
@@ -536,7 +536,7 @@ def status(app: App, as_json: bool) -> None:
         "stopped_at": worker.get("stopped_at"),
         "host": worker.get("host"),
     }
-    unknown = app.store.ledger_rows("status = 'unknown' ORDER BY id")
+    unknown = app.store.unknown_rows()
     from outreach.engine.credentials import Logins
 
     logins = [row for row in Logins(app.config).statuses(app.config) if row.auth == "oauth2"]
@@ -625,7 +625,7 @@ def resolve(app: App, ids: tuple[int, ...], all_unknown: bool, choice: str | Non
 
     Without a choice, lists them. --sent counts a message as delivered; --resend queues it
     again (the partner may get it twice if it did arrive)."""
-    rows = app.store.ledger_rows("status = 'unknown' ORDER BY id")
+    rows = app.store.unknown_rows()
     if not rows:
         echo("no message has an unknown outcome")
         return

@@ -144,7 +144,7 @@ def database_damage(path: Path) -> tuple[list[str], str]:
     """The integrity check of the database (store_backup.integrity_problems): the damage
     found, as one line, and a note on what was checked."""
     from outreach.store.backup import CHECK_BUDGET, integrity_problems
-    from outreach.store.failures import RESTORE
+    from outreach.store.failures import QUICK_CHECK, RESTORE
 
     found = integrity_problems(path)
     size = f"{path.stat().st_size / 1e6:.1f} MB"
@@ -158,7 +158,7 @@ def database_damage(path: Path) -> tuple[list[str], str]:
             f"database: no damage found in the first {CHECK_BUDGET:g}s of the "
             f"integrity check ({size}); `outreach backup` checks all of it"
         )
-    return [], f"database: no damage found ({size}, PRAGMA quick_check)"
+    return [], f"database: no damage found ({size}, {QUICK_CHECK})"
 
 def sign_in_warnings(config: Config) -> list[str]:
     """OAuth2 accounts that are not signed in, from the token file alone (no network)."""

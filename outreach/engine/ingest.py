@@ -259,8 +259,8 @@ class Reader:
         if not any(c.match_domain for c in self.campaigns):
             return {}
         counts: dict[str, list[int]] = {}
-        for row in self.store.query("SELECT id, email FROM partners WHERE status = 'active'"):
-            counts.setdefault(address_domain(row["email"]), []).append(row["id"])
+        for partner_id, email in self.store.active_addresses():
+            counts.setdefault(address_domain(email), []).append(partner_id)
         return {d: ids[0] for d, ids in counts.items() if len(ids) == 1 and d not in PUBLIC_DOMAINS}
 
     def process(self, account: Account, folder: str, uidvalidity: int, uid: int, raw: bytes,

@@ -21,7 +21,7 @@ from outreach.core.inbound.match import needs_review, pause_until
 from outreach.core.model import BOUNCED, OPTED_OUT
 from outreach.core.zones import partner_zone
 from outreach.errors import InputError
-from outreach.store import Store, iso, parse_iso
+from outreach.store import Store, iso, parse_iso, queries
 
 KINDS = ("reply", "auto_reply", "bounce", "unsubscribe", "other")
 OPEN = ("active", "paused")
@@ -76,14 +76,7 @@ class ReplyRow:
 
 def load_replies(store: Store, *, unhandled: bool = False) -> list[ReplyRow]:
     """Answers that need a person, newest first (all of them, or only the open ones)."""
-    where = "needs_review" + (" AND NOT handled" if unhandled else "")
-    rows = store.query(
-        "SELECT r.id, r.at, r.partner, r.name, r.organization, r.campaign, r.step, r.kind,"
-        " r.subject, r.text, r.contact_change, r.handled_at, r.handled_note,"
-        " i.full_text, r.from_addr, r.from_name, r.unverified, r.duplicate_of, r.unreadable,"
-        " i.signature FROM reply_log r JOIN inbound i ON i.id = r.id"
-        f" WHERE {where} ORDER BY r.at DESC, r.id DESC"
-    )
+    rows = queries.review_queue(store, unhandled=unhandled)
     return [
         ReplyRow(
             id=r["id"], at=datetime.fromisoformat(r["at"]), partner=r["partner"],
@@ -106,14 +99,10 @@ def _needed_review(row: dict[str, Any]) -> bool:
 
 
 def _inbound(store: Store, inbound_id: int) -> dict[str, Any]:
-    rows = store.query(
-        "SELECT i.*, p.email, p.status AS partner_status, p.timezone AS partner_timezone"
-        " FROM inbound i LEFT JOIN partners p ON p.id = i.partner_id WHERE i.id = ?",
-        [inbound_id],
-    )
-    if not rows or rows[0]["partner_id"] is None:
+    row = store.inbound_row(inbound_id)
+    if row is None or row["partner_id"] is None:
         raise InputError(f"no reply #{inbound_id}", hint="outreach replies")
-    return rows[0]
+    return row
 
 
 def acknowledge(store: Store, inbound_id: int, note: str | None, now: datetime) -> str:
@@ -223,13 +212,9 @@ def reclassify(
 def _undo(store: Store, row: dict[str, Any], now: datetime, changes: list[str]) -> None:
     """Reverse what the message's current kind did (only what is still in place)."""
     inbound_id, partner_id, campaign = row["id"], row["partner_id"], row["campaign"]
-    status_events = store.query(
-        "SELECT at FROM events WHERE inbound_id = ? AND kind = 'status'"
-        " AND json_extract(detail, '$.restored') IS NULL ORDER BY id DESC LIMIT 1",
-        [inbound_id])
-    current = store.scalar("SELECT status FROM partners WHERE id = ?", [partner_id])
-    if status_events and current in (BOUNCED, OPTED_OUT):
-        stamp = status_events[0]["at"]
+    stamp = store.last_status_change(inbound_id)
+    current = store.partner_status(partner_id)
+    if stamp is not None and current in (BOUNCED, OPTED_OUT):
         reopened = store.restore_partner(partner_id, stopped_at=stamp, now=now)
         store.add_event("status", now, partner_id=partner_id, campaign=campaign,
                         inbound_id=inbound_id,
@@ -245,9 +230,7 @@ def _undo(store: Store, row: dict[str, Any], now: datetime, changes: list[str]) 
     sequence = store.sequence(campaign, partner_id)
     if sequence is None:
         return
-    done_by_it = {r["kind"] for r in store.query(
-        "SELECT kind FROM events WHERE inbound_id = ? AND kind IN ('stopped', 'paused')",
-        [inbound_id])}
+    done_by_it = store.event_kinds_for(inbound_id, ("stopped", "paused"))
     if ("stopped" in done_by_it and sequence.state in ("replied", "stopped")) or (
             "paused" in done_by_it and sequence.state == "paused"):
         store.set_sequence_state(campaign, partner_id, "active", now)

@@ -268,12 +268,7 @@ class Sender:
 
     def accounts_in_use(self) -> list[Account]:
         names = {c.account for c in self.campaigns}
-        names |= {
-            r["account"]
-            for r in self.store.query(
-                "SELECT DISTINCT account FROM messages WHERE status IN ('queued', 'deferred')"
-            )
-        }
+        names |= self.store.accounts_with_backlog()
         return [self.config.accounts[n] for n in sorted(names) if n in self.config.accounts]
 
     def deliver_account(
@@ -406,9 +401,7 @@ class Sender:
         """APPEND a copy of each sent message to the Sent folder (retried next cycle on error)."""
         if account.imap is None:
             return
-        rows = self.store.ledger_rows(
-            "account = ? AND status = 'sent' AND saved_copy_at IS NULL ORDER BY id", [account.name]
-        )
+        rows = self.store.unsaved_copies(account.name)
         if not rows:
             return
         try:
@@ -439,7 +432,7 @@ class Sender:
         """Look for `unknown` messages in each account's Sent folder; found ones count as sent.
 
         Returns (resolved, still_unknown)."""
-        rows = self.store.ledger_rows("status = 'unknown' ORDER BY id")
+        rows = self.store.unknown_rows()
         resolved = 0
         by_account: dict[str, list[LedgerRow]] = {}
         for row in rows:

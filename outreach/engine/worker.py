@@ -98,7 +98,7 @@ class Worker:
                 logging.WARNING,
                 message_id=row.message_id,
             )
-        if self.store.scalar("SELECT count(*) FROM messages WHERE status='unknown'"):
+        if self.store.count_unknown():
             resolved, left = self.sender.resolve_unknown()
             if left:
                 log_event(

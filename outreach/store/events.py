@@ -7,6 +7,7 @@ so a change and the line that records it are committed together or not at all.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -88,3 +89,24 @@ class Events(Database):
             " ORDER BY e.at, e.id",
             [iso(since)],
         )
+
+    def last_status_change(self, inbound_id: int) -> str | None:
+        """When the message last changed its partner's status (a 'status' event not undone
+        since), as stored; None if it never did."""
+        at = self.scalar(
+            "SELECT at FROM events WHERE inbound_id = ? AND kind = 'status'"
+            " AND json_extract(detail, '$.restored') IS NULL ORDER BY id DESC LIMIT 1",
+            [inbound_id],
+        )
+        return None if at is None else str(at)
+
+    def event_kinds_for(self, inbound_id: int, kinds: Sequence[str]) -> set[str]:
+        """Which of these kinds of event the message caused."""
+        marks = ",".join("?" * len(kinds))
+        return {
+            row[0]
+            for row in self.db.conn.execute(
+                f"SELECT kind FROM events WHERE inbound_id = ? AND kind IN ({marks})",
+                [inbound_id, *kinds],
+            )
+        }

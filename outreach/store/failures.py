@@ -86,6 +86,7 @@ def database_failure(path: Path | str, exc: sqlite3.Error) -> StoreError:
 
 OPEN_CHECK_BUDGET = 0.5  # seconds of integrity check when a command opens the database
 MAX_REPORTED = 10  # problems PRAGMA quick_check lists, at most
+QUICK_CHECK = "PRAGMA quick_check"  # what `outreach check` says it ran
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,12 @@ class Inbound(Database):
             f" WHERE i.processed_at > ? AND i.kind IN ({marks}) ORDER BY i.processed_at, i.id",
             [iso(since), *kinds],
         )
+
+    def inbound_row(self, inbound_id: int) -> dict[str, Any] | None:
+        """One recorded message with its partner's email, status and time zone."""
+        rows = self.query(
+            "SELECT i.*, p.email, p.status AS partner_status, p.timezone AS partner_timezone"
+            " FROM inbound i LEFT JOIN partners p ON p.id = i.partner_id WHERE i.id = ?",
+            [inbound_id],
+        )
+        return rows[0] if rows else None

@@ -179,6 +179,28 @@ class Outbox(Sequences):
     def ledger_rows(self, where: str, params: Sequence[Any] = ()) -> list[LedgerRow]:
         return [_ledger(row) for row in self.query(f"SELECT * FROM messages WHERE {where}", params)]
 
+    def unknown_rows(self) -> list[LedgerRow]:
+        """Messages whose delivery is unknown (the worker stopped while sending them)."""
+        return self.ledger_rows("status = 'unknown' ORDER BY id")
+
+    def count_unknown(self) -> int:
+        return int(self.scalar("SELECT count(*) FROM messages WHERE status = 'unknown'"))
+
+    def unsaved_copies(self, account: str) -> list[LedgerRow]:
+        """The account's sent messages without a copy in its Sent folder yet."""
+        return self.ledger_rows(
+            "account = ? AND status = 'sent' AND saved_copy_at IS NULL ORDER BY id", [account]
+        )
+
+    def accounts_with_backlog(self) -> set[str]:
+        """Accounts with messages queued or deferred."""
+        return {
+            row[0]
+            for row in self.db.conn.execute(
+                "SELECT DISTINCT account FROM messages WHERE status IN ('queued', 'deferred')"
+            )
+        }
+
     def sendable(self, account: str, now: datetime, limit: int | None = None) -> list[LedgerRow]:
         """Queued rows, then deferred rows whose retry time has come, oldest first."""
         sql = (

@@ -113,6 +113,15 @@ class Partners(Events):
             self._select_in("SELECT email, id FROM partners WHERE email IN ({marks})", wanted)
         )
 
+    def active_addresses(self) -> list[tuple[int, str]]:
+        """(id, email) of every active partner."""
+        rows = self.db.conn.execute("SELECT id, email FROM partners WHERE status = 'active'")
+        return [(int(partner_id), str(email)) for partner_id, email in rows]
+
+    def partner_status(self, partner_id: int) -> str | None:
+        status = self.scalar("SELECT status FROM partners WHERE id = ?", [partner_id])
+        return None if status is None else str(status)
+
     def set_partner_status(
         self,
         partner_id: int,

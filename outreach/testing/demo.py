@@ -35,7 +35,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from outreach.errors import InputError
+from outreach.errors import InputError, OutreachError
+from outreach.store import Store, queries
 from outreach.testing import partner_mail
 from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer, ReceivedMessage
 
@@ -368,11 +369,9 @@ class Demo:
         """What the partners did that the log does not show yet."""
         database = self.folder / "outreach.db"
         try:
-            with contextlib.closing(sqlite3.connect(database, timeout=5)) as conn:
-                rows = conn.execute(
-                    "SELECT p.email, e.kind, e.step FROM events e"
-                    " JOIN partners p ON p.id = e.partner_id").fetchall()
-        except sqlite3.Error:
+            with Store(database) as store:
+                rows = queries.partner_event_kinds(store)
+        except (OutreachError, sqlite3.Error):
             return ["(database not readable yet)"]
         seen = {(email, kind, step) for email, kind, step in rows}
         seen_any = {(email, kind) for email, kind, _step in rows}

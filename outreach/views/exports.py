@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from outreach.cli.progress import progress
 from outreach.cli.terminal import json_text, safe_text
 from outreach.errors import OutreachError
-from outreach.store import Store
+from outreach.store import Store, queries
 from outreach.store.files import DEVICE_ERRORS, private_text_file
 
 EVENT_COLUMNS = (
@@ -62,28 +62,15 @@ def _local(text: str | None, zone: ZoneInfo) -> str | None:
     return datetime.fromisoformat(text).astimezone(zone).isoformat() if text else None
 
 
-def _cursor_rows(store: Store, sql: str) -> Iterator[dict[str, Any]]:
-    cursor = store.db.conn.execute(sql)
-    names = [c[0] for c in cursor.description]
-    for values in cursor:
-        yield dict(zip(names, values, strict=True))
-
-
 def event_rows(store: Store, zone: ZoneInfo) -> Iterator[dict[str, Any]]:
-    for row in _cursor_rows(store, (
-        "SELECT e.id, e.at, p.email AS partner, p.organization, e.campaign, e.step, e.kind,"
-        " e.summary, e.message_id, e.detail, p.name, e.inbound_id FROM events e"
-        " LEFT JOIN partners p ON p.id = e.partner_id ORDER BY e.at, e.id"
-    )):
+    for row in queries.export_rows(store, "events"):
         row["detail"] = json.loads(row["detail"] or "{}")
         row["at_local"] = _local(row["at"], zone)
         yield row
 
 
 def reply_rows(store: Store, zone: ZoneInfo) -> Iterator[dict[str, Any]]:
-    for row in _cursor_rows(store, "SELECT r.*, r.handled_note AS note, i.signature"
-                                   " FROM reply_log r JOIN inbound i ON i.id = r.id"
-                                   " ORDER BY r.at, r.id"):
+    for row in queries.export_rows(store, "replies"):
         row["at_local"] = _local(row["at"], zone)
         row["bounced"] = json.loads(row["bounced"] or "[]")
         row["unreadable"] = json.loads(row["unreadable"] or "[]")
@@ -94,19 +81,16 @@ def reply_rows(store: Store, zone: ZoneInfo) -> Iterator[dict[str, Any]]:
 
 
 def partner_rows(store: Store, zone: ZoneInfo) -> Iterator[dict[str, Any]]:
-    for row in _cursor_rows(store, (
-        "SELECT s.*, s.unhandled AS unhandled_replies, p.first_name, p.tags, p.timezone,"
-        " p.fields FROM partner_status s JOIN partners p ON p.id = s.id ORDER BY s.email"
-    )):
+    for row in queries.export_rows(store, "partners"):
         row["tags"] = json.loads(row["tags"] or "[]")
         row["fields"] = json.loads(row["fields"] or "{}")
         yield row
 
 
-EXPORTS: dict[str, tuple[tuple[str, ...], Rows, str]] = {
-    "events": (EVENT_COLUMNS, event_rows, "events"),
-    "replies": (REPLY_COLUMNS, reply_rows, "inbound"),
-    "partners": (PARTNER_COLUMNS, partner_rows, "partners"),
+EXPORTS: dict[str, tuple[tuple[str, ...], Rows]] = {
+    "events": (EVENT_COLUMNS, event_rows),
+    "replies": (REPLY_COLUMNS, reply_rows),
+    "partners": (PARTNER_COLUMNS, partner_rows),
 }
 FORMATS = ("csv", "json", "jsonl")
 
@@ -115,9 +99,9 @@ def write_export(
     store: Store, what: str, fmt: str, output: Path | None, timezone: str
 ) -> int:
     """Write one export to `output` (or standard output); returns the number of rows."""
-    columns, source, table = EXPORTS[what]
+    columns, source = EXPORTS[what]
     zone = ZoneInfo(timezone)
-    total = int(store.scalar(f"SELECT count(*) FROM {table}"))
+    total = queries.export_size(store, what)
     opened = private_text_file(output) if output is not None else _stdout()
     with opened as handle, progress(source(store, zone), length=total,
                                     label=f"exporting {what}") as rows:

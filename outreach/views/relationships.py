@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.core.model import Partner
-from outreach.store import Store, parse_iso
+from outreach.store import Store, parse_iso, queries
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,7 @@ def load_relationships(store: Store) -> dict[int, Relationship]:
             open_campaign=row["open_campaign"], open_state=row["open_state"],
             replies=row["replies"], unhandled=row["unhandled"],
         )
-        for row in store.query(
-            "SELECT id, last_contact, last_reply, open_campaign, open_state, replies,"
-            " unhandled FROM partner_status"
-        )
+        for row in queries.relationships(store)
     }
 
 

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from outreach.store import Store
+from outreach.store import Store, queries
 from outreach.views.timeline import local_minute
 
 
@@ -90,23 +90,12 @@ class CampaignReport:
 
 
 def campaign_names(store: Store) -> list[str]:
-    return [r["campaign"] for r in store.query("SELECT campaign FROM campaign_funnel")]
+    return queries.campaign_names(store)
 
 
 def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
-    rows = store.query("SELECT * FROM campaign_funnel WHERE campaign = ?", [campaign])
-    funnel: dict[str, Any] = rows[0] if rows else {}
-    steps: dict[int, dict[str, int]] = {}
-    for row in store.query(
-        "SELECT step, count(*) AS n FROM messages WHERE campaign = ? AND sent_at IS NOT NULL"
-        " GROUP BY step", [campaign],
-    ):
-        steps.setdefault(row["step"], {})["sent"] = row["n"]
-    for row in store.query(
-        "SELECT step, kind, count(DISTINCT partner_id) AS n FROM inbound WHERE campaign = ?"
-        " AND step IS NOT NULL AND unverified IS NULL GROUP BY step, kind", [campaign],
-    ):
-        steps.setdefault(row["step"], {})[row["kind"]] = row["n"]
+    funnel = queries.funnel(store, campaign)
+    steps = queries.step_counts(store, campaign)
     silent = [
         Silent(
             email=r["email"], name=r["name"], organization=r["organization"], state=r["state"],
@@ -114,18 +103,7 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
             last_sent_at=datetime.fromisoformat(r["last_sent_at"]) if r["last_sent_at"] else None,
             auto_replied=bool(r["auto_replied"]),
         )
-        for r in store.query(
-            "SELECT p.email, p.name, p.organization, s.state, s.last_step, s.last_sent_at,"
-            " EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = s.partner_id"
-            "   AND i.campaign = s.campaign AND i.kind = 'auto_reply'"
-            "   AND i.unverified IS NULL) AS auto_replied"
-            " FROM sequences s JOIN partners p ON p.id = s.partner_id"
-            " WHERE s.campaign = ? AND s.last_sent_at IS NOT NULL AND p.status != 'bounced'"
-            " AND NOT EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = s.partner_id"
-            "   AND i.campaign = s.campaign AND i.kind IN ('reply', 'unsubscribe', 'bounce')"
-            "   AND i.unverified IS NULL)"
-            " ORDER BY s.last_sent_at, p.email", [campaign],
-        )
+        for r in queries.never_answered(store, campaign)
     ]
     replies = [
         ReportReply(
@@ -135,20 +113,11 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
             from_addr=r["from_addr"], from_name=r["from_name"],
             signature=(r["signature"] or "").strip(),
         )
-        # mail not verified as the partner's waits in the review queue: not in the report
-        for r in store.query(
-            "SELECT r.id, r.at, r.partner, r.name, r.organization, r.step, r.kind, r.text,"
-            " r.handled, r.from_addr, r.from_name, i.signature"
-            " FROM reply_log r JOIN inbound i ON i.id = r.id"
-            " WHERE r.campaign = ? AND r.kind IN ('reply', 'auto_reply')"
-            " AND r.unverified IS NULL ORDER BY r.at, r.id", [campaign],
-        )
+        for r in queries.campaign_replies(store, campaign)
     ]
     sent_days: dict[date, int] = {}
-    for row in store.db.conn.execute(
-        "SELECT sent_at FROM messages WHERE campaign = ? AND sent_at IS NOT NULL", [campaign]
-    ):
-        day = datetime.fromisoformat(row[0]).astimezone(zone).date()
+    for sent_at in queries.sent_times(store, campaign):
+        day = datetime.fromisoformat(sent_at).astimezone(zone).date()
         sent_days[day] = sent_days.get(day, 0) + 1
     return CampaignReport(
         campaign=campaign,

@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.core.durations import parse_duration
-from outreach.store import Store, iso
+from outreach.store import Store, queries
 
 
 @dataclass(frozen=True)
@@ -98,27 +98,8 @@ def load_events(
     store: Store, *, partner: str | None = None, campaign: str | None = None,
     since: datetime | None = None,
 ) -> Iterator[LogEvent]:
-    """Events oldest first (ties in insertion order), filtered in SQL."""
-    where, params = [], []
-    if partner is not None:
-        where.append("e.partner_id = (SELECT id FROM partners WHERE email = ?)")
-        params.append(partner)
-    if campaign is not None:
-        where.append("e.campaign = ?")
-        params.append(campaign)
-    if since is not None:
-        where.append("e.at >= ?")
-        params.append(iso(since))
-    sql = (
-        "SELECT e.id, e.at, e.kind, p.email, p.name, p.organization, e.campaign, e.step,"
-        " e.summary, CASE WHEN e.kind IN ('reply', 'auto_reply', 'unsubscribe', 'unverified')"
-        " THEN i.text END, e.detail, e.message_id, e.inbound_id, i.from_addr, i.from_name"
-        " FROM events e LEFT JOIN partners p ON p.id = e.partner_id"
-        " LEFT JOIN inbound i ON i.id = e.inbound_id"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY e.at, e.id"
-    )
-    for row in store.db.conn.execute(sql, params):
+    """Events oldest first (ties in insertion order), filtered in SQL, streamed."""
+    for row in queries.events(store, partner=partner, campaign=campaign, since=since):
         yield LogEvent(
             id=row[0], at=datetime.fromisoformat(row[1]), kind=row[2], partner=row[3],
             name=row[4] or "", organization=row[5] or "", campaign=row[6], step=row[7],
