@@ -27,13 +27,13 @@ from workspace import Workspace, partner_rows
 from outreach.cli import cli
 from outreach.core.sasl import Mechanism
 from outreach.core.settings import Limits
-from outreach.engine.credentials import PasswordLogin
 from outreach.engine.digest import collect, render_text, send_digest
 from outreach.engine.sending import SendReport
 from outreach.errors import SignInNeeded
 from outreach.store.token_file import token_file_path
 from outreach.testing.oauth2_server import LocalOAuth2Server
 from outreach.testing.smtp_server import LocalSMTPServer
+from outreach.transport.login import PasswordLogin
 from outreach.transport.smtp import Envelope, Outcome, Result, deliver_batch
 
 

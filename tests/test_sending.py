@@ -817,7 +817,7 @@ def test_the_wire_form_of_data_is_aiosmtplibs(tmp_path):
 
     from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-    from outreach.transport.smtp import _wire
+    from outreach.transport.compat_aiosmtplib import wire as _wire
 
     def reference(message: bytes) -> bytes:
         return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"

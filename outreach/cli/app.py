@@ -635,13 +635,17 @@ def resolve(app: App, ids: tuple[int, ...], all_unknown: bool, choice: str | Non
         echo("\nsettle with: outreach resolve ID... --sent | --resend | --check-sent-folder")
         return
     if choice == "imap":
-        from outreach.engine.sending import Sender
+        from outreach.engine.credentials import Logins
+        from outreach.engine.ledger import resolve_from_sent_folder
         from outreach.logs import setup_logging
 
-        sender = Sender(app.config, app.campaigns, app.store, now, setup_logging())
-        resolved, left = sender.resolve_unknown()
+        resolved, left = resolve_from_sent_folder(
+            app.config, app.store, Logins(app.config), now, setup_logging()
+        )
         echo(f"{resolved} found in the Sent folder and counted as sent; {left} still unknown")
         return
+    from outreach.engine.ledger import resolve_by_hand
+
     if not ids and not all_unknown:
         raise InputError("name the message ids to settle, or --all")
     chosen = rows if all_unknown else [r for r in rows if r.id in set(ids)]
@@ -649,7 +653,7 @@ def resolve(app: App, ids: tuple[int, ...], all_unknown: bool, choice: str | Non
     if missing:
         raise InputError(f"not an unknown message: {', '.join(f'#{i}' for i in sorted(missing))}")
     for r in chosen:
-        app.store.resolve_unknown(r, choice == "sent", now(), "by `outreach resolve`")
+        resolve_by_hand(app.store, r, choice == "sent", now())
         echo(f"#{r.id} {r.to_addr}: {'counted as sent' if choice == 'sent' else 'queued again'}")
 
 

@@ -1,5 +1,6 @@
-"""Where secrets come from: `password_env` (an environment variable) and `password_cmd` or
-`token_cmd` (a command that prints it), looked up at the moment a login needs them.
+"""Where secrets come from: `password_env` and `client_secret_env` (environment variables),
+`password_cmd` and `token_cmd` (a command that prints it), looked up at the moment a login
+needs them.
 
 Nothing else in outreach reads the environment for a secret or runs a command. Each value
 found is remembered by core.redaction, so it is never printed, logged or stored.
@@ -11,6 +12,7 @@ import os
 import subprocess
 
 from outreach.config.toml_reader import key_location
+from outreach.core.oauth2 import OAuth2Settings
 from outreach.core.redaction import remember_secret
 from outreach.core.settings import ServerSettings
 from outreach.errors import ConfigError
@@ -36,6 +38,22 @@ def server_password(settings: ServerSettings) -> str | None:
         remember_secret(password)
         return password
     return None
+
+
+def oauth2_client_secret(settings: OAuth2Settings) -> str | None:
+    """Google's installed-app clients have a secret that is not confidential (RFC 8252
+    8.5) but still required; it comes from the environment, never from config.toml."""
+    name = settings.client_secret_env
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if value is None:
+        where = key_location(settings.source, f"{settings.key_path}.client_secret_env")
+        raise ConfigError(
+            f"{where}: the environment variable {name} is not set",
+            hint=f"export {name}=... before running outreach",
+        )
+    return value
 
 
 def command_output(command: str, where: str, *, quiet: bool = False) -> str:

@@ -178,8 +178,9 @@ def check_logins(config: Config) -> list[tuple[str, bool]]:
     access token may be renewed on the way): (line, ok) for each."""
     import asyncio
 
-    from outreach.engine.credentials import Login, Logins
+    from outreach.engine.credentials import Logins
     from outreach.transport.imap import Mailbox
+    from outreach.transport.login import Login
     from outreach.transport.smtp import Connection
 
     async def smtp_login(settings: ServerSettings, login: Login) -> None:

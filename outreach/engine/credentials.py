@@ -1,14 +1,13 @@
-"""What the SMTP and IMAP adapters log in with: a password, or an OAuth2 access token that
-is refreshed without a person.
+"""The logins of a config's accounts: a password, or an OAuth2 access token that is
+refreshed without a person.
 
-A `Login` gives the adapter its secret just before it logs in (`secret()`), and, once the
-server has refused it, at most one fresh one to try again (`renew()`): an OAuth2 token is
-renewed before it expires and once more after a refusal, a token_cmd is run again, a
-password is not retried. When an OAuth2 account must be signed in again (the refresh was
-refused: revoked, expired, consent withdrawn) `SignInNeeded` names the account; the
-account waits (the token file says so, for `outreach status` and the digest) while the
-others go on. Tokens are read from and written to the token file only; they never reach a
-message, a log line or the database.
+The adapters call a `Login` (transport/login.py) for their secret just before they log in,
+and once more after a refusal: an OAuth2 token is renewed before it expires and once more
+after a refusal, a token_cmd is run again, a password is not retried. When an OAuth2
+account must be signed in again (the refresh was refused: revoked, expired, consent
+withdrawn) `SignInNeeded` names the account; the account waits (the token file says so,
+for `outreach status` and the digest) while the others go on. Tokens are read from and
+written to the token file only; they never reach a message, a log line or the database.
 """
 
 from __future__ import annotations
@@ -19,10 +18,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from outreach.config import key_location
-from outreach.config.passwords import command_output, server_password
+from outreach.config.passwords import command_output, oauth2_client_secret, server_password
 from outreach.core.oauth2 import Flow, OAuth2Settings, TokenSet, needs_refresh, sign_in_needed
 from outreach.core.redaction import remember_secret
 from outreach.core.sasl import Mechanism
@@ -30,6 +29,7 @@ from outreach.core.settings import Account, Config, ServerSettings
 from outreach.errors import ConfigError, MailServerError, SignInNeeded
 from outreach.logs import log_event
 from outreach.store.token_file import Entry, TokenFile, token_file_path
+from outreach.transport.login import Login, password_login
 
 if TYPE_CHECKING:
     from outreach.transport.oauth2_client import OAuth2Client
@@ -37,70 +37,17 @@ if TYPE_CHECKING:
 Clock = Callable[[], datetime]
 
 
+def oauth2_client(settings: OAuth2Settings) -> OAuth2Client:
+    """The HTTP client of one account's [oauth2] settings (loaded only when needed: the HTTP
+    libraries are slow to import), its client secret looked up when a request needs it."""
+    from outreach.transport.oauth2_client import OAuth2Client
+
+    return OAuth2Client(settings, lambda: oauth2_client_secret(settings))
+
+
 def wall_clock() -> datetime:
     """Tokens expire in real time, whatever clock the worker plans with."""
     return datetime.now(UTC)
-
-
-class Login(Protocol):
-    """How an adapter logs in to one server."""
-
-    @property
-    def username(self) -> str | None: ...
-
-    @property
-    def mechanism(self) -> Mechanism | None:
-        """The SASL mechanism for a token; None for a password (LOGIN / AUTH PLAIN)."""
-
-    @property
-    def blocking(self) -> bool:
-        """Whether secret() and renew() may wait (HTTP, a command): run off the loop."""
-
-    def secret(self) -> str | None: ...
-
-    def renew(self, refused: str) -> str | None:
-        """After the server refused `refused`: one fresh secret to try, else None."""
-
-    def refused_hint(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class PasswordLogin:
-    username: str | None
-    password: str | None
-    hint: str = "check the password"
-    mechanism: Mechanism | None = None
-    blocking: bool = False
-
-    def __post_init__(self) -> None:
-        remember_secret(self.password)  # never printed, logged or stored
-
-    def __repr__(self) -> str:  # never the password
-        return f"PasswordLogin(username={self.username!r})"
-
-    def secret(self) -> str | None:
-        return self.password
-
-    def renew(self, refused: str) -> str | None:
-        return None
-
-    def refused_hint(self) -> str:
-        return self.hint
-
-
-def password_login(settings: ServerSettings, password: str | None) -> PasswordLogin:
-    return PasswordLogin(
-        settings.username,
-        password,
-        hint=f"check the password in {settings.password_env or 'password_cmd'}",
-    )
-
-
-def as_login(settings: ServerSettings, value: str | Login | None) -> Login:
-    """What an adapter was given: a Login as it is, a password (or None) as a PasswordLogin."""
-    if value is None or isinstance(value, str):
-        return password_login(settings, value)
-    return value
 
 
 def _mechanism(settings: ServerSettings) -> Mechanism:
@@ -169,9 +116,7 @@ class OAuth2Login:
     def client(self) -> OAuth2Client:
         """Made when first needed: the HTTP libraries load only for a refresh."""
         if self._client is None:
-            from outreach.transport.oauth2_client import OAuth2Client
-
-            self._client = OAuth2Client(self.oauth2)
+            self._client = oauth2_client(self.oauth2)
         return self._client
 
     @property

@@ -1,14 +1,9 @@
 """The sending half of a cycle: plan what is due, render it into the outbox, deliver it.
 
 Each account's batch delivers its backlog first, then what is due now, rendered while the
-batch goes out (OutboxFeed, in the event loop's idle time; see smtp.IdleWorkSelector).
-
-Order of writes is what makes it crash-safe: a message is in the ledger (with its
-Message-ID, committed) before any SMTP traffic of its own; it is claimed (`sending`,
-committed) before its DATA command; its result is recorded right after (smtp.LedgerWriter:
-within RESULT_DELAY). A crash between claim and result leaves `sending`, which the next start
-turns into `unknown` instead of sending it again. Statements may run ahead of their commit
-(BatchLedger), but nothing acts on them before it.
+batch goes out (OutboxFeed, in the event loop's idle time; see transport.smtp's
+IdleWorkSelector). What makes it crash-safe (a message is in the outbox before any traffic
+of its own, claimed before its DATA, its result recorded right after) is engine/ledger.py.
 """
 
 from __future__ import annotations
@@ -18,13 +13,13 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from outreach.core.model import Campaign, Due
 from outreach.core.plan import due_messages
 from outreach.core.render import Built, Renderer, Threading, build_message
 from outreach.core.settings import Account, Config
 from outreach.engine.credentials import Logins, announce_waiting, announce_working
+from outreach.engine.ledger import BatchLedger, record_results
 from outreach.errors import (
     AuthenticationError,
     ConfigError,
@@ -38,7 +33,6 @@ from outreach.transport.imap import Mailbox
 from outreach.transport.smtp import (
     Envelope,
     IdleWorkSelector,
-    Outcome,
     Result,
     deliver_batch,
     run_with_idle_work,
@@ -88,17 +82,6 @@ def find_due(store: Store, campaigns: list[Campaign], now: datetime, default_tz:
         partners = store.partners_by_id(seq.partner_id for seq in candidates)
         waiting[campaign.name] = [(s, partners[s.partner_id]) for s in candidates]
     return due_messages(campaigns, not_started, waiting, now, default_tz)
-
-
-def _fields(row: LedgerRow, result: Result) -> dict[str, Any]:
-    """A result's fields in the log."""
-    return dict(
-        campaign=row.campaign,
-        step=row.step,
-        to=row.to_addr,
-        message_id=row.message_id,
-        code=result.code,
-    )
 
 
 class Sender:
@@ -306,7 +289,9 @@ class Sender:
                         login,
                         account.limits,
                         feed,
-                        BatchLedger(self, account, feed, report),
+                        BatchLedger(
+                            self.store, account, feed, feed.rows, self.clock, self.log, report
+                        ),
                         self.should_stop,
                         idle,
                     ),
@@ -320,82 +305,13 @@ class Sender:
         feed.queue_rest()
         announce_working(self.logins, self.log, account.name)
 
+    # ------------------------------------------------------------------ Sent folder
+
     def record_results(
         self, account: Account, results: Sequence[tuple[LedgerRow, Result]], report: SendReport
     ) -> None:
-        """Record results in the ledger; the delivered ones with one statement each."""
-        sent = [(row, result) for row, result in results if result.outcome is Outcome.SENT]
-        if sent:
-            self.store.mark_sent_many(
-                [(row, f"{result.code} {result.message}") for row, result in sent], self.clock()
-            )
-            report.sent += len(sent)
-            if self.log.isEnabledFor(logging.INFO):  # a line a message: made only when shown
-                for row, result in sent:
-                    log_event(
-                        self.log,
-                        "sent",
-                        f"sent {row.campaign} step {row.step} to {row.to_addr}",
-                        **_fields(row, result),
-                    )
-        for row, result in results:
-            if result.outcome is not Outcome.SENT:
-                self._record_undelivered(account, row, result, report)
-
-    def _record_undelivered(
-        self, account: Account, row: LedgerRow, result: Result, report: SendReport
-    ) -> None:
-        """Deferred (retried on a schedule, then failed), failed, or unknown."""
-        now = self.clock()
-        fields = _fields(row, result)
-        if result.outcome is Outcome.DEFERRED:
-            attempts = row.attempts + 1
-            schedule = account.limits.retry
-            if attempts > len(schedule):
-                error = f"gave up after {attempts} attempts: {result.message}"
-                self.store.mark_failed(row, now, result.code, error, permanent=False)
-                report.failed += 1
-                log_event(
-                    self.log, "failed", f"failed {row.to_addr}: {error}", logging.WARNING, **fields
-                )
-            else:
-                retry_at = now + schedule[attempts - 1]
-                self.store.mark_deferred(row, now, retry_at, result.code, result.message)
-                report.deferred += 1
-                log_event(
-                    self.log,
-                    "deferred",
-                    f"deferred {row.to_addr}: {result.message}",
-                    logging.WARNING,
-                    retry_at=retry_at.isoformat(timespec="seconds"),
-                    **fields,
-                )
-        elif result.outcome in (Outcome.REFUSED, Outcome.REJECTED):
-            permanent = result.outcome is Outcome.REFUSED
-            self.store.mark_failed(row, now, result.code, result.message, permanent=permanent)
-            report.failed += 1
-            log_event(
-                self.log,
-                "failed",
-                f"refused {row.to_addr}: {result.message}",
-                logging.WARNING,
-                **fields,
-            )
-        elif result.outcome is Outcome.HELD:
-            # never reached the server: queued again as it was, no attempt counted
-            self.store.release(row, now)
-        else:
-            self.store.mark_unknown(row, now, result.message)
-            report.unknown += 1
-            log_event(
-                self.log,
-                "unknown",
-                f"outcome unknown for {row.to_addr}: {result.message}",
-                logging.WARNING,
-                **fields,
-            )
-
-    # ------------------------------------------------------------------ Sent folder
+        """Record the results of claimed rows in the ledger (ledger.record_results)."""
+        record_results(self.store, account, results, self.clock, self.log, report)
 
     def save_sent_copies(self, account: Account, report: SendReport) -> None:
         """APPEND a copy of each sent message to the Sent folder (retried next cycle on error)."""
@@ -427,50 +343,6 @@ class Sender:
                 logging.WARNING,
                 account=account.name,
             )
-
-    def resolve_unknown(self) -> tuple[int, int]:
-        """Look for `unknown` messages in each account's Sent folder; found ones count as sent.
-
-        Returns (resolved, still_unknown)."""
-        rows = self.store.unknown_rows()
-        resolved = 0
-        by_account: dict[str, list[LedgerRow]] = {}
-        for row in rows:
-            by_account.setdefault(row.account, []).append(row)
-        for name, account_rows in by_account.items():
-            account = self.config.accounts.get(name)
-            if account is None or account.imap is None:
-                continue
-            try:
-                login = self.logins.for_server(account, account.imap)
-                with Mailbox(account.imap, login) as mailbox:
-                    found = mailbox.find_message_ids(
-                        mailbox.sent_folder(), [r.message_id for r in account_rows]
-                    )
-            except SignInNeeded:
-                continue  # settled once the account is signed in again (the reader says so)
-            except MailServerError as exc:
-                log_event(
-                    self.log,
-                    "imap_error",
-                    f"checking the Sent folder: {exc}",
-                    logging.WARNING,
-                    account=name,
-                )
-                continue
-            for row in account_rows:
-                if row.message_id in found:
-                    self.store.resolve_unknown(row, True, self.clock(), "found in the Sent folder")
-                    resolved += 1
-                    log_event(
-                        self.log,
-                        "resolved",
-                        f"{row.to_addr}: found in the Sent folder; counted as sent",
-                        campaign=row.campaign,
-                        step=row.step,
-                    )
-        return resolved, len(rows) - resolved
-
 
 class OutboxFeed(Iterator[Envelope]):
     """The envelopes of one account's delivery batch, taken one at a time by its connections.
@@ -568,6 +440,10 @@ class OutboxFeed(Iterator[Envelope]):
             self.sender.store.begin()
             self.staged += self.sender.outbox(rendered)
 
+    def forget_staged(self) -> None:
+        """The open transaction was rolled back: what it staged was never written."""
+        self.staged.clear()
+
     def commit(self) -> None:
         """Commit the open transaction; the rows staged are ready to be delivered."""
         self.sender.store.commit()
@@ -589,34 +465,3 @@ class OutboxFeed(Iterator[Envelope]):
         self.sender.queue_items(items, self.report)
 
 
-class BatchLedger:
-    """The ledger's side of one account's delivery batch (smtp.Ledger): results, the new
-    outbox rows and claims are written into one open transaction, in the event loop's idle
-    time when there is some, and committed when a claim must be durable (its DATA is next)
-    or a result has waited RESULT_DELAY."""
-
-    def __init__(
-        self, sender: Sender, account: Account, feed: OutboxFeed, report: SendReport
-    ) -> None:
-        self.sender = sender
-        self.account = account
-        self.feed = feed
-        self.report = report
-
-    def stage(
-        self, results: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]
-    ) -> set[int]:
-        store = self.sender.store
-        store.begin()
-        rows = self.feed.rows
-        delivered = [(rows[envelope.key], result) for envelope, result in results]
-        self.sender.record_results(self.account, delivered, self.report)
-        self.feed.stage_some()
-        return store.mark_sending([e.key for e in claims], self.sender.clock())
-
-    def commit(self) -> None:
-        self.feed.commit()
-
-    def rollback(self) -> None:
-        self.sender.store.rollback()
-        self.feed.staged.clear()

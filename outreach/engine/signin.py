@@ -33,7 +33,7 @@ from outreach.core.oauth2 import (
     poll_step,
     slower,
 )
-from outreach.engine.credentials import wall_clock
+from outreach.engine.credentials import oauth2_client, wall_clock
 from outreach.errors import InputError, OutreachError
 from outreach.store.token_file import Entry, TokenFile
 from outreach.transport.oauth2_client import (
@@ -69,7 +69,7 @@ def sign_in(
             f"accounts.{settings.account}: gets its tokens from token_cmd; there is nothing "
             "to sign in"
         )
-    client = OAuth2Client(settings)
+    client = oauth2_client(settings)
     try:
         if settings.flow is Flow.DEVICE:
             fresh = device_flow(client, echo, clock, sleep)
@@ -272,7 +272,7 @@ def sign_out(settings: OAuth2Settings, tokens: TokenFile, echo: Echo) -> bool:
     stored = entry.tokens if entry is not None else None
     if stored is None or settings.flow is Flow.COMMAND or settings.endpoints is None:
         return known
-    client = OAuth2Client(settings)
+    client = oauth2_client(settings)
     try:
         revoked = client.revoke(
             stored.refresh_token or stored.access_token,

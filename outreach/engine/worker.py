@@ -18,6 +18,7 @@ from outreach.core.render import Built, Threading
 from outreach.core.settings import Account, Config
 from outreach.engine.credentials import Logins
 from outreach.engine.ingest import Reader, ReadReport
+from outreach.engine.ledger import recover
 from outreach.engine.sending import Sender, SendReport
 from outreach.errors import OutreachError, TemplateError
 from outreach.logs import log_event
@@ -87,26 +88,8 @@ class Worker:
 
     def recover(self) -> None:
         """At start: messages a crash left in `sending` become `unknown`, then the Sent
-        folder (when there is an IMAP account) settles what it can."""
-        interrupted = self.store.mark_interrupted(self.clock())
-        for row in interrupted:
-            log_event(
-                self.log,
-                "unknown",
-                f"{row.to_addr}: {row.campaign} step {row.step} was being sent when the "
-                "worker stopped or could not record the result; not resending it blindly",
-                logging.WARNING,
-                message_id=row.message_id,
-            )
-        if self.store.count_unknown():
-            resolved, left = self.sender.resolve_unknown()
-            if left:
-                log_event(
-                    self.log,
-                    "unknown",
-                    f"{left} message(s) with an unknown outcome: see `outreach resolve`",
-                    logging.WARNING,
-                )
+        folder (when there is an IMAP account) settles what it can (engine/ledger.py)."""
+        recover(self.config, self.store, self.logins, self.clock, self.log)
 
     def send_cycle(self) -> SendReport:
         report = SendReport()

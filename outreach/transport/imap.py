@@ -9,8 +9,6 @@ named when the server says it does not exist yet.
 from __future__ import annotations
 
 import contextlib
-import re
-import selectors
 import socket
 import ssl
 import time
@@ -21,22 +19,16 @@ from typing import Any
 
 import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
-from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
-from imapclient.response_parser import parse_fetch_response, parse_response
 
 from outreach.core import sasl
 from outreach.core.redaction import redact
 from outreach.core.settings import ServerSettings
-from outreach.engine.credentials import Login, as_login
 from outreach.errors import AuthenticationError, MailServerError, tls_failure
+from outreach.transport import compat_imapclient as compat
+from outreach.transport.login import Login, as_login
+from outreach.transport.tls import tls_context
 
 SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "[Gmail]/Sent Mail", "INBOX.Sent")
-
-
-def _tls_context(settings: ServerSettings) -> ssl.SSLContext:
-    if settings.ca_file is not None:
-        return ssl.create_default_context(cafile=str(settings.ca_file))
-    return ssl.create_default_context()
 
 
 class Mailbox:
@@ -70,10 +62,10 @@ class Mailbox:
         try:
             client = imapclient.IMAPClient(
                 s.host, port=s.port, ssl=s.security == "tls",
-                ssl_context=_tls_context(s) if s.security == "tls" else None, timeout=timeout,
+                ssl_context=tls_context(s) if s.security == "tls" else None, timeout=timeout,
             )
             if s.security == "starttls":
-                client.starttls(_tls_context(s))
+                client.starttls(tls_context(s))
             # Nagle's algorithm stalls APPEND of many small messages (see mail-servers.md).
             sock = getattr(client, "socket", lambda: None)()
             if sock is not None:
@@ -252,31 +244,8 @@ class Mailbox:
         return bodies
 
     def _fetch(self, uids: list[int], items: list[str]) -> dict[int, dict[bytes, Any]]:
-        """``IMAPClient.fetch`` (UID FETCH), with a quick reader for the usual answer.
-
-        IMAPClient tokenizes every response in Python, which costs about as much as the
-        transfer itself for thousands of small header blocks. The common shape, one
-        ``* n FETCH (UID u [RFC822.SIZE s] BODY[...] {len}`` literal ``)`` per message, is read
-        with one regex; any other shape (other items, unsolicited FLAGS, NIL, quoted strings)
-        goes through IMAPClient's own parser, so the result is the same either way.
-        """
-        client = self.imap
-        try:
-            imap = client._imap
-            use_uid = client.use_uid
-        except AttributeError:
-            return dict(client.fetch(uids, items))
-        args = ["FETCH", join_message_ids(uids), seq_to_parenstr_upper(items)]
-        if use_uid:
-            args.insert(0, "UID")
-        tag = imap._command(*args)
-        typ, data = imap._command_complete("FETCH", tag)
-        client._checkok("fetch", typ, data)
-        typ, data = imap._untagged_response(typ, data, "FETCH")
-        response = _quick_fetch_response(data) if use_uid else None
-        if response is None:
-            response = parse_fetch_response(data, client.normalise_times, use_uid)
-        return {uid: response[uid] for uid in uids if uid in response}
+        """UID FETCH, read quickly when the answer has the usual shape (compat.uid_fetch)."""
+        return compat.uid_fetch(self.imap, uids, items)
 
     def idle_wait(self, seconds: float, on_idle: Callable[[], None] | None = None) -> bool:
         """IMAP IDLE (RFC 2177) on the selected folder: True when the server reports news.
@@ -290,107 +259,15 @@ class Mailbox:
         before it) has data, and then read whole."""
         client = self.imap
         with self.errors("IDLE"):
-            news = self._start_idle(client)
+            news = compat.start_idle(client)
             try:
                 if on_idle is not None:
                     on_idle()
                 if not news:
-                    news = self._wait_for_news(client, time.monotonic() + seconds)
+                    news = compat.wait_for_news(client, time.monotonic() + seconds)
             finally:
                 _, responses = client.idle_done()
-        return news or any(_is_news(response) for response in responses)
-
-    @staticmethod
-    def _start_idle(client: imapclient.IMAPClient) -> bool:
-        """IMAPClient.idle(), except that untagged responses before the server's "+" (mail
-        may arrive just then; RFC 3501 7 allows them at any time) are read, not an error.
-        True if one of them is news."""
-        if not client.has_capability("IDLE"):  # also caches them for idle_done's check
-            raise IMAPClientError("the server does not offer IDLE")
-        imap = client._imap
-        tag = imap._command("IDLE")
-        news = False
-        while (line := imap._get_response()) is not None:
-            if imap.tagged_commands.get(tag):  # answered instead of idling: refused
-                raise IMAPClientError(f"IDLE refused: {imap.tagged_commands[tag]}")
-            news = news or (line.startswith(b"* ") and _is_news(_parse_untagged(line)))
-        client._idle_tag = tag
-        return news
-
-    @staticmethod
-    def _wait_for_news(client: imapclient.IMAPClient, deadline: float) -> bool:
-        imap = client._imap
-        sock = client.socket()
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if not _buffered(imap.file, sock):
-                with selectors.DefaultSelector() as waiting:  # poll: any fd number
-                    waiting.register(sock, selectors.EVENT_READ)
-                    if not waiting.select(remaining):
-                        return False
-            line = imap._get_line()  # whole, within the connection's timeout
-            if line.startswith(b"* ") and _is_news(_parse_untagged(line)):
-                return True
-
-
-def _parse_untagged(line: bytes) -> tuple[Any, ...]:
-    """An untagged response as IMAPClient's idle_check returns it, e.g. (3, b'EXISTS')."""
-    text = line[2:]
-    if text.startswith((b"OK ", b"NO ", b"BYE ")):
-        return tuple(text.split(b" ", 1))
-    return tuple(parse_response([text]))
-
-
-def _is_news(response: tuple[Any, ...]) -> bool:
-    return len(response) > 1 and response[1] in (b"EXISTS", b"RECENT")
-
-
-def _buffered(file: Any, sock: socket.socket) -> bool:
-    """Whether response bytes already wait where polling the socket cannot see them: in
-    imaplib's read buffer (read along with the line before), or in the TLS layer."""
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return True
-    timeout = sock.gettimeout()
-    sock.setblocking(False)
-    try:
-        return bool(file.peek(1))
-    except OSError:  # nothing to read without waiting (TLS says so with an error)
-        return False
-    finally:
-        sock.settimeout(timeout)
-
-
-_QUICK_FETCH = re.compile(
-    rb"(\d+) \(UID (\d+)(?: RFC822\.SIZE (\d+))? (BODY\[(?:HEADER)?\](?:<\d+>)?) \{(\d+)\}"
-)
-
-
-def _quick_fetch_response(data: list[Any]) -> dict[int, dict[bytes, Any]] | None:
-    """What ``parse_fetch_response`` returns for the usual shape of a FETCH answer, or None
-    when the answer has any other shape."""
-    if len(data) % 2:
-        return None
-    out: dict[int, dict[bytes, Any]] = {}
-    for index in range(0, len(data), 2):
-        item, closing = data[index], data[index + 1]
-        if type(item) is not tuple or len(item) != 2 or closing != b")":
-            return None
-        head, literal = item
-        match = _QUICK_FETCH.fullmatch(head)
-        if match is None or int(match.group(5)) != len(literal):
-            return None
-        uid = int(match.group(2))
-        if uid in out:
-            return None
-        values: dict[bytes, Any] = {b"SEQ": int(match.group(1))}
-        if match.group(3) is not None:
-            values[b"RFC822.SIZE"] = int(match.group(3))
-        values[match.group(4)] = literal
-        out[uid] = values
-    return out
-
+        return news or any(compat.is_news(response) for response in responses)
 
 def _quietly_logout(client: imapclient.IMAPClient) -> None:
     try:

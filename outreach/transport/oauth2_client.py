@@ -11,13 +11,11 @@ only in endpoints, scopes and one flow each, all standard RFCs.
 
 Foreign errors become ours here: a refused grant is `OAuth2Refused` (with the server's error
 code), no answer or a 5xx is `OAuth2Unavailable`. Tokens never appear in an error message.
-(Issue 18 moves this module to transport/.)
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,9 +26,8 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 
-from outreach.config import key_location
 from outreach.core.oauth2 import Flow, OAuth2Settings, TokenSet, token_set_from_response
-from outreach.errors import ConfigError, OutreachError
+from outreach.errors import OutreachError
 
 TIMEOUT = 30.0
 
@@ -70,32 +67,23 @@ class DeviceCode:
 class OAuth2Client:
     """The HTTP side of one account's [oauth2] settings."""
 
-    def __init__(self, settings: OAuth2Settings, timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self,
+        settings: OAuth2Settings,
+        client_secret: Callable[[], str | None] = lambda: None,
+        timeout: float = TIMEOUT,
+    ) -> None:
+        """`client_secret` is looked up when a request needs it (config.passwords)."""
         if settings.endpoints is None or settings.flow is Flow.COMMAND:
             raise ValueError("token_cmd accounts have no OAuth2 endpoints")
         self.settings = settings
         self.endpoints = settings.endpoints
+        self.client_secret = client_secret
         self.timeout = timeout
 
     @property
     def where(self) -> str:
         return f"{self.settings.provider_name} sign-in for accounts.{self.settings.account}"
-
-    def client_secret(self) -> str | None:
-        """Google's installed-app clients have a secret that is not confidential (RFC 8252
-        8.5) but still required; it comes from the environment, never from config.toml."""
-        name = self.settings.client_secret_env
-        if not name:
-            return None
-        value = os.environ.get(name)
-        if value is None:
-            key = f"{self.settings.key_path}.client_secret_env"
-            where = key_location(self.settings.source, key)
-            raise ConfigError(
-                f"{where}: the environment variable {name} is not set",
-                hint=f"export {name}=... before running outreach",
-            )
-        return value
 
     def session(self, **kwargs: Any) -> OAuth2Session:
         secret = self.client_secret()

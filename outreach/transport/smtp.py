@@ -13,7 +13,6 @@ import base64
 import contextlib
 import operator
 import random
-import re
 import selectors
 import ssl
 import time
@@ -27,8 +26,10 @@ import aiosmtplib
 from outreach.core import sasl
 from outreach.core.redaction import redact
 from outreach.core.settings import Limits, ServerSettings
-from outreach.engine.credentials import Login, as_login
 from outreach.errors import AuthenticationError, MailServerError, SignInNeeded, tls_failure
+from outreach.transport import compat_aiosmtplib as compat
+from outreach.transport.login import Login, as_login
+from outreach.transport.tls import tls_context
 
 
 class Outcome(Enum):
@@ -55,74 +56,12 @@ class Envelope:
     raw: bytes
 
 
-def tls_context(settings: ServerSettings) -> ssl.SSLContext:
-    """Certificates are always verified; a private CA is trusted only when named (ca_file)."""
-    if settings.ca_file is not None:
-        return ssl.create_default_context(cafile=str(settings.ca_file))
-    return ssl.create_default_context()
-
-
 def _classify_refusal(code: int, phase: str) -> Outcome:
     if 400 <= code < 500:
         return Outcome.DEFERRED
     if phase == "rcpt":
         return Outcome.REFUSED
     return Outcome.REJECTED
-
-
-def _path(address: str) -> bytes:
-    """<address> for MAIL and RCPT. Addresses are validated ASCII addr-specs on the way in
-    (outreach.core.addresses), so aiosmtplib's own parsing of them (email.utils.parseaddr, ~15 µs
-    per address here) is not needed; aiosmtplib still refuses CR and LF in a command."""
-    return b"<" + address.encode("ascii") + b">"
-
-
-async def _mail(client: aiosmtplib.SMTP, sender: str) -> None:
-    """MAIL FROM, as SMTP.mail() does it, without a timer of its own (see deliver)."""
-    response = await client.execute_command(b"MAIL", b"FROM:" + _path(sender), timeout=None)
-    if response.code != 250:
-        raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
-
-
-async def _rcpt(client: aiosmtplib.SMTP, recipient: str) -> None:
-    """RCPT TO, as SMTP.rcpt() does it."""
-    response = await client.execute_command(b"RCPT", b"TO:" + _path(recipient), timeout=None)
-    if response.code not in (250, 251):
-        raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
-
-
-_LINE_END = re.compile(rb"\r\n|\n|\r")
-_LEADING_PERIOD = re.compile(rb"(?m)^\.")
-
-
-def _wire(raw: bytes) -> bytes:
-    """The message as DATA carries it, as aiosmtplib's data() makes it: CRLF line ends,
-    dot-stuffed, ended by "." (RFC 5321 4.5.2). Rendered messages have CRLF line ends
-    throughout and seldom a line starting with "."; counting (~1 µs) spares the two regex
-    passes over the whole message that data() makes every time (~15 µs)."""
-    crlf = raw.count(b"\r\n")
-    if crlf != raw.count(b"\n") or crlf != raw.count(b"\r") or not raw.endswith(b"\r\n"):
-        raw = _LINE_END.sub(b"\r\n", raw)
-        if not raw.endswith(b"\r\n"):
-            raw += b"\r\n"
-    if raw.startswith(b".") or b"\n." in raw:
-        raw = _LEADING_PERIOD.sub(b"..", raw)
-    return raw + b".\r\n"
-
-
-async def _data(client: aiosmtplib.SMTP, raw: bytes) -> aiosmtplib.SMTPResponse:
-    """DATA and the message, as SMTP.data() does it, with the message made ready by _wire."""
-    start = await client.execute_command(b"DATA", timeout=None)
-    if start.code != 354:
-        raise aiosmtplib.SMTPDataError(start.code, start.message)
-    protocol = client.protocol
-    if protocol is None:
-        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    protocol.write(_wire(raw))
-    response = await protocol.read_response(timeout=None)
-    if response.code != 250:
-        raise aiosmtplib.SMTPDataError(response.code, response.message)
-    return response
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -236,7 +175,7 @@ class Connection:
             await client.connect()
             if s.username and (login.mechanism is not None or login.secret() is not None):
                 await _login(client, s, login)
-            if client.is_ehlo_or_helo_needed:  # MAIL goes out as a plain command (_mail)
+            if client.is_ehlo_or_helo_needed:  # MAIL goes out as a plain command (compat.mail_from)
                 try:
                     await client.ehlo()
                 except aiosmtplib.SMTPHeloError:
@@ -310,14 +249,14 @@ class Connection:
             phase = "mail"
             try:
                 async with asyncio.timeout(timeout):
-                    await _mail(client, envelope.sender)
+                    await compat.mail_from(client, envelope.sender)
                     phase = "rcpt"
-                    await _rcpt(client, envelope.recipient)
+                    await compat.rcpt_to(client, envelope.recipient)
                     if not await claim:
                         await self._reset(client)
                         return None
                     phase = "data"
-                    response = await _data(client, envelope.raw)
+                    response = await compat.data(client, envelope.raw)
                 return Result(Outcome.SENT, response.code, self._said(response.message))
             except aiosmtplib.SMTPResponseException as exc:
                 if exc.code == 421:  # the server is closing this connection (RFC 5321 4.2.2)
