@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from outreach.cli.terminal import json_text, safe_text
+from outreach.core.text import json_text, safe_text
 
 LOGGER_NAME = "outreach"
 _SECRET_WORDS = ("password", "secret", "token", "body", "raw", "text")

@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from outreach.core.inbound.autoreply import find_return_date
+from outreach.core.inbound.bodytext import html_to_text
 from outreach.core.inbound.bounces import parse_dsn_fields
 from outreach.core.inbound.classify import KINDS, Classification, classify_message
-from outreach.core.inbound.mailparse import html_to_text, parse_msgids, read_headers
+from outreach.core.inbound.mailparse import parse_msgids, read_headers
 from outreach.core.inbound.replytext import extract_reply
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"

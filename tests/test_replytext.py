@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from outreach.core.inbound.bodytext import QUOTE_MARK, normalize_newlines
 from outreach.core.inbound.classify import classify_message
-from outreach.core.inbound.mailparse import QUOTE_MARK, normalize_newlines
 from outreach.core.inbound.replytext import Passage, extract_reply, new_words, passages, split_reply
 from outreach.core.inbound.replytext.headers import banner_end, quoted_lines
 from outreach.core.inbound.replytext.signature import is_closing, is_device_line, is_greeting

@@ -64,20 +64,20 @@ def assert_inert(blob: bytes | str, where: str) -> str:
     ],
 )
 def test_visible_shows_controls_as_symbols(raw: str, shown: str) -> None:
-    from outreach.cli.terminal import visible
+    from outreach.core.text import visible
 
     assert visible(raw) == shown
     assert_inert(visible(raw), raw)
 
 
 def test_a_log_line_stays_one_line() -> None:
-    from outreach.cli.terminal import visible
+    from outreach.core.text import visible
 
     assert visible("sent\nFAKE 2026-01-01 line", newlines=False) == "sent\u240aFAKE 2026-01-01 line"
 
 
 def test_json_text_is_exact_and_inert() -> None:
-    from outreach.cli.terminal import json_text
+    from outreach.core.text import json_text
 
     value = {"text": HOSTILE, "name": "Zoë\u2028Ødegaard"}
     text = json_text(value)

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import click
 
 from outreach.cli.app import App, cli, format_table, local_zone, pass_app
-from outreach.cli.terminal import echo, json_text
+from outreach.cli.terminal import echo
 from outreach.core.settings import Account
+from outreach.core.text import json_text
 from outreach.errors import InputError
 
 

@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo
 import click
 
 from outreach.cli.app import App, cli, pass_app
-from outreach.cli.terminal import echo, json_text
+from outreach.cli.terminal import echo
+from outreach.core.text import json_text
+from outreach.engine.review import KINDS
 from outreach.errors import InputError
 
 
@@ -198,8 +200,7 @@ def replies_ack(app: App, reply_id: int, note: str | None) -> None:
 
 @replies.command("reclassify")
 @click.argument("reply_id", metavar="ID", type=int)
-@click.argument("kind", type=click.Choice(["reply", "auto_reply", "bounce", "unsubscribe",
-                                           "other"]))
+@click.argument("kind", type=click.Choice(KINDS))
 @pass_app
 def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
     """Correct the classification of message ID and redo its effect: e.g. an auto-reply

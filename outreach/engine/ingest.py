@@ -11,10 +11,9 @@ recorded Message-ID with another sender or other content is recorded too, flagge
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -22,31 +21,25 @@ from typing import Any
 
 from outreach.core.addresses import address_domain
 from outreach.core.inbound.classify import Classification, classify_message
-from outreach.core.inbound.mailparse import (
-    HeaderSkim,
-    MessageHeaders,
-    content_digest,
-    read_headers,
-    skim_headers,
-)
+from outreach.core.inbound.effects import decide, needs_review
+from outreach.core.inbound.identity import content_digest, message_key, same_message
+from outreach.core.inbound.mailparse import read_headers
 from outreach.core.inbound.match import (
-    BOUNCE_SENDERS,
-    BOUNCE_SUBJECTS,
     PUBLIC_DOMAINS,
-    Effect,
     Match,
-    decide,
+    from_partner,
     header_ids,
     match_message,
-    needs_review,
-    same_message,
+    may_concern,
     worth_downloading,
 )
+from outreach.core.inbound.skim import HeaderSkim, skim_headers
 from outreach.core.model import Campaign
 from outreach.core.settings import Account, Config
 from outreach.core.zones import partner_zone
 from outreach.engine.classify_pool import ClassifierPool
 from outreach.engine.credentials import Logins, announce_waiting, announce_working
+from outreach.engine.effects import apply_effect
 from outreach.errors import AuthenticationError, MailServerError, SignInNeeded
 from outreach.logs import log_event
 from outreach.store import Store, iso
@@ -54,7 +47,7 @@ from outreach.transport.imap import Mailbox
 
 Clock = Callable[[], datetime]
 
-__all__ = ["PUBLIC_DOMAINS", "ReadReport", "Reader", "message_key", "skim_key"]
+__all__ = ["PUBLIC_DOMAINS", "ReadReport", "Reader"]
 
 
 @dataclass
@@ -281,7 +274,7 @@ class Reader:
         matches = self.matches_for(result, ledger, domains)
         if not matches:
             return  # not ours: left alone, not logged
-        key = message_key(headers, raw.split(b"\r\n\r\n", 1)[0])
+        key = message_key(headers.message_id, raw.split(b"\r\n\r\n", 1)[0])
         digest = content_digest(headers, raw)
         earlier = self.store.inbound_with_message_id(key)
         if any(same_message(e, digest, headers.from_addr, result.full_text) for e in earlier):
@@ -391,80 +384,9 @@ class Reader:
             step=match.step, message_id=result.headers.message_id, inbound_id=inbound_id,
             summary=effect.summary, detail={k: v for k, v in detail.items() if v not in (None, [])},
         )
-        self.apply_effect(effect, match, inbound_id, now)
+        apply_effect(
+            self.store, effect, partner_id=match.partner_id, campaign=match.campaign,
+            inbound_id=inbound_id, now=now,
+            soft_bounce_limit=self.config.replies.soft_bounce_limit,
+        )
 
-    def apply_effect(self, effect: Effect, match: Match, inbound_id: int, now: datetime) -> None:
-        store = self.store
-        if effect.partner_status is not None:
-            store.set_partner_status(
-                match.partner_id, effect.partner_status, effect.summary, now, event="status",
-                campaign=match.campaign, inbound_id=inbound_id,
-            )
-            return
-        if effect.soft_bounce:
-            count = store.count_soft_bounce(match.partner_id, now)
-            if count >= self.config.replies.soft_bounce_limit:
-                store.set_partner_status(
-                    match.partner_id, "bounced",
-                    f"{count} soft bounces (limit {self.config.replies.soft_bounce_limit})",
-                    now, event="status", campaign=match.campaign, inbound_id=inbound_id,
-                )
-            return
-        if effect.sequence_state is None or match.campaign is None:
-            return
-        sequence = store.sequence(match.campaign, match.partner_id)
-        if sequence is None or sequence.state not in ("active", "paused"):
-            return  # already replied or stopped: an auto-reply must not reopen it
-        store.set_sequence_state(match.campaign, match.partner_id, effect.sequence_state, now,
-                                 paused_until=effect.paused_until)
-        if effect.sequence_state == "paused":
-            store.add_event("paused", now, partner_id=match.partner_id, campaign=match.campaign,
-                            inbound_id=inbound_id, summary=effect.summary,
-                            detail={"until": iso(effect.paused_until)} if effect.paused_until
-                            else None)
-        elif effect.sequence_state in ("replied", "stopped"):
-            store.add_event("stopped", now, partner_id=match.partner_id, campaign=match.campaign,
-                            inbound_id=inbound_id,
-                            summary="follow-ups stopped: " + (
-                                "the partner replied" if effect.sequence_state == "replied"
-                                else "contact change"))
-
-
-def from_partner(skim: HeaderSkim, partner_addresses: Collection[str],
-                 partner_domains: Collection[str]) -> bool:
-    """The sender test of `worth_downloading` (the skim's sender address is exact)."""
-    sender = skim.from_addr or ""
-    return sender in partner_addresses or sender.rpartition("@")[2] in partner_domains
-
-
-def may_concern(skim: HeaderSkim, our_ids: Collection[str], partner_addresses: Collection[str],
-                partner_domains: Collection[str], unsubscribe_addresses: Collection[str]) -> bool:
-    """False only when `worth_downloading` would say no for these headers (see replies.py):
-    every test there, answered from what the skim knows for certain."""
-    if not skim.ids.isdisjoint(our_ids):
-        return True
-    if from_partner(skim, partner_addresses, partner_domains):
-        return True
-    if unsubscribe_addresses and (skim.recipients_unclear or any(
-            address in skim.recipients for address in unsubscribe_addresses)):
-        return True
-    return bool(
-        skim.return_path in ("", "<>")
-        or (skim.from_addr and BOUNCE_SENDERS.match(skim.from_addr))
-        or skim.report
-        or BOUNCE_SUBJECTS.search(skim.subject)
-    )
-
-
-def message_key(headers: MessageHeaders, header_block: bytes) -> str:
-    """The Message-ID, or a digest of the header block for mail that has none."""
-    if headers.message_id:
-        return headers.message_id
-    return "sha256:" + hashlib.sha256(header_block.strip()).hexdigest()
-
-
-def skim_key(skim: HeaderSkim, header_block: bytes) -> str:
-    """`message_key` from a skim whose Message-ID is known."""
-    if skim.message_id:
-        return skim.message_id
-    return "sha256:" + hashlib.sha256(header_block.strip()).hexdigest()

@@ -17,14 +17,15 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from outreach.core.inbound.match import needs_review, pause_until
-from outreach.core.model import BOUNCED, OPTED_OUT
+from outreach.core.inbound.effects import needs_review, reclassified
+from outreach.core.model import BOUNCED, OPTED_OUT, InboundKind
 from outreach.core.zones import partner_zone
+from outreach.engine.effects import apply_effect
 from outreach.errors import InputError
-from outreach.store import Store, iso, parse_iso, queries
+from outreach.store import Store, parse_iso, queries
 
-KINDS = ("reply", "auto_reply", "bounce", "unsubscribe", "other")
-OPEN = ("active", "paused")
+#: What a person may say a message is (anything the classifier says but "error").
+KINDS = tuple(kind.value for kind in InboundKind if kind is not InboundKind.ERROR)
 
 
 @dataclass(frozen=True)
@@ -172,32 +173,15 @@ def reclassify(
             reasons=[*json.loads(row["reasons"] or "[]"), note],
             attributed=bool(unverified),
         )
-        if kind == "reply":
-            _close_sequence(store, row, "replied", "follow-ups stopped: the partner replied",
-                            now, changes)
-        elif kind == "auto_reply" and row["contact_change"]:
-            _close_sequence(store, row, "stopped", "follow-ups stopped: contact change", now,
-                            changes)
-        elif kind == "auto_reply":
-            back = date.fromisoformat(row["return_date"]) if row["return_date"] else None
-            until = pause_until(back, zone, received, auto_reply_pause)
-            sequence = store.sequence(campaign, partner_id) if campaign else None
-            if sequence is not None and sequence.state in OPEN and until > now:
-                store.set_sequence_state(campaign or "", partner_id, "paused", now,
-                                         paused_until=until)
-                store.add_event("paused", now, partner_id=partner_id, campaign=campaign,
-                                inbound_id=inbound_id,
-                                summary=f"follow-ups paused until {until.date().isoformat()}",
-                                detail={"until": iso(until)})
-                changes.append(f"{campaign}: follow-ups paused until "
-                               f"{until.date().isoformat()}")
-        elif kind in ("unsubscribe", "bounce"):
-            status = OPTED_OUT if kind == "unsubscribe" else BOUNCED
-            reason = ("asked to stop" if kind == "unsubscribe" else "hard bounce") + \
-                f" (reclassified by hand from {old})"
-            store.set_partner_status(partner_id, status, reason, now, event="status",
-                                     campaign=campaign, inbound_id=inbound_id)
-            changes.append(f"partner marked {status}; every open sequence stopped")
+        back = date.fromisoformat(row["return_date"]) if row["return_date"] else None
+        effect = reclassified(
+            kind, old, contact_change=bool(row["contact_change"]), return_date=back, zone=zone,
+            received=received, now=now, default_pause=auto_reply_pause,
+        )
+        changes += apply_effect(
+            store, effect, partner_id=partner_id, campaign=campaign, inbound_id=inbound_id,
+            now=now,
+        )
         store.add_event(
             "reclassified", now, partner_id=partner_id, campaign=campaign, step=row["step"],
             inbound_id=inbound_id,
@@ -238,17 +222,3 @@ def _undo(store: Store, row: dict[str, Any], now: datetime, changes: list[str]) 
                         inbound_id=inbound_id,
                         summary=f"follow-ups resume (#{inbound_id} is not a {row['kind']})")
         changes.append(f"{campaign}: follow-ups resume (was {sequence.state})")
-
-
-def _close_sequence(store: Store, row: dict[str, Any], state: str, summary: str,
-                    now: datetime, changes: list[str]) -> None:
-    campaign, partner_id = row["campaign"], row["partner_id"]
-    if campaign is None:
-        return
-    sequence = store.sequence(campaign, partner_id)
-    if sequence is None or sequence.state not in OPEN:
-        return
-    store.set_sequence_state(campaign, partner_id, state, now)
-    store.add_event("stopped", now, partner_id=partner_id, campaign=campaign,
-                    inbound_id=row["id"], summary=summary)
-    changes.append(f"{campaign}: {summary}")

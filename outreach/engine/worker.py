@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sqlite3
@@ -10,8 +9,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from outreach.core.inbound.bodytext import fallback_text
 from outreach.core.inbound.classify import Classification
-from outreach.core.inbound.mailparse import fallback_text, read_headers
+from outreach.core.inbound.identity import message_key
+from outreach.core.inbound.mailparse import read_headers
 from outreach.core.inbound.match import header_ids
 from outreach.core.model import Campaign, Due
 from outreach.core.render import Built, Threading
@@ -188,7 +189,7 @@ class GuardedReader(Reader):
         except Exception as exc:  # noqa: BLE001 - one message must not stop the batch
             reason = f"{type(exc).__name__}: {exc}"[:500]
             now = self.clock()
-            header_block = raw.split(b"\r\n\r\n", 1)[0].strip()
+            header_block = raw.split(b"\r\n\r\n", 1)[0]
             salvaged = self.salvage(raw, reason, domains)
             with self.store.write():
                 self.store.record_inbound(
@@ -197,7 +198,7 @@ class GuardedReader(Reader):
                         "folder": folder,
                         "uidvalidity": uidvalidity,
                         "uid": uid,
-                        "message_id": "sha256:" + hashlib.sha256(header_block).hexdigest(),
+                        "message_id": message_key(None, header_block),  # the headers were not read
                         "size": size,
                         "kind": "error",
                         "reasons": json.dumps([f"processing failed: {reason}"]),

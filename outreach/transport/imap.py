@@ -23,6 +23,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from outreach.core import sasl
 from outreach.core.redaction import redact
 from outreach.core.settings import ServerSettings
+from outreach.core.text import one_line
 from outreach.errors import AuthenticationError, MailServerError, tls_failure
 from outreach.transport import compat_imapclient as compat
 from outreach.transport.login import Login, as_login
@@ -122,7 +123,8 @@ class Mailbox:
             client.sasl_login(mechanism.value, conversation)
         except LoginError as exc:
             # the server's words, and what its error challenge said; never the token
-            said = _short(str(exc)) + (f" ({conversation.error})" if conversation.error else "")
+            said = one_line(exc, 300, printable=True)
+            said += f" ({conversation.error})" if conversation.error else ""
             raise LoginError(said) from None
 
 
@@ -275,9 +277,3 @@ def _quietly_logout(client: imapclient.IMAPClient) -> None:
     except Exception:  # noqa: BLE001 - closing a broken connection must not raise
         with contextlib.suppress(Exception):
             client.shutdown()
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = "".join(c if c.isprintable() else " " for c in text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -27,6 +27,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 
 from outreach.core.oauth2 import Flow, OAuth2Settings, TokenSet, token_set_from_response
+from outreach.core.text import one_line
 from outreach.errors import OutreachError
 
 TIMEOUT = 30.0
@@ -36,8 +37,8 @@ class OAuth2Refused(OutreachError):
     """The authorization server answered with an OAuth2 error (RFC 6749 5.2)."""
 
     def __init__(self, where: str, error: str, description: str = "") -> None:
-        self.error = _clean(error, 60) or "error"
-        self.description = _clean(description, 200)
+        self.error = one_line(error or "", 60, printable=True) or "error"
+        self.description = one_line(description or "", 200, printable=True)
         text = self.error + (f": {self.description}" if self.description else "")
         super().__init__(f"{where}: {text}")
 
@@ -45,11 +46,6 @@ class OAuth2Refused(OutreachError):
 class OAuth2Unavailable(OutreachError):
     """The authorization server could not be reached or failed (try again later)."""
 
-
-def _clean(text: Any, limit: int) -> str:
-    """Server text for a one-line message: printable characters only, cut to `limit`."""
-    value = " ".join("".join(c if c.isprintable() else " " for c in str(text or "")).split())
-    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -112,7 +108,8 @@ class OAuth2Client:
             reason = type(exc).__name__
             raise OAuth2Unavailable(f"{self.where}: {what}: no answer ({reason})") from None
         except ValueError as exc:  # not JSON, or a malformed token answer
-            raise OAuth2Unavailable(f"{self.where}: {what}: {_clean(exc, 200)}") from None
+            said = one_line(exc, 200, printable=True)
+            raise OAuth2Unavailable(f"{self.where}: {what}: {said}") from None
 
     # ------------------------------------------------------------------ device flow
 
@@ -142,9 +139,9 @@ class OAuth2Client:
             expires = data.get("expires_in")
             return DeviceCode(
                 device_code=str(device_code),
-                user_code=_clean(user_code, 40),
-                verification_uri=_clean(uri, 300),
-                verification_uri_complete=_clean(complete, 400)
+                user_code=one_line(user_code or "", 40, printable=True),
+                verification_uri=one_line(uri or "", 300, printable=True),
+                verification_uri_complete=one_line(complete or "", 400, printable=True)
                 if isinstance(complete, str)
                 else None,
                 expires_in=float(expires) if isinstance(expires, int | float) else 900.0,

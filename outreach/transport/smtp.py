@@ -26,6 +26,7 @@ import aiosmtplib
 from outreach.core import sasl
 from outreach.core.redaction import redact
 from outreach.core.settings import Limits, ServerSettings
+from outreach.core.text import one_line
 from outreach.errors import AuthenticationError, MailServerError, SignInNeeded, tls_failure
 from outreach.transport import compat_aiosmtplib as compat
 from outreach.transport.login import Login, as_login
@@ -63,10 +64,6 @@ def _classify_refusal(code: int, phase: str) -> Outcome:
         return Outcome.REFUSED
     return Outcome.REJECTED
 
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Pacer:
@@ -155,7 +152,7 @@ class Connection:
 
     def _said(self, text: object) -> str:
         """A server's text, shortened to one line, without a password or token."""
-        return _short(redact(str(text)))  # whole first: a cut could leave part of a secret
+        return one_line(redact(str(text)), 300)  # whole first: a cut could leave part of a secret
 
     async def open(self) -> aiosmtplib.SMTP:
         if self.client is not None and self.client.is_connected:

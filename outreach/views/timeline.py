@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.core.durations import parse_duration
+from outreach.core.text import clip
 from outreach.store import Store, queries
 
 
@@ -138,8 +139,8 @@ def format_log(
     for event in events:
         rows.append((
             local_minute(event.at, zone),
-            _clip(event.partner or "-", 40),
-            _clip(event.campaign or "-", 24),
+            clip(event.partner or "-", 40),
+            clip(event.campaign or "-", 24),
             str(event.step) if event.step is not None else "",
             event.kind,
             describe(event),
@@ -185,7 +186,3 @@ def wrap(text: str, width: int) -> list[str]:
     while out and not out[-1].strip():
         out.pop()
     return out
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

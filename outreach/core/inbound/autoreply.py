@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from outreach.core.inbound.mailparse import LiteralPrefilter, MessageHeaders
+from outreach.core.inbound.mailparse import MessageHeaders
+from outreach.core.inbound.prefilter import LiteralPrefilter
 
 # --------------------------------------------------------------------------- detection
 

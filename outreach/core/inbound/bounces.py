@@ -39,14 +39,8 @@ from flufl.bounce._detectors import (
     yale,
 )
 
-from outreach.core.inbound.mailparse import (
-    MessageHeaders,
-    body_text,
-    header_str,
-    parse_msgids,
-    part_text,
-    walk,
-)
+from outreach.core.inbound.bodytext import body_text, part_text, walk
+from outreach.core.inbound.mailparse import MessageHeaders, header_str, parse_msgids
 
 
 @dataclass(frozen=True)

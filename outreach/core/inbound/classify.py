@@ -25,23 +25,26 @@ from email.message import Message
 from typing import Any
 
 from outreach.core.inbound.autoreply import AutoReplyVerdict, find_return_date, judge_auto_reply
-from outreach.core.inbound.bounces import BounceReport, analyse_bounce, original_message_ids
-from outreach.core.inbound.mailparse import (
-    MessageHeaders,
+from outreach.core.inbound.bodytext import (
     body_text,
     fallback_text,
     has_plain_part,
-    headers_of,
     html_body_text,
-    mime_not_parsed,
-    parse_legacy,
-    parse_message,
     part_text,
     walk,
 )
+from outreach.core.inbound.bounces import BounceReport, analyse_bounce, original_message_ids
+from outreach.core.inbound.mailparse import (
+    MessageHeaders,
+    headers_of,
+    mime_not_parsed,
+    parse_legacy,
+    parse_message,
+)
 from outreach.core.inbound.replytext import ReplyText, new_words, split_reply
+from outreach.core.model import InboundKind
 
-KINDS = ("reply", "auto_reply", "bounce", "unsubscribe", "other", "error")
+KINDS = tuple(kind.value for kind in InboundKind)
 
 
 @dataclass(frozen=True)

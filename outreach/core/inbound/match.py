@@ -7,12 +7,10 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
 
 from outreach.core.inbound.classify import Classification
 from outreach.core.inbound.mailparse import MessageHeaders
+from outreach.core.inbound.skim import HeaderSkim
 from outreach.core.model import LedgerRef
 
 # Mail from these local parts, or with these subjects, may be a bounce of ours even when
@@ -91,6 +89,32 @@ def worth_downloading(
     if set(headers.to_addrs) & set(unsubscribe_addresses):
         return True
     return may_be_bounce(headers)
+
+
+def from_partner(skim: HeaderSkim, partner_addresses: Collection[str],
+                 partner_domains: Collection[str]) -> bool:
+    """The sender test of `worth_downloading` (the skim's sender address is exact)."""
+    sender = skim.from_addr or ""
+    return sender in partner_addresses or sender.rpartition("@")[2] in partner_domains
+
+
+def may_concern(skim: HeaderSkim, our_ids: Collection[str], partner_addresses: Collection[str],
+                partner_domains: Collection[str], unsubscribe_addresses: Collection[str]) -> bool:
+    """False only when `worth_downloading` would say no for these headers (above):
+    every test there, answered from what the skim knows for certain."""
+    if not skim.ids.isdisjoint(our_ids):
+        return True
+    if from_partner(skim, partner_addresses, partner_domains):
+        return True
+    if unsubscribe_addresses and (skim.recipients_unclear or any(
+            address in skim.recipients for address in unsubscribe_addresses)):
+        return True
+    return bool(
+        skim.return_path in ("", "<>")
+        or (skim.from_addr and BOUNCE_SENDERS.match(skim.from_addr))
+        or skim.report
+        or BOUNCE_SUBJECTS.search(skim.subject)
+    )
 
 
 def _match_of(ref: LedgerRef, rule: str, unverified: str | None = None) -> Match:
@@ -295,111 +319,3 @@ def _match_sender(
             "partner's own address can opt them out"
         )
     return [_match_of(ref, "the sender's domain is a partner's", unverified)]
-
-
-def needs_review(
-    kind: str, contact_change: bool, unverified: str | None, duplicate_of: int | None
-) -> bool:
-    """Whether a recorded message waits for a person (the review queue). The SQL of the
-    reply_log view (store.m005) says the same."""
-    return (
-        kind in ("reply", "error")
-        or (kind == "auto_reply" and contact_change)
-        or unverified is not None
-        or duplicate_of is not None
-    )
-
-
-def same_message(
-    earlier: Mapping[str, Any], digest: str, from_addr: str | None, full_text: str | None
-) -> bool:
-    """Whether a message already recorded under the same Message-ID is this one delivered
-    again (a copy in another folder, a server that delivered it twice, a read after a
-    crash), rather than a different message reusing the id."""
-    if earlier.get("content_hash"):
-        return bool(earlier["content_hash"] == digest)
-    # recorded before digests were kept (m005): the sender and the words decide
-    return bool(
-        earlier.get("from_addr") == from_addr
-        and (earlier.get("full_text") or "") == (full_text or "")
-    )
-
-
-@dataclass(frozen=True)
-class Effect:
-    """What an inbound message does to the partner and the sequence."""
-
-    event: str  # reply / auto_reply / bounce / unsubscribe / other / error
-    sequence_state: str | None = None  # replied / paused / stopped, for the matched campaign
-    paused_until: datetime | None = None
-    partner_status: str | None = None  # bounced / opted_out: everywhere
-    soft_bounce: bool = False
-    needs_review: bool = False
-    summary: str = ""
-
-
-def pause_until(
-    return_date: date | None, zone: ZoneInfo, now: datetime, default_pause: timedelta
-) -> datetime:
-    """The day after the return date (local midnight), else now + the configured pause.
-    A time past the end of the calendar is the last day it holds."""
-    try:
-        if return_date is not None:
-            candidate = datetime.combine(return_date + timedelta(days=1), time(0), zone)
-            if candidate > now:
-                return candidate
-        return now + default_pause
-    except OverflowError:
-        return LAST_MOMENT
-
-
-#: The latest time outreach stores (a day before the calendar ends, so any zone can show it).
-LAST_MOMENT = datetime(9999, 12, 30, tzinfo=UTC)
-
-
-def decide(
-    result: Classification, zone: ZoneInfo, now: datetime, default_pause: timedelta
-) -> Effect:
-    kind = result.kind
-    if kind == "reply":
-        return Effect(
-            "reply",
-            sequence_state="replied",
-            needs_review=True,
-            summary=_clip(result.text or result.full_text or ""),
-        )
-    if kind == "unsubscribe":
-        return Effect(
-            "unsubscribe",
-            partner_status="opted_out",
-            summary="asked to stop: " + "; ".join(result.reasons)[:200],
-        )
-    if kind == "bounce":
-        detail = " ".join(x for x in (result.status, result.diagnostic) if x)
-        if result.hard is False:
-            return Effect("bounce", soft_bounce=True, summary=f"soft bounce {detail}".strip())
-        return Effect("bounce", partner_status="bounced", summary=f"hard bounce {detail}".strip())
-    if kind == "auto_reply":
-        if result.contact_change:
-            return Effect(
-                "auto_reply",
-                sequence_state="stopped",
-                needs_review=True,
-                summary="contact change: " + _clip(result.text or result.full_text or ""),
-            )
-        until = pause_until(result.return_date, zone, now, default_pause)
-        back = f"back {result.return_date.isoformat()}; " if result.return_date else ""
-        return Effect(
-            "auto_reply",
-            sequence_state="paused",
-            paused_until=until,
-            summary=f"{back}follow-ups paused until {until.date().isoformat()}",
-        )
-    if kind == "error":
-        return Effect("error", summary="; ".join(result.reasons)[:300])
-    return Effect("other", summary="; ".join(result.reasons)[:300])
-
-
-def _clip(text: str, limit: int = 500) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

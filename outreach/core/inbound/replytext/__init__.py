@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from outreach.core.inbound.mailparse import QUOTE_MARK, normalize_newlines
+from outreach.core.inbound.bodytext import QUOTE_MARK, normalize_newlines
 from outreach.core.inbound.replytext.headers import (
     attributions,
     banner_end,

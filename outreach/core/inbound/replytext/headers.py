@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from outreach.core.inbound.mailparse import QUOTE_MARK
+from outreach.core.inbound.bodytext import QUOTE_MARK
 from outreach.core.inbound.replytext.library import (
     HEADER_FIELD_WORDS,
     HEADER_FROM_WORDS,
