@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from outreach.config import find_config, load_campaigns, load_config
 from outreach.config.passwords import server_password
 from outreach.core.durations import format_duration, parse_duration
+from outreach.core.errors import ConfigError, InputError, Problems
 from outreach.core.settings import ServerSettings
 from outreach.engine.checks import check_all
-from outreach.errors import ConfigError, InputError, Problems
 
 
 @pytest.fixture(autouse=True)

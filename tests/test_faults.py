@@ -17,9 +17,9 @@ import pytest
 from hostile_mail import assert_read_correctly, corpus
 from workspace import Workspace, partner_rows
 
+from outreach.core.errors import AuthenticationError
 from outreach.core.inbound.classify import classify_message
 from outreach.engine.worker import Worker
-from outreach.errors import AuthenticationError
 from outreach.testing import partner_mail
 from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
 

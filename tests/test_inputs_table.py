@@ -26,7 +26,7 @@ from helpers import (
 
 from outreach.config import load_config
 from outreach.config.passwords import server_password
-from outreach.errors import ConfigError
+from outreach.core.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)

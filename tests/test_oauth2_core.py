@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from outreach.config import load_config
 from outreach.config.passwords import server_password
+from outreach.core.errors import Problems
 from outreach.core.oauth2 import (
     SCOPES,
     Endpoints,
@@ -38,7 +39,6 @@ from outreach.core.sasl import (
     error_answer,
     initial_response,
 )
-from outreach.errors import Problems
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 

@@ -23,10 +23,10 @@ from helpers import REPO, invoke
 from workspace import Workspace
 
 from outreach.config import load_config
+from outreach.core.errors import SignInNeeded
 from outreach.core.oauth2 import TEST_ORIGIN_ENV, TokenSet
 from outreach.engine.credentials import Logins, OAuth2Login
 from outreach.engine.signin import SignInFailed, sign_in
-from outreach.errors import SignInNeeded
 from outreach.store.token_file import Entry, TokenFile, token_file_path
 from outreach.testing.oauth2_server import LocalOAuth2Server
 

@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from outreach.config import load_campaigns, load_config
+from outreach.core.errors import RosterError, TemplateError
 from outreach.core.model import Campaign, Partner
 from outreach.core.render import Renderer, Threading, build_message, header_safe, render_sequence
 from outreach.core.roster import parse_roster
 from outreach.core.settings import Config
-from outreach.errors import RosterError, TemplateError
 
 NOW = datetime(2026, 10, 5, 15, 0, tzinfo=UTC)
 FIRST_SUBJECT = "Lincoln High CTE check-in: how is Acme Health doing?"

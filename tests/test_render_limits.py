@@ -26,10 +26,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.config import load_campaigns, load_config
+from outreach.core.errors import TemplateError
 from outreach.core.model import Partner
 from outreach.core.render import GIVE_UP_AFTER, Renderer
 from outreach.core.template_limits import BoundedEnvironment, Budget, RenderLimits
-from outreach.errors import TemplateError
 from outreach.testing.smtp_server import LocalSMTPServer
 
 NESTED_LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"

@@ -21,9 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outreach.config import load_config
+from outreach.core.errors import RosterError
 from outreach.core.model import BOUNCED, OPTED_OUT, Partner
 from outreach.core.roster import column_key, parse_roster
-from outreach.errors import RosterError
 from outreach.store import Store
 
 NOW = datetime(2026, 10, 5, 15, 0, tzinfo=UTC)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
+from outreach.core.errors import AuthenticationError, StoreError
 from outreach.core.settings import Limits, ServerSettings
 from outreach.engine.sending import SendReport
-from outreach.errors import AuthenticationError, StoreError
 from outreach.store import CLAIM_SQL
 from outreach.testing.smtp_server import LocalSMTPServer
 from outreach.transport.smtp import Envelope, deliver_batch

@@ -27,6 +27,7 @@ from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.cli import cli
 from outreach.config import load_config
+from outreach.core.errors import AuthenticationError
 from outreach.core.settings import DigestSettings
 from outreach.engine.digest import digest_due, send_digest
 from outreach.engine.service import (
@@ -37,7 +38,6 @@ from outreach.engine.service import (
     live_config,
     unset_password_envs,
 )
-from outreach.errors import AuthenticationError
 from outreach.testing import partner_mail
 from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
 

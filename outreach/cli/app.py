@@ -20,10 +20,10 @@ from outreach import __version__
 from outreach.cli.terminal import echo
 from outreach.config import find_config, load_campaigns, load_config
 from outreach.config.passwords import server_password
+from outreach.core.errors import InputError, OutreachError, Problems
 from outreach.core.model import Campaign
 from outreach.core.settings import Config
 from outreach.core.text import json_text
-from outreach.errors import InputError, OutreachError, Problems
 from outreach.store import OPEN_CHECK_BUDGET, Store, database_errors
 
 F = TypeVar("F", bound=Callable[..., Any])

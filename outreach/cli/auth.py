@@ -11,9 +11,9 @@ import click
 
 from outreach.cli.app import App, cli, format_table, local_zone, pass_app
 from outreach.cli.terminal import echo
+from outreach.core.errors import InputError
 from outreach.core.settings import Account
 from outreach.core.text import json_text
-from outreach.errors import InputError
 
 
 @cli.group("auth")

@@ -18,9 +18,9 @@ import click
 
 from outreach.cli.app import App, cli, pass_app
 from outreach.cli.terminal import echo
+from outreach.core.errors import InputError
 from outreach.core.text import json_text
 from outreach.engine.review import KINDS
-from outreach.errors import InputError
 
 
 def _now() -> datetime:

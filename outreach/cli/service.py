@@ -11,7 +11,7 @@ import click
 
 from outreach.cli.app import App, cli, pass_app
 from outreach.cli.terminal import echo
-from outreach.errors import InputError, OutreachError
+from outreach.core.errors import InputError, OutreachError
 
 UNIT_NAME = "outreach.service"
 

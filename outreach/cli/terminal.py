@@ -8,8 +8,8 @@ import errno
 
 import click
 
+from outreach.core.errors import OutreachError
 from outreach.core.text import safe_text
-from outreach.errors import OutreachError
 
 
 def echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.config.toml_reader import KeyReader, key_location, kind_of, parse_clock, read_toml
+from outreach.core.errors import ConfigError, Problems
 from outreach.core.model import Audience, Blackout, Campaign, Step, Window
 from outreach.core.settings import Config
-from outreach.errors import ConfigError, Problems
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

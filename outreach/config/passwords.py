@@ -12,10 +12,10 @@ import os
 import subprocess
 
 from outreach.config.toml_reader import key_location
+from outreach.core.errors import ConfigError
 from outreach.core.oauth2 import OAuth2Settings
 from outreach.core.redaction import remember_secret
 from outreach.core.settings import ServerSettings
-from outreach.errors import ConfigError
 
 COMMAND_TIMEOUT = 60  # seconds a password_cmd or token_cmd may take
 

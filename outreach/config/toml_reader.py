@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from outreach.core.durations import parse_duration
-from outreach.errors import ConfigError, Problems
+from outreach.core.errors import ConfigError, Problems
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:

@@ -32,10 +32,10 @@ import jinja2
 from jinja2.exceptions import SecurityError
 
 from outreach.config import key_location
+from outreach.core.errors import TemplateError
 from outreach.core.model import Campaign, Partner, Step
 from outreach.core.settings import Account, Config
 from outreach.core.template_limits import BoundedEnvironment, Budget, RenderLimitError, RenderLimits
-from outreach.errors import TemplateError
 
 HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 

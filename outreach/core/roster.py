@@ -11,9 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from outreach.core.addresses import normalize_address
+from outreach.core.errors import RosterError
 from outreach.core.model import ROSTER_COLUMNS, Partner
 from outreach.core.zones import check_timezone
-from outreach.errors import RosterError
 
 # CR, LF and the other C0/C1 controls (tab excepted) could split a header or a message.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")

@@ -10,11 +10,11 @@ import jinja2
 
 from outreach.config import key_location, load_campaigns, load_config
 from outreach.config.passwords import server_password
+from outreach.core.errors import ConfigError, OutreachError, Problems
 from outreach.core.model import Campaign, Partner
 from outreach.core.plan import audience_includes
 from outreach.core.render import Renderer, render_sequence
 from outreach.core.settings import Config, ServerSettings
-from outreach.errors import ConfigError, OutreachError, Problems
 from outreach.store import Store
 
 SAMPLE_PARTNER = Partner(

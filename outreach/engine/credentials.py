@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 from outreach.config import key_location
 from outreach.config.passwords import command_output, oauth2_client_secret, server_password
+from outreach.core.errors import ConfigError, MailServerError, SignInNeeded
 from outreach.core.oauth2 import Flow, OAuth2Settings, TokenSet, needs_refresh, sign_in_needed
 from outreach.core.redaction import remember_secret
 from outreach.core.sasl import Mechanism
 from outreach.core.settings import Account, Config, ServerSettings
-from outreach.errors import ConfigError, MailServerError, SignInNeeded
 from outreach.logs import log_event
 from outreach.store.token_file import Entry, TokenFile, token_file_path
 from outreach.transport.login import Login, password_login

@@ -20,6 +20,7 @@ from datetime import date, datetime
 from typing import Any
 
 from outreach.core.addresses import address_domain
+from outreach.core.errors import AuthenticationError, MailServerError, SignInNeeded
 from outreach.core.inbound.classify import Classification, classify_message
 from outreach.core.inbound.effects import decide, needs_review
 from outreach.core.inbound.identity import content_digest, message_key, same_message
@@ -40,7 +41,6 @@ from outreach.core.zones import partner_zone
 from outreach.engine.classify_pool import ClassifierPool
 from outreach.engine.credentials import Logins, announce_waiting, announce_working
 from outreach.engine.effects import apply_effect
-from outreach.errors import AuthenticationError, MailServerError, SignInNeeded
 from outreach.logs import log_event
 from outreach.store import Store, iso
 from outreach.transport.imap import Mailbox

@@ -43,9 +43,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from outreach.core.errors import MailServerError, SignInNeeded
 from outreach.core.settings import Account, Config
 from outreach.engine.credentials import Logins
-from outreach.errors import MailServerError, SignInNeeded
 from outreach.logs import log_event
 from outreach.store import LedgerRow, Store
 from outreach.transport.imap import Mailbox

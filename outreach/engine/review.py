@@ -17,11 +17,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from outreach.core.errors import InputError
 from outreach.core.inbound.effects import needs_review, reclassified
 from outreach.core.model import BOUNCED, OPTED_OUT, InboundKind
 from outreach.core.zones import partner_zone
 from outreach.engine.effects import apply_effect
-from outreach.errors import InputError
 from outreach.store import Store, parse_iso, queries
 
 #: What a person may say a message is (anything the classifier says but "error").

@@ -14,19 +14,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from outreach.core.model import Campaign, Due
-from outreach.core.plan import due_messages
-from outreach.core.render import Built, Renderer, Threading, build_message
-from outreach.core.settings import Account, Config
-from outreach.engine.credentials import Logins, announce_waiting, announce_working
-from outreach.engine.ledger import BatchLedger, record_results
-from outreach.errors import (
+from outreach.core.errors import (
     AuthenticationError,
     ConfigError,
     MailServerError,
     OutreachError,
     SignInNeeded,
 )
+from outreach.core.model import Campaign, Due
+from outreach.core.plan import due_messages
+from outreach.core.render import Built, Renderer, Threading, build_message
+from outreach.core.settings import Account, Config
+from outreach.engine.credentials import Logins, announce_waiting, announce_working
+from outreach.engine.ledger import BatchLedger, record_results
 from outreach.logs import log_event
 from outreach.store import LedgerRow, Outgoing, Store
 from outreach.transport.imap import Mailbox

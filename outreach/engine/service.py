@@ -46,10 +46,7 @@ import schedule
 
 from outreach.config import campaign_files, key_location, load_campaigns, load_config
 from outreach.core.durations import format_duration
-from outreach.core.model import Campaign, Partner
-from outreach.core.settings import Account, Config, ServerSettings
-from outreach.engine.credentials import Logins
-from outreach.errors import (
+from outreach.core.errors import (
     AuthenticationError,
     ConfigError,
     DamagedDatabaseError,
@@ -58,6 +55,9 @@ from outreach.errors import (
     OutreachError,
     Problems,
 )
+from outreach.core.model import Campaign, Partner
+from outreach.core.settings import Account, Config, ServerSettings
+from outreach.engine.credentials import Logins
 from outreach.logs import log_event
 from outreach.store import Store, database_errors, iso, parse_iso
 

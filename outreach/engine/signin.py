@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from outreach.core.errors import InputError, OutreachError
 from outreach.core.oauth2 import (
     Flow,
     OAuth2Settings,
@@ -34,7 +35,6 @@ from outreach.core.oauth2 import (
     slower,
 )
 from outreach.engine.credentials import oauth2_client, wall_clock
-from outreach.errors import InputError, OutreachError
 from outreach.store.token_file import Entry, TokenFile
 from outreach.transport.oauth2_client import (
     OAuth2Client,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from outreach.core.errors import OutreachError, TemplateError
 from outreach.core.inbound.bodytext import fallback_text
 from outreach.core.inbound.classify import Classification
 from outreach.core.inbound.identity import message_key
@@ -21,7 +22,6 @@ from outreach.engine.credentials import Logins
 from outreach.engine.ingest import Reader, ReadReport
 from outreach.engine.ledger import recover
 from outreach.engine.sending import Sender, SendReport
-from outreach.errors import OutreachError, TemplateError
 from outreach.logs import log_event
 from outreach.store import Store, iso
 

@@ -24,7 +24,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from outreach.errors import DamagedDatabaseError, InputError, OutreachError, StoreError
+from outreach.core.errors import DamagedDatabaseError, InputError, OutreachError, StoreError
 from outreach.store import database_failure
 from outreach.store.failures import RESTORE_HINT, Integrity, quick_check
 from outreach.store.files import publish, temporary_beside, write_failure

@@ -21,7 +21,7 @@ from typing import Any, Self
 
 import sqlite_utils
 
-from outreach.errors import DamagedDatabaseError, StoreError
+from outreach.core.errors import DamagedDatabaseError, StoreError
 from outreach.store.failures import (
     RESTORE_HINT,
     database_failure,

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from outreach.errors import DamagedDatabaseError, StoreError
+from outreach.core.errors import DamagedDatabaseError, StoreError
 
 # What the disk or the file did, as opposed to a mistake in a statement (SQLite result codes).
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)

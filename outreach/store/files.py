@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from outreach.errors import InputError, OutreachError
+from outreach.core.errors import InputError, OutreachError
 
 PRIVATE = 0o600
 # The device failed us (exit 1); any other error is about the path the user named (exit 2).

@@ -13,7 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from outreach.errors import StoreError, WorkerLockedError
+from outreach.core.errors import StoreError, WorkerLockedError
 
 PRIVATE = 0o600
 

@@ -23,8 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from outreach.core.errors import StoreError
 from outreach.core.oauth2 import TokenSet
-from outreach.errors import StoreError
 
 FORMAT_VERSION = 1
 _THREAD_LOCK = threading.RLock()  # flock is per open file; threads of one process queue here

@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from outreach.errors import InputError, OutreachError
+from outreach.core.errors import InputError, OutreachError
 from outreach.store import Store, queries
 from outreach.testing import partner_mail
 from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer, ReceivedMessage

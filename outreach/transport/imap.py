@@ -21,10 +21,10 @@ import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from outreach.core import sasl
+from outreach.core.errors import AuthenticationError, MailServerError, tls_failure
 from outreach.core.redaction import redact
 from outreach.core.settings import ServerSettings
 from outreach.core.text import one_line
-from outreach.errors import AuthenticationError, MailServerError, tls_failure
 from outreach.transport import compat_imapclient as compat
 from outreach.transport.login import Login, as_login
 from outreach.transport.tls import tls_context

@@ -26,9 +26,9 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 
+from outreach.core.errors import OutreachError
 from outreach.core.oauth2 import Flow, OAuth2Settings, TokenSet, token_set_from_response
 from outreach.core.text import one_line
-from outreach.errors import OutreachError
 
 TIMEOUT = 30.0
 

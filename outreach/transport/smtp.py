@@ -24,10 +24,10 @@ from typing import Any, Protocol
 import aiosmtplib
 
 from outreach.core import sasl
+from outreach.core.errors import AuthenticationError, MailServerError, SignInNeeded, tls_failure
 from outreach.core.redaction import redact
 from outreach.core.settings import Limits, ServerSettings
 from outreach.core.text import one_line
-from outreach.errors import AuthenticationError, MailServerError, SignInNeeded, tls_failure
 from outreach.transport import compat_aiosmtplib as compat
 from outreach.transport.login import Login, as_login
 from outreach.transport.tls import tls_context

@@ -33,8 +33,8 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from outreach.cli.progress import progress
+from outreach.core.errors import OutreachError
 from outreach.core.text import json_text, safe_text
-from outreach.errors import OutreachError
 from outreach.store import Store, queries
 from outreach.store.files import DEVICE_ERRORS, private_text_file
 
