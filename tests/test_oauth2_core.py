@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outreach.config import load_config
+from outreach.config.oauth2_endpoints import endpoint_problem, preset_endpoints
 from outreach.config.passwords import server_password
 from outreach.core.errors import Problems
 from outreach.core.oauth2 import (
@@ -22,11 +23,9 @@ from outreach.core.oauth2 import (
     PollStep,
     Provider,
     TokenSet,
-    endpoint_problem,
     needs_refresh,
     poll_interval,
     poll_step,
-    preset_endpoints,
     refresh_margin,
     sign_in_needed,
     slower,

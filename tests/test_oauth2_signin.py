@@ -23,8 +23,9 @@ from helpers import REPO, invoke
 from workspace import Workspace
 
 from outreach.config import load_config
+from outreach.config.oauth2_endpoints import TEST_ORIGIN_ENV
 from outreach.core.errors import SignInNeeded
-from outreach.core.oauth2 import TEST_ORIGIN_ENV, TokenSet
+from outreach.core.oauth2 import TokenSet
 from outreach.engine.credentials import Logins, OAuth2Login
 from outreach.engine.signin import SignInFailed, sign_in
 from outreach.store.token_file import Entry, TokenFile, token_file_path

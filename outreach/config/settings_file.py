@@ -11,19 +11,11 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
+from outreach.config.oauth2_endpoints import TEST_ORIGIN_ENV, endpoint_problem, preset_endpoints
 from outreach.config.toml_reader import KeyReader, parse_clock, read_toml
 from outreach.core.addresses import normalize_address
 from outreach.core.durations import parse_duration
-from outreach.core.oauth2 import (
-    SCOPES,
-    TENANT,
-    TEST_ORIGIN_ENV,
-    Endpoints,
-    OAuth2Settings,
-    Provider,
-    endpoint_problem,
-    preset_endpoints,
-)
+from outreach.core.oauth2 import SCOPES, TENANT, Endpoints, OAuth2Settings, Provider
 from outreach.core.settings import (
     Account,
     Config,

@@ -2,8 +2,9 @@
 token response means, when to refresh, and how to answer a device-flow poll.
 
 Nothing here touches the network, a file or the clock: `now` comes in as an argument. The
-HTTP side is outreach.transport.oauth2_client, the token file outreach.store.token_file,
-the logins the mail adapters use outreach.engine.credentials. (Issue 18 moves this module to core/.)
+endpoints as config.toml gives them are checked by config/oauth2_endpoints.py, the HTTP side
+is transport/oauth2_client.py, the token file store/token_file.py, the logins the mail
+adapters use engine/credentials.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 
 class Provider(StrEnum):
@@ -49,13 +49,7 @@ GOOGLE_AUTHORIZATION = "https://accounts.google.com/o/oauth2/v2/auth"
 GOOGLE_TOKEN = "https://oauth2.googleapis.com/token"
 GOOGLE_REVOCATION = "https://oauth2.googleapis.com/revoke"
 
-# Tests (and `outreach demo`) point the microsoft and google presets at a local
-# authorization server: the origin (scheme, host, port) of every preset URL is replaced by
-# this one, the path is kept. Not a user setting: provider = "custom" is for other servers.
-TEST_ORIGIN_ENV = "OUTREACH_TEST_OAUTH2_ORIGIN"
-
 TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,99}")
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass(frozen=True)
@@ -64,48 +58,6 @@ class Endpoints:
     device_authorization_url: str | None = None
     authorization_url: str | None = None
     revocation_url: str | None = None
-
-
-def preset_endpoints(provider: Provider, tenant: str, test_origin: str | None = None) -> Endpoints:
-    """The documented endpoints of microsoft (device flow, per tenant) and google (browser
-    flow; Google's device flow does not allow mail scopes)."""
-    if provider is Provider.MICROSOFT:
-        base = f"{MICROSOFT_LOGIN}/{tenant}/oauth2/v2.0"
-        found = Endpoints(token_url=f"{base}/token", device_authorization_url=f"{base}/devicecode")
-    elif provider is Provider.GOOGLE:
-        found = Endpoints(
-            token_url=GOOGLE_TOKEN,
-            authorization_url=GOOGLE_AUTHORIZATION,
-            revocation_url=GOOGLE_REVOCATION,
-        )
-    else:
-        raise ValueError(f"{provider} has no preset endpoints")
-    if not test_origin:
-        return found
-    return Endpoints(
-        token_url=_with_origin(found.token_url, test_origin) or found.token_url,
-        device_authorization_url=_with_origin(found.device_authorization_url, test_origin),
-        authorization_url=_with_origin(found.authorization_url, test_origin),
-        revocation_url=_with_origin(found.revocation_url, test_origin),
-    )
-
-
-def _with_origin(url: str | None, origin: str) -> str | None:
-    if url is None:
-        return None
-    parts, new = urlsplit(url), urlsplit(origin)
-    return urlunsplit((new.scheme, new.netloc, parts.path, parts.query, ""))
-
-
-def endpoint_problem(url: str) -> str | None:
-    """Why `url` cannot be an OAuth2 endpoint, or None. Tokens travel over it: https only,
-    except on this computer (RFC 8252 8.3 allows plain http for loopback only)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
-        return None
-    return f"{url!r} must be an https:// URL (http:// only for 127.0.0.1, ::1 or localhost)"
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ It speaks what outreach and Dovecot use, with short token lifetimes when asked:
 * revocation ``.../revoke`` (RFC 7009): a refresh token takes its whole grant with it.
 
 Any path prefix works (``/{tenant}/oauth2/v2.0/token``, ``/o/oauth2/v2/auth``), so the
-microsoft and google presets can point here (oauth2.TEST_ORIGIN_ENV). Tokens are random
-strings known only to this server; every one issued is kept in ``issued`` so tests can
-look for them in outputs. Request lines are never logged (codes travel in URLs).
+microsoft and google presets can point here (config.oauth2_endpoints.TEST_ORIGIN_ENV).
+Tokens are random strings known only to this server; every one issued is kept in
+``issued`` so tests can look for them in outputs. Request lines are never logged (codes
+travel in URLs).
 """
 
 from __future__ import annotations
