@@ -229,9 +229,11 @@ def preview(
     app: App, campaign_name: str, partner_email: str | None, steps: tuple[int, ...]
 ) -> None:
     """Print the complete rendered message(s) of CAMPAIGN with their headers."""
+    from outreach.config.templates import renderer_for
     from outreach.core.plan import audience_includes
-    from outreach.core.render import Renderer, render_sequence
+    from outreach.core.render import render_sequence
     from outreach.engine.checks import SAMPLE_PARTNER
+    from outreach.engine.message_ids import new_message_id
 
     campaign = app.campaign(campaign_name)
     for number in steps:
@@ -259,7 +261,10 @@ def preview(
         if not audience:
             echo("(no partner in this campaign's audience yet: a sample partner is shown)\n")
     account = app.config.accounts[campaign.account]
-    built = render_sequence(Renderer(app.config), campaign, partner, account, now(), steps or None)
+    renderer = renderer_for(app.config)
+    built = render_sequence(
+        renderer, campaign, partner, account, now(), new_message_id, steps or None
+    )
     for index, message in enumerate(built):
         if index:
             echo("\n" + "=" * 72 + "\n")
@@ -301,7 +306,8 @@ def partners() -> None:
 def partners_import(app: App, csv_file: Path, dry_run: bool) -> None:
     """Add or update partners from a CSV (upsert by email). All or nothing: one bad row and
     nothing changes; every bad row is listed by line number."""
-    from outreach.core.roster import merge_partner, read_roster
+    from outreach.config.roster_file import read_roster
+    from outreach.core.roster import merge_partner
 
     roster = read_roster(csv_file)
     in_store = {p.email: p for p in app.store.partners()}

@@ -1,4 +1,8 @@
-"""Templates -> email messages (pure apart from reading template files).
+"""Templates -> email messages.
+
+The templates come in through `TemplateFiles` (config/templates.py reads them from the
+project's templates/ folder), the time limit's timer and each message's Message-ID from the
+caller (engine/message_ids.py): nothing here reads a file, a clock or a random source.
 
 Jinja2 runs sandboxed with StrictUndefined: a template cannot reach Python internals, and a
 missing field fails loudly instead of sending "Dear ,". Rendering one message has a time,
@@ -11,13 +15,10 @@ from __future__ import annotations
 
 import binascii
 import functools
-import os
+import hashlib
 import re
-import secrets
-import time
 import traceback
-import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.header import Header
@@ -26,12 +27,11 @@ from email.parser import BytesParser
 from email.policy import default
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
 from jinja2.exceptions import SecurityError
 
-from outreach.config import key_location
 from outreach.core.errors import TemplateError
 from outreach.core.model import Campaign, Partner, Step
 from outreach.core.settings import Account, Config
@@ -43,28 +43,6 @@ HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 def header_safe(value: str) -> str:
     """Collapse CR, LF and other controls to one space: no header injection, no split message."""
     return HEADER_UNSAFE.sub(" ", value).strip()
-
-
-def new_message_id(domain: str) -> str:
-    """A globally unique Message-ID on the account's domain (RFC 5322 section 3.6.4)."""
-    return f"<{int(time.time() * 1000):x}.{_random_hex()}.outreach@{domain}>"
-
-
-_RANDOM_POOL: list[str] = []
-
-
-def _random_hex() -> str:
-    """16 hex digits from the OS's random source, drawn 256 at a time: one system call
-    each was a tenth of rendering a message. A forked child draws its own."""
-    try:
-        return _RANDOM_POOL.pop()  # atomic: two threads never get the same digits
-    except IndexError:
-        pool = secrets.token_hex(8 * 256)
-        _RANDOM_POOL.extend(pool[i : i + 16] for i in range(16, len(pool), 16))
-        return pool[:16]
-
-
-os.register_at_fork(after_in_child=_RANDOM_POOL.clear)
 
 
 @functools.lru_cache(maxsize=4)
@@ -116,17 +94,44 @@ class Built:
 GIVE_UP_AFTER = 3
 
 
-class Renderer:
-    """Renders campaign steps for partners with one pair of sandboxed Jinja environments."""
+class TemplateFiles(Protocol):
+    """Where the renderer's templates come from (config/templates.py: the templates/ folder)."""
 
-    def __init__(self, config: Config, limits: RenderLimits | None = None) -> None:
+    @property
+    def folder(self) -> Path:
+        """Named in messages."""
+
+    @property
+    def loader(self) -> jinja2.BaseLoader: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def read(self, name: str) -> bytes | None:
+        """The file's bytes, None when it cannot be read."""
+
+    def key_location(self, path: Path, key_path: str) -> str:
+        """'file:line: key' of a campaign key (for a subject that fails to render)."""
+
+
+class Renderer:
+    """Renders campaign steps for partners with one pair of sandboxed Jinja environments.
+
+    `timer` measures the time limit of one message (time.monotonic, from the caller)."""
+
+    def __init__(
+        self,
+        config: Config,
+        files: TemplateFiles,
+        timer: Callable[[], float],
+        limits: RenderLimits | None = None,
+    ) -> None:
         self.config = config
+        self.files = files
         self.limits = limits or RenderLimits()
-        self._budget = Budget(self.limits)  # one message at a time: reset by each `with`
+        self._budget = Budget(self.limits, timer)  # one message at a time: reset by `with`
         self._exhausted: dict[tuple[str, int], tuple[int, str]] = {}  # in a row, and why
-        loader = jinja2.FileSystemLoader(str(config.templates_dir))
         common: dict[str, Any] = dict(
-            loader=loader,
+            loader=files.loader,
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             auto_reload=False,
@@ -139,9 +144,7 @@ class Renderer:
     def has_html(self, template: str) -> bool:
         found = self._has_html.get(template)
         if found is None:
-            found = self._has_html[template] = (
-                self.config.templates_dir / f"{template}.html.j2"
-            ).is_file()
+            found = self._has_html[template] = self.files.exists(f"{template}.html.j2")
         return found
 
     def context(
@@ -187,7 +190,7 @@ class Renderer:
             del self._exhausted[(campaign.name, step.number)]
         size = len(rendered.subject) + len(rendered.text) + len(rendered.html or "")
         if size > self.limits.chars:  # each part was within it, not all of them together
-            where = self.config.templates_dir / f"{step.template}.txt.j2"
+            where = self.files.folder / f"{step.template}.txt.j2"
             raise TemplateError(
                 f"{where}: over the limit for one message: {size:,} characters (at most "
                 f"{self.limits.chars:,}) (partner {partner.email})"
@@ -227,7 +230,7 @@ class Renderer:
             return template.render(context)
         except Exception as exc:  # noqa: BLE001 - any template bug is the user's to fix
             # file:line of the subject, looked up only now that it is needed
-            where = key_location(campaign.source, f"steps[{step.number - 1}].subject")
+            where = self.files.key_location(campaign.source, f"steps[{step.number - 1}].subject")
             if isinstance(exc, RenderLimitError):
                 if exc.kind in _EXHAUSTED:
                     raise _Exhausted(f"{where}: {_over_limit(exc)}") from None
@@ -248,12 +251,12 @@ class Renderer:
         try:
             return _flat_globals(env.get_template(name)).render(context)
         except RenderLimitError as exc:
-            where = _template_location(exc, self.config.templates_dir / name)
+            where = _template_location(exc, self.files.folder / name)
             if exc.kind in _EXHAUSTED:
                 raise _Exhausted(f"{where}: {_over_limit(exc)}") from None
             raise TemplateError(f"{where}: {_over_limit(exc)} (partner {partner.email})") from None
         except Exception as exc:  # noqa: BLE001 - any template bug is the user's to fix
-            raise _file_error(exc, self.config.templates_dir, name, partner) from None
+            raise _file_error(exc, self.files, name, partner) from None
 
 
 _EXHAUSTED = ("time", "steps")
@@ -271,13 +274,16 @@ def _over_limit(exc: RenderLimitError) -> str:
     return f"over the limit for one message: {exc}"
 
 
-def _file_error(exc: Exception, folder: Path, name: str, partner: Partner) -> TemplateError:
+def _file_error(
+    exc: Exception, files: TemplateFiles, name: str, partner: Partner
+) -> TemplateError:
     """A template file's failure, for the user: file:line and what went wrong."""
+    folder = files.folder
     path = folder / name
     if isinstance(exc, jinja2.TemplateNotFound):
         return TemplateError(f"{folder / (exc.name or name)}: template not found")
     if isinstance(exc, UnicodeDecodeError):  # the same words as `outreach check`'s syntax pass
-        if isinstance(exc.object, bytes) and path.is_file() and path.read_bytes() == exc.object:
+        if isinstance(exc.object, bytes) and files.read(name) == exc.object:
             line = exc.object[: exc.start].count(b"\n") + 1
             return TemplateError(f"{path}:{line}: not UTF-8 text")
         return TemplateError(f"{path}: a template it includes is not UTF-8 text")
@@ -310,9 +316,21 @@ def _template_location(exc: BaseException, fallback: Path) -> str:
     return found
 
 
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def percent_encoded(text: str) -> str:
+    """`text` for a URL's query or path: every byte of its UTF-8 but the unreserved
+    characters (RFC 3986 2.3) as %XX, as urllib.parse.quote(text, safe="") writes it."""
+    return "".join(
+        char if char in _UNRESERVED else "".join(f"%{byte:02X}" for byte in char.encode())
+        for char in text
+    )
+
+
 def unsubscribe_url(template: str, partner_email: str, message_id: str) -> str:
-    return template.replace("{email}", urllib.parse.quote(partner_email, safe="")).replace(
-        "{message_id}", urllib.parse.quote(message_id.strip("<>"), safe="")
+    return template.replace("{email}", percent_encoded(partner_email)).replace(
+        "{message_id}", percent_encoded(message_id.strip("<>"))
     )
 
 
@@ -321,11 +339,11 @@ def build_message(
     partner: Partner,
     account: Account,
     now: datetime,
-    threading: Threading = Threading(),
-    message_id: str | None = None,
+    threading: Threading,
+    message_id: str,
 ) -> Built:
-    """The complete RFC 5322 message: one recipient, its own Message-ID, threading headers."""
-    message_id = message_id or new_message_id(account.domain)
+    """The complete RFC 5322 message: one recipient, its own Message-ID (new for each
+    message, from engine/message_ids.py), threading headers."""
     headers: list[tuple[str, str]] = [
         ("From", encode_address_header(account.from_header)),
         ("To", encode_address(header_safe(partner.name), partner.email)),
@@ -348,7 +366,7 @@ def build_message(
         headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     headers.append(("List-Unsubscribe", ", ".join(targets)))
     headers.append(("MIME-Version", "1.0"))
-    raw = serialize(headers, rendered.text, rendered.html)
+    raw = serialize(headers, rendered.text, rendered.html, boundary_for(message_id))
     return Built(message_id=message_id, subject=rendered.subject, to_addr=partner.email, raw=raw)
 
 
@@ -429,11 +447,18 @@ def _part(subtype: str, text: str) -> bytes:
     return head.encode("ascii") + body
 
 
-def serialize(headers: list[tuple[str, str]], text: str, html: str | None) -> bytes:
+def boundary_for(message_id: str) -> str:
+    """The multipart boundary of a message: from its Message-ID, which is unguessable and
+    its own, so no partner's text can hold it (RFC 2046 5.1.1)."""
+    return "=_outreach_" + hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:24]
+
+
+def serialize(
+    headers: list[tuple[str, str]], text: str, html: str | None, boundary: str
+) -> bytes:
     head = CRLF.join(fold(name, value) for name, value in headers) + CRLF
     if html is None:
         return head.encode("ascii") + _part("plain", text)
-    boundary = "=_outreach_" + secrets.token_hex(12)
     head += f'Content-Type: multipart/alternative; boundary="{boundary}"{CRLF}{CRLF}'
     parts = [head.encode("ascii")]
     for subtype, content in (("plain", text), ("html", html)):
@@ -455,9 +480,11 @@ def render_sequence(
     partner: Partner,
     account: Account,
     now: datetime,
+    new_message_id: Callable[[str], str],
     steps: Iterable[int] | None = None,
 ) -> list[Built]:
-    """Every step of a campaign for one partner, threaded as the real sequence would be."""
+    """Every step of a campaign for one partner, threaded as the real sequence would be;
+    `new_message_id(domain)` makes each message's id."""
     wanted = set(steps) if steps is not None else None
     built: list[Built] = []
     first_subject: str | None = None
@@ -465,7 +492,8 @@ def render_sequence(
     for step in campaign.steps:
         threading = Threading(first_subject, tuple(earlier)) if step.thread else Threading()
         rendered = renderer.render(campaign, step, partner, account, threading)
-        message = build_message(rendered, partner, account, now, threading)
+        message_id = new_message_id(account.domain)
+        message = build_message(rendered, partner, account, now, threading, message_id)
         if step.number == 1:
             first_subject = rendered.subject
         earlier.append(message.message_id)

@@ -8,7 +8,6 @@ import re
 import unicodedata
 from collections.abc import Collection
 from dataclasses import replace
-from pathlib import Path
 
 from outreach.core.addresses import normalize_address
 from outreach.core.errors import RosterError
@@ -185,11 +184,3 @@ def _summary(source: str, problems: list[str]) -> str:
         text += f"; and {more} more"
     count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
     return f"{text} ({count}, nothing imported)"
-
-
-def read_roster(path: Path) -> Roster:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RosterError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_roster(data, str(path))

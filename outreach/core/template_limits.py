@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -64,17 +63,19 @@ class Budget:
     """What one message's rendering has used so far: `with budget:` around the rendering
     starts counting from zero and makes the hooks count against it."""
 
-    __slots__ = ("chars", "deadline", "limits", "steps", "token")
+    __slots__ = ("chars", "deadline", "limits", "steps", "timer", "token")
 
-    def __init__(self, limits: RenderLimits) -> None:
+    def __init__(self, limits: RenderLimits, timer: Callable[[], float]) -> None:
+        """`timer`: seconds from any start (time.monotonic, from the caller)."""
         self.limits = limits
+        self.timer = timer
         self.deadline = 0.0
         self.steps = 0
         self.chars = 0
         self.token: Token[Budget | None] | None = None
 
     def __enter__(self) -> Budget:
-        self.deadline = time.monotonic() + self.limits.seconds
+        self.deadline = self.timer() + self.limits.seconds
         self.steps = self.chars = 0
         self.token = _BUDGET.set(self)
         return self
@@ -89,7 +90,7 @@ class Budget:
             raise RenderLimitError(
                 "steps", f"more than {self.limits.steps:,} steps (loop turns, calls, filters)"
             )
-        if time.monotonic() > self.deadline:
+        if self.timer() > self.deadline:
             raise RenderLimitError("time", f"rendering took over {self.limits.seconds:g} s")
 
     def output(self, chars: int) -> None:

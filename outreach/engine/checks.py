@@ -10,11 +10,13 @@ import jinja2
 
 from outreach.config import key_location, load_campaigns, load_config
 from outreach.config.passwords import server_password
+from outreach.config.templates import renderer_for
 from outreach.core.errors import ConfigError, OutreachError, Problems
 from outreach.core.model import Campaign, Partner
 from outreach.core.plan import audience_includes
 from outreach.core.render import Renderer, render_sequence
 from outreach.core.settings import Config, ServerSettings
+from outreach.engine.message_ids import new_message_id
 from outreach.store import Store
 
 SAMPLE_PARTNER = Partner(
@@ -98,7 +100,7 @@ def check_all(config_path: Path) -> CheckReport:
 
 
 def template_syntax_problems(config: Config) -> list[str]:
-    renderer = Renderer(config)
+    renderer = renderer_for(config)
     problems = []
     if not config.templates_dir.is_dir():
         return [
@@ -122,14 +124,14 @@ def render_problems(
     config: Config, campaign: Campaign, partners: list[Partner], renderer: Renderer | None = None
 ) -> list[str]:
     """Render and build every step for every partner; the same error is reported once."""
-    renderer = renderer or Renderer(config)
+    renderer = renderer or renderer_for(config)
     account = config.accounts[campaign.account]
     first: dict[str, str] = {}  # the problem without its partner -> the first full message
     count: dict[str, int] = {}
     now = datetime.now(UTC)
     for partner in partners:
         try:
-            render_sequence(renderer, campaign, partner, account, now)
+            render_sequence(renderer, campaign, partner, account, now, new_message_id)
         except OutreachError as exc:
             key = str(exc).replace(f" (partner {partner.email})", "")
             first.setdefault(key, str(exc))

@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo
 from outreach.core.errors import AuthenticationError, MailServerError, SignInNeeded
 from outreach.core.model import Campaign
 from outreach.core.plan import Projection, project
-from outreach.core.render import new_message_id
 from outreach.core.settings import Config, DigestSettings, Limits
 from outreach.engine.credentials import Logins
+from outreach.engine.message_ids import new_message_id
 from outreach.logs import log_event
 from outreach.store import Store, parse_iso
 from outreach.transport.smtp import Envelope, Outcome, Result, deliver_batch

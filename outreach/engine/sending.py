@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from outreach.config.templates import renderer_for
 from outreach.core.errors import (
     AuthenticationError,
     ConfigError,
@@ -23,10 +24,11 @@ from outreach.core.errors import (
 )
 from outreach.core.model import Campaign, Due
 from outreach.core.plan import due_messages
-from outreach.core.render import Built, Renderer, Threading, build_message
+from outreach.core.render import Built, Threading, build_message
 from outreach.core.settings import Account, Config
 from outreach.engine.credentials import Logins, announce_waiting, announce_working
 from outreach.engine.ledger import BatchLedger, record_results
+from outreach.engine.message_ids import new_message_id
 from outreach.logs import log_event
 from outreach.store import LedgerRow, Outgoing, Store
 from outreach.transport.imap import Mailbox
@@ -101,7 +103,7 @@ class Sender:
         self.clock = clock
         self.log = logger
         self.should_stop = should_stop
-        self.renderer = Renderer(config)
+        self.renderer = renderer_for(config)
         self.logins = logins or Logins(config)
 
     # ------------------------------------------------------------------ queue
@@ -179,7 +181,8 @@ class Sender:
         if not (step.thread and step.number > 1):
             threading = Threading()
         rendered = self.renderer.render(campaign, step, partner, account, threading)
-        return build_message(rendered, partner, account, self.clock(), threading)
+        message_id = new_message_id(account.domain)
+        return build_message(rendered, partner, account, self.clock(), threading, message_id)
 
     def prepare_or_report(
         self, item: Due, threading: dict[tuple[str, int], Threading], report: SendReport

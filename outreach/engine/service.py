@@ -186,19 +186,21 @@ def render_check(config: Config, campaign: Campaign,
     """Render every step for (up to RENDER_CHECK_PARTNERS of) the campaign's partners, or a
     sample partner when it has none: (problems, warnings). A template that fails for every
     partner is broken (a problem); one that fails for some is their data (a warning)."""
+    from outreach.config.templates import renderer_for
     from outreach.core.plan import audience_includes
-    from outreach.core.render import Renderer, render_sequence
+    from outreach.core.render import render_sequence
     from outreach.engine.checks import SAMPLE_PARTNER, render_problems
+    from outreach.engine.message_ids import new_message_id
 
     audience = [p for p in partners if audience_includes(campaign.audience, p)]
     audience = audience[:RENDER_CHECK_PARTNERS] or [SAMPLE_PARTNER]
-    renderer = Renderer(config)
+    renderer = renderer_for(config)
     account = config.accounts[campaign.account]
     now = datetime.now(UTC)
     failing = []
     for partner in audience:
         try:
-            render_sequence(renderer, campaign, partner, account, now)
+            render_sequence(renderer, campaign, partner, account, now, new_message_id)
         except OutreachError:
             failing.append(partner)
     if not failing:
