@@ -47,7 +47,7 @@ from _mailstack import run  # noqa: E402
 from workspace import Workspace  # noqa: E402
 
 from outreach.core.model import Campaign  # noqa: E402
-from outreach.engine.sending import find_due  # noqa: E402
+from outreach.engine.planning import find_due  # noqa: E402
 from outreach.store import Store, iso  # noqa: E402
 
 SCENARIOS = ("fresh", "bare", "history", "history-1%")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from outreach.core.model import Audience, Blackout, Campaign, Partner, SequenceState, Step, Window
 from outreach.core.plan import audience_includes, due_messages, may_send_at, next_send_time, project
 from outreach.core.zones import partner_zone
-from outreach.engine.sending import find_due
+from outreach.engine.planning import find_due
 from outreach.store import Store
 
 CHICAGO = ZoneInfo("America/Chicago")

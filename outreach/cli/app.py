@@ -435,7 +435,7 @@ def run(app: App, once: bool, dry_run: bool, log_json: bool, verbose: bool) -> N
 
 
 def show_dry_run(app: App) -> None:
-    from outreach.engine.sending import find_due
+    from outreach.engine.planning import find_due
 
     due = find_due(app.store, app.campaigns, now(), app.config.timezone)
     if not due:
@@ -456,7 +456,7 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
     from datetime import timedelta
 
     from outreach.core.durations import MAX_DURATION
-    from outreach.core.plan import project
+    from outreach.engine.planning import projections
 
     if not 1 <= days <= MAX_DURATION.days:  # later dates would pass the calendar's end
         raise InputError(
@@ -465,19 +465,7 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
     campaigns = [app.campaign(campaign_name)] if campaign_name else app.campaigns
     start = now()
     until = start + timedelta(days=days)
-    rows = []
-    for campaign in campaigns:
-        open_sequences = app.store.open_sequences(campaign.name)
-        partners = app.store.partners_by_id(s.partner_id for s in open_sequences)
-        rows += project(
-            campaign,
-            app.store.partners_without_sequence(campaign.name, campaign.audience),
-            [(s, partners[s.partner_id]) for s in open_sequences],
-            start,
-            until,
-            app.config.timezone,
-        )
-    rows.sort(key=lambda r: (r.at, r.campaign, r.partner.email))
+    rows = projections(app.store, campaigns, start, until, app.config.timezone)
     if as_json:
         echo(
             json_text(
@@ -736,9 +724,10 @@ def export(app: App, what: str, fmt: str, output: Path | None) -> None:
     """Export events, replies or partners as CSV, JSON or JSON Lines, with stable column
     names (docs/response-logs.md). CSV is UTF-8 with a BOM: it opens cleanly in a
     spreadsheet."""
+    from outreach.cli.progress import progress
     from outreach.views.exports import write_export
 
-    count = write_export(app.store, what, fmt, output, app.config.timezone)
+    count = write_export(app.store, what, fmt, output, app.config.timezone, progress)
     if output:
         echo(f"wrote {count} {what} to {output}", err=True)
 

@@ -22,10 +22,11 @@ from zoneinfo import ZoneInfo
 
 from outreach.core.errors import AuthenticationError, MailServerError, SignInNeeded
 from outreach.core.model import Campaign
-from outreach.core.plan import Projection, project
+from outreach.core.plan import Projection
 from outreach.core.settings import Config, DigestSettings, Limits
 from outreach.engine.credentials import Logins
 from outreach.engine.message_ids import new_message_id
+from outreach.engine.planning import projections
 from outreach.logs import log_event
 from outreach.store import Store, parse_iso
 from outreach.transport.smtp import Envelope, Outcome, Result, deliver_batch
@@ -87,18 +88,8 @@ def due_tomorrow(store: Store, campaigns: list[Campaign], now: datetime,
     start = datetime.combine(tomorrow, time(0), zone)
     end = datetime.combine(tomorrow + timedelta(days=1), time(0), zone)
     found: dict[tuple[str, str], Projection] = {}
-    for campaign in campaigns:
-        if not campaign.enabled:
-            continue
-        open_sequences = store.open_sequences(campaign.name)
-        partners = store.partners_by_id(s.partner_id for s in open_sequences)
-        rows = project(
-            campaign, store.partners_without_sequence(campaign.name, campaign.audience),
-            [(s, partners[s.partner_id]) for s in open_sequences if s.partner_id in partners],
-            start, end - timedelta(microseconds=1), timezone,
-        )
-        for row in rows:
-            found.setdefault((row.campaign, row.partner.email), row)
+    for row in projections(store, campaigns, start, end - timedelta(microseconds=1), timezone):
+        found.setdefault((row.campaign, row.partner.email), row)
     return sorted(found.values(), key=lambda r: (r.at, r.campaign, r.partner.email))
 
 

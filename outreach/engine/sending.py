@@ -23,12 +23,12 @@ from outreach.core.errors import (
     SignInNeeded,
 )
 from outreach.core.model import Campaign, Due
-from outreach.core.plan import due_messages
 from outreach.core.render import Built, Threading, build_message
 from outreach.core.settings import Account, Config
 from outreach.engine.credentials import Logins, announce_waiting, announce_working
 from outreach.engine.ledger import BatchLedger, record_results
 from outreach.engine.message_ids import new_message_id
+from outreach.engine.planning import find_due
 from outreach.logs import log_event
 from outreach.store import LedgerRow, Outgoing, Store
 from outreach.transport.imap import Mailbox
@@ -65,25 +65,6 @@ class SendReport:
             if value:
                 parts.append(f"{value} {name.replace('_', ' ')}")
         return ", ".join(parts)
-
-
-def find_due(store: Store, campaigns: list[Campaign], now: datetime, default_tz: str) -> list[Due]:
-    """Indexed queries narrow the candidates; the pure planner applies the rules."""
-    not_started = {}
-    waiting = {}
-    for campaign in campaigns:
-        if not campaign.enabled:
-            continue
-        not_started[campaign.name] = store.partners_without_sequence(
-            campaign.name, campaign.audience
-        )
-        candidates = []
-        for index in range(1, len(campaign.steps)):
-            step = campaign.steps[index]
-            candidates += store.sequences_waiting(campaign.name, index, now - step.after)
-        partners = store.partners_by_id(seq.partner_id for seq in candidates)
-        waiting[campaign.name] = [(s, partners[s.partner_id]) for s in candidates]
-    return due_messages(campaigns, not_started, waiting, now, default_tz)
 
 
 class Sender:

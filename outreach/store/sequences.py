@@ -8,12 +8,31 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from outreach.core.model import Audience, Partner, SequenceState
+from outreach.core.model import Audience, Campaign, Partner, SequenceState
 from outreach.store.database import iso, parse_iso
 from outreach.store.partners import PARTNER_COLUMNS, Partners, partner_from_row
 
 
 class Sequences(Partners):
+    def candidates(
+        self, campaign: Campaign, due_by: datetime | None = None
+    ) -> tuple[list[Partner], list[tuple[SequenceState, Partner]]]:
+        """What the planner looks at for `campaign`: the active partners who have not started
+        it (narrowed by its audience), and its open sequences with their partners. With
+        `due_by`, only the sequences whose last step went out long enough before it for
+        the next one to be due (indexed); core/plan.py applies every rule exactly."""
+        not_started = self.partners_without_sequence(campaign.name, campaign.audience)
+        if due_by is None:
+            sequences = self.open_sequences(campaign.name)
+        else:
+            sequences = []
+            for index in range(1, len(campaign.steps)):
+                after = campaign.steps[index].after
+                sequences += self.sequences_waiting(campaign.name, index, due_by - after)
+        partners = self.partners_by_id(s.partner_id for s in sequences)
+        waiting = [(s, partners[s.partner_id]) for s in sequences if s.partner_id in partners]
+        return not_started, waiting
+
     def remember_campaigns(self, campaigns: Iterable[tuple[str, str]], now: datetime) -> None:
         with self.write() as conn:
             conn.executemany(

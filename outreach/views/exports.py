@@ -25,14 +25,13 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from outreach.cli.progress import progress
 from outreach.core.errors import OutreachError
 from outreach.core.text import json_text, safe_text
 from outreach.store import Store, queries
@@ -95,8 +94,29 @@ EXPORTS: dict[str, tuple[tuple[str, ...], Rows]] = {
 FORMATS = ("csv", "json", "jsonl")
 
 
+class Progress(Protocol):
+    """Shows how far a long export got (cli/progress.py: a bar on a terminal, else nothing):
+    `items` wrapped, unchanged."""
+
+    def __call__(
+        self, items: Iterator[dict[str, Any]], *, length: int | None, label: str
+    ) -> AbstractContextManager[Iterable[dict[str, Any]]]: ...
+
+
+@contextmanager
+def no_progress(
+    items: Iterator[dict[str, Any]], *, length: int | None, label: str
+) -> Iterator[Iterable[dict[str, Any]]]:
+    yield items
+
+
 def write_export(
-    store: Store, what: str, fmt: str, output: Path | None, timezone: str
+    store: Store,
+    what: str,
+    fmt: str,
+    output: Path | None,
+    timezone: str,
+    progress: Progress = no_progress,
 ) -> int:
     """Write one export to `output` (or standard output); returns the number of rows."""
     columns, source = EXPORTS[what]
