@@ -11,7 +11,7 @@ import pytest
 from helpers import REPO, SAMPLE, SAMPLE_EMAILS, edit, invoke, isolate_env, make_project
 
 from outreach.cli import cli
-from outreach.cli.app import SAMPLE_FILES
+from outreach.cli.project import SAMPLE_FILES
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,8 @@ from logbook import EMAILS, ENGLISH, SPANISH, World, world, ws  # noqa: F401 - f
 from workspace import Workspace
 
 from outreach.store import migrations
-from outreach.views.timeline import format_log, parse_since, wrap
+from outreach.views.text import wrap
+from outreach.views.timeline import format_log, parse_since
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,6 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from datetime import time as clock_time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -463,8 +462,7 @@ def test_a_failing_job_is_logged_and_the_worker_goes_on(
 ) -> None:
     ws = make_workspace(tmp_path, smtp_server, None)
     logger = logging.getLogger("outreach.test.guard")
-    app = SimpleNamespace(config=ws.config)
-    service = Service(app, ws.worker(), logger)  # type: ignore[arg-type]
+    service = Service(ws.config, ws.worker(), logger)
     try:
         def bug() -> None:
             raise ZeroDivisionError("a bug")

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from datetime import UTC, datetime
 
 import click
 
-from outreach.cli.app import App, cli, format_table, local_zone, pass_app
+from outreach.cli.app import App, cli, now, pass_app
 from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.settings import Account
 from outreach.core.text import json_text
+from outreach.views.text import format_table
 
 
 @cli.group("auth")
@@ -92,7 +92,7 @@ def auth_status(app: App, as_json: bool) -> None:
     if as_json:
         echo(json_text([row.to_json() for row in rows], indent=2))
         return
-    zone, now = local_zone(app), datetime.now(UTC)
+    zone, moment = app.zone, now()
     table = [("ACCOUNT", "AUTH", "SIGNED IN", "ACCESS TOKEN EXPIRES")]
     for row in rows:
         if row.auth == "password":
@@ -103,7 +103,7 @@ def auth_status(app: App, as_json: bool) -> None:
             signed = "yes" if row.signed_in else "NO"
         expires = "-"
         if row.expires_at is not None:
-            left = row.expires_at - now
+            left = row.expires_at - moment
             expires = row.expires_at.astimezone(zone).strftime("%Y-%m-%d %H:%M") + (
                 " (renewed when needed)" if left.total_seconds() > 0 else " (renewed at next use)"
             )

@@ -9,26 +9,16 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterable
 from contextlib import suppress
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 
-from outreach.cli.app import App, cli, pass_app
+from outreach.cli.app import App, cli, now, pass_app
 from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.text import json_text
 from outreach.engine.review import KINDS
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _zone(app: App) -> ZoneInfo:
-    return ZoneInfo(app.config.timezone)
 
 
 def _width() -> int:
@@ -63,11 +53,11 @@ def log_command(app: App, partner_email: str | None, campaign_name: str | None,
     bounces, unsubscribes, pauses, acknowledgements. Times in the coordinator's time zone."""
     from outreach.views.timeline import format_log, format_waiting, load_events, parse_since
 
-    zone = _zone(app)
+    zone = app.zone
     start = None
     if since is not None:
         try:
-            start = parse_since(since, zone, _now())
+            start = parse_since(since, zone, now())
         except ValueError as exc:
             raise InputError(str(exc)) from None
     partner = _partner_email(app, partner_email) if partner_email else None
@@ -125,11 +115,11 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from outreach.engine.review import load_replies
-    from outreach.views.timeline import local_minute, wrap
+    from outreach.views.text import local_minute, wrap
 
     app = ctx.find_object(App)
     assert app is not None
-    zone = _zone(app)
+    zone = app.zone
     rows = load_replies(app.store, unhandled=unhandled)
     if as_json:
         echo_json_array(r.to_json(zone) for r in rows)
@@ -195,7 +185,7 @@ def replies_ack(app: App, reply_id: int, note: str | None) -> None:
     mail is dismissed: it changes nothing."""
     from outreach.engine.review import acknowledge
 
-    echo(acknowledge(app.store, reply_id, note, _now()))
+    echo(acknowledge(app.store, reply_id, note, now()))
 
 
 @replies.command("reclassify")
@@ -209,7 +199,7 @@ def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
     attributed to its partner and KIND's effect applied. Records an event."""
     from outreach.engine.review import reclassify
 
-    changes = reclassify(app.store, reply_id, kind, _now(),
+    changes = reclassify(app.store, reply_id, kind, now(),
                          default_timezone=app.config.timezone,
                          auto_reply_pause=app.config.replies.auto_reply_pause)
     echo(f"#{reply_id} is now {kind}")
@@ -239,8 +229,8 @@ def report_command(app: App, campaign_name: str, html_file: Path | None,
     if campaign_name not in known:
         raise InputError(f"no campaign named {campaign_name!r} (campaigns: "
                          f"{', '.join(sorted(known)) or 'none'})")
-    zone = _zone(app)
-    moment = _now()
+    zone = app.zone
+    moment = now()
     report = load_report(app.store, campaign_name, zone)
     if html_file is not None:
         from outreach.views.report_html import render_html
@@ -258,3 +248,34 @@ def report_command(app: App, campaign_name: str, html_file: Path | None,
         echo("\n".join(format_report(report, zone, moment)))
     if html_file is not None:
         echo(f"wrote {html_file}", err=True)
+
+
+# --------------------------------------------------------------------------- export
+
+
+@cli.command()
+@click.argument("what", type=click.Choice(["events", "replies", "partners"]))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json", "jsonl"]),
+    default="jsonl",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE instead of standard output.",
+)
+@pass_app
+def export(app: App, what: str, fmt: str, output: Path | None) -> None:
+    """Export events, replies or partners as CSV, JSON or JSON Lines, with stable column
+    names (docs/response-logs.md). CSV is UTF-8 with a BOM: it opens cleanly in a
+    spreadsheet."""
+    from outreach.cli.progress import progress
+    from outreach.views.exports import write_export
+
+    count = write_export(app.store, what, fmt, output, app.config.timezone, progress)
+    if output:
+        echo(f"wrote {count} {what} to {output}", err=True)

@@ -1,5 +1,5 @@
-"""Commands to run outreach as a service (service install, backup, demo); they register on
-`cli`."""
+"""`outreach service install`: the worker as a systemd user service that restarts on
+failure."""
 
 from __future__ import annotations
 
@@ -130,42 +130,3 @@ def service_install(app: App, user: bool, print_only: bool, force: bool) -> None
         "  loginctl enable-linger \"$USER\"         # keep it running after you log out\n"
         f"Passwords (password_env) go in {env_file} as NAME=value lines (chmod 600)."
     )
-
-
-# --------------------------------------------------------------------------- backup
-
-
-@cli.command("backup")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
-@pass_app
-def backup_command(app: App, file: Path, force: bool) -> None:
-    """Write a consistent copy of the database to FILE, even while the worker runs.
-
-    The copy is checked for damage, readable by you alone (0600), and appears under its name
-    only once complete. An existing FILE is never replaced without --force. To restore:
-    stop the worker, move outreach.db and its -wal and -shm files aside, copy FILE to
-    outreach.db (README, "Backups")."""
-    from outreach.store.backup import backup
-
-    made = backup(app.config.database, file, overwrite=force)
-    echo(f"wrote {made.path} ({made.size / 1e6:.1f} MB): a copy of {app.config.database}")
-
-
-# --------------------------------------------------------------------------- demo
-
-
-@cli.command()
-@click.option("--keep", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep the demo's folder (config, roster, database, logs) in DIR.")
-def demo(keep: Path | None) -> None:
-    """See the whole loop work in under a minute, with no account and no setup.
-
-    Starts an SMTP and an IMAP server on this computer, a sample roster and a check-in
-    campaign, and the real worker; simulated partners reply, go out of office, bounce, ask
-    to be removed or stay silent and get the follow-up. Ends with the response log."""
-    from outreach.testing.demo import run_demo
-
-    code = run_demo(keep, echo=echo)
-    if code:
-        sys.exit(code)

@@ -37,7 +37,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -59,10 +59,9 @@ from outreach.core.model import Campaign, Partner
 from outreach.core.settings import Account, Config, ServerSettings
 from outreach.engine.credentials import Logins
 from outreach.logs import log_event
-from outreach.store import Store, database_errors, iso, parse_iso
+from outreach.store import Store, database_errors, iso
 
 if TYPE_CHECKING:
-    from outreach.cli.app import App
     from outreach.engine.ingest import ReadReport
     from outreach.engine.sending import SendReport
     from outreach.engine.worker import Worker
@@ -138,15 +137,6 @@ class EventTap(logging.Filter):
         return events
 
 
-def when(text: str | None, zone: tzinfo, now: datetime) -> str:
-    """A stored time for people: local, with how long ago ("2026-11-30 09:12:03, 2m ago")."""
-    moment = parse_iso(text)
-    if moment is None:
-        return "never"
-    ago = max(timedelta(0), now - moment)
-    ago = timedelta(seconds=int(ago.total_seconds()))
-    return (f"{moment.astimezone(zone).strftime('%Y-%m-%d %H:%M:%S')}, "
-            f"{format_duration(ago)} ago")
 
 
 def record_once(store: Store, read: ReadReport, sent: SendReport, now: datetime) -> None:
@@ -396,12 +386,11 @@ class IdleWatcher(threading.Thread):
 
 
 class Service:
-    def __init__(self, app: App, worker: Worker, logger: logging.Logger) -> None:
-        self.app = app
+    def __init__(self, config: Config, worker: Worker, logger: logging.Logger) -> None:
         self.worker = worker
         self.store = worker.store
         self.log = logger
-        self.config: Config = app.config
+        self.config = config
         self.settings = self.config.worker
         self.files = CampaignFiles(self.config, self.store)
         self.tap = EventTap()
@@ -690,6 +679,6 @@ class Service:
             self.sleep(min(max(wait if wait is not None else 1.0, 0.0), 60.0))
 
 
-def run_forever(app: App, worker: Worker, logger: logging.Logger) -> int:
+def run_forever(config: Config, worker: Worker, logger: logging.Logger) -> int:
     """Run the worker until a signal stops it; returns the exit code."""
-    return Service(app, worker, logger).run()
+    return Service(config, worker, logger).run()

@@ -35,6 +35,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+import click
+
 from outreach.core.errors import InputError, OutreachError
 from outreach.store import Store, queries
 from outreach.testing import partner_mail
@@ -202,9 +204,12 @@ def first_line(text: str, limit: int = 70) -> str:
 
 
 class Demo:
-    def __init__(self, folder: Path, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self, folder: Path, echo: Callable[[str], None], outreach: click.Command | None = None
+    ) -> None:
         self.folder = folder
         self.echo = echo
+        self.outreach = outreach  # the `outreach` command group, to run commands in-process
         self.by_email = {p.email: p for p in PERSONAS}
         self.started = time.monotonic()
         self.lock = threading.Lock()
@@ -387,8 +392,8 @@ class Demo:
     # ------------------------------------------------------------------ the run
 
     def run(self, keep: bool) -> int:
-        from outreach.cli import cli
-
+        cli = self.outreach
+        assert cli is not None, "the demo runs from the `outreach demo` command"
         password = secrets.token_urlsafe(12)
         self.smtp = LocalSMTPServer(on_message=self.on_message).start()
         self.imap = LocalIMAPServer(user=COORDINATOR, password=password,
@@ -487,12 +492,43 @@ def demo_folder(keep: Path | None) -> Path:
     return keep.absolute()
 
 
-def run_demo(keep: Path | None, echo: Callable[[str], None] = print) -> int:
+def run_demo(
+    keep: Path | None, echo: Callable[[str], None] = print, outreach: click.Command | None = None
+) -> int:
+    """The whole demo; `outreach` is the command group it runs `partners import` and `log`
+    with (in this process, as `outreach ARGS` would)."""
     folder = demo_folder(keep)
-    demo = Demo(folder, echo)
+    demo = Demo(folder, echo, outreach)
     try:
         return demo.run(keep is not None)
     finally:
         demo.close()
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def demo_command(echo: Callable[[str], None]) -> click.Command:
+    """`outreach demo`, made for the CLI when it is run: cli/app.py registers it by name
+    (OutreachGroup.lazy), so the local servers' libraries (aiosmtpd, pymap) load only for
+    the demo, not at the start of every other command; and this module never imports the
+    CLI. `echo` is the CLI's way to print."""
+
+    @click.command("demo")
+    @click.option(
+        "--keep",
+        metavar="DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Keep the demo's folder (config, roster, database, logs) in DIR.",
+    )
+    @click.pass_context
+    def demo(ctx: click.Context, keep: Path | None) -> None:
+        """See the whole loop work in under a minute, with no account and no setup.
+
+        Starts an SMTP and an IMAP server on this computer, a sample roster and a check-in
+        campaign, and the real worker; simulated partners reply, go out of office, bounce, ask
+        to be removed or stay silent and get the follow-up. Ends with the response log."""
+        code = run_demo(keep, echo=echo, outreach=ctx.find_root().command)
+        if code:
+            sys.exit(code)
+
+    return demo

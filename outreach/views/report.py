@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.store import Store, queries
-from outreach.views.timeline import local_minute
+from outreach.views.text import local_minute, table_lines
 
 
 @dataclass(frozen=True)
@@ -202,16 +202,9 @@ def format_report(report: CampaignReport, zone: ZoneInfo, now: datetime) -> list
             local_minute(s.last_sent_at, zone) if s.last_sent_at else "-",
             s.state + (" (auto-reply)" if s.auto_replied else ""),
         ))
-    lines += ["  " + line for line in _table(table)]
+    lines += ["  " + line for line in table_lines(table)]
     return lines
 
-
-def _table(rows: list[tuple[str, ...]], max_width: int = 40) -> list[str]:
-    cut = [tuple(c if len(c) <= max_width else c[: max_width - 1] + "…" for c in r)
-           for r in rows]
-    widths = [max(len(r[i]) for r in cut) for i in range(len(cut[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-            for r in cut]
 
 
 def report_json(report: CampaignReport, zone: ZoneInfo) -> dict[str, Any]:

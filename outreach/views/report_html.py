@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from outreach import __version__
 from outreach.views.report import CampaignReport, ReportReply, day_buckets, funnel_lines
-from outreach.views.timeline import local_minute
+from outreach.views.text import local_minute
 
 CSS = """
 :root { --ink:#1d2733; --muted:#5b6775; --line:#d9dee4; --accent:#2563eb; --soft:#c7d2fe;

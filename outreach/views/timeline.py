@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -19,6 +18,7 @@ from zoneinfo import ZoneInfo
 from outreach.core.durations import parse_duration
 from outreach.core.text import clip
 from outreach.store import Store, queries
+from outreach.views.text import local_minute, wrap
 
 
 @dataclass(frozen=True)
@@ -172,17 +172,4 @@ def format_waiting(rows: Iterable[dict[str, Any]], zone: ZoneInfo) -> Iterator[s
         yield f"in the outbox: {row['campaign']} step {row['step']} \"{row['subject']}\", {when}"
 
 
-def local_minute(moment: datetime, zone: ZoneInfo) -> str:
-    """A time as the coordinator reads it: the date and minute in `zone`."""
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
-
-def wrap(text: str, width: int) -> list[str]:
-    """Wrap each paragraph line of `text`; keep the author's line breaks."""
-    out: list[str] = []
-    for line in text.splitlines():
-        out.extend(textwrap.wrap(line, width, break_long_words=True, break_on_hyphens=False)
-                   or [""])
-    while out and not out[-1].strip():
-        out.pop()
-    return out
