@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from outreach.cli.app import App, cli, now, pass_app
+from outreach.cli.app import App, cli, json_option, now, pass_app
 from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.settings import Account
@@ -80,9 +80,7 @@ def auth_login(app: App, name: str, no_browser: bool) -> None:
 
 
 @auth.command("status")
-@click.option(
-    "--json", "as_json", is_flag=True, help="A JSON array: account, auth, signed_in, expires_at."
-)
+@json_option("A JSON array: account, auth, signed_in, expires_at.")
 @pass_app
 def auth_status(app: App, as_json: bool) -> None:
     """Whether each account is signed in, without contacting any server."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from outreach.cli.app import App, cli, now, pass_app
+from outreach.cli.app import App, cli, json_option, now, pass_app
 from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.text import json_text
@@ -130,7 +130,7 @@ def _lines(content: str) -> str:
 @cli.command()
 @click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
 @click.option("--days", default=30, show_default=True, help="How far ahead to look.")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@json_option("A JSON array.")
 @pass_app
 def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
     """Show who gets which step when, assuming nobody answers."""

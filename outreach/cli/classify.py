@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from outreach.cli.app import cli
+from outreach.cli.app import cli, json_option
 from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.text import json_text
@@ -17,7 +17,7 @@ from outreach.core.text import json_text
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per file.")
+@json_option("One JSON object per line per file.")
 def classify(files: tuple[Path, ...], as_json: bool) -> None:
     """Show how each FILE.eml would be classified (reply, auto_reply, bounce, unsubscribe,
     other), with the rules that decided it. Reads at most the first 10 MiB of a file, as the

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from outreach.cli.app import App, cli, now, pass_app
+from outreach.cli.app import App, cli, json_option, now, pass_app
 from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.text import json_text
@@ -45,7 +45,7 @@ def _partner_email(app: App, email: str) -> str:
 @click.option("--campaign", "campaign_name", metavar="NAME", help="Only this campaign.")
 @click.option("--since", metavar="DATE",
               help="From this date (2026-11-01), date and time, or duration back (7d).")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per event.")
+@json_option("A JSON array, one object per event.")
 @pass_app
 def log_command(app: App, partner_email: str | None, campaign_name: str | None,
                 since: str | None, as_json: bool) -> None:
@@ -101,7 +101,7 @@ def echo_json_array(items: Iterable[dict[str, Any]]) -> None:
 
 @cli.group("replies", invoke_without_command=True)
 @click.option("--unhandled", is_flag=True, help="Only answers nobody has handled yet.")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array, newest first.")
+@json_option("A JSON array, newest first.")
 @click.pass_context
 def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
     """The review queue: what needs a person (human replies, auto-replies saying the contact
@@ -215,7 +215,7 @@ def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
 @click.option("--html", "html_file", metavar="FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a self-contained HTML report (charts, replies) to FILE.")
-@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@json_option("The report as one JSON object.")
 @pass_app
 def report_command(app: App, campaign_name: str, html_file: Path | None,
                    as_json: bool) -> None:

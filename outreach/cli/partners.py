@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from outreach.cli.app import App, cli, now, pass_app
+from outreach.cli.app import App, cli, json_option, now, pass_app
 from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.text import json_text
@@ -57,7 +57,7 @@ def partners_import(app: App, csv_file: Path, dry_run: bool) -> None:
 
 
 @partners.command("list")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per partner.")
+@json_option("A JSON array, one object per partner.")
 @click.option("--status", type=click.Choice(["active", "bounced", "opted_out", "inactive"]))
 @click.option(
     "--stale",

@@ -7,12 +7,11 @@ import sys
 
 import click
 
-from outreach.cli.app import App, cli, now, pass_app
+from outreach.cli.app import App, cli, json_option, now, pass_app
 from outreach.cli.terminal import echo
 from outreach.config.passwords import server_password
 from outreach.core.errors import InputError
 from outreach.core.text import json_text
-from outreach.views.text import format_table
 
 
 @cli.command()
@@ -65,100 +64,25 @@ def show_dry_run(app: App) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("Machine-readable output.")
 @pass_app
 def status(app: App, as_json: bool) -> None:
     """Per campaign: how many messages are queued, sent, deferred, failed or unknown."""
-    from outreach.store import LEDGER_STATES
-    from outreach.store.lock import lock_holder
-
-    counts = app.store.status_counts()
-    names = sorted(set(counts) | {c.name for c in app.campaigns})
-    worker = app.store.worker_state()
-    holder = lock_holder(app.config.database)
-    worker_info = {
-        "running": holder is not None,
-        "pid": holder if holder is not None else worker.get("pid"),
-        "started_at": worker.get("started_at"),
-        "last_cycle_at": worker.get("last_cycle_at"),
-        "last_read_at": worker.get("last_read_at"),
-        "last_send_at": worker.get("last_send_at"),
-        "last_error": worker.get("last_error"),
-        "last_error_at": worker.get("last_error_at"),
-        "heartbeat_at": worker.get("heartbeat_at"),
-        "stopped_at": worker.get("stopped_at"),
-        "host": worker.get("host"),
-    }
-    unknown = app.store.unknown_rows()
     from outreach.engine.credentials import Logins
+    from outreach.views.status import format_status, load_status, status_json
 
-    logins = [row for row in Logins(app.config).statuses(app.config) if row.auth == "oauth2"]
-    if as_json:
-        echo(
-            json_text(
-                {
-                    "campaigns": {
-                        n: {s: counts.get(n, {}).get(s, 0) for s in LEDGER_STATES} for n in names
-                    },
-                    "worker": worker_info,
-                    "sign_in_needed": [
-                        {
-                            "account": row.account,
-                            "reason": row.waiting,
-                            "command": f"outreach auth login {row.account}",
-                        }
-                        for row in logins
-                        if row.waiting
-                    ],
-                    "unknown": [
-                        {
-                            "id": r.id,
-                            "partner": r.to_addr,
-                            "campaign": r.campaign,
-                            "step": r.step,
-                            "message_id": r.message_id,
-                        }
-                        for r in unknown
-                    ],
-                },
-                indent=2,
-            )
-        )
-        return
-    table = [("CAMPAIGN", *(s.upper() for s in LEDGER_STATES))] + [
-        (n, *(str(counts.get(n, {}).get(s, 0)) for s in LEDGER_STATES)) for n in names
+    waiting = [
+        (row.account, row.waiting)
+        for row in Logins(app.config).statuses(app.config)
+        if row.auth == "oauth2" and row.waiting
     ]
-    echo(format_table(table) if names else "no campaigns yet")
-    state = f"running (pid {holder})" if holder is not None else "not running"
-    echo(f"\nworker: {state}")
-    from outreach.views.text import when
-
-    zone, moment = app.zone, now()
-    for key, label in (
-        ("started_at", "started"),
-        ("last_read_at", "last read mail"),
-        ("last_send_at", "last sent"),
-        ("heartbeat_at", "last heartbeat"),
-        ("stopped_at", "stopped"),
-    ):
-        if worker.get(key) and (key != "stopped_at" or holder is None):
-            echo(f"  {label}: {when(worker[key], zone, moment)}")
-    if worker.get("last_error"):
-        echo(
-            f"  last error: {worker['last_error']} "
-            f"({when(worker.get('last_error_at'), zone, moment)})"
-        )
-    for row in logins:
-        if row.waiting:
-            echo(
-                f"\naccounts.{row.account}: sign-in needed ({row.waiting}): its "
-                "messages stay queued and its mailbox is not read until you run "
-                f"`outreach auth login {row.account}`"
-            )
-    if unknown:
-        echo(f"\n{len(unknown)} message(s) with an unknown outcome (see `outreach resolve`):")
-        for r in unknown:
-            echo(f"  #{r.id} {r.campaign} step {r.step} to {r.to_addr}")
+    names = [c.name for c in app.campaigns]
+    found = load_status(app.store, names, app.config.database, waiting)
+    if as_json:
+        echo(json_text(status_json(found), indent=2))
+        return
+    for line in format_status(found, app.zone, now()):
+        echo(line)
 
 
 @cli.command()
