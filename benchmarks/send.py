@@ -45,7 +45,7 @@ from _mailstack import Mailstack, run  # noqa: E402
 from workspace import ALWAYS_OPEN, Workspace, partner_rows  # noqa: E402
 
 from outreach.engine.sending import SendReport  # noqa: E402
-from outreach.testing.smtp_server import free_port  # noqa: E402
+from outreach.testing.ports import free_port  # noqa: E402
 
 CAMPAIGN = ALWAYS_OPEN + """[[steps]]
 template = "hello"

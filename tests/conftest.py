@@ -49,8 +49,10 @@ import pytest
 import trustme
 from hypothesis import HealthCheck, settings
 
+from outreach.testing.imap_server import LocalIMAPServer
 from outreach.testing.oauth2_server import LocalOAuth2Server
-from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer, free_ports
+from outreach.testing.ports import free_ports
+from outreach.testing.smtp_server import LocalSMTPServer
 
 REPO = Path(__file__).resolve().parent.parent
 MAILSTACK_SCRIPTS = REPO / "scripts" / "mailstack"

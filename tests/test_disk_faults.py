@@ -30,7 +30,8 @@ from logbook import build_world, make_workspace
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.cli import cli
-from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 IMAP_PW = "TEST_IMAP_PW"
 

@@ -21,7 +21,8 @@ from outreach.core.errors import AuthenticationError
 from outreach.core.inbound.classify import classify_message
 from outreach.engine.worker import Worker
 from outreach.testing import partner_mail
-from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 # --------------------------------------------------------------------------- helpers
 

@@ -20,13 +20,9 @@ from hypothesis import strategies as st
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from outreach.testing.smtp_server import (
-    LocalIMAPServer,
-    LocalSMTPServer,
-    ReceivedMessage,
-    free_port,
-    free_ports,
-)
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.ports import free_port, free_ports
+from outreach.testing.smtp_server import LocalSMTPServer, ReceivedMessage
 
 if TYPE_CHECKING:
     from conftest import TestCA

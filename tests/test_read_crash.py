@@ -26,7 +26,8 @@ from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.store import Store
 from outreach.testing import partner_mail
-from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 ONE_STEP = ALWAYS_OPEN + """[[steps]]
 template = "hello"

@@ -30,7 +30,8 @@ from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.cli import cli
 from outreach.core.model import Partner
-from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 if TYPE_CHECKING:
     from conftest import Mailstack, TestCA

@@ -38,7 +38,8 @@ from outreach.engine.service import (
     unset_password_envs,
 )
 from outreach.testing import partner_mail
-from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 FAST = '[worker]\npoll_every = "1s"\nsend_every = "1s"\nshutdown_timeout = "5s"\n'
 IMAP_PASSWORD_ENV = "TEST_SERVICE_IMAP_PW"

@@ -25,7 +25,8 @@ from logbook import make_workspace, sent_to
 from outreach.cli import cli
 from outreach.store import iso
 from outreach.testing import partner_mail
-from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 # Sequences a terminal acts on: clear the screen, recolour, set the window title, a C1 CSI
 # (0x9b, "ESC ["), an OSC 8 hyperlink, a bell, a carriage return that overwrites the line,

@@ -40,7 +40,8 @@ import click
 from outreach.core.errors import InputError, OutreachError
 from outreach.store import Store, queries
 from outreach.testing import partner_mail
-from outreach.testing.smtp_server import LocalIMAPServer, LocalSMTPServer, ReceivedMessage
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer, ReceivedMessage
 
 COORDINATOR = "jordan.lee@district.test"
 PASSWORD_ENV = "OUTREACH_DEMO_IMAP_PASSWORD"
