@@ -59,10 +59,6 @@ def setup_logging(as_json: bool = False, verbose: bool = False) -> logging.Logge
     return logger
 
 
-def get_logger() -> logging.Logger:
-    return logging.getLogger(LOGGER_NAME)
-
-
 def log_event(
     logger: logging.Logger, event: str, message: str, level: int = logging.INFO, **fields: Any
 ) -> None:

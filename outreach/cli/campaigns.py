@@ -66,9 +66,8 @@ def preview(
 ) -> None:
     """Print the complete rendered message(s) of CAMPAIGN with their headers."""
     from outreach.config.templates import renderer_for
-    from outreach.core.plan import audience_includes
+    from outreach.core.plan import audience_or_sample
     from outreach.core.render import render_sequence
-    from outreach.engine.checks import SAMPLE_PARTNER
     from outreach.engine.message_ids import new_message_id
 
     campaign = app.campaign(campaign_name)
@@ -88,13 +87,10 @@ def preview(
                 f"no partner {partner_email} in the roster", hint="outreach partners list"
             )
     else:
-        audience = [
-            p
-            for p in app.store.partners(status="active")
-            if audience_includes(campaign.audience, p)
-        ]
-        partner = audience[0] if audience else SAMPLE_PARTNER
-        if not audience:
+        active = app.store.partners(status="active")
+        audience, sample = audience_or_sample(campaign.audience, active)
+        partner = audience[0]
+        if sample:
             echo("(no partner in this campaign's audience yet: a sample partner is shown)\n")
     account = app.config.accounts[campaign.account]
     renderer = renderer_for(app.config)

@@ -54,6 +54,30 @@ def audience_includes(audience: Audience, partner: Partner) -> bool:
     return True
 
 
+#: Who a campaign is rendered for (`outreach preview`, `check`, a reload) when no partner
+#: is in its audience yet.
+SAMPLE_PARTNER = Partner(
+    email="sample.partner@example.org",
+    name="Sample Partner",
+    first_name="Sample",
+    organization="Sample Organization",
+    industry="Sample Industry",
+    pathway="Sample Pathway",
+    owner="sample",
+    tags=("sample",),
+    timezone="America/Chicago",
+)
+
+
+def audience_or_sample(
+    audience: Audience, partners: Iterable[Partner], limit: int | None = None
+) -> tuple[list[Partner], bool]:
+    """The partners in `audience` (at most `limit`), else the sample partner alone; True
+    when it is the sample."""
+    found = [p for p in partners if audience_includes(audience, p)][:limit]
+    return (found, False) if found else ([SAMPLE_PARTNER], True)
+
+
 def blackout_on(campaign: Campaign, day: date) -> bool:
     return any(b.first <= day <= b.last for b in campaign.blackouts)
 

@@ -13,23 +13,11 @@ from outreach.config.passwords import server_password
 from outreach.config.templates import renderer_for
 from outreach.core.errors import ConfigError, OutreachError, Problems
 from outreach.core.model import Campaign, Partner
-from outreach.core.plan import audience_includes
+from outreach.core.plan import audience_or_sample
 from outreach.core.render import Renderer, render_sequence
 from outreach.core.settings import Config, ServerSettings
 from outreach.engine.message_ids import new_message_id
 from outreach.store import Store
-
-SAMPLE_PARTNER = Partner(
-    email="sample.partner@example.org",
-    name="Sample Partner",
-    first_name="Sample",
-    organization="Sample Organization",
-    industry="Sample Industry",
-    pathway="Sample Pathway",
-    owner="sample",
-    tags=("sample",),
-    timezone="America/Chicago",
-)
 
 
 @dataclass
@@ -81,12 +69,11 @@ def check_all(config_path: Path) -> CheckReport:
             with Store(config.database) as store:
                 partners = store.partners(status="active")
     for campaign in campaigns:
-        audience = [p for p in partners if audience_includes(campaign.audience, p)]
-        if not audience:
+        audience, sample = audience_or_sample(campaign.audience, partners)
+        if sample:
             report.notes.append(
                 f"{campaign.name}: no partner in its audience yet; rendered for a sample partner"
             )
-            audience = [SAMPLE_PARTNER]
         else:
             report.notes.append(
                 f"{campaign.name}: {len(campaign.steps)} step(s) rendered for "

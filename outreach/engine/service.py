@@ -177,13 +177,12 @@ def render_check(config: Config, campaign: Campaign,
     sample partner when it has none: (problems, warnings). A template that fails for every
     partner is broken (a problem); one that fails for some is their data (a warning)."""
     from outreach.config.templates import renderer_for
-    from outreach.core.plan import audience_includes
+    from outreach.core.plan import audience_or_sample
     from outreach.core.render import render_sequence
-    from outreach.engine.checks import SAMPLE_PARTNER, render_problems
+    from outreach.engine.checks import render_problems
     from outreach.engine.message_ids import new_message_id
 
-    audience = [p for p in partners if audience_includes(campaign.audience, p)]
-    audience = audience[:RENDER_CHECK_PARTNERS] or [SAMPLE_PARTNER]
+    audience, _sample = audience_or_sample(campaign.audience, partners, RENDER_CHECK_PARTNERS)
     renderer = renderer_for(config)
     account = config.accounts[campaign.account]
     now = datetime.now(UTC)

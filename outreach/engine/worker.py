@@ -53,12 +53,7 @@ class Worker:
         # who waits for a sign-in, across reloads (the token file is beside the database,
         # which a reload does not change)
         self.logins = Logins(config)
-        self.sender: Sender = GuardedSender(
-            config, campaigns, store, clock, logger, self._stop_requested, self.logins
-        )
-        self.reader: Reader = GuardedReader(
-            config, campaigns, store, clock, logger, self._stop_requested, logins=self.logins
-        )
+        self.reconfigure(config, campaigns)
 
     def _stop_requested(self) -> bool:
         # looked up at every check, so the service can set `should_stop` after construction
@@ -68,7 +63,7 @@ class Worker:
         """Use reloaded (already validated) campaigns and templates from the next cycle on."""
         self.config = config
         self.campaigns = campaigns
-        self.sender = GuardedSender(
+        self.sender: Sender = GuardedSender(
             config,
             campaigns,
             self.store,
@@ -77,7 +72,7 @@ class Worker:
             self._stop_requested,
             self.logins,
         )
-        self.reader = GuardedReader(
+        self.reader: Reader = GuardedReader(
             config,
             campaigns,
             self.store,

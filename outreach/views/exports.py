@@ -192,9 +192,3 @@ def _cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value
-
-
-def rows_as_csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    write_rows(buffer, "csv", columns, iter(rows))
-    return buffer.getvalue()

@@ -63,6 +63,17 @@ class MessageHeaders:
 
 
 #: Headers kept verbatim in :attr:`MessageHeaders.flags` for the classifier.
+#: Headers that ticket and issue systems (ServiceNow, Zendesk, Freshdesk, RT, OTRS, Jira,
+#: GitHub) put on the mail they send.
+TICKET_SYSTEM_HEADERS = (
+    "x-servicenow-generated",
+    "x-zendesk-from-account-id",
+    "x-freshdesk-ticket-id",
+    "x-rt-loop-prevention",
+    "x-otrs-loop",
+    "x-jira-fingerprint",
+    "x-github-reason",
+)
 FLAG_HEADERS = (
     "auto-submitted",
     "precedence",
@@ -84,13 +95,7 @@ FLAG_HEADERS = (
     "list-id",
     "list-unsubscribe",
     "list-post",
-    "x-servicenow-generated",
-    "x-zendesk-from-account-id",
-    "x-freshdesk-ticket-id",
-    "x-rt-loop-prevention",
-    "x-otrs-loop",
-    "x-jira-fingerprint",
-    "x-github-reason",
+    *TICKET_SYSTEM_HEADERS,
     "x-mailer",
     "x-ms-exchange-organization-autoreply",
     "x-post-messageclass",
