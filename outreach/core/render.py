@@ -52,7 +52,7 @@ def _date_header(second: datetime, offset: timedelta | None) -> str:
 
 def date_header(now: datetime) -> str:
     """RFC 5322 Date of `now`, made once per second (it has no finer unit): the stdlib's
-    formatting was a fifth of rendering a message. The offset is part of the key: the same
+    formatting was a large part of rendering a message. The offset is part of the key: the same
     instant in another zone is equal as a datetime but written with its own offset."""
     return _date_header(now.replace(microsecond=0), now.utcoffset())
 
@@ -300,8 +300,8 @@ def _file_error(
 
 def _flat_globals(template: jinja2.Template) -> jinja2.Template:
     """The template with its globals in one dict instead of Jinja's ChainMap (its own over
-    the environment's), which every render copies into a new context: ~8 µs a render,
-    two or three renders a message. Nothing changes the globals after loading."""
+    the environment's), which every render copies into a new context, two or three
+    renders a message. Nothing changes the globals after loading."""
     if not isinstance(template.globals, dict):
         template.globals = dict(template.globals)
     return template
@@ -371,8 +371,8 @@ def build_message(
 
 
 # ----------------------------------------------------------------------------- serializing
-# The stdlib's EmailMessage costs ~2.5 ms per message in header parsing alone; the send path
-# must keep up with an SMTP connection (~1 ms a message). These few functions write the same
+# The stdlib's EmailMessage parses its headers again for every message, which costs more than
+# an SMTP connection takes to send one (benchmarks/README.md). These few functions write the same
 # RFC 5322 / MIME output with the stdlib's own encoders (RFC 2047 words, quoted-printable).
 
 CRLF = "\r\n"

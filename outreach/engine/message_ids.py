@@ -20,7 +20,7 @@ _RANDOM_POOL: list[str] = []
 
 def _random_hex() -> str:
     """16 hex digits from the OS's random source, drawn 256 at a time: one system call
-    each was a tenth of rendering a message. A forked child draws its own."""
+    each was a noticeable part of rendering a message. A forked child draws its own."""
     try:
         return _RANDOM_POOL.pop()  # atomic: two threads never get the same digits
     except IndexError:

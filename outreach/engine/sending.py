@@ -410,8 +410,8 @@ class OutboxFeed(Iterator[Envelope]):
 
     def stage_some(self) -> None:
         """Stage the rendered messages once STAGE_AT are waiting, or sooner when fewer than
-        that are ready to go: written eight at a time, a message costs ~15 µs less (of ~55)
-        than one at a time."""
+        that are ready to go: written eight at a time, a message costs markedly less than one at
+        a time (benchmarks/README.md, "Figures behind the code")."""
         waiting = len(self.rendered)
         if waiting >= STAGE_AT or (waiting and len(self.ready) + len(self.staged) < STAGE_AT):
             self.stage_rendered()

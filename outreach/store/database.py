@@ -253,7 +253,7 @@ class Database:
 
         A checkpoint copies the pages written since the last one into the database file and
         fsyncs it. Automatic ones ran inside a commit now and then, and the batch waited for
-        the disk (half of each commit's cost, measured). During the batch they run every
+        the disk (a large part of each commit's cost). During the batch they run every
         BATCH_CHECKPOINT_EVERY seconds on a helper thread with a connection of its own
         (WalCheckpointer); the rest is checkpointed here, after the batch. PASSIVE: a reader
         in another process is never waited for.

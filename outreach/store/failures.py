@@ -100,7 +100,8 @@ def quick_check(conn: sqlite3.Connection, budget: float | None) -> Integrity:
 
     quick_check reads every page and checks its structure, which is what a failing disk, a
     torn write or a bad copy damages; it skips matching each index entry with its row
-    (integrity_check's extra work, about three times slower). ~1 s per GB once cached."""
+    (integrity_check's extra work, several times slower); see benchmarks/README.md for
+    how long it takes per GB."""
     deadline = None if budget is None else time.monotonic() + budget
     if deadline is not None:
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)

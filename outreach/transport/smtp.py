@@ -227,10 +227,10 @@ class Connection:
         transaction is reset and nothing was sent. Never raises for a server problem: a
         claimed message must get a result. A permanent failure to reconnect is kept in `fatal`.
 
-        The timeout is one deadline for the whole message, not a timer per command (each of
-        aiosmtplib's four per message cost ~9 µs of CPU here). If it ends while the claim's
-        commit is awaited, that counts as a timeout before DATA (the wait is shielded, the
-        commit goes ahead): the retry awaits the same claim.
+        The timeout is one deadline for the whole message, not a timer per command (aiosmtplib
+        starts four per message, each costing CPU the send path does not have). If it ends
+        while the claim's commit is awaited, that counts as a timeout before DATA (the wait
+        is shielded, the commit goes ahead): the retry awaits the same claim.
         """
         timeout = self.settings.timeout.total_seconds()
         for attempt in (1, 2):
@@ -355,17 +355,17 @@ class Claim:
 class LedgerWriter:
     """Folds the claims and results of all connections into few commits (a group commit).
 
-    With several connections, a claim is committed only when its connection is ready for
-    DATA, together with every claim and result pending by then: while one connection waits
-    for RCPT's reply, the others ask for theirs, so four connections cost about one commit
-    per round instead of four (measured: ~3.6 messages per commit; a commit costs more than
-    the statements in it). On an idle-work loop the commit waits until the loop has run what
-    is ready (commit_soon), so the connections served meanwhile join it. A result with no
-    claim to join is written RESULT_DELAY later at the latest. With one connection there is
-    nobody to wait for: its claim commits while MAIL and RCPT go out. The store is used from
-    the event loop's thread only: a writer thread was measured slower (it and the loop kept
-    waiting for each other's GIL), and so was a COMMIT alone on a helper thread (on two
-    cores the thread takes CPU from the server; the loop gained nothing).
+    With several connections, a claim is committed only when its connection is ready for DATA,
+    together with every claim and result pending by then: while one connection waits for
+    RCPT's reply, the others ask for theirs, so four connections cost about one commit per
+    round instead of four (a commit costs more than the statements in it; the messages per
+    commit are in benchmarks/README.md). On an idle-work loop the commit waits until the
+    loop has run what is ready (commit_soon), so the connections served meanwhile join it. A
+    result with no claim to join is written RESULT_DELAY later at the latest. With one
+    connection there is nobody to wait for: its claim commits while MAIL and RCPT go out.
+    The store is used from the event loop's thread only: a writer thread was slower (it and
+    the loop kept waiting for each other's GIL), and so was a COMMIT alone on a helper
+    thread (on two cores the thread takes CPU from the server; the loop gained nothing).
 
     The statements can run ahead of the commit (`stage`, as idle work: see deliver_batch),
     in a transaction left open until the commit; a claim's future is resolved only after
