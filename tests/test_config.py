@@ -16,7 +16,6 @@ from helpers import (
     edit,
     error_lines,
     invoke,
-    isolate_env,
     line_of,
     make_project,
 )
@@ -29,16 +28,6 @@ from outreach.core.durations import format_duration, parse_duration
 from outreach.core.errors import ConfigError, InputError, Problems
 from outreach.core.settings import ServerSettings
 from outreach.engine.checks import check_all
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_env(monkeypatch)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "project")
 
 
 def problems_of(path: Path) -> list[str]:

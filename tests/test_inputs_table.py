@@ -18,26 +18,13 @@ from helpers import (
     edit,
     error_lines,
     invoke,
-    isolate_env,
     line_of,
-    make_project,
     write_csv,
 )
 
 from outreach.config import load_config
 from outreach.config.passwords import server_password
 from outreach.core.errors import ConfigError
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_env(monkeypatch)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "project")
-
 
 Needles = Callable[[Path], list["str | re.Pattern[str]"]]
 

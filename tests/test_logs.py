@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlite_utils
-from logbook import EMAILS, ENGLISH, SPANISH, World, world, ws  # noqa: F401 - fixtures
+from logbook import EMAILS, ENGLISH, SPANISH, World
 from workspace import Workspace
 
 from outreach.store import migrations

@@ -18,8 +18,6 @@ from helpers import (
     edit,
     error_lines,
     invoke,
-    isolate_env,
-    make_project,
     write_csv,
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -81,16 +79,6 @@ BOMBS = [
         "more than 100,000 steps",
     ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_env(monkeypatch)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "project")
 
 
 def partner(number: int, organization: str = "Acme") -> Partner:

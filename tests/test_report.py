@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from logbook import EMAILS, ENGLISH, World, world, ws  # noqa: F401 - fixtures
+from logbook import EMAILS, ENGLISH, World
 from workspace import Workspace
 
 from outreach.views.report import (

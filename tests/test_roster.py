@@ -13,8 +13,6 @@ from helpers import (
     assert_input_error,
     edit,
     invoke,
-    isolate_env,
-    make_project,
     write_csv,
 )
 from hypothesis import given
@@ -27,16 +25,6 @@ from outreach.core.roster import column_key, parse_roster
 from outreach.store import Store
 
 NOW = datetime(2026, 10, 5, 15, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_env(monkeypatch)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "project")
 
 
 def import_file(project: Path, path: Path, *extra: str) -> str:

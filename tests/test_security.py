@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from helpers import assert_no_traceback, invoke, isolate_env, make_project
+from helpers import assert_no_traceback, invoke, make_project
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.cli import cli
@@ -35,11 +35,6 @@ from outreach.testing.smtp_server import LocalSMTPServer
 
 if TYPE_CHECKING:
     from conftest import Mailstack, TestCA
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_env(monkeypatch)
 
 
 # --------------------------------------------------------------------------- header injection
