@@ -810,26 +810,6 @@ def test_a_stop_mid_batch_leaves_no_partner_unaccounted_and_none_sent_twice(
     ws.close()
 
 
-def test_the_wire_form_of_data_is_aiosmtplibs(tmp_path):
-    """`_wire` skips aiosmtplib's two regex passes when a message needs neither; its output
-    must be what aiosmtplib's data() sends, for any message."""
-    import random
-
-    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
-
-    from outreach.transport.compat_aiosmtplib import wire as _wire
-
-    def reference(message: bytes) -> bytes:
-        return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
-
-    pieces = [b"a", b".", b"\r", b"\n", b"\r\n", b" ", b"..", b"x.", b"\r\n."]
-    rng = random.Random(5)
-    for _ in range(20_000):
-        message = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
-        assert _wire(message) == reference(message), message
-    assert _wire(SAMPLE) == SAMPLE + b".\r\n"
-
-
 def test_idle_work_runs_only_while_the_event_loop_would_wait():
     import socket
 
