@@ -54,8 +54,9 @@ def build_world(ws: Workspace, smtp_server: Any, imap_server: Any) -> World:
     ws.clock.advance(hours=5)
     when = ws.clock()
     imap_server.append(partner_mail.reply(sent_to(smtp_server, EMAILS[0]), SPANISH, when=when))
-    imap_server.append(partner_mail.out_of_office(sent_to(smtp_server, EMAILS[1]),
-                                                  date(2026, 12, 7), when=when))
+    imap_server.append(
+        partner_mail.out_of_office(sent_to(smtp_server, EMAILS[1]), date(2026, 12, 7), when=when)
+    )
     imap_server.append(partner_mail.bounce(sent_to(smtp_server, EMAILS[2]), when=when))
     imap_server.append(partner_mail.unsubscribe(sent_to(smtp_server, EMAILS[3]), when=when))
     read, _ = worker.cycle()
@@ -63,8 +64,9 @@ def build_world(ws: Workspace, smtp_server: Any, imap_server: Any) -> World:
     ws.clock.advance(days=2)
     worker.cycle()  # step 2 to the silent partners (p4, p5)
     ws.clock.advance(hours=3)
-    imap_server.append(partner_mail.reply(sent_to(smtp_server, EMAILS[5], step=2), ENGLISH,
-                                          when=ws.clock()))
+    imap_server.append(
+        partner_mail.reply(sent_to(smtp_server, EMAILS[5], step=2), ENGLISH, when=ws.clock())
+    )
     read, _ = worker.cycle()
     assert read.recorded == 1, read
     ws.clock.advance(days=3)

@@ -303,7 +303,6 @@ def test_message_ids_stay_unique_across_the_random_pool_and_a_fork() -> None:
     (the classifier's worker processes) must not hand out the parent's pool again."""
     import os
 
-
     ours = {new_message_id("district.example") for _ in range(3 * 256 + 7)}
     assert len(ours) == 3 * 256 + 7
     read, write = os.pipe()

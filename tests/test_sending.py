@@ -88,7 +88,9 @@ def test_follow_ups_thread_and_stop_at_the_last_step(ws, smtp_server):
 
 
 def test_unthreaded_step_has_its_own_subject(tmp_path, smtp_server):
-    campaign = ALWAYS_OPEN + """
+    campaign = (
+        ALWAYS_OPEN
+        + """
 [[steps]]
 template = "hello"
 subject = "First"
@@ -98,6 +100,7 @@ after = "1d"
 thread = false
 subject = "A new question for {{ partner.organization }}"
 """
+    )
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, campaign=campaign)
     ws.add_partners(partner_rows(1))
     worker = ws.worker()
@@ -148,8 +151,10 @@ def test_the_partner_log_lists_messages_still_in_the_outbox(ws, smtp_server):
     smtp_server.queue_data_responses("451 4.3.0 Try again later")  # whichever comes first
     ws.clock.advance(minutes=5)
     assert worker.send_cycle().deferred == 1
-    [deferred] = [r["to_addr"] for r in ws.store.query("SELECT to_addr FROM messages"
-                                                       " WHERE status = 'deferred'")]
+    [deferred] = [
+        r["to_addr"]
+        for r in ws.store.query("SELECT to_addr FROM messages WHERE status = 'deferred'")
+    ]
     sent = second if deferred == first else first
     org = "Org 0" if deferred == first else "Org 1"
     assert waiting(deferred) == [
@@ -651,15 +656,15 @@ def test_a_failing_checkpointer_is_no_error_for_its_caller(tmp_path):
     assert checkpointer.done == 0
 
 
-def test_a_message_gets_one_deadline_and_a_silent_server_leaves_it_unknown(
-    tmp_path, smtp_server
-):
+def test_a_message_gets_one_deadline_and_a_silent_server_leaves_it_unknown(tmp_path, smtp_server):
     """`timeout` bounds the whole message. The server below answers the end of DATA only
     after 1.5 s: past the 1 s deadline, so it may have the message (unknown, never resent),
     and the connection is dropped; the next message goes out on a new one."""
     smtp_server.delay = 1.5
     ws = Workspace(
-        tmp_path, smtp_port=smtp_server.port, smtp_extra=', timeout = "1s"',
+        tmp_path,
+        smtp_port=smtp_server.port,
+        smtp_extra=', timeout = "1s"',
         limits="concurrency = 1",
     )
     ws.add_partners(partner_rows(2))
@@ -766,8 +771,7 @@ def test_new_messages_are_rendered_while_the_batch_goes_out_each_in_the_outbox_f
         assert ws is not None
         with sqlite3.connect(ws.root / "outreach.db") as db:
             row = db.execute(
-                "SELECT status FROM messages WHERE to_addr = ? AND status IN"
-                " ('queued', 'sending')",
+                "SELECT status FROM messages WHERE to_addr = ? AND status IN ('queued', 'sending')",
                 [address],
             ).fetchone()
         if row is None:
@@ -787,9 +791,7 @@ def test_new_messages_are_rendered_while_the_batch_goes_out_each_in_the_outbox_f
     ws.close()
 
 
-def test_a_stop_mid_batch_leaves_no_partner_unaccounted_and_none_sent_twice(
-    tmp_path, smtp_server
-):
+def test_a_stop_mid_batch_leaves_no_partner_unaccounted_and_none_sent_twice(tmp_path, smtp_server):
     """Stopped while new messages are still being rendered: what was not written to the
     outbox is planned again next cycle, what was is sent from the outbox; nobody twice."""
     stop = threading.Event()
@@ -942,8 +944,9 @@ def run_idle_batch(server, envelopes, ledger, concurrency=4):
         "smtp", "accounts.test.smtp", Path("config.toml"), server.host, server.port, "none"
     )
     idle = IdleWorkSelector()
-    batch = deliver_batch(settings, None, Limits(concurrency=concurrency), envelopes, ledger,
-                          idle=idle)
+    batch = deliver_batch(
+        settings, None, Limits(concurrency=concurrency), envelopes, ledger, idle=idle
+    )
     run_with_idle_work(batch, idle)
 
 

@@ -165,15 +165,26 @@ def _toml(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def make_workspace(root: Path, smtp_server: Any, imap_server: Any, monkeypatch: Any,
-                   timezone: str = "America/Chicago") -> Workspace:
+def make_workspace(
+    root: Path,
+    smtp_server: Any,
+    imap_server: Any,
+    monkeypatch: Any,
+    timezone: str = "America/Chicago",
+) -> Workspace:
     """A workspace whose account reads the local IMAP server too (the response-log
     tests), with a five-day auto-reply pause and a soft-bounce limit of two."""
     monkeypatch.setenv("TEST_IMAP_PW", imap_server.password)
     ws = Workspace(
-        root, smtp_port=smtp_server.port,
-        imap={"host": "127.0.0.1", "port": imap_server.port, "security": "none",
-              "username": imap_server.user, "password_env": "TEST_IMAP_PW"},
+        root,
+        smtp_port=smtp_server.port,
+        imap={
+            "host": "127.0.0.1",
+            "port": imap_server.port,
+            "security": "none",
+            "username": imap_server.user,
+            "password_env": "TEST_IMAP_PW",
+        },
         config_extra='[replies]\nauto_reply_pause = "5d"\nsoft_bounce_limit = 2',
     )
     config = ws.root / "config.toml"

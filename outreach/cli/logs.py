@@ -43,12 +43,16 @@ def _partner_email(app: App, email: str) -> str:
 @cli.command("log")
 @click.option("--partner", "partner_email", metavar="EMAIL", help="Only this partner.")
 @click.option("--campaign", "campaign_name", metavar="NAME", help="Only this campaign.")
-@click.option("--since", metavar="DATE",
-              help="From this date (2026-11-01), date and time, or duration back (7d).")
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="From this date (2026-11-01), date and time, or duration back (7d).",
+)
 @json_option("A JSON array, one object per event.")
 @pass_app
-def log_command(app: App, partner_email: str | None, campaign_name: str | None,
-                since: str | None, as_json: bool) -> None:
+def log_command(
+    app: App, partner_email: str | None, campaign_name: str | None, since: str | None, as_json: bool
+) -> None:
     """Every event in order: sent, deferred, failed, replies with their text, auto-replies,
     bounces, unsubscribes, pauses, acknowledgements. Times in the coordinator's time zone."""
     from outreach.views.timeline import format_log, format_waiting, load_events, parse_since
@@ -76,8 +80,7 @@ def log_command(app: App, partner_email: str | None, campaign_name: str | None,
     if not listed:
         echo("no events" + (" match" if partner or campaign_name or since else " yet"))
     else:
-        echo("\n".join(format_log(listed, zone, width=_width(),
-                                         show_partner=partner is None)))
+        echo("\n".join(format_log(listed, zone, width=_width(), show_partner=partner is None)))
         echo(f"\n{len(listed)} event(s); times in {zone.key}")
     if waiting:
         echo("\n" + "\n".join(waiting))
@@ -133,32 +136,42 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
         who = f"{r.name} <{r.partner}>" if r.name else str(r.partner)
         where = f"{r.campaign} step {r.step}" if r.campaign and r.step else (r.campaign or "-")
         flag = "handled" if r.handled else "OPEN"
-        head = (f"#{r.id}  {local_minute(r.at, zone)}  {flag}  {who}"
-                + (f" · {r.organization}" if r.organization else "") + f" · {where}"
-                + "".join(f"  [{tag}]" for tag in _tags(r)))
+        head = (
+            f"#{r.id}  {local_minute(r.at, zone)}  {flag}  {who}"
+            + (f" · {r.organization}" if r.organization else "")
+            + f" · {where}"
+            + "".join(f"  [{tag}]" for tag in _tags(r))
+        )
         notes = []
         if r.from_addr != r.partner:
             notes.append(f"from: {r.sender}")
         if r.unverified:
-            notes.append(f"not acted on: {r.unverified} (attribute it: outreach replies "
-                         f"reclassify {r.id} KIND; dismiss it: outreach replies ack {r.id})")
+            notes.append(
+                f"not acted on: {r.unverified} (attribute it: outreach replies "
+                f"reclassify {r.id} KIND; dismiss it: outreach replies ack {r.id})"
+            )
         if r.duplicate_of:
-            notes.append(f"reuses the Message-ID of #{r.duplicate_of} with another sender or "
-                         "other content")
+            notes.append(
+                f"reuses the Message-ID of #{r.duplicate_of} with another sender or other content"
+            )
         notes += [f"unreadable: {problem}" for problem in r.unreadable]
         body = [("    " + line).rstrip() for note in notes for line in wrap(note, width)]
         body += [("    " + line).rstrip() for line in (wrap(r.text, width) or ["(no text)"])]
         # the signature after the words, set apart ("-- " block, "Sent from my iPhone")
         signature = wrap(r.signature, width - 4)
-        body += [("    " + ("~ " if i == 0 else "  ") + line).rstrip()
-                 for i, line in enumerate(signature)]
+        body += [
+            ("    " + ("~ " if i == 0 else "  ") + line).rstrip()
+            for i, line in enumerate(signature)
+        ]
         if r.note:
             body.append(f"    note: {r.note}")
         blocks.append("\n".join([head, *body]))
     echo("\n\n".join(blocks))
     open_count = sum(1 for r in rows if not r.handled)
-    echo(f"\n{len(rows)} repl{'y' if len(rows) == 1 else 'ies'}, {open_count} open; "
-               f"times in {zone.key}. Mark one handled: outreach replies ack ID --note TEXT")
+    echo(
+        f"\n{len(rows)} repl{'y' if len(rows) == 1 else 'ies'}, {open_count} open; "
+        f"times in {zone.key}. Mark one handled: outreach replies ack ID --note TEXT"
+    )
 
 
 def _tags(row: Any) -> list[str]:
@@ -199,9 +212,14 @@ def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
     attributed to its partner and KIND's effect applied. Records an event."""
     from outreach.engine.review import reclassify
 
-    changes = reclassify(app.store, reply_id, kind, now(),
-                         default_timezone=app.config.timezone,
-                         auto_reply_pause=app.config.replies.auto_reply_pause)
+    changes = reclassify(
+        app.store,
+        reply_id,
+        kind,
+        now(),
+        default_timezone=app.config.timezone,
+        auto_reply_pause=app.config.replies.auto_reply_pause,
+    )
     echo(f"#{reply_id} is now {kind}")
     for change in changes:
         echo(f"  {change}")
@@ -212,13 +230,16 @@ def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
 
 @cli.command("report")
 @click.argument("campaign_name", metavar="CAMPAIGN")
-@click.option("--html", "html_file", metavar="FILE",
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a self-contained HTML report (charts, replies) to FILE.")
+@click.option(
+    "--html",
+    "html_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML report (charts, replies) to FILE.",
+)
 @json_option("The report as one JSON object.")
 @pass_app
-def report_command(app: App, campaign_name: str, html_file: Path | None,
-                   as_json: bool) -> None:
+def report_command(app: App, campaign_name: str, html_file: Path | None, as_json: bool) -> None:
     """The funnel of CAMPAIGN (audience, sent per step, replied, auto-replied, bounced,
     unsubscribed, still pending, reply rate, median time to reply) and the partners who
     never answered."""
@@ -227,16 +248,18 @@ def report_command(app: App, campaign_name: str, html_file: Path | None,
 
     known = set(campaign_names(app.store)) | {c.name for c in app.campaigns}
     if campaign_name not in known:
-        raise InputError(f"no campaign named {campaign_name!r} (campaigns: "
-                         f"{', '.join(sorted(known)) or 'none'})")
+        raise InputError(
+            f"no campaign named {campaign_name!r} (campaigns: {', '.join(sorted(known)) or 'none'})"
+        )
     zone = app.zone
     moment = now()
     report = load_report(app.store, campaign_name, zone)
     if html_file is not None:
         from outreach.views.report_html import render_html
 
-        with progress(report.replies, length=len(report.replies),
-                      label="writing the report") as replies:
+        with progress(
+            report.replies, length=len(report.replies), label="writing the report"
+        ) as replies:
             page = render_html(report, zone, moment, replies)
         from outreach.store.files import private_text_file
 

@@ -23,8 +23,9 @@ def progress(items: Iterable[T], *, length: int | None, label: str) -> Iterator[
     if length is None or length < MIN_ITEMS or not _stderr_is_tty():
         yield items
         return
-    with click.progressbar(items, length=length, label=label, file=sys.stderr,
-                           show_pos=True) as bar:
+    with click.progressbar(
+        items, length=length, label=label, file=sys.stderr, show_pos=True
+    ) as bar:
         yield bar
 
 

@@ -45,8 +45,9 @@ def outreach_command() -> list[str]:
 def systemd_unit(command: list[str], config_path: Path, stop_timeout_seconds: int) -> str:
     """A systemd user unit for `outreach run` (paths must be absolute)."""
     folder = config_path.parent
-    exec_start = " ".join(systemd_escape(a) for a in
-                          [*command, "--config", str(config_path), "run"])
+    exec_start = " ".join(
+        systemd_escape(a) for a in [*command, "--config", str(config_path), "run"]
+    )
     folder_text = str(folder).replace("%", "%%")
     return f"""\
 # outreach worker for {config_path}
@@ -90,8 +91,12 @@ def service() -> None:
 
 
 @service.command("install")
-@click.option("--user", "user", is_flag=True,
-              help=f"Write a systemd user unit to ~/.config/systemd/user/{UNIT_NAME}.")
+@click.option(
+    "--user",
+    "user",
+    is_flag=True,
+    help=f"Write a systemd user unit to ~/.config/systemd/user/{UNIT_NAME}.",
+)
 @click.option("--print", "print_only", is_flag=True, help="Print the unit; write nothing.")
 @click.option("--force", is_flag=True, help="Replace an existing unit file.")
 @pass_app
@@ -101,8 +106,11 @@ def service_install(app: App, user: bool, print_only: bool, force: bool) -> None
     The unit runs this outreach with the absolute path of config.toml, in its folder. An
     existing unit is never replaced without --force."""
     if not user and not print_only:
-        raise InputError("say where the unit goes: `outreach service install --user` (a unit "
-                         "of your own account)", hint="--print shows it without writing it")
+        raise InputError(
+            "say where the unit goes: `outreach service install --user` (a unit "
+            "of your own account)",
+            hint="--print shows it without writing it",
+        )
     config_path = app.config_path.absolute()
     config = app.config  # a broken config fails here, not later under systemd
     timeout = int(config.worker.shutdown_timeout.total_seconds()) + 15
@@ -112,8 +120,10 @@ def service_install(app: App, user: bool, print_only: bool, force: bool) -> None
         return
     path = user_unit_path()
     if path.exists() and not force:
-        raise OutreachError(f"{path}: already exists; not replaced",
-                            hint="--force replaces it, --print shows the new unit")
+        raise OutreachError(
+            f"{path}: already exists; not replaced",
+            hint="--force replaces it, --print shows the new unit",
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(unit, encoding="utf-8")
@@ -127,6 +137,6 @@ def service_install(app: App, user: bool, print_only: bool, force: bool) -> None
         "  systemctl --user enable --now outreach\n"
         "  systemctl --user status outreach       # is it running?\n"
         "  journalctl --user -u outreach -f       # its log\n"
-        "  loginctl enable-linger \"$USER\"         # keep it running after you log out\n"
+        '  loginctl enable-linger "$USER"         # keep it running after you log out\n'
         f"Passwords (password_env) go in {env_file} as NAME=value lines (chmod 600)."
     )

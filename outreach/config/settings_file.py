@@ -59,7 +59,6 @@ def find_config(explicit: str | os.PathLike[str] | None) -> Path:
     return Path("config.toml")
 
 
-
 _TOP = ("outreach", "template_vars", "accounts", "worker", "replies", "digest")
 _OUTREACH = ("database", "campaigns", "templates", "timezone")
 _ACCOUNT = ("from", "reply_to", "smtp", "imap", "limits", "unsubscribe", "save_sent", "oauth2")

@@ -274,9 +274,7 @@ def _over_limit(exc: RenderLimitError) -> str:
     return f"over the limit for one message: {exc}"
 
 
-def _file_error(
-    exc: Exception, files: TemplateFiles, name: str, partner: Partner
-) -> TemplateError:
+def _file_error(exc: Exception, files: TemplateFiles, name: str, partner: Partner) -> TemplateError:
     """A template file's failure, for the user: file:line and what went wrong."""
     folder = files.folder
     path = folder / name
@@ -453,9 +451,7 @@ def boundary_for(message_id: str) -> str:
     return "=_outreach_" + hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:24]
 
 
-def serialize(
-    headers: list[tuple[str, str]], text: str, html: str | None, boundary: str
-) -> bytes:
+def serialize(headers: list[tuple[str, str]], text: str, html: str | None, boundary: str) -> bytes:
     head = CRLF.join(fold(name, value) for name, value in headers) + CRLF
     if html is None:
         return head.encode("ascii") + _part("plain", text)

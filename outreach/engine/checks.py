@@ -149,6 +149,7 @@ def database_damage(path: Path) -> tuple[list[str], str]:
         )
     return [], f"database: no damage found ({size}, {QUICK_CHECK})"
 
+
 def sign_in_warnings(config: Config) -> list[str]:
     """OAuth2 accounts that are not signed in, from the token file alone (no network)."""
     from outreach.engine.credentials import Logins

@@ -39,8 +39,9 @@ def local_day(now: datetime, zone: ZoneInfo) -> date:
     return now.astimezone(zone).date()
 
 
-def digest_due(now: datetime, settings: DigestSettings, zone: ZoneInfo,
-               last_day: str | None) -> bool:
+def digest_due(
+    now: datetime, settings: DigestSettings, zone: ZoneInfo, last_day: str | None
+) -> bool:
     """Due once `at` has passed on the coordinator's local day, unless that day's digest
     already went out. A worker that was down at `at` sends it when it comes back."""
     local = now.astimezone(zone)
@@ -79,8 +80,9 @@ def _plural(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
-def due_tomorrow(store: Store, campaigns: list[Campaign], now: datetime,
-                 timezone: str) -> list[Projection]:
+def due_tomorrow(
+    store: Store, campaigns: list[Campaign], now: datetime, timezone: str
+) -> list[Projection]:
     """The first step each partner is due tomorrow (coordinator's day), assuming nobody
     answers before then."""
     zone = ZoneInfo(timezone)
@@ -93,21 +95,29 @@ def due_tomorrow(store: Store, campaigns: list[Campaign], now: datetime,
     return sorted(found.values(), key=lambda r: (r.at, r.campaign, r.partner.email))
 
 
-def collect(store: Store, config: Config, campaigns: list[Campaign], now: datetime,
-            since: datetime, waiting: Sequence[tuple[str, str]] = ()) -> Digest:
+def collect(
+    store: Store,
+    config: Config,
+    campaigns: list[Campaign],
+    now: datetime,
+    since: datetime,
+    waiting: Sequence[tuple[str, str]] = (),
+) -> Digest:
     zone = ZoneInfo(config.timezone)
-    digest = Digest(day=local_day(now, zone), since=since, zone=zone,
-                    sign_in_needed=list(waiting))
+    digest = Digest(day=local_day(now, zone), since=since, zone=zone, sign_in_needed=list(waiting))
     for row in store.inbound_since(since, DIGEST_KINDS):
         if row.get("unverified"):  # not the partner's: told apart, it changed nothing
             digest.unverified.append(row)
             continue
         {
-            "reply": digest.replies, "auto_reply": digest.auto_replies,
-            "bounce": digest.bounces, "unsubscribe": digest.unsubscribes,
+            "reply": digest.replies,
+            "auto_reply": digest.auto_replies,
+            "bounce": digest.bounces,
+            "unsubscribe": digest.unsubscribes,
         }[row["kind"]].append(row)
     digest.refusals = [
-        r for r in store.refusals_since(since)
+        r
+        for r in store.refusals_since(since)
         if json.loads(r.get("detail") or "{}").get("permanent")
     ]
     digest.due_tomorrow = due_tomorrow(store, campaigns, now, config.timezone)
@@ -146,8 +156,10 @@ def render_text(digest: Digest) -> str:
     if digest.sign_in_needed:
         lines.append(f"SIGN-IN NEEDED ({len(digest.sign_in_needed)})")
         for name, why in digest.sign_in_needed:
-            lines.append(f"- {name}: {why}; its messages wait in the queue and its mailbox is "
-                         f"not read until you run `outreach auth login {name}`")
+            lines.append(
+                f"- {name}: {why}; its messages wait in the queue and its mailbox is "
+                f"not read until you run `outreach auth login {name}`"
+            )
         lines.append("")
     if digest.replies:
         lines.append(f"NEW REPLIES ({len(digest.replies)})")
@@ -180,16 +192,20 @@ def render_text(digest: Digest) -> str:
             detail = ", ".join(x for x in (hard and f"{hard} bounce", recipients, reason) if x)
             lines.append(f"- {_who(row)}{_where(row)}: {detail or 'bounced'}")
         for row in digest.refusals:
-            lines.append(f"- {_who(row)}{_where(row)}: refused by the mail server: "
-                         f"{row.get('summary') or ''}".rstrip())
+            lines.append(
+                f"- {_who(row)}{_where(row)}: refused by the mail server: "
+                f"{row.get('summary') or ''}".rstrip()
+            )
         lines.append("")
     if digest.unverified:
         lines.append(f"TO CHECK: NOT ACTED ON ({len(digest.unverified)})")
         for row in digest.unverified:
             kind = str(row.get("kind") or "mail").replace("_", "-")
-            lines.append(f"- {kind} about {_who(row)}{_where(row)} from "
-                         f"{row.get('from_addr') or '(no From)'}: {row['unverified']} "
-                         f"(outreach replies, #{row['id']})")
+            lines.append(
+                f"- {kind} about {_who(row)}{_where(row)} from "
+                f"{row.get('from_addr') or '(no From)'}: {row['unverified']} "
+                f"(outreach replies, #{row['id']})"
+            )
         lines.append("")
     if digest.unsubscribes:
         lines.append(f"OPTED OUT ({len(digest.unsubscribes)})")
@@ -201,17 +217,23 @@ def render_text(digest: Digest) -> str:
         partner = item.partner
         who = f"{partner.name} <{partner.email}>" if partner.name else partner.email
         when = item.at.astimezone(digest.zone).strftime("%H:%M")
-        lines.append(f"- {when}  {item.campaign} step {item.step}  {who}"
-                     + (f", {partner.organization}" if partner.organization else ""))
+        lines.append(
+            f"- {when}  {item.campaign} step {item.step}  {who}"
+            + (f", {partner.organization}" if partner.organization else "")
+        )
     if not digest.due_tomorrow:
         lines.append("- nothing")
-    lines += ["", "The full response log: `outreach log`. This email was sent by the outreach "
-              "worker ([digest] in config.toml)."]
+    lines += [
+        "",
+        "The full response log: `outreach log`. This email was sent by the outreach "
+        "worker ([digest] in config.toml).",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def build_message(digest: Digest, settings: DigestSettings, config: Config,
-                  now: datetime) -> tuple[str, bytes]:
+def build_message(
+    digest: Digest, settings: DigestSettings, config: Config, now: datetime
+) -> tuple[str, bytes]:
     """(Message-ID, raw bytes) of the digest email."""
     account = config.accounts[settings.account]
     message = EmailMessage(policy=SMTP)
@@ -233,21 +255,30 @@ def _deliver(config: Config, settings: DigestSettings, raw: bytes, logins: Login
     recipient = parseaddr(settings.to)[1] or settings.to
     results: list[Result] = []
 
-    def transition(
-        done: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]
-    ) -> set[int]:
+    def transition(done: Sequence[tuple[Envelope, Result]], claims: Sequence[Envelope]) -> set[int]:
         results.extend(result for _, result in done)
         return {envelope.key for envelope in claims}
 
-    asyncio.run(deliver_batch(
-        account.smtp, logins.for_server(account, account.smtp), Limits(concurrency=1),
-        [Envelope(0, account.from_email, recipient, raw)], transition,
-    ))
+    asyncio.run(
+        deliver_batch(
+            account.smtp,
+            logins.for_server(account, account.smtp),
+            Limits(concurrency=1),
+            [Envelope(0, account.from_email, recipient, raw)],
+            transition,
+        )
+    )
     return results[0] if results else Result(Outcome.DEFERRED, None, "not attempted")
 
 
-def send_digest(config: Config, campaigns: list[Campaign], store: Store, now: datetime,
-                logger: logging.Logger, logins: Logins | None = None) -> str | None:
+def send_digest(
+    config: Config,
+    campaigns: list[Campaign],
+    store: Store,
+    now: datetime,
+    logger: logging.Logger,
+    logins: Logins | None = None,
+) -> str | None:
     """Send today's digest when it is due; returns its status ("sent", "failed", ...) or None
     when nothing was due. AuthenticationError propagates (it stops the worker)."""
     settings = config.digest
@@ -280,16 +311,30 @@ def send_digest(config: Config, campaigns: list[Campaign], store: Store, now: da
         return "deferred"
     if result.outcome is Outcome.SENT:
         store.finish_digest(day, "sent", digest.counts(), now)
-        log_event(logger, "digest", f"daily digest sent to {settings.to}: {digest.counts()}",
-                  message_id=message_id)
+        log_event(
+            logger,
+            "digest",
+            f"daily digest sent to {settings.to}: {digest.counts()}",
+            message_id=message_id,
+        )
         return "sent"
     if result.outcome is Outcome.DEFERRED:
         store.release_digest(day)
-        log_event(logger, "smtp_error", f"daily digest deferred: {result.message}",
-                  logging.WARNING, code=result.code)
+        log_event(
+            logger,
+            "smtp_error",
+            f"daily digest deferred: {result.message}",
+            logging.WARNING,
+            code=result.code,
+        )
         return "deferred"
     status = "unknown" if result.outcome is Outcome.UNKNOWN else "failed"
     store.finish_digest(day, status, f"{result.code or ''} {result.message}".strip(), now)
-    log_event(logger, "digest_failed", f"daily digest to {settings.to} {status}: "
-              f"{result.message} (not retried today)", logging.ERROR, code=result.code)
+    log_event(
+        logger,
+        "digest_failed",
+        f"daily digest to {settings.to} {status}: {result.message} (not retried today)",
+        logging.ERROR,
+        code=result.code,
+    )
     return status

@@ -84,8 +84,13 @@ SHARED_POOL = ClassifierPool()  # one worker process for the whole program, star
 
 class Reader:
     def __init__(
-        self, config: Config, campaigns: list[Campaign], store: Store, clock: Clock,
-        logger: logging.Logger, should_stop: Callable[[], bool] = lambda: False,
+        self,
+        config: Config,
+        campaigns: list[Campaign],
+        store: Store,
+        clock: Clock,
+        logger: logging.Logger,
+        should_stop: Callable[[], bool] = lambda: False,
         pool: ClassifierPool = SHARED_POOL,
         logins: Logins | None = None,
     ) -> None:
@@ -123,13 +128,15 @@ class Reader:
             except MailServerError as exc:
                 if attempt == attempts or exc.permanent or self.should_stop():
                     report.errors.append(str(exc))
-                    log_event(self.log, "imap_error", str(exc), logging.WARNING,
-                              account=account.name)
+                    log_event(
+                        self.log, "imap_error", str(exc), logging.WARNING, account=account.name
+                    )
                     return
                 time.sleep(0.5 * 2 ** (attempt - 1))
 
-    def read_folder(self, mailbox: Mailbox, account: Account, folder: str,
-                    report: ReadReport) -> None:
+    def read_folder(
+        self, mailbox: Mailbox, account: Account, folder: str, report: ReadReport
+    ) -> None:
         uidvalidity, _ = mailbox.select_readonly(folder)
         checkpoint = self.store.checkpoint(account.name, folder)
         first = 1
@@ -137,9 +144,15 @@ class Reader:
             if checkpoint[0] == uidvalidity:
                 first = checkpoint[1] + 1
             else:
-                log_event(self.log, "uidvalidity", f"{account.name}/{folder}: UIDVALIDITY changed "
-                          f"({checkpoint[0]} -> {uidvalidity}); rescanning, nothing is counted "
-                          "twice", logging.WARNING, account=account.name)
+                log_event(
+                    self.log,
+                    "uidvalidity",
+                    f"{account.name}/{folder}: UIDVALIDITY changed "
+                    f"({checkpoint[0]} -> {uidvalidity}); rescanning, nothing is counted "
+                    "twice",
+                    logging.WARNING,
+                    account=account.name,
+                )
         uids = mailbox.uids_from(first)
         batch_size = max(1, self.config.replies.batch_size)
         pending: _Fetched | None = None  # classified meanwhile; recorded after the next fetch
@@ -148,8 +161,7 @@ class Reader:
                 if self.should_stop():
                     break
                 batch = uids[start : start + batch_size]
-                fetched = self.fetch_batch(mailbox, account, folder, uidvalidity, batch,
-                                           report)
+                fetched = self.fetch_batch(mailbox, account, folder, uidvalidity, batch, report)
                 if pending is not None:
                     self.finish_batch(pending, report)
                 pending = fetched
@@ -162,8 +174,15 @@ class Reader:
         if not uids and (checkpoint is None or checkpoint[0] != uidvalidity):
             self.store.set_checkpoint(account.name, folder, uidvalidity, 0, self.clock())
 
-    def fetch_batch(self, mailbox: Mailbox, account: Account, folder: str, uidvalidity: int,
-                    uids: list[int], report: ReadReport) -> _Fetched:
+    def fetch_batch(
+        self,
+        mailbox: Mailbox,
+        account: Account,
+        folder: str,
+        uidvalidity: int,
+        uids: list[int],
+        report: ReadReport,
+    ) -> _Fetched:
         """Download what in this batch may concern us and start classifying it.
 
         A message whose Message-ID was recorded already is downloaded too (it is rare: a copy,
@@ -179,36 +198,78 @@ class Reader:
         parsed = {uid: read_headers(heads[uid][0]) for uid in maybe}
         our_ids = self.store.ledger_refs(i for h in parsed.values() for i in header_ids(h))
         senders = self.store.partner_ids_by_address(
-            h.from_addr for h in parsed.values() if h.from_addr)
-        wanted = [uid for uid in heads if uid in certain or (
-            uid in parsed and worth_downloading(parsed[uid], our_ids, senders, domains,
-                                                unsubscribe))]
+            h.from_addr for h in parsed.values() if h.from_addr
+        )
+        wanted = [
+            uid
+            for uid in heads
+            if uid in certain
+            or (
+                uid in parsed
+                and worth_downloading(parsed[uid], our_ids, senders, domains, unsubscribe)
+            )
+        ]
         report.relevant += len(wanted)
         bodies = mailbox.fetch_bodies(wanted, self.config.replies.max_message_size)
         items = [(uid, bodies[uid], heads[uid][1]) for uid in wanted if uid in bodies]
         today = self.clock().date()
         raws = [raw for _, raw, _ in items]
-        return _Fetched(account, folder, uidvalidity, uids[-1], items, unsubscribe, domains,
-                        today, self.pool.submit(raws, unsubscribe, today))
+        return _Fetched(
+            account,
+            folder,
+            uidvalidity,
+            uids[-1],
+            items,
+            unsubscribe,
+            domains,
+            today,
+            self.pool.submit(raws, unsubscribe, today),
+        )
 
     def finish_batch(self, fetched: _Fetched, report: ReadReport) -> None:
         """Match, record and act on a fetched batch, then move the checkpoint past it."""
         was_broken = self.pool.broken
-        results = self.pool.results(fetched.classifying, [raw for _, raw, _ in fetched.items],
-                                    fetched.unsubscribe, fetched.today)
+        results = self.pool.results(
+            fetched.classifying,
+            [raw for _, raw, _ in fetched.items],
+            fetched.unsubscribe,
+            fetched.today,
+        )
         if self.pool.broken and not was_broken:
-            log_event(self.log, "classifier_helper", "the classifier helper process failed; "
-                      "classifying in the worker (same results, slower), trying a new helper "
-                      f"in {self.pool.retry_after / 60:g} minutes",
-                      logging.WARNING, account=fetched.account.name)
+            log_event(
+                self.log,
+                "classifier_helper",
+                "the classifier helper process failed; "
+                "classifying in the worker (same results, slower), trying a new helper "
+                f"in {self.pool.retry_after / 60:g} minutes",
+                logging.WARNING,
+                account=fetched.account.name,
+            )
         for (uid, raw, size), result in zip(fetched.items, results, strict=True):
-            self.process(fetched.account, fetched.folder, fetched.uidvalidity, uid, raw, size,
-                         report, fetched.unsubscribe, fetched.domains, result)
-        self.store.set_checkpoint(fetched.account.name, fetched.folder, fetched.uidvalidity,
-                                  fetched.last_uid, self.clock())
+            self.process(
+                fetched.account,
+                fetched.folder,
+                fetched.uidvalidity,
+                uid,
+                raw,
+                size,
+                report,
+                fetched.unsubscribe,
+                fetched.domains,
+                result,
+            )
+        self.store.set_checkpoint(
+            fetched.account.name,
+            fetched.folder,
+            fetched.uidvalidity,
+            fetched.last_uid,
+            self.clock(),
+        )
 
     def candidates(
-        self, heads: dict[int, tuple[bytes, int]], unsubscribe: tuple[str, ...],
+        self,
+        heads: dict[int, tuple[bytes, int]],
+        unsubscribe: tuple[str, ...],
         domains: dict[str, int],
     ) -> tuple[dict[int, HeaderSkim], list[int]]:
         """Sort a batch by its headers: (certainly worth downloading, maybe); the rest
@@ -256,9 +317,19 @@ class Reader:
             counts.setdefault(address_domain(email), []).append(partner_id)
         return {d: ids[0] for d, ids in counts.items() if len(ids) == 1 and d not in PUBLIC_DOMAINS}
 
-    def process(self, account: Account, folder: str, uidvalidity: int, uid: int, raw: bytes,
-                size: int, report: ReadReport, unsubscribe: tuple[str, ...],
-                domains: dict[str, int], result: Classification | None = None) -> None:
+    def process(
+        self,
+        account: Account,
+        folder: str,
+        uidvalidity: int,
+        uid: int,
+        raw: bytes,
+        size: int,
+        report: ReadReport,
+        unsubscribe: tuple[str, ...],
+        domains: dict[str, int],
+        result: Classification | None = None,
+    ) -> None:
         """Classify (unless done already), match and act on one message; one bad message
         never stops the batch."""
         now = self.clock()
@@ -281,9 +352,21 @@ class Reader:
             return  # the same message delivered again: recorded once
         duplicate_of = earlier[0]["id"] if earlier else None
         with self.store.write():
-            inbound_id = self.store.record_inbound(self.inbound_values(
-                account, folder, uidvalidity, uid, size, key, result, matches[0], now,
-                digest=digest, duplicate_of=duplicate_of))
+            inbound_id = self.store.record_inbound(
+                self.inbound_values(
+                    account,
+                    folder,
+                    uidvalidity,
+                    uid,
+                    size,
+                    key,
+                    result,
+                    matches[0],
+                    now,
+                    digest=digest,
+                    duplicate_of=duplicate_of,
+                )
+            )
             for match in matches:
                 if match.unverified is None:
                     self.apply(match, result, inbound_id, now, duplicate_of)
@@ -292,15 +375,20 @@ class Reader:
         report.recorded += 1
         report.kinds[result.kind] = report.kinds.get(result.kind, 0) + 1
         held = matches[0].unverified
-        log_event(self.log, "unverified" if held else result.kind,
-                  f"{result.kind} from {headers.from_addr or '?'} ({matches[0].rule})"
-                  + (f"; not acted on: {held}" if held else "")
-                  + (f"; reuses the Message-ID of #{duplicate_of}" if duplicate_of else ""),
-                  campaign=matches[0].campaign, step=matches[0].step,
-                  reasons="; ".join(result.reasons)[:200])
+        log_event(
+            self.log,
+            "unverified" if held else result.kind,
+            f"{result.kind} from {headers.from_addr or '?'} ({matches[0].rule})"
+            + (f"; not acted on: {held}" if held else "")
+            + (f"; reuses the Message-ID of #{duplicate_of}" if duplicate_of else ""),
+            campaign=matches[0].campaign,
+            step=matches[0].step,
+            reasons="; ".join(result.reasons)[:200],
+        )
 
-    def matches_for(self, result: Classification, ledger: dict[str, Any],
-                    domains: dict[str, int]) -> list[Match]:
+    def matches_for(
+        self, result: Classification, ledger: dict[str, Any], domains: dict[str, int]
+    ) -> list[Match]:
         """Whom a classified message concerns (match_message, fed from the store)."""
         headers = result.headers
         addresses = {a for a in (*result.bounced_recipients, headers.from_addr) if a}
@@ -315,78 +403,132 @@ class Reader:
         if result.kind == "bounce" or result.complaint:
             return False  # a report quotes our messages; its own id and sender are not ours
         headers = result.headers
-        return bool((headers.message_id and headers.message_id in ledger)
-                    or (headers.from_addr or "") in self.own_addresses())
+        return bool(
+            (headers.message_id and headers.message_id in ledger)
+            or (headers.from_addr or "") in self.own_addresses()
+        )
 
-    def inbound_values(self, account: Account, folder: str, uidvalidity: int, uid: int,
-                       size: int, key: str, result: Classification, match: Match,
-                       now: datetime, *, digest: str | None = None,
-                       duplicate_of: int | None = None) -> dict[str, object]:
+    def inbound_values(
+        self,
+        account: Account,
+        folder: str,
+        uidvalidity: int,
+        uid: int,
+        size: int,
+        key: str,
+        result: Classification,
+        match: Match,
+        now: datetime,
+        *,
+        digest: str | None = None,
+        duplicate_of: int | None = None,
+    ) -> dict[str, object]:
         import json
 
         headers = result.headers
-        review = needs_review(result.kind, result.contact_change, match.unverified,
-                              duplicate_of)
+        review = needs_review(result.kind, result.contact_change, match.unverified, duplicate_of)
         return {
-            "account": account.name, "folder": folder, "uidvalidity": uidvalidity, "uid": uid,
-            "message_id": key, "from_addr": headers.from_addr, "subject": headers.subject,
-            "date": iso(headers.date) if headers.date else None, "size": size,
-            "kind": result.kind, "reasons": json.dumps(list(result.reasons), ensure_ascii=False),
-            "partner_id": match.partner_id, "campaign": match.campaign, "step": match.step,
-            "matched_message": match.ledger_id, "match_rule": match.rule,
-            "text": result.text, "full_text": result.full_text, "signature": result.signature,
+            "account": account.name,
+            "folder": folder,
+            "uidvalidity": uidvalidity,
+            "uid": uid,
+            "message_id": key,
+            "from_addr": headers.from_addr,
+            "subject": headers.subject,
+            "date": iso(headers.date) if headers.date else None,
+            "size": size,
+            "kind": result.kind,
+            "reasons": json.dumps(list(result.reasons), ensure_ascii=False),
+            "partner_id": match.partner_id,
+            "campaign": match.campaign,
+            "step": match.step,
+            "matched_message": match.ledger_id,
+            "match_rule": match.rule,
+            "text": result.text,
+            "full_text": result.full_text,
+            "signature": result.signature,
             "return_date": result.return_date.isoformat() if result.return_date else None,
             "bounced": json.dumps(list(result.bounced_recipients)),
             "hard": None if result.hard is None else int(result.hard),
-            "status_code": result.status, "diagnostic": result.diagnostic,
+            "status_code": result.status,
+            "diagnostic": result.diagnostic,
             "contact_change": int(result.contact_change),
             "error": "; ".join(result.reasons) if result.kind == "error" else None,
             "processed_at": iso(now),
             "handled_at": None if review else iso(now),
-            "from_name": headers.from_name, "unverified": match.unverified,
-            "duplicate_of": duplicate_of, "content_hash": digest,
-            "date_header": headers.date_text if headers.date is None and headers.date_text
+            "from_name": headers.from_name,
+            "unverified": match.unverified,
+            "duplicate_of": duplicate_of,
+            "content_hash": digest,
+            "date_header": headers.date_text
+            if headers.date is None and headers.date_text
             else None,
             "unreadable": json.dumps(list(headers.problems), ensure_ascii=False),
         }
 
-    def hold(self, match: Match, result: Classification, inbound_id: int,
-             now: datetime) -> None:
+    def hold(self, match: Match, result: Classification, inbound_id: int, now: datetime) -> None:
         """An unverified message: in the partner's log and the review queue, nothing else."""
         sender = result.headers.from_addr or "(no From)"
         kind = ("complaint" if result.complaint else result.kind).replace("_", "-")
         self.store.add_event(
-            "unverified", now, partner_id=match.partner_id, campaign=match.campaign,
-            step=match.step, message_id=result.headers.message_id, inbound_id=inbound_id,
+            "unverified",
+            now,
+            partner_id=match.partner_id,
+            campaign=match.campaign,
+            step=match.step,
+            message_id=result.headers.message_id,
+            inbound_id=inbound_id,
             summary=f"{kind} from {sender}, not acted on: {match.unverified}; "
-                    f"in the review queue as #{inbound_id}",
-            detail={"kind": result.kind, "from": sender, "rule": match.rule,
-                    "reason": match.unverified},
+            f"in the review queue as #{inbound_id}",
+            detail={
+                "kind": result.kind,
+                "from": sender,
+                "rule": match.rule,
+                "reason": match.unverified,
+            },
         )
 
-    def apply(self, match: Match, result: Classification, inbound_id: int, now: datetime,
-              duplicate_of: int | None = None) -> None:
+    def apply(
+        self,
+        match: Match,
+        result: Classification,
+        inbound_id: int,
+        now: datetime,
+        duplicate_of: int | None = None,
+    ) -> None:
         partners = self.store.partners_by_id([match.partner_id])
         partner = partners[match.partner_id]
         zone = partner_zone(partner, self.config.timezone)
         effect = decide(result, zone, now, self.config.replies.auto_reply_pause)
         sender = result.headers.from_addr
         detail = {
-            "rule": match.rule, "reasons": list(result.reasons),
+            "rule": match.rule,
+            "reasons": list(result.reasons),
             "return_date": result.return_date.isoformat() if result.return_date else None,
-            "status": result.status, "diagnostic": result.diagnostic, "hard": result.hard,
+            "status": result.status,
+            "diagnostic": result.diagnostic,
+            "hard": result.hard,
             "contact_change": result.contact_change,
             "from": sender if sender != partner.email else None,
             "duplicate_of": duplicate_of,
         }
         self.store.add_event(
-            effect.event, now, partner_id=match.partner_id, campaign=match.campaign,
-            step=match.step, message_id=result.headers.message_id, inbound_id=inbound_id,
-            summary=effect.summary, detail={k: v for k, v in detail.items() if v not in (None, [])},
+            effect.event,
+            now,
+            partner_id=match.partner_id,
+            campaign=match.campaign,
+            step=match.step,
+            message_id=result.headers.message_id,
+            inbound_id=inbound_id,
+            summary=effect.summary,
+            detail={k: v for k, v in detail.items() if v not in (None, [])},
         )
         apply_effect(
-            self.store, effect, partner_id=match.partner_id, campaign=match.campaign,
-            inbound_id=inbound_id, now=now,
+            self.store,
+            effect,
+            partner_id=match.partner_id,
+            campaign=match.campaign,
+            inbound_id=inbound_id,
+            now=now,
             soft_bounce_limit=self.config.replies.soft_bounce_limit,
         )
-

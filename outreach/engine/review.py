@@ -63,15 +63,26 @@ class ReplyRow:
 
     def to_json(self, zone: ZoneInfo) -> dict[str, Any]:
         return {
-            "id": self.id, "at": self.at.astimezone(zone).isoformat(), "partner": self.partner,
-            "name": self.name, "organization": self.organization, "campaign": self.campaign,
-            "step": self.step, "kind": self.kind, "subject": self.subject, "text": self.text,
-            "contact_change": self.contact_change, "handled": self.handled,
-            "handled_at": self.handled_at.astimezone(zone).isoformat()
-            if self.handled_at else None,
-            "note": self.note, "from": self.from_addr, "from_name": self.from_name,
-            "unverified": self.unverified, "duplicate_of": self.duplicate_of,
-            "unreadable": list(self.unreadable), "signature": self.signature,
+            "id": self.id,
+            "at": self.at.astimezone(zone).isoformat(),
+            "partner": self.partner,
+            "name": self.name,
+            "organization": self.organization,
+            "campaign": self.campaign,
+            "step": self.step,
+            "kind": self.kind,
+            "subject": self.subject,
+            "text": self.text,
+            "contact_change": self.contact_change,
+            "handled": self.handled,
+            "handled_at": self.handled_at.astimezone(zone).isoformat() if self.handled_at else None,
+            "note": self.note,
+            "from": self.from_addr,
+            "from_name": self.from_name,
+            "unverified": self.unverified,
+            "duplicate_of": self.duplicate_of,
+            "unreadable": list(self.unreadable),
+            "signature": self.signature,
         }
 
 
@@ -80,13 +91,23 @@ def load_replies(store: Store, *, unhandled: bool = False) -> list[ReplyRow]:
     rows = queries.review_queue(store, unhandled=unhandled)
     return [
         ReplyRow(
-            id=r["id"], at=datetime.fromisoformat(r["at"]), partner=r["partner"],
-            name=r["name"] or "", organization=r["organization"] or "", campaign=r["campaign"],
-            step=r["step"], kind=r["kind"], subject=r["subject"] or "",
+            id=r["id"],
+            at=datetime.fromisoformat(r["at"]),
+            partner=r["partner"],
+            name=r["name"] or "",
+            organization=r["organization"] or "",
+            campaign=r["campaign"],
+            step=r["step"],
+            kind=r["kind"],
+            subject=r["subject"] or "",
             text=(r["text"] or r["full_text"] or "").strip(),
-            contact_change=bool(r["contact_change"]), handled_at=parse_iso(r["handled_at"]),
-            note=r["handled_note"], from_addr=r["from_addr"], from_name=r["from_name"],
-            unverified=r["unverified"], duplicate_of=r["duplicate_of"],
+            contact_change=bool(r["contact_change"]),
+            handled_at=parse_iso(r["handled_at"]),
+            note=r["handled_note"],
+            from_addr=r["from_addr"],
+            from_name=r["from_name"],
+            unverified=r["unverified"],
+            duplicate_of=r["duplicate_of"],
             unreadable=tuple(json.loads(r["unreadable"] or "[]")),
             signature=(r["signature"] or "").strip(),
         )
@@ -95,8 +116,9 @@ def load_replies(store: Store, *, unhandled: bool = False) -> list[ReplyRow]:
 
 
 def _needed_review(row: dict[str, Any]) -> bool:
-    return needs_review(row["kind"], bool(row["contact_change"]), row["unverified"],
-                        row["duplicate_of"])
+    return needs_review(
+        row["kind"], bool(row["contact_change"]), row["unverified"], row["duplicate_of"]
+    )
 
 
 def _inbound(store: Store, inbound_id: int) -> dict[str, Any]:
@@ -115,8 +137,12 @@ def acknowledge(store: Store, inbound_id: int, note: str | None, now: datetime) 
     with store.write():
         store.mark_handled(inbound_id, note, now)
         store.add_event(
-            "acknowledged", now, partner_id=row["partner_id"], campaign=row["campaign"],
-            step=row["step"], inbound_id=inbound_id,
+            "acknowledged",
+            now,
+            partner_id=row["partner_id"],
+            campaign=row["campaign"],
+            step=row["step"],
+            inbound_id=inbound_id,
             summary=f"{row['kind'].replace('_', '-')} #{inbound_id} "
             + ("dismissed: not the partner's, nothing changed" if dismissed else "handled")
             + (f": {note}" if note else ""),
@@ -126,13 +152,20 @@ def acknowledge(store: Store, inbound_id: int, note: str | None, now: datetime) 
     if was is not None and _needed_review(row):
         return f"#{inbound_id} ({who}) was already handled" + ("; note saved" if note else "")
     if dismissed:
-        return (f"#{inbound_id} ({who}) dismissed: it stays unverified and changes nothing "
-                f"(to act on it: outreach replies reclassify {inbound_id} KIND)")
+        return (
+            f"#{inbound_id} ({who}) dismissed: it stays unverified and changes nothing "
+            f"(to act on it: outreach replies reclassify {inbound_id} KIND)"
+        )
     return f"#{inbound_id} ({who}) marked handled"
 
 
 def reclassify(
-    store: Store, inbound_id: int, kind: str, now: datetime, *, default_timezone: str,
+    store: Store,
+    inbound_id: int,
+    kind: str,
+    now: datetime,
+    *,
+    default_timezone: str,
     auto_reply_pause: timedelta,
 ) -> list[str]:
     """Correct the classification of one inbound message and redo its effect.
@@ -156,39 +189,59 @@ def reclassify(
     campaign: str | None = row["campaign"]
     changes: list[str] = []
     if unverified:
-        changes.append(f"attributed to {row['email']} by hand (it was not acted on: "
-                       f"{unverified})")
+        changes.append(f"attributed to {row['email']} by hand (it was not acted on: {unverified})")
     with store.write():
         if not unverified:
             _undo(store, row, now, changes)
-        zone = partner_zone(
-            store.partners_by_id([partner_id])[partner_id], default_timezone)
+        zone = partner_zone(store.partners_by_id([partner_id])[partner_id], default_timezone)
         received = parse_iso(row["processed_at"]) or now
         review = needs_review(kind, bool(row["contact_change"]), None, row["duplicate_of"])
-        note = (f"reclassified by hand: {old} -> {kind}" if old != kind
-                else f"attributed to the partner by hand as {kind}")
+        note = (
+            f"reclassified by hand: {old} -> {kind}"
+            if old != kind
+            else f"attributed to the partner by hand as {kind}"
+        )
         store.set_inbound_kind(
-            inbound_id, kind,
+            inbound_id,
+            kind,
             handled_at=None if review else (parse_iso(row["handled_at"]) or now),
             reasons=[*json.loads(row["reasons"] or "[]"), note],
             attributed=bool(unverified),
         )
         back = date.fromisoformat(row["return_date"]) if row["return_date"] else None
         effect = reclassified(
-            kind, old, contact_change=bool(row["contact_change"]), return_date=back, zone=zone,
-            received=received, now=now, default_pause=auto_reply_pause,
+            kind,
+            old,
+            contact_change=bool(row["contact_change"]),
+            return_date=back,
+            zone=zone,
+            received=received,
+            now=now,
+            default_pause=auto_reply_pause,
         )
         changes += apply_effect(
-            store, effect, partner_id=partner_id, campaign=campaign, inbound_id=inbound_id,
+            store,
+            effect,
+            partner_id=partner_id,
+            campaign=campaign,
+            inbound_id=inbound_id,
             now=now,
         )
         store.add_event(
-            "reclassified", now, partner_id=partner_id, campaign=campaign, step=row["step"],
+            "reclassified",
+            now,
+            partner_id=partner_id,
+            campaign=campaign,
+            step=row["step"],
             inbound_id=inbound_id,
-            summary=f"#{inbound_id} {old} -> {kind}" + (f": {'; '.join(changes)}"
-                                                         if changes else ""),
-            detail={"from": old, "to": kind, "changes": changes,
-                    **({"attributed": True} if unverified else {})},
+            summary=f"#{inbound_id} {old} -> {kind}"
+            + (f": {'; '.join(changes)}" if changes else ""),
+            detail={
+                "from": old,
+                "to": kind,
+                "changes": changes,
+                **({"attributed": True} if unverified else {}),
+            },
         )
     return changes
 
@@ -200,12 +253,19 @@ def _undo(store: Store, row: dict[str, Any], now: datetime, changes: list[str]) 
     current = store.partner_status(partner_id)
     if stamp is not None and current in (BOUNCED, OPTED_OUT):
         reopened = store.restore_partner(partner_id, stopped_at=stamp, now=now)
-        store.add_event("status", now, partner_id=partner_id, campaign=campaign,
-                        inbound_id=inbound_id,
-                        summary=f"back to active (was {current}: #{inbound_id} reclassified)",
-                        detail={"restored": True})
-        changes.append(f"partner back to active (was {current})"
-                       + (f"; {reopened} sequence(s) reopened" if reopened else ""))
+        store.add_event(
+            "status",
+            now,
+            partner_id=partner_id,
+            campaign=campaign,
+            inbound_id=inbound_id,
+            summary=f"back to active (was {current}: #{inbound_id} reclassified)",
+            detail={"restored": True},
+        )
+        changes.append(
+            f"partner back to active (was {current})"
+            + (f"; {reopened} sequence(s) reopened" if reopened else "")
+        )
     if row["kind"] == "bounce" and row["hard"] == 0:
         store.uncount_soft_bounce(partner_id, now)
         changes.append("one soft bounce fewer")
@@ -216,9 +276,15 @@ def _undo(store: Store, row: dict[str, Any], now: datetime, changes: list[str]) 
         return
     done_by_it = store.event_kinds_for(inbound_id, ("stopped", "paused"))
     if ("stopped" in done_by_it and sequence.state in ("replied", "stopped")) or (
-            "paused" in done_by_it and sequence.state == "paused"):
+        "paused" in done_by_it and sequence.state == "paused"
+    ):
         store.set_sequence_state(campaign, partner_id, "active", now)
-        store.add_event("resumed", now, partner_id=partner_id, campaign=campaign,
-                        inbound_id=inbound_id,
-                        summary=f"follow-ups resume (#{inbound_id} is not a {row['kind']})")
+        store.add_event(
+            "resumed",
+            now,
+            partner_id=partner_id,
+            campaign=campaign,
+            inbound_id=inbound_id,
+            summary=f"follow-ups resume (#{inbound_id} is not a {row['kind']})",
+        )
         changes.append(f"{campaign}: follow-ups resume (was {sequence.state})")

@@ -328,6 +328,7 @@ class Sender:
                 account=account.name,
             )
 
+
 class OutboxFeed(Iterator[Envelope]):
     """The envelopes of one account's delivery batch, taken one at a time by its connections.
 
@@ -447,5 +448,3 @@ class OutboxFeed(Iterator[Envelope]):
         items = list(self.items)
         self.items.clear()
         self.sender.queue_items(items, self.report)
-
-

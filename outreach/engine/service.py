@@ -76,8 +76,9 @@ RENDER_CHECK_PARTNERS = 200  # partners per campaign a reload renders for before
 # --------------------------------------------------------------------------- pure helpers
 
 
-def backoff_delay(interval: float, failures: int,
-                  cap: float = BACKOFF_CAP.total_seconds()) -> float:
+def backoff_delay(
+    interval: float, failures: int, cap: float = BACKOFF_CAP.total_seconds()
+) -> float:
     """Seconds to wait after `failures` failures in a row: the interval, doubled each time,
     at most `cap` (or the interval itself when that is longer)."""
     if failures <= 0:
@@ -128,15 +129,14 @@ class EventTap(logging.Filter):
         self.events: list[tuple[str, int, str]] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        self.events.append((getattr(record, "event", "") or "", record.levelno,
-                            record.getMessage()))
+        self.events.append(
+            (getattr(record, "event", "") or "", record.levelno, record.getMessage())
+        )
         return True
 
     def take(self) -> list[tuple[str, int, str]]:
         events, self.events = self.events, []
         return events
-
-
 
 
 def record_once(store: Store, read: ReadReport, sent: SendReport, now: datetime) -> None:
@@ -171,8 +171,9 @@ def fingerprint(config: Config) -> tuple[tuple[str, int, int], ...]:
     return tuple(found)
 
 
-def render_check(config: Config, campaign: Campaign,
-                 partners: list[Partner]) -> tuple[list[str], list[str]]:
+def render_check(
+    config: Config, campaign: Campaign, partners: list[Partner]
+) -> tuple[list[str], list[str]]:
     """Render every step for (up to RENDER_CHECK_PARTNERS of) the campaign's partners, or a
     sample partner when it has none: (problems, warnings). A template that fails for every
     partner is broken (a problem); one that fails for some is their data (a warning)."""
@@ -328,8 +329,15 @@ class IdleWatcher(threading.Thread):
     It never touches the database. Without IDLE support it says so once and ends (the
     reader still polls); a dropped connection is retried with a backoff."""
 
-    def __init__(self, account: Account, on_news: Callable[[], None], stop: threading.Event,
-                 logger: logging.Logger, poll_every: float, logins: Logins) -> None:
+    def __init__(
+        self,
+        account: Account,
+        on_news: Callable[[], None],
+        stop: threading.Event,
+        logger: logging.Logger,
+        poll_every: float,
+        logins: Logins,
+    ) -> None:
         super().__init__(name=f"outreach-idle-{account.name}", daemon=True)
         self.account = account
         self.on_news = on_news
@@ -347,8 +355,13 @@ class IdleWatcher(threading.Thread):
             try:
                 with Mailbox(settings, self.logins.for_server(self.account, settings)) as mailbox:
                     if "IDLE" not in {c.upper() for c in mailbox.capabilities()}:
-                        log_event(self.log, "idle", f"{settings.address} does not offer IMAP "
-                                  "IDLE; the mailbox is polled instead", account=self.account.name)
+                        log_event(
+                            self.log,
+                            "idle",
+                            f"{settings.address} does not offer IMAP "
+                            "IDLE; the mailbox is polled instead",
+                            account=self.account.name,
+                        )
                         return
                     mailbox.select_readonly(settings.folder)
                     self.retry.succeeded()
@@ -358,9 +371,14 @@ class IdleWatcher(threading.Thread):
                         nonlocal said
                         if not said:
                             said = True
-                            log_event(self.log, "idle", f"waiting for new mail in "
-                                      f"{self.account.name}/{settings.folder} (IMAP IDLE)",
-                                      logging.DEBUG, account=self.account.name)
+                            log_event(
+                                self.log,
+                                "idle",
+                                f"waiting for new mail in "
+                                f"{self.account.name}/{settings.folder} (IMAP IDLE)",
+                                logging.DEBUG,
+                                account=self.account.name,
+                            )
 
                     while not self.stop.is_set():
                         if mailbox.idle_wait(IDLE_CHUNK, waiting) and not self.stop.is_set():
@@ -372,12 +390,22 @@ class IdleWatcher(threading.Thread):
                 if self.stop.is_set():
                     return
                 delay = self.retry.failed(time.monotonic())
-                log_event(self.log, "idle", f"IMAP IDLE interrupted ({exc}); again in "
-                          f"{delay:.0f}s", logging.DEBUG, account=self.account.name)
+                log_event(
+                    self.log,
+                    "idle",
+                    f"IMAP IDLE interrupted ({exc}); again in {delay:.0f}s",
+                    logging.DEBUG,
+                    account=self.account.name,
+                )
                 self.stop.wait(delay)
             except Exception as exc:  # noqa: BLE001 - IDLE is an optimisation; polling goes on
-                log_event(self.log, "idle", f"IMAP IDLE stopped: {type(exc).__name__}: {exc}",
-                          logging.WARNING, account=self.account.name)
+                log_event(
+                    self.log,
+                    "idle",
+                    f"IMAP IDLE stopped: {type(exc).__name__}: {exc}",
+                    logging.WARNING,
+                    account=self.account.name,
+                )
                 return
 
 
@@ -401,7 +429,8 @@ class Service:
         self.poll = every_seconds(self.settings.poll_every)
         self.send = every_seconds(self.settings.send_every)
         self.backoffs = {
-            "read": Backoff(float(self.poll)), "send": Backoff(float(self.send)),
+            "read": Backoff(float(self.poll)),
+            "send": Backoff(float(self.send)),
             "digest": Backoff(float(max(self.send, 60))),
         }
         self.idle_stop = threading.Event()
@@ -416,8 +445,11 @@ class Service:
     # ------------------------------------------------------------------ signals
 
     def install_signals(self) -> None:
-        for signum, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
-                                (signal.SIGHUP, self._on_reload)):
+        for signum, handler in (
+            (signal.SIGTERM, self._on_stop),
+            (signal.SIGINT, self._on_stop),
+            (signal.SIGHUP, self._on_reload),
+        ):
             self._previous_handlers[signum] = signal.signal(signum, handler)
 
     def restore_signals(self) -> None:
@@ -433,8 +465,13 @@ class Service:
         self.stopping = True
         self.stop_signal = signum
         timeout = self.settings.shutdown_timeout
-        log_event(self.log, "stop", f"{name}: finishing the current cycle (at most "
-                  f"{format_duration(timeout)}); send it again to stop at once", signal=name)
+        log_event(
+            self.log,
+            "stop",
+            f"{name}: finishing the current cycle (at most "
+            f"{format_duration(timeout)}); send it again to stop at once",
+            signal=name,
+        )
         self._timer = threading.Timer(timeout.total_seconds(), self._timeout)
         self._timer.daemon = True
         self._timer.start()
@@ -445,9 +482,13 @@ class Service:
         self.wake()
 
     def _timeout(self) -> None:
-        log_event(self.log, "stop", f"the cycle did not finish within shutdown_timeout "
-                  f"({format_duration(self.settings.shutdown_timeout)}): stopping now",
-                  logging.ERROR)
+        log_event(
+            self.log,
+            "stop",
+            f"the cycle did not finish within shutdown_timeout "
+            f"({format_duration(self.settings.shutdown_timeout)}): stopping now",
+            logging.ERROR,
+        )
         self._exit_now(1)
 
     def _exit_now(self, code: int) -> None:
@@ -503,9 +544,14 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - schedule would let it end the worker
             crashed = f"{type(exc).__name__}: {exc}"
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            log_event(self.log, "job_error", f"{name} failed: {crashed} (at "
-                      f"{Path(where.filename).name}:{where.lineno}); the worker goes on",
-                      logging.ERROR, job=name)
+            log_event(
+                self.log,
+                "job_error",
+                f"{name} failed: {crashed} (at "
+                f"{Path(where.filename).name}:{where.lineno}); the worker goes on",
+                logging.ERROR,
+                job=name,
+            )
             for line in "".join(traceback.format_exception(exc)).rstrip().splitlines():
                 self.log.debug(line)  # a log line is one line (logs.HumanFormatter)
         events = self.tap.take()
@@ -528,9 +574,14 @@ class Service:
         if trouble:
             delay = backoff.failed(time.monotonic())
             if delay > backoff.interval:
-                log_event(self.log, "backoff", f"{name}: trying again in "
-                          f"{format_duration(timedelta(seconds=delay))}", logging.WARNING,
-                          job=name, failures=backoff.failures)
+                log_event(
+                    self.log,
+                    "backoff",
+                    f"{name}: trying again in {format_duration(timedelta(seconds=delay))}",
+                    logging.WARNING,
+                    job=name,
+                    failures=backoff.failures,
+                )
         elif backoff.succeeded():
             log_event(self.log, "recovered", f"{name}: working again", job=name)
 
@@ -553,14 +604,16 @@ class Service:
         self.maybe_reload()
         report = self.worker.send_cycle()
         busy = report.queued or report.sent or report.deferred or report.failed or report.unknown
-        log_event(self.log, "send", f"send: {report.summary()}",
-                  logging.INFO if busy else logging.DEBUG)
+        log_event(
+            self.log, "send", f"send: {report.summary()}", logging.INFO if busy else logging.DEBUG
+        )
 
     def digest(self) -> None:
         from outreach.engine.digest import send_digest
 
-        send_digest(self.config, self.worker.campaigns, self.store, self.now(), self.log,
-                    self.worker.logins)
+        send_digest(
+            self.config, self.worker.campaigns, self.store, self.now(), self.log, self.worker.logins
+        )
 
     def beat(self) -> None:
         self.heartbeat(heartbeat_at=iso(self.now()))
@@ -576,33 +629,56 @@ class Service:
             for problem in exc.problems[:10]:
                 log_event(self.log, "reload_failed", problem, logging.ERROR)
             more = len(exc.problems) - 10
-            log_event(self.log, "reload_failed", "config.toml, campaigns and templates not reloaded"
-                      + (f" ({more} more problems)" if more > 0 else "")
-                      + ": still running the last good version; `outreach check` shows why",
-                      logging.ERROR)
+            log_event(
+                self.log,
+                "reload_failed",
+                "config.toml, campaigns and templates not reloaded"
+                + (f" ({more} more problems)" if more > 0 else "")
+                + ": still running the last good version; `outreach check` shows why",
+                logging.ERROR,
+            )
             return
         self.config = config
         self.worker.reconfigure(config, campaigns)
-        log_event(self.log, "reloaded", "config.toml, campaigns and templates reloaded: "
-                  + (", ".join(c.name for c in campaigns) or "no campaigns"))
+        log_event(
+            self.log,
+            "reloaded",
+            "config.toml, campaigns and templates reloaded: "
+            + (", ".join(c.name for c in campaigns) or "no campaigns"),
+        )
         for key in self.files.held:
-            log_event(self.log, "restart_needed", f"{self.config.path}: {key} changed; the "
-                      "worker keeps the old value until it is restarted", logging.WARNING)
+            log_event(
+                self.log,
+                "restart_needed",
+                f"{self.config.path}: {key} changed; the "
+                "worker keeps the old value until it is restarted",
+                logging.WARNING,
+            )
         self.log_render_warnings()
 
     def log_render_warnings(self) -> None:
         for warning in self.files.warnings[:10]:
-            log_event(self.log, "render_warning", f"{warning} (that partner is skipped and "
-                      "reported at each send until the data or the template is fixed)",
-                      logging.WARNING)
+            log_event(
+                self.log,
+                "render_warning",
+                f"{warning} (that partner is skipped and "
+                "reported at each send until the data or the template is fixed)",
+                logging.WARNING,
+            )
 
     # ------------------------------------------------------------------ main loop
 
     def start_watchers(self) -> None:
         for account in self.config.accounts.values():
             if idle_enabled(self.config, account):
-                watcher = IdleWatcher(account, self.on_news, self.idle_stop, self.log,
-                                      float(self.poll), self.worker.logins)
+                watcher = IdleWatcher(
+                    account,
+                    self.on_news,
+                    self.idle_stop,
+                    self.log,
+                    float(self.poll),
+                    self.worker.logins,
+                )
                 watcher.start()
                 self.watchers.append(watcher)
 
@@ -624,22 +700,40 @@ class Service:
         try:
             config, campaigns = self.files.load()
         except Problems as exc:
-            log_event(self.log, "fatal", f"cannot start: {exc.problems[0]}"
-                      + (f" (and {len(exc.problems) - 1} more; `outreach check` shows them all)"
-                         if len(exc.problems) > 1 else ""), logging.ERROR)
+            log_event(
+                self.log,
+                "fatal",
+                f"cannot start: {exc.problems[0]}"
+                + (
+                    f" (and {len(exc.problems) - 1} more; `outreach check` shows them all)"
+                    if len(exc.problems) > 1
+                    else ""
+                ),
+                logging.ERROR,
+            )
             return exc.exit_code
         self.worker.reconfigure(config, campaigns)
         self.log.addFilter(self.tap)
         started = self.now()
-        self.heartbeat(pid=os.getpid(), host=socket.gethostname(), started_at=iso(started),
-                       heartbeat_at=iso(started), stopped_at=None)
+        self.heartbeat(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            started_at=iso(started),
+            heartbeat_at=iso(started),
+            stopped_at=None,
+        )
         idle = any(idle_enabled(self.config, a) for a in self.config.accounts.values())
-        log_event(self.log, "started", f"worker started (pid {os.getpid()}): reads mail every "
-                  f"{format_duration(timedelta(seconds=self.poll))}"
-                  + (" and on IMAP IDLE" if idle else "")
-                  + f", sends every {format_duration(timedelta(seconds=self.send))}; "
-                  "SIGTERM/Ctrl-C stops it, SIGHUP reloads campaigns",
-                  pid=os.getpid(), database=str(self.config.database))
+        log_event(
+            self.log,
+            "started",
+            f"worker started (pid {os.getpid()}): reads mail every "
+            f"{format_duration(timedelta(seconds=self.poll))}"
+            + (" and on IMAP IDLE" if idle else "")
+            + f", sends every {format_duration(timedelta(seconds=self.send))}; "
+            "SIGTERM/Ctrl-C stops it, SIGHUP reloads campaigns",
+            pid=os.getpid(),
+            database=str(self.config.database),
+        )
         self.log_render_warnings()
         try:
             self.loop()

@@ -60,7 +60,6 @@ def parse_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-
 def create_private(path: Path) -> None:
     """Create the database file 0600 (whatever the umask) before SQLite opens it: SQLite
     gives its -wal and -shm files the mode of the database file."""
@@ -130,7 +129,6 @@ class WalCheckpointer:
             self.error = exc
         finally:
             conn.close()
-
 
 
 def _casefold(value: Any) -> Any:

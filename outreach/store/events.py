@@ -47,7 +47,6 @@ def event_values(
     )
 
 
-
 class Events(Database):
     def add_event(
         self,

@@ -139,4 +139,3 @@ def _no_space(path: Path | str) -> bool:
         return shutil.disk_usage(Path(path).absolute().parent).free < 64 * 1024
     except OSError:
         return False
-

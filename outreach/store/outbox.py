@@ -18,6 +18,7 @@ from outreach.store.sequences import Sequences
 
 OUTBOX_CHUNK = 50  # rows per INSERT: 10 parameters each, under SQLite's old limit of 999
 
+
 class Outgoing(NamedTuple):
     """A rendered message for the outbox (Store.queue_messages), in its INSERT's order."""
 
@@ -499,4 +500,3 @@ def _ledger(row: dict[str, Any]) -> LedgerRow:
         next_attempt_at=parse_iso(row["next_attempt_at"]),
         sent_at=parse_iso(row["sent_at"]),
     )
-

@@ -40,7 +40,6 @@ def partner_from_row(row: Sequence[Any]) -> Partner:
     )
 
 
-
 class Partners(Events):
     def upsert_partners(self, partners: Iterable[Partner], now: datetime) -> tuple[int, int]:
         """Insert new partners and update known ones (by email); never touches history.

@@ -164,7 +164,6 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-
 @migrations()
 def m002_views(db: sqlite_utils.Database) -> None:
     """Read-only views over the response log (reply_log first: the others use it).

@@ -150,4 +150,3 @@ def _sequence(row: dict[str, Any]) -> SequenceState:
         last_sent_at=parse_iso(row["last_sent_at"]),
         paused_until=parse_iso(row["paused_until"]),
     )
-

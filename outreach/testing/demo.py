@@ -63,36 +63,106 @@ class Persona:
 
 
 PERSONAS = (
-    Persona("maria.gonzalez@mercyhealth.example", "María González", "María", "Mercy Health",
-            "Healthcare", "Health Science", "reply",
-            "Hi Jordan,\n\nIt has been a big year: we opened a night clinic and hired three of "
-            "your graduates as medical assistants. Telehealth is here to stay, so students who "
-            "are at ease with video visits stand out.\n\nWe would love to host two interns again "
-            "this spring.", 2.0),
-    Persona("dan.oconnor@buildright.example", "Dan O'Connor", "Dan", "BuildRight Construction",
-            "Construction", "Architecture & Construction", "away", delay=0.8),
-    Persona("priya.shah@netforge.example", "Priya Shah", "Priya", "NetForge IT",
-            "Information Technology", "IT & Cybersecurity", "reply",
-            "Thanks for checking in! Most of our team is hybrid now and we rely on cloud tools "
-            "far more than before. Security awareness is the one skill we wish every new hire "
-            "had. Happy to visit your cyber class again.", 3.0),
-    Persona("sam.lee@bistro21.example", "Sam Lee", "Sam", "Bistro 21", "Hospitality",
-            "Culinary Arts", "remove", delay=2.5),
-    Persona("zoe.angstrom@nordlys-design.example", "Zoë Ångström", "Zoë",
-            "Nordlys Design Studio", "Design", "Arts & Communication", "reply",
-            "Hej Jordan! We moved to a four-day week and it works for us. Our interns now do "
-            "real client work from the first week, which they love.", 4.0),
-    Persona("jose@nunez-auto.example", "José Núñez", "José", "Núñez Auto Repair",
-            "Automotive", "Transportation", "bounce", delay=0.5),
-    Persona("chloe.dubois@boulangerie-dubois.example", "Chloé Dubois", "Chloé",
-            "Boulangerie Dubois", "Food Service", "Culinary Arts", "late",
-            "Sorry for the slow answer, December is our busiest month! We started taking "
-            "orders online this year and need people who can run that side. Yes, we can take "
-            "one intern in January.", 1.5),
-    Persona("kwame.mensah@riverside-logistics.example", "Kwame Mensah", "Kwame",
-            "Riverside Logistics", "Logistics", "Transportation", "silent"),
-    Persona("lukasz.wisniewski@stal-works.example", "Łukasz Wiśniewski", "Łukasz",
-            "Stal Works", "Manufacturing", "Advanced Manufacturing", "silent"),
+    Persona(
+        "maria.gonzalez@mercyhealth.example",
+        "María González",
+        "María",
+        "Mercy Health",
+        "Healthcare",
+        "Health Science",
+        "reply",
+        "Hi Jordan,\n\nIt has been a big year: we opened a night clinic and hired three of "
+        "your graduates as medical assistants. Telehealth is here to stay, so students who "
+        "are at ease with video visits stand out.\n\nWe would love to host two interns again "
+        "this spring.",
+        2.0,
+    ),
+    Persona(
+        "dan.oconnor@buildright.example",
+        "Dan O'Connor",
+        "Dan",
+        "BuildRight Construction",
+        "Construction",
+        "Architecture & Construction",
+        "away",
+        delay=0.8,
+    ),
+    Persona(
+        "priya.shah@netforge.example",
+        "Priya Shah",
+        "Priya",
+        "NetForge IT",
+        "Information Technology",
+        "IT & Cybersecurity",
+        "reply",
+        "Thanks for checking in! Most of our team is hybrid now and we rely on cloud tools "
+        "far more than before. Security awareness is the one skill we wish every new hire "
+        "had. Happy to visit your cyber class again.",
+        3.0,
+    ),
+    Persona(
+        "sam.lee@bistro21.example",
+        "Sam Lee",
+        "Sam",
+        "Bistro 21",
+        "Hospitality",
+        "Culinary Arts",
+        "remove",
+        delay=2.5,
+    ),
+    Persona(
+        "zoe.angstrom@nordlys-design.example",
+        "Zoë Ångström",
+        "Zoë",
+        "Nordlys Design Studio",
+        "Design",
+        "Arts & Communication",
+        "reply",
+        "Hej Jordan! We moved to a four-day week and it works for us. Our interns now do "
+        "real client work from the first week, which they love.",
+        4.0,
+    ),
+    Persona(
+        "jose@nunez-auto.example",
+        "José Núñez",
+        "José",
+        "Núñez Auto Repair",
+        "Automotive",
+        "Transportation",
+        "bounce",
+        delay=0.5,
+    ),
+    Persona(
+        "chloe.dubois@boulangerie-dubois.example",
+        "Chloé Dubois",
+        "Chloé",
+        "Boulangerie Dubois",
+        "Food Service",
+        "Culinary Arts",
+        "late",
+        "Sorry for the slow answer, December is our busiest month! We started taking "
+        "orders online this year and need people who can run that side. Yes, we can take "
+        "one intern in January.",
+        1.5,
+    ),
+    Persona(
+        "kwame.mensah@riverside-logistics.example",
+        "Kwame Mensah",
+        "Kwame",
+        "Riverside Logistics",
+        "Logistics",
+        "Transportation",
+        "silent",
+    ),
+    Persona(
+        "lukasz.wisniewski@stal-works.example",
+        "Łukasz Wiśniewski",
+        "Łukasz",
+        "Stal Works",
+        "Manufacturing",
+        "Advanced Manufacturing",
+        "silent",
+    ),
 )
 
 # (event kind, step) each persona must have in the log before the demo ends
@@ -183,8 +253,9 @@ def roster_text() -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["email", "name", "first_name", "organization", "industry", "pathway", "tags"])
     for p in PERSONAS:
-        writer.writerow([p.email, p.name, p.first_name, p.organization, p.industry, p.pathway,
-                         "advisory"])
+        writer.writerow(
+            [p.email, p.name, p.first_name, p.organization, p.industry, p.pathway, "advisory"]
+        )
     return out.getvalue()
 
 
@@ -252,37 +323,55 @@ class Demo:
         """What the partner does, and after how many seconds."""
         today = datetime.now(UTC).date()
         if (persona.does, step) in (("reply", 1), ("late", 2)):
+
             def answer() -> None:
                 signed = f"{persona.words}\n\n{persona.first_name}"
                 self.imap_append(partner_mail.reply(raw, signed))
-                self.say("partner", f"{persona.name} replies: "
-                         f"\u201c{first_line(persona.words)}\u201d")
+                self.say(
+                    "partner", f"{persona.name} replies: \u201c{first_line(persona.words)}\u201d"
+                )
+
             return persona.delay, answer
         if persona.does == "away" and step == 1:
             back = today + timedelta(days=6)
 
             def away() -> None:
                 self.imap_append(partner_mail.out_of_office(raw, back))
-                self.say("partner", f"{persona.name}'s mailbox answers by itself: out of the "
-                         f"office until {long_date(back)}")
+                self.say(
+                    "partner",
+                    f"{persona.name}'s mailbox answers by itself: out of the "
+                    f"office until {long_date(back)}",
+                )
+
             return persona.delay, away
         if persona.does == "bounce" and step == 1:
             domain = persona.email.rpartition("@")[2]
 
             def bounce() -> None:
                 self.imap_append(partner_mail.bounce(raw, reporting_mta=f"mx.{domain}"))
-                self.say("mail", f"{domain}'s mail server bounces the check-in to "
-                         f"{persona.name}: 5.1.1 user unknown (a delivery status notification)")
+                self.say(
+                    "mail",
+                    f"{domain}'s mail server bounces the check-in to "
+                    f"{persona.name}: 5.1.1 user unknown (a delivery status notification)",
+                )
+
             return persona.delay, bounce
         if persona.does == "remove" and step == 1:
+
             def remove() -> None:
                 self.imap_append(partner_mail.unsubscribe(raw))
-                self.say("partner", f"{persona.name} answers: \u201cPlease remove me from your "
-                         "mailing list.\u201d")
+                self.say(
+                    "partner",
+                    f"{persona.name} answers: \u201cPlease remove me from your mailing list.\u201d",
+                )
+
             return persona.delay, remove
         # the others read it and stay silent (said a moment later, after the worker's line)
-        text = ("gets the follow-up and stays silent" if step > 1
-                else "reads it and does not answer (yet)")
+        text = (
+            "gets the follow-up and stays silent"
+            if step > 1
+            else "reads it and does not answer (yet)"
+        )
         return 0.4, lambda: self.say("partner", f"{persona.name} {text}")
 
     def deliver(self, act: Callable[[], None]) -> None:
@@ -327,8 +416,9 @@ class Demo:
             label = "check-in" if step == 1 else "follow-up"
             return f"sent the {label} (step {step}) to {self.name(str(event.get('to', '')))}"
         if kind == "reply":
-            return (f"read {self.name(sender)}'s reply: follow-ups stopped, the answer waits "
-                    "for review")
+            return (
+                f"read {self.name(sender)}'s reply: follow-ups stopped, the answer waits for review"
+            )
         if kind == "auto_reply":
             return f"read {self.name(sender)}'s auto-reply: follow-ups paused until they are back"
         if kind == "bounce":
@@ -348,12 +438,21 @@ class Demo:
         self.worker_log = open(self.folder / "worker.log", "w", encoding="utf-8")  # noqa: SIM115
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "outreach", "--config", str(config), "run", "--log-json"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, encoding="utf-8", env=env, cwd=self.folder,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            cwd=self.folder,
         )
         assert self.worker.stderr is not None
-        threading.Thread(target=self.follow_worker, args=(self.worker.stderr,),
-                         name="demo-worker-log", daemon=True).start()
+        threading.Thread(
+            target=self.follow_worker,
+            args=(self.worker.stderr,),
+            name="demo-worker-log",
+            daemon=True,
+        ).start()
 
     def stop_worker(self) -> int | None:
         worker = self.worker
@@ -384,8 +483,11 @@ class Demo:
         gaps = []
         for persona in PERSONAS:
             for kind, step in EXPECTED[persona.does]:
-                found = ((persona.email, kind) in seen_any if step is None
-                         else (persona.email, kind, step) in seen)
+                found = (
+                    (persona.email, kind) in seen_any
+                    if step is None
+                    else (persona.email, kind, step) in seen
+                )
                 if not found:
                     gaps.append(f"{persona.name}: {kind}" + (f" step {step}" if step else ""))
         return gaps
@@ -397,11 +499,12 @@ class Demo:
         assert cli is not None, "the demo runs from the `outreach demo` command"
         password = secrets.token_urlsafe(12)
         self.smtp = LocalSMTPServer(on_message=self.on_message).start()
-        self.imap = LocalIMAPServer(user=COORDINATOR, password=password,
-                                    log_path=self.folder / "pymap.log").start()
+        self.imap = LocalIMAPServer(
+            user=COORDINATOR, password=password, log_path=self.folder / "pymap.log"
+        ).start()
         config = write_project(self.folder, self.smtp.port, self.imap.port)
         removed = "" if keep else "  (removed at the end; --keep DIR keeps it)"
-        self.echo("\n".join([
+        lines = [
             "outreach demo: the whole loop on mail servers running on this computer (nothing",
             "leaves it). The worker below is the real `outreach run`; only the servers are local.",
             "",
@@ -411,9 +514,11 @@ class Demo:
             f"  campaign     checkin: a check-in, then a follow-up {FOLLOW_UP_AFTER}s later",
             "               for partners who have not answered",
             "",
-        ]))
-        invoke(cli, ["--config", str(config), "partners", "import",
-                     str(self.folder / "partners.csv")])
+        ]
+        self.echo("\n".join(lines))
+        invoke(
+            cli, ["--config", str(config), "partners", "import", str(self.folder / "partners.csv")]
+        )
         self.echo("")
         self.started = time.monotonic()
         self.start_worker(config, password)
@@ -425,28 +530,35 @@ class Demo:
             gaps = self.missing()
         if gaps:
             self.say("demo", "still waiting for: " + "; ".join(gaps[:5]))
-        self.say("demo", "everything happened: stopping the worker (SIGTERM)" if not gaps
-                 else "stopping the worker (SIGTERM)")
+        self.say(
+            "demo",
+            "everything happened: stopping the worker (SIGTERM)"
+            if not gaps
+            else "stopping the worker (SIGTERM)",
+        )
         code = self.stop_worker()
         self.close_servers()
         self.echo(f"\nThe response log (`outreach --config {config} log`):\n")
         invoke(cli, ["--config", str(config), "log"])
         ok = code == 0 and not gaps
         took = time.monotonic() - self.started
-        self.echo("\n".join([
+        lines = [
             "",
             f"{'Done' if ok else 'Finished with problems'} in {took:.0f}s; the worker exited "
             f"with code {code}.",
             "Try it on your own mailbox: `outreach init my-outreach`, put your servers in",
             "my-outreach/config.toml, then `outreach check` and `outreach run`.",
-        ]))
+        ]
+        self.echo("\n".join(lines))
         if keep:
-            self.echo(textwrap.dedent(f"""
+            self.echo(
+                textwrap.dedent(f"""
                 The demo folder is kept: {self.folder}
                   outreach --config {config} status
                   outreach --config {config} replies
                   outreach --config {config} log --partner {PERSONAS[0].email}
-                (its mail servers are gone, so `run` there cannot connect)"""))
+                (its mail servers are gone, so `run` there cannot connect)""")
+            )
         return 0 if ok else 1
 
     def close_servers(self) -> None:

@@ -32,8 +32,6 @@ __all__ = ["LocalIMAPServer", "StoredMessage"]
 log = logging.getLogger(__name__)
 
 
-
-
 @dataclass(frozen=True)
 class StoredMessage:
     """One message in a LocalIMAPServer folder."""
@@ -432,4 +430,3 @@ def _appenduid(resp: bytes | str) -> int | None:
         return int(text.split("[APPENDUID", 1)[1].split("]", 1)[0].split()[1])
     except (IndexError, ValueError):
         return None
-

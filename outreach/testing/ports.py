@@ -8,7 +8,6 @@ import socket
 LOCALHOST = "127.0.0.1"
 
 
-
 def free_ports(count: int, host: str = LOCALHOST) -> list[int]:
     """Return *count* distinct TCP ports that are free on *host* right now.
 
@@ -38,4 +37,3 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
             return True
     except OSError:
         return False
-

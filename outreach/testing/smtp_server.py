@@ -35,9 +35,6 @@ __all__ = ["LocalSMTPServer", "ReceivedMessage"]
 log = logging.getLogger(__name__)
 
 
-
-
-
 @dataclass(frozen=True)
 class ReceivedMessage:
     """One message accepted by :class:`LocalSMTPServer` (an SMTP transaction)."""
@@ -657,4 +654,3 @@ def _check_reply(reply: str) -> str:
     if not (code.isdigit() and code[0] in "2345" and (len(reply) == 3 or reply[3] in " -")):
         raise ValueError(f"not an SMTP reply: {reply!r}")
     return reply
-

@@ -62,8 +62,11 @@ class Mailbox:
         timeout = s.timeout.total_seconds()
         try:
             client = imapclient.IMAPClient(
-                s.host, port=s.port, ssl=s.security == "tls",
-                ssl_context=tls_context(s) if s.security == "tls" else None, timeout=timeout,
+                s.host,
+                port=s.port,
+                ssl=s.security == "tls",
+                ssl_context=tls_context(s) if s.security == "tls" else None,
+                timeout=timeout,
             )
             if s.security == "starttls":
                 client.starttls(tls_context(s))
@@ -126,7 +129,6 @@ class Mailbox:
             said = one_line(exc, 300, printable=True)
             said += f" ({conversation.error})" if conversation.error else ""
             raise LoginError(said) from None
-
 
     def close(self) -> None:
         if self.client is not None:
@@ -204,7 +206,6 @@ class Mailbox:
                     found.add(message_id)
         return found
 
-
     # ------------------------------------------------------------------ reading
 
     def select_readonly(self, folder: str) -> tuple[int, int]:
@@ -270,6 +271,7 @@ class Mailbox:
             finally:
                 _, responses = client.idle_done()
         return news or any(compat.is_news(response) for response in responses)
+
 
 def _quietly_logout(client: imapclient.IMAPClient) -> None:
     try:

@@ -47,7 +47,6 @@ class OAuth2Unavailable(OutreachError):
     """The authorization server could not be reached or failed (try again later)."""
 
 
-
 @dataclass(frozen=True)
 class DeviceCode:
     """A device authorization answer (RFC 8628 3.2)."""

@@ -65,7 +65,6 @@ def _classify_refusal(code: int, phase: str) -> Outcome:
     return Outcome.REJECTED
 
 
-
 class Pacer:
     """Spaces sends across all connections of an account (per_minute) and adds jitter."""
 

@@ -38,20 +38,73 @@ from outreach.store import Store, queries
 from outreach.store.files import DEVICE_ERRORS, private_text_file
 
 EVENT_COLUMNS = (
-    "id", "at", "partner", "organization", "campaign", "step", "kind", "summary", "message_id",
-    "detail", "at_local", "name", "inbound_id",
+    "id",
+    "at",
+    "partner",
+    "organization",
+    "campaign",
+    "step",
+    "kind",
+    "summary",
+    "message_id",
+    "detail",
+    "at_local",
+    "name",
+    "inbound_id",
 )
 REPLY_COLUMNS = (
-    "id", "at", "at_local", "received_at", "partner", "name", "organization", "campaign", "step",
-    "kind", "subject", "text", "return_date", "bounced", "hard", "status_code", "diagnostic",
-    "contact_change", "needs_review", "handled", "handled_at", "note", "match_rule",
-    "message_id", "from_addr", "from_name", "unverified", "duplicate_of", "date_header",
-    "unreadable", "signature",
+    "id",
+    "at",
+    "at_local",
+    "received_at",
+    "partner",
+    "name",
+    "organization",
+    "campaign",
+    "step",
+    "kind",
+    "subject",
+    "text",
+    "return_date",
+    "bounced",
+    "hard",
+    "status_code",
+    "diagnostic",
+    "contact_change",
+    "needs_review",
+    "handled",
+    "handled_at",
+    "note",
+    "match_rule",
+    "message_id",
+    "from_addr",
+    "from_name",
+    "unverified",
+    "duplicate_of",
+    "date_header",
+    "unreadable",
+    "signature",
 )
 PARTNER_COLUMNS = (
-    "email", "name", "first_name", "organization", "industry", "pathway", "owner", "tags",
-    "timezone", "status", "status_reason", "last_contact", "last_reply", "open_campaign",
-    "open_state", "replies", "unhandled_replies", "created_at", "fields",
+    "email",
+    "name",
+    "first_name",
+    "organization",
+    "industry",
+    "pathway",
+    "owner",
+    "tags",
+    "timezone",
+    "status",
+    "status_reason",
+    "last_contact",
+    "last_reply",
+    "open_campaign",
+    "open_state",
+    "replies",
+    "unhandled_replies",
+    "created_at",
+    "fields",
 )
 
 Rows = Callable[[Store, ZoneInfo], Iterator[dict[str, Any]]]
@@ -123,8 +176,10 @@ def write_export(
     zone = ZoneInfo(timezone)
     total = queries.export_size(store, what)
     opened = private_text_file(output) if output is not None else _stdout()
-    with opened as handle, progress(source(store, zone), length=total,
-                                    label=f"exporting {what}") as rows:
+    with (
+        opened as handle,
+        progress(source(store, zone), length=total, label=f"exporting {what}") as rows,
+    ):
         return write_rows(handle, fmt, columns, rows, exact=output is not None)
 
 
@@ -151,8 +206,14 @@ def _stdout() -> Iterator[IO[str]]:
         raise OutreachError(f"standard output: cannot write: {exc.strerror}") from None
 
 
-def write_rows(handle: IO[str], fmt: str, columns: tuple[str, ...],
-               rows: Iterator[dict[str, Any]] | Any, *, exact: bool = True) -> int:
+def write_rows(
+    handle: IO[str],
+    fmt: str,
+    columns: tuple[str, ...],
+    rows: Iterator[dict[str, Any]] | Any,
+    *,
+    exact: bool = True,
+) -> int:
     """Rows in `fmt`; CSV cells keep control characters only when `exact` (a file)."""
     count = 0
     if fmt == "csv":
@@ -172,8 +233,9 @@ def write_rows(handle: IO[str], fmt: str, columns: tuple[str, ...],
     else:
         handle.write("[")
         for row in rows:
-            handle.write(("," if count else "") + "\n  "
-                         + json_text({c: row.get(c) for c in columns}))
+            handle.write(
+                ("," if count else "") + "\n  " + json_text({c: row.get(c) for c in columns})
+            )
             count += 1
         handle.write("\n]\n" if count else "]\n")
     return count

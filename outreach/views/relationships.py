@@ -32,9 +32,12 @@ NONE = Relationship(None, None, None, None)
 def load_relationships(store: Store) -> dict[int, Relationship]:
     return {
         row["id"]: Relationship(
-            last_contact=parse_iso(row["last_contact"]), last_reply=parse_iso(row["last_reply"]),
-            open_campaign=row["open_campaign"], open_state=row["open_state"],
-            replies=row["replies"], unhandled=row["unhandled"],
+            last_contact=parse_iso(row["last_contact"]),
+            last_reply=parse_iso(row["last_reply"]),
+            open_campaign=row["open_campaign"],
+            open_state=row["open_state"],
+            replies=row["replies"],
+            unhandled=row["unhandled"],
         )
         for row in queries.relationships(store)
     }
@@ -48,18 +51,29 @@ def is_stale(relationship: Relationship, now: datetime, quiet_for: timedelta) ->
 
 def partner_json(partner: Partner, rel: Relationship, zone: ZoneInfo) -> dict[str, Any]:
     return {
-        "email": partner.email, "name": partner.name, "first_name": partner.first_name,
-        "organization": partner.organization, "industry": partner.industry,
-        "pathway": partner.pathway, "owner": partner.owner, "tags": list(partner.tags),
-        "timezone": partner.timezone, "fields": partner.fields, "status": partner.status,
-        "last_contact": _iso(rel.last_contact, zone), "last_reply": _iso(rel.last_reply, zone),
-        "open_campaign": rel.open_campaign, "open_state": rel.open_state,
-        "replies": rel.replies, "unhandled_replies": rel.unhandled,
+        "email": partner.email,
+        "name": partner.name,
+        "first_name": partner.first_name,
+        "organization": partner.organization,
+        "industry": partner.industry,
+        "pathway": partner.pathway,
+        "owner": partner.owner,
+        "tags": list(partner.tags),
+        "timezone": partner.timezone,
+        "fields": partner.fields,
+        "status": partner.status,
+        "last_contact": _iso(rel.last_contact, zone),
+        "last_reply": _iso(rel.last_reply, zone),
+        "open_campaign": rel.open_campaign,
+        "open_state": rel.open_state,
+        "replies": rel.replies,
+        "unhandled_replies": rel.unhandled,
     }
 
 
-def partner_table(partners: Sequence[Partner], rels: dict[int, Relationship],
-                  zone: ZoneInfo) -> list[tuple[str, ...]]:
+def partner_table(
+    partners: Sequence[Partner], rels: dict[int, Relationship], zone: ZoneInfo
+) -> list[tuple[str, ...]]:
     """Rows for format_table. The relationship columns appear once anything was sent or
     received (before that they would be empty for everyone); STATUS stays last."""
     listed = [(p, rels.get(p.id or 0, NONE)) for p in partners]
@@ -69,8 +83,7 @@ def partner_table(partners: Sequence[Partner], rels: dict[int, Relationship],
         head += ("LAST CONTACT", "LAST REPLY", "OPEN CAMPAIGN")
     table = [(*head, "STATUS")]
     for partner, rel in listed:
-        row: tuple[str, ...] = (partner.email, partner.name, partner.organization,
-                                partner.pathway)
+        row: tuple[str, ...] = (partner.email, partner.name, partner.organization, partner.pathway)
         if active:
             campaign = rel.open_campaign or "-"
             if rel.open_campaign and rel.open_state and rel.open_state != "active":

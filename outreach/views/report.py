@@ -98,7 +98,10 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
     steps = queries.step_counts(store, campaign)
     silent = [
         Silent(
-            email=r["email"], name=r["name"], organization=r["organization"], state=r["state"],
+            email=r["email"],
+            name=r["name"],
+            organization=r["organization"],
+            state=r["state"],
             last_step=r["last_step"],
             last_sent_at=datetime.fromisoformat(r["last_sent_at"]) if r["last_sent_at"] else None,
             auto_replied=bool(r["auto_replied"]),
@@ -107,10 +110,17 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
     ]
     replies = [
         ReportReply(
-            id=r["id"], at=datetime.fromisoformat(r["at"]), partner=r["partner"] or "",
-            name=r["name"] or "", organization=r["organization"] or "", step=r["step"],
-            kind=r["kind"], text=(r["text"] or "").strip(), handled=bool(r["handled"]),
-            from_addr=r["from_addr"], from_name=r["from_name"],
+            id=r["id"],
+            at=datetime.fromisoformat(r["at"]),
+            partner=r["partner"] or "",
+            name=r["name"] or "",
+            organization=r["organization"] or "",
+            step=r["step"],
+            kind=r["kind"],
+            text=(r["text"] or "").strip(),
+            handled=bool(r["handled"]),
+            from_addr=r["from_addr"],
+            from_name=r["from_name"],
             signature=(r["signature"] or "").strip(),
         )
         for r in queries.campaign_replies(store, campaign)
@@ -133,8 +143,13 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
         reply_rate=funnel.get("reply_rate"),
         median_hours_to_reply=funnel.get("median_hours_to_reply"),
         steps=[
-            StepFunnel(step=n, sent=v.get("sent", 0), replied=v.get("reply", 0),
-                       auto_replied=v.get("auto_reply", 0), bounced=v.get("bounce", 0))
+            StepFunnel(
+                step=n,
+                sent=v.get("sent", 0),
+                replied=v.get("reply", 0),
+                auto_replied=v.get("auto_reply", 0),
+                bounced=v.get("bounce", 0),
+            )
             for n, v in sorted(steps.items())
         ],
         never_answered=silent,
@@ -163,8 +178,10 @@ def format_rate(rate: float | None) -> str:
 
 def funnel_lines(report: CampaignReport) -> list[tuple[str, str]]:
     """(label, value) rows shared by the terminal and the HTML report."""
-    rows = [("Audience", str(report.audience)),
-            ("Sent", f"{report.sent} partners, {report.messages_sent} messages")]
+    rows = [
+        ("Audience", str(report.audience)),
+        ("Sent", f"{report.sent} partners, {report.messages_sent} messages"),
+    ]
     rows += [(f"  step {s.step}", str(s.sent)) for s in report.steps]
     rows += [
         ("Replied", str(report.replied)),
@@ -180,72 +197,114 @@ def funnel_lines(report: CampaignReport) -> list[tuple[str, str]]:
 
 
 def format_report(report: CampaignReport, zone: ZoneInfo, now: datetime) -> list[str]:
-    lines = [f"Campaign {report.campaign} (as of "
-             f"{local_minute(now, zone)}, times in {zone.key})", ""]
+    lines = [
+        f"Campaign {report.campaign} (as of {local_minute(now, zone)}, times in {zone.key})",
+        "",
+    ]
     rows = funnel_lines(report)
     width = max(len(label) for label, _ in rows) + 3
     lines += [label.ljust(width) + value for label, value in rows]
     lines.append("")
     if report.steps:
-        lines.append("Per step:   " + "   ".join(
-            f"step {s.step}: {s.sent} sent, {s.replied} replied" for s in report.steps))
+        lines.append(
+            "Per step:   "
+            + "   ".join(f"step {s.step}: {s.sent} sent, {s.replied} replied" for s in report.steps)
+        )
         lines.append("")
     if not report.never_answered:
         lines.append("Never answered: nobody" if report.sent else "Nothing sent yet.")
         return lines
     lines.append(f"Never answered ({len(report.never_answered)}):")
     table: list[tuple[str, ...]] = [
-        ("EMAIL", "NAME", "ORGANIZATION", "LAST STEP", "LAST SENT", "STATE")]
+        ("EMAIL", "NAME", "ORGANIZATION", "LAST STEP", "LAST SENT", "STATE")
+    ]
     for s in report.never_answered:
-        table.append((
-            s.email, s.name, s.organization, str(s.last_step),
-            local_minute(s.last_sent_at, zone) if s.last_sent_at else "-",
-            s.state + (" (auto-reply)" if s.auto_replied else ""),
-        ))
+        table.append(
+            (
+                s.email,
+                s.name,
+                s.organization,
+                str(s.last_step),
+                local_minute(s.last_sent_at, zone) if s.last_sent_at else "-",
+                s.state + (" (auto-reply)" if s.auto_replied else ""),
+            )
+        )
     lines += ["  " + line for line in table_lines(table)]
     return lines
 
 
-
 def report_json(report: CampaignReport, zone: ZoneInfo) -> dict[str, Any]:
     return {
-        "campaign": report.campaign, "audience": report.audience, "sent": report.sent,
+        "campaign": report.campaign,
+        "audience": report.audience,
+        "sent": report.sent,
         "messages_sent": report.messages_sent,
         "sent_per_step": {str(s.step): s.sent for s in report.steps},
-        "replied": report.replied, "auto_replied": report.auto_replied,
-        "bounced": report.bounced, "unsubscribed": report.unsubscribed,
-        "failed": report.failed, "pending": report.pending, "reply_rate": report.reply_rate,
+        "replied": report.replied,
+        "auto_replied": report.auto_replied,
+        "bounced": report.bounced,
+        "unsubscribed": report.unsubscribed,
+        "failed": report.failed,
+        "pending": report.pending,
+        "reply_rate": report.reply_rate,
         "median_hours_to_reply": report.median_hours_to_reply,
-        "steps": [{"step": s.step, "sent": s.sent, "replied": s.replied,
-                   "auto_replied": s.auto_replied, "bounced": s.bounced}
-                  for s in report.steps],
+        "steps": [
+            {
+                "step": s.step,
+                "sent": s.sent,
+                "replied": s.replied,
+                "auto_replied": s.auto_replied,
+                "bounced": s.bounced,
+            }
+            for s in report.steps
+        ],
         "never_answered": [
-            {"partner": s.email, "name": s.name, "organization": s.organization,
-             "state": s.state, "last_step": s.last_step, "auto_replied": s.auto_replied,
-             "last_sent_at": s.last_sent_at.astimezone(zone).isoformat()
-             if s.last_sent_at else None}
+            {
+                "partner": s.email,
+                "name": s.name,
+                "organization": s.organization,
+                "state": s.state,
+                "last_step": s.last_step,
+                "auto_replied": s.auto_replied,
+                "last_sent_at": s.last_sent_at.astimezone(zone).isoformat()
+                if s.last_sent_at
+                else None,
+            }
             for s in report.never_answered
         ],
         "replies": [
-            {"id": r.id, "at": r.at.astimezone(zone).isoformat(), "partner": r.partner,
-             "name": r.name, "organization": r.organization, "step": r.step, "kind": r.kind,
-             "text": r.text, "handled": r.handled, "from": r.from_addr,
-             "from_name": r.from_name, "signature": r.signature}
+            {
+                "id": r.id,
+                "at": r.at.astimezone(zone).isoformat(),
+                "partner": r.partner,
+                "name": r.name,
+                "organization": r.organization,
+                "step": r.step,
+                "kind": r.kind,
+                "text": r.text,
+                "handled": r.handled,
+                "from": r.from_addr,
+                "from_name": r.from_name,
+                "signature": r.signature,
+            }
             for r in report.replies
         ],
     }
 
 
-def day_buckets(first: date, last: date, counts: dict[date, int],
-                max_bars: int = 120) -> list[tuple[date, int]]:
+def day_buckets(
+    first: date, last: date, counts: dict[date, int], max_bars: int = 120
+) -> list[tuple[date, int]]:
     """Counts per day from first to last (zeros included), or per week (starting Monday)
     when that would be more than `max_bars` bars."""
     if last < first:
         first, last = last, first
     days = (last - first).days + 1
     if days <= max_bars:
-        return [(first + timedelta(days=i), counts.get(first + timedelta(days=i), 0))
-                for i in range(days)]
+        return [
+            (first + timedelta(days=i), counts.get(first + timedelta(days=i), 0))
+            for i in range(days)
+        ]
     start = first - timedelta(days=first.weekday())
     weeks: dict[date, int] = {}
     for day, n in counts.items():
@@ -257,4 +316,3 @@ def day_buckets(first: date, last: date, counts: dict[date, int],
         out.append((monday, weeks.get(monday, 0)))
         monday += timedelta(days=7)
     return out
-

@@ -58,8 +58,12 @@ def esc(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def render_html(report: CampaignReport, zone: ZoneInfo, now: datetime,
-                replies: Iterable[ReportReply] | None = None) -> str:
+def render_html(
+    report: CampaignReport,
+    zone: ZoneInfo,
+    now: datetime,
+    replies: Iterable[ReportReply] | None = None,
+) -> str:
     """The whole page. `replies` may be a progress-wrapped iterable of report.replies."""
     stamp = local_minute(now, zone)
     parts = [
@@ -69,8 +73,7 @@ def render_html(report: CampaignReport, zone: ZoneInfo, now: datetime,
         f"<title>Campaign report: {esc(report.campaign)}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>Campaign report: {esc(report.campaign)}</h1>",
-        f'<p class="meta">As of {esc(stamp)} ({esc(zone.key)}) · outreach {esc(__version__)}'
-        "</p>",
+        f'<p class="meta">As of {esc(stamp)} ({esc(zone.key)}) · outreach {esc(__version__)}</p>',
         _cards(report),
         "<h2>Funnel</h2>",
         _funnel_table(report),
@@ -90,21 +93,28 @@ def _cards(report: CampaignReport) -> str:
     from outreach.views.report import format_hours, format_rate
 
     cards = [
-        (report.audience, "audience"), (report.sent, "reached"),
-        (report.replied, "replied"), (format_rate(report.reply_rate), "reply rate"),
+        (report.audience, "audience"),
+        (report.sent, "reached"),
+        (report.replied, "replied"),
+        (format_rate(report.reply_rate), "reply rate"),
         (format_hours(report.median_hours_to_reply), "median time to reply"),
         (report.pending, "still pending"),
     ]
-    return '<div class="cards">' + "".join(
-        f'<div class="card"><b>{esc(v)}</b><span>{esc(label)}</span></div>'
-        for v, label in cards) + "</div>"
+    return (
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card"><b>{esc(v)}</b><span>{esc(label)}</span></div>'
+            for v, label in cards
+        )
+        + "</div>"
+    )
 
 
 def _funnel_table(report: CampaignReport) -> str:
     rows = "".join(
-        f"<tr><th>{esc(label.strip())}</th><td class=\"num\">{esc(value)}</td></tr>"
-        if not label.startswith("  ") else
-        f"<tr><td>&nbsp;&nbsp;{esc(label.strip())}</td><td class=\"num\">{esc(value)}</td></tr>"
+        f'<tr><th>{esc(label.strip())}</th><td class="num">{esc(value)}</td></tr>'
+        if not label.startswith("  ")
+        else f'<tr><td>&nbsp;&nbsp;{esc(label.strip())}</td><td class="num">{esc(value)}</td></tr>'
         for label, value in funnel_lines(report)
     )
     return f'<table id="funnel">{rows}</table>'
@@ -118,25 +128,31 @@ def funnel_chart(report: CampaignReport) -> str:
     top = max(max(s.sent, s.replied) for s in steps) or 1
     label_w, bar_w, row_h = 70, 560, 46
     height = 30 + row_h * len(steps)
-    out = [f'<svg id="chart-funnel" class="chart" role="img" viewBox="0 0 {label_w + bar_w + 90} '
-           f'{height}" width="{label_w + bar_w + 90}" height="{height}" '
-           'aria-label="Messages sent and replies per step">',
-           '<rect x="0" y="4" width="10" height="10" fill="#94a3b8"/>'
-           '<text x="14" y="13">sent</text>'
-           '<rect x="60" y="4" width="10" height="10" fill="#2563eb"/>'
-           '<text x="74" y="13">replied</text>']
+    out = [
+        f'<svg id="chart-funnel" class="chart" role="img" viewBox="0 0 {label_w + bar_w + 90} '
+        f'{height}" width="{label_w + bar_w + 90}" height="{height}" '
+        'aria-label="Messages sent and replies per step">',
+        '<rect x="0" y="4" width="10" height="10" fill="#94a3b8"/>'
+        '<text x="14" y="13">sent</text>'
+        '<rect x="60" y="4" width="10" height="10" fill="#2563eb"/>'
+        '<text x="74" y="13">replied</text>',
+    ]
     for i, s in enumerate(steps):
         y = 26 + i * row_h
         sent_w = round(bar_w * s.sent / top, 1)
         reply_w = round(bar_w * s.replied / top, 1)
         out.append(f'<text x="0" y="{y + 20}">step {s.step}</text>')
-        out.append(f'<rect class="bar sent" x="{label_w}" y="{y + 4}" width="{sent_w}" '
-                   f'height="16" fill="#94a3b8"><title>step {s.step}: {s.sent} sent'
-                   '</title></rect>')
+        out.append(
+            f'<rect class="bar sent" x="{label_w}" y="{y + 4}" width="{sent_w}" '
+            f'height="16" fill="#94a3b8"><title>step {s.step}: {s.sent} sent'
+            "</title></rect>"
+        )
         out.append(f'<text x="{label_w + sent_w + 6}" y="{y + 16}">{s.sent}</text>')
-        out.append(f'<rect class="bar replied" x="{label_w}" y="{y + 22}" width="{reply_w}" '
-                   f'height="16" fill="#2563eb"><title>step {s.step}: {s.replied} '
-                   'replied</title></rect>')
+        out.append(
+            f'<rect class="bar replied" x="{label_w}" y="{y + 22}" width="{reply_w}" '
+            f'height="16" fill="#2563eb"><title>step {s.step}: {s.replied} '
+            "replied</title></rect>"
+        )
         out.append(f'<text x="{label_w + reply_w + 6}" y="{y + 34}">{s.replied}</text>')
     out.append("</svg>")
     return "".join(out)
@@ -154,25 +170,33 @@ def replies_chart(report: CampaignReport, zone: ZoneInfo) -> str:
     plot_w, plot_h = width - left - 10, height - bottom - 12
     step = plot_w / len(buckets)
     bar = max(1.0, min(48.0, step * 0.7))
-    out = [f'<svg id="chart-replies" class="chart" role="img" viewBox="0 0 {width} {height}" '
-           f'width="{width}" height="{height}" aria-label="Replies over time">',
-           f'<line x1="{left}" y1="{12 + plot_h}" x2="{width - 10}" y2="{12 + plot_h}" '
-           'stroke="#d9dee4"/>']
+    out = [
+        f'<svg id="chart-replies" class="chart" role="img" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" aria-label="Replies over time">',
+        f'<line x1="{left}" y1="{12 + plot_h}" x2="{width - 10}" y2="{12 + plot_h}" '
+        'stroke="#d9dee4"/>',
+    ]
     for tick in sorted({0, top // 2, top}):
         y = round(12 + plot_h - plot_h * tick / top, 1)
         out.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end">{tick}</text>')
-        out.append(f'<line x1="{left}" y1="{y}" x2="{width - 10}" y2="{y}" '
-                   'stroke="#d9dee4" stroke-dasharray="2 3"/>')
+        out.append(
+            f'<line x1="{left}" y1="{y}" x2="{width - 10}" y2="{y}" '
+            'stroke="#d9dee4" stroke-dasharray="2 3"/>'
+        )
     label_every = max(1, len(buckets) // 8)
     for i, (day, n) in enumerate(buckets):
         x = round(left + i * step + (step - bar) / 2, 1)
         h = round(plot_h * n / top, 1)
-        out.append(f'<rect class="bar" x="{x}" y="{round(12 + plot_h - h, 1)}" '
-                   f'width="{round(bar, 1)}" height="{h}" fill="#2563eb">'
-                   f"<title>{esc(_day(day))}: {n} repl{'y' if n == 1 else 'ies'}</title></rect>")
+        out.append(
+            f'<rect class="bar" x="{x}" y="{round(12 + plot_h - h, 1)}" '
+            f'width="{round(bar, 1)}" height="{h}" fill="#2563eb">'
+            f"<title>{esc(_day(day))}: {n} repl{'y' if n == 1 else 'ies'}</title></rect>"
+        )
         if i % label_every == 0:
-            out.append(f'<text x="{round(x + bar / 2, 1)}" y="{height - 10}" '
-                       f'text-anchor="middle">{esc(day.strftime("%b %d"))}</text>')
+            out.append(
+                f'<text x="{round(x + bar / 2, 1)}" y="{height - 10}" '
+                f'text-anchor="middle">{esc(day.strftime("%b %d"))}</text>'
+            )
     out.append("</svg>")
     return "".join(out)
 
@@ -191,13 +215,21 @@ def _replies(report: CampaignReport, zone: ZoneInfo, replies: Iterable[ReportRep
     for r in replies:
         who = f"<strong>{esc(r.name or r.partner)}</strong>"
         org = f" · {esc(r.organization)}" if r.organization else ""
-        tag = ('<span class="tag done">handled</span>' if r.handled
-               else '<span class="tag">open</span>') if r.kind == "reply" else ""
-        sender = (f' · <span class="from">from {esc(r.sender)}</span>' if r.sender else "")
+        tag = (
+            (
+                '<span class="tag done">handled</span>'
+                if r.handled
+                else '<span class="tag">open</span>'
+            )
+            if r.kind == "reply"
+            else ""
+        )
+        sender = f' · <span class="from">from {esc(r.sender)}</span>' if r.sender else ""
         block = (
             f'<article class="reply" id="reply-{r.id}"><header>{who}{org} · '
             f"&lt;{esc(r.partner)}&gt;{sender} · {esc(local_minute(r.at, zone))}"
-            + (f" · step {esc(r.step)}" if r.step else "") + f" {tag}</header>"
+            + (f" · step {esc(r.step)}" if r.step else "")
+            + f" {tag}</header>"
             f"<blockquote>{esc(r.text) or '<em>(no text)</em>'}</blockquote>"
             + (f'<p class="signature">{esc(r.signature)}</p>' if r.signature else "")
             + "</article>"
@@ -224,6 +256,8 @@ def _never_answered(report: CampaignReport, zone: ZoneInfo) -> str:
         f"<td>{esc(s.state)}{' (auto-reply)' if s.auto_replied else ''}</td></tr>"
         for s in silent
     )
-    return (head + '<table id="never-answered"><tr><th>Name</th><th>Email</th>'
-            "<th>Organization</th><th>Last step</th><th>Last sent</th><th>State</th></tr>"
-            f"{rows}</table>")
+    return (
+        head + '<table id="never-answered"><tr><th>Name</th><th>Email</th>'
+        "<th>Organization</th><th>Last step</th><th>Last sent</th><th>State</th></tr>"
+        f"{rows}</table>"
+    )

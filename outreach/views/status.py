@@ -97,8 +97,7 @@ def format_status(status: Status, zone: ZoneInfo, now: datetime) -> list[str]:
             lines.append(f"  {label}: {when(worker[key], zone, now)}")
     if worker.get("last_error"):
         lines.append(
-            f"  last error: {worker['last_error']} "
-            f"({when(worker.get('last_error_at'), zone, now)})"
+            f"  last error: {worker['last_error']} ({when(worker.get('last_error_at'), zone, now)})"
         )
     for account, why in status.waiting:
         lines.append(

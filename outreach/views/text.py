@@ -36,16 +36,16 @@ def when(text: str | None, zone: tzinfo, now: datetime) -> str:
         return "never"
     ago = max(timedelta(0), now - moment)
     ago = timedelta(seconds=int(ago.total_seconds()))
-    return (f"{moment.astimezone(zone).strftime('%Y-%m-%d %H:%M:%S')}, "
-            f"{format_duration(ago)} ago")
+    return f"{moment.astimezone(zone).strftime('%Y-%m-%d %H:%M:%S')}, {format_duration(ago)} ago"
 
 
 def wrap(text: str, width: int) -> list[str]:
     """Wrap each paragraph line of `text`; keep the author's line breaks."""
     out: list[str] = []
     for line in text.splitlines():
-        out.extend(textwrap.wrap(line, width, break_long_words=True, break_on_hyphens=False)
-                   or [""])
+        out.extend(
+            textwrap.wrap(line, width, break_long_words=True, break_on_hyphens=False) or [""]
+        )
     while out and not out[-1].strip():
         out.pop()
     return out

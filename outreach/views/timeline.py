@@ -41,11 +41,21 @@ class LogEvent:
 
     def to_json(self, zone: ZoneInfo) -> dict[str, Any]:
         return {
-            "id": self.id, "at": self.at.astimezone(zone).isoformat(), "kind": self.kind,
-            "partner": self.partner, "name": self.name, "organization": self.organization,
-            "campaign": self.campaign, "step": self.step, "summary": self.summary,
-            "text": self.text, "detail": self.detail, "message_id": self.message_id,
-            "inbound_id": self.inbound_id, "from": self.from_addr, "from_name": self.from_name,
+            "id": self.id,
+            "at": self.at.astimezone(zone).isoformat(),
+            "kind": self.kind,
+            "partner": self.partner,
+            "name": self.name,
+            "organization": self.organization,
+            "campaign": self.campaign,
+            "step": self.step,
+            "summary": self.summary,
+            "text": self.text,
+            "detail": self.detail,
+            "message_id": self.message_id,
+            "inbound_id": self.inbound_id,
+            "from": self.from_addr,
+            "from_name": self.from_name,
         }
 
     @property
@@ -96,16 +106,30 @@ def _within_calendar(moment: datetime) -> datetime:
 
 
 def load_events(
-    store: Store, *, partner: str | None = None, campaign: str | None = None,
+    store: Store,
+    *,
+    partner: str | None = None,
+    campaign: str | None = None,
     since: datetime | None = None,
 ) -> Iterator[LogEvent]:
     """Events oldest first (ties in insertion order), filtered in SQL, streamed."""
     for row in queries.events(store, partner=partner, campaign=campaign, since=since):
         yield LogEvent(
-            id=row[0], at=datetime.fromisoformat(row[1]), kind=row[2], partner=row[3],
-            name=row[4] or "", organization=row[5] or "", campaign=row[6], step=row[7],
-            summary=row[8] or "", text=row[9], detail=json.loads(row[10] or "{}"),
-            message_id=row[11], inbound_id=row[12], from_addr=row[13], from_name=row[14],
+            id=row[0],
+            at=datetime.fromisoformat(row[1]),
+            kind=row[2],
+            partner=row[3],
+            name=row[4] or "",
+            organization=row[5] or "",
+            campaign=row[6],
+            step=row[7],
+            summary=row[8] or "",
+            text=row[9],
+            detail=json.loads(row[10] or "{}"),
+            message_id=row[11],
+            inbound_id=row[12],
+            from_addr=row[13],
+            from_name=row[14],
         )
 
 
@@ -132,19 +156,25 @@ COLUMNS = ("WHEN", "PARTNER", "CAMPAIGN", "STEP", "EVENT", "DETAILS")
 
 
 def format_log(
-    events: Iterable[LogEvent], zone: ZoneInfo, *, width: int = 100, show_partner: bool = True,
+    events: Iterable[LogEvent],
+    zone: ZoneInfo,
+    *,
+    width: int = 100,
+    show_partner: bool = True,
 ) -> Iterator[str]:
     """Aligned columns; the last column is wrapped to `width` and continued under itself."""
     rows = []
     for event in events:
-        rows.append((
-            local_minute(event.at, zone),
-            clip(event.partner or "-", 40),
-            clip(event.campaign or "-", 24),
-            str(event.step) if event.step is not None else "",
-            event.kind,
-            describe(event),
-        ))
+        rows.append(
+            (
+                local_minute(event.at, zone),
+                clip(event.partner or "-", 40),
+                clip(event.campaign or "-", 24),
+                str(event.step) if event.step is not None else "",
+                event.kind,
+                describe(event),
+            )
+        )
     if not rows:
         return
     keep = [i for i in range(5) if show_partner or COLUMNS[i] != "PARTNER"]
@@ -169,7 +199,4 @@ def format_waiting(rows: Iterable[dict[str, Any]], zone: ZoneInfo) -> Iterator[s
             when = f"deferred, next try {local_minute(next_try, zone)}"
         else:
             when = f"queued {local_minute(datetime.fromisoformat(row['created_at']), zone)}"
-        yield f"in the outbox: {row['campaign']} step {row['step']} \"{row['subject']}\", {when}"
-
-
-
+        yield f'in the outbox: {row["campaign"]} step {row["step"]} "{row["subject"]}", {when}'

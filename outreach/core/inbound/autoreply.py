@@ -175,8 +175,11 @@ def judge_auto_reply(
     )
     subject_weak = not subject_strong and bool(_SUBJECT_ANYWHERE.search(subject))
     head = text[:3000]
-    body_hits = ({m.group(0).lower() for m in _BODY_PHRASES.finditer(head)}
-                 if _BODY_PREFILTER.maybe(head) else set())
+    body_hits = (
+        {m.group(0).lower() for m in _BODY_PHRASES.finditer(head)}
+        if _BODY_PREFILTER.maybe(head)
+        else set()
+    )
     contact = _CONTACT_CHANGE.search(head)
     reasons = list(strong)
     if subject_strong:

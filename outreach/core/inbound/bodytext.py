@@ -23,7 +23,8 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 #: MIME boundary lines and part headers, left out of the text of a message whose structure
 #: was not read.
 _MIME_LINE = re.compile(
-    r"^\s*(--\S*|content-[\w-]+:.*|mime-version:.*)$|^[ \t]+[\w*-]+=.*$", re.IGNORECASE)
+    r"^\s*(--\S*|content-[\w-]+:.*|mime-version:.*)$|^[ \t]+[\w*-]+=.*$", re.IGNORECASE
+)
 MAX_FALLBACK_TEXT = 20_000
 
 
@@ -32,10 +33,10 @@ def fallback_text(raw: bytes) -> str:
     UTF-8 (undecodable bytes replaced), without boundary lines and part headers. Rough,
     but the sender's words are kept for a person to read."""
     end = _HEADER_END.search(raw)
-    body = raw[end.end():] if end else raw
+    body = raw[end.end() :] if end else raw
     kept: list[str] = []
     size = 0
-    for line in body[: MAX_TEXT_PART_BYTES].decode("utf-8", "replace").splitlines():
+    for line in body[:MAX_TEXT_PART_BYTES].decode("utf-8", "replace").splitlines():
         if _MIME_LINE.match(line):
             continue
         kept.append(line.rstrip())

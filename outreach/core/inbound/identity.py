@@ -31,16 +31,21 @@ def content_digest(headers: MessageHeaders, raw: bytes) -> str:
     they differ between two deliveries of one message (a copy in another folder, a server
     that delivered it twice) while what the sender wrote does not.
     """
-    identity = "\x00".join([
-        headers.from_addr or "", headers.from_name or "", " ".join(sorted(headers.to_addrs)),
-        headers.subject, headers.date_text, headers.message_id or "", headers.in_reply_to or "",
-        " ".join(headers.references),
-    ]).encode("utf-8", "surrogatepass")  # lone surrogates (lenient decoders) are kept
+    identity = "\x00".join(
+        [
+            headers.from_addr or "",
+            headers.from_name or "",
+            " ".join(sorted(headers.to_addrs)),
+            headers.subject,
+            headers.date_text,
+            headers.message_id or "",
+            headers.in_reply_to or "",
+            " ".join(headers.references),
+        ]
+    ).encode("utf-8", "surrogatepass")  # lone surrogates (lenient decoders) are kept
     end = _HEADER_END.search(raw)
-    body = raw[end.end():] if end else b""
+    body = raw[end.end() :] if end else b""
     return "sha256:" + hashlib.sha256(identity + b"\x00\x00" + body).hexdigest()
-
-
 
 
 def same_message(

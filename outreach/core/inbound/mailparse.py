@@ -203,9 +203,12 @@ def _headers_only(data: bytes) -> Message:
     else:
         msg = Message()
     msg.set_payload("")
-    msg.defects.append(MimeNotParsedDefect(
-        f"MIME structure not read (more than {MAX_MULTIPARTS} multipart parts, or the parser "
-        "failed): headers only"))
+    msg.defects.append(
+        MimeNotParsedDefect(
+            f"MIME structure not read (more than {MAX_MULTIPARTS} multipart parts, or the parser "
+            "failed): headers only"
+        )
+    )
     return msg
 
 
@@ -361,8 +364,11 @@ def _plain_rendering(name: str, value: str) -> str | None:
             if mailbox is None:
                 return None
             display, address = mailbox.group(1), mailbox.group(2) or mailbox.group(3)
-            rendered.append(f"{' '.join(display.split())} <{address}>" if display and
-                            display.strip() else address)
+            rendered.append(
+                f"{' '.join(display.split())} <{address}>"
+                if display and display.strip()
+                else address
+            )
         return ", ".join(rendered)
     if name == "date":
         try:
@@ -379,7 +385,8 @@ def _plain_rendering(name: str, value: str) -> str | None:
 
 #: Headers policy.default parses into structures (the others are unstructured text).
 _STRUCTURED_HEADERS = frozenset(
-    name for name, cls in HeaderRegistry().registry.items()
+    name
+    for name, cls in HeaderRegistry().registry.items()
     if not issubclass(cls, UnstructuredHeader)
 )
 
@@ -452,8 +459,10 @@ def parse_date(value: str) -> tuple[datetime | None, str | None]:
 
 
 def _date_problem(value: str, why: str) -> str:
-    return (f"Date {_clip_value(value)} cannot be read ({why}): the time outreach read "
-            "the message is used")
+    return (
+        f"Date {_clip_value(value)} cannot be read ({why}): the time outreach read "
+        "the message is used"
+    )
 
 
 def _clip_value(value: str) -> str:
@@ -547,5 +556,3 @@ def read_headers(raw_header_bytes: bytes) -> MessageHeaders:
         return headers_of(parse_message(raw_header_bytes))
     except Exception:  # noqa: BLE001
         return MessageHeaders()
-
-

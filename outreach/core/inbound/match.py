@@ -91,23 +91,31 @@ def worth_downloading(
     return may_be_bounce(headers)
 
 
-def from_partner(skim: HeaderSkim, partner_addresses: Collection[str],
-                 partner_domains: Collection[str]) -> bool:
+def from_partner(
+    skim: HeaderSkim, partner_addresses: Collection[str], partner_domains: Collection[str]
+) -> bool:
     """The sender test of `worth_downloading` (the skim's sender address is exact)."""
     sender = skim.from_addr or ""
     return sender in partner_addresses or sender.rpartition("@")[2] in partner_domains
 
 
-def may_concern(skim: HeaderSkim, our_ids: Collection[str], partner_addresses: Collection[str],
-                partner_domains: Collection[str], unsubscribe_addresses: Collection[str]) -> bool:
+def may_concern(
+    skim: HeaderSkim,
+    our_ids: Collection[str],
+    partner_addresses: Collection[str],
+    partner_domains: Collection[str],
+    unsubscribe_addresses: Collection[str],
+) -> bool:
     """False only when `worth_downloading` would say no for these headers (above):
     every test there, answered from what the skim knows for certain."""
     if not skim.ids.isdisjoint(our_ids):
         return True
     if from_partner(skim, partner_addresses, partner_domains):
         return True
-    if unsubscribe_addresses and (skim.recipients_unclear or any(
-            address in skim.recipients for address in unsubscribe_addresses)):
+    if unsubscribe_addresses and (
+        skim.recipients_unclear
+        or any(address in skim.recipients for address in unsubscribe_addresses)
+    ):
         return True
     return bool(
         skim.return_path in ("", "<>")

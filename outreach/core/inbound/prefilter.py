@@ -52,7 +52,9 @@ def _required_literals(items: Any) -> set[str] | None:
         if candidate is None:
             return
         if best is None or (min(map(len, candidate)), -len(candidate)) > (
-                min(map(len, best)), -len(best)):
+            min(map(len, best)),
+            -len(best),
+        ):
             best = candidate
 
     run: list[str] = []
@@ -72,5 +74,3 @@ def _required_literals(items: Any) -> set[str] | None:
         elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT) and av[0] >= 1:
             better(_required_literals(av[2]))
     return best
-
-

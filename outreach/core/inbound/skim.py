@@ -26,8 +26,17 @@ _SIMPLE_FROM = re.compile(
     rf"|({_SIMPLE_ADDR}))[ \t]*"
 )
 _SIMPLE_MSGID = re.compile(rf"[ \t]*<({_ATEXT}+(?:\.{_ATEXT}+)*@{_ATEXT}+(?:\.{_ATEXT}+)*)>[ \t]*")
-_SKIMMED = ("from", "in-reply-to", "references", "subject", "return-path", "content-type",
-            "to", "cc", "message-id")
+_SKIMMED = (
+    "from",
+    "in-reply-to",
+    "references",
+    "subject",
+    "return-path",
+    "content-type",
+    "to",
+    "cc",
+    "message-id",
+)
 #: A header block that the parser reads as plain "Name: value" lines and folded continuations,
 #: each ending in CRLF, nothing else (no lone CR or LF, no mbox "From " line).
 _PRINTABLE_BYTES = re.compile(rb"[\x20-\x7e\t]*")
@@ -88,9 +97,11 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
                 return None
             value = b"<" + named.group(1) + b">\r"
         joined.setdefault(match.group(1).decode().lower(), []).append(value[:-1].decode())
-    if b"=?" in head and any("=?" in v for name in ("from", "in-reply-to", "references",
-                                                     "subject", "return-path")
-                             for v in joined.get(name, ())):
+    if b"=?" in head and any(
+        "=?" in v
+        for name in ("from", "in-reply-to", "references", "subject", "return-path")
+        for v in joined.get(name, ())
+    ):
         return None
     senders = joined.get("from", [])
     if len(senders) > 1:
@@ -127,5 +138,3 @@ def skim_headers(block: bytes) -> HeaderSkim | None:
         message_id=message_id,
         message_id_known=message_id_known,
     )
-
-
