@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from helpers import assert_no_traceback
-from logbook import make_workspace, sent_to
+from logbook import sent_to
+from workspace import make_workspace
 
 from outreach.cli import cli
 from outreach.store import iso

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from logbook import EMAILS, World, build_world, make_workspace
-from workspace import Workspace
+from logbook import EMAILS, World, build_world
+from workspace import Workspace, make_workspace
 
 from outreach.store import Store
 
