@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from outreach.localservers import free_ports
+from outreach.testing.ports import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts" / "mailstack"
@@ -55,8 +55,12 @@ class Mailstack:
     """A throwaway Postfix + Dovecot on 127.0.0.1; a context manager."""
 
     def __init__(
-        self, *, users: dict[str, str], domains: tuple[str, ...] = ("example.test",),
-        mail_format: str = "sdbox", in_flow_delay: str = "0s",
+        self,
+        *,
+        users: dict[str, str],
+        domains: tuple[str, ...] = ("example.test",),
+        mail_format: str = "sdbox",
+        in_flow_delay: str = "0s",
     ) -> None:
         self.users = dict(users)
         self.domains = domains
@@ -91,24 +95,34 @@ class Mailstack:
             raise SystemExit("the mail stack (Postfix + Dovecot) must be started as root")
         missing = [c for c in ("postfix", "dovecot", "openssl") if shutil.which(c) is None]
         if missing:
-            raise SystemExit(f"not installed: {', '.join(missing)}: run "
-                             "scripts/mailstack/install.sh")
+            raise SystemExit(
+                f"not installed: {', '.join(missing)}: run scripts/mailstack/install.sh"
+            )
         self.base = Path(tempfile.mkdtemp(prefix="outreach-bench-stack-", dir="/tmp"))
         self.base.chmod(0o755)
         self.dir = self.base / "stack"
         names = ("SMTP", "SUBM", "SMTPS", "IMAP", "IMAPS", "LMTP")
-        env = dict(os.environ, MAILSTACK_MAIL_FORMAT=self.mail_format,
-                   MAILSTACK_IN_FLOW_DELAY=self.in_flow_delay,
-                   MAILSTACK_DOMAINS=" ".join(self.domains),
-                   MAILSTACK_USERS=" ".join(f"{u}:{p}" for u, p in self.users.items()))
+        env = dict(
+            os.environ,
+            MAILSTACK_MAIL_FORMAT=self.mail_format,
+            MAILSTACK_IN_FLOW_DELAY=self.in_flow_delay,
+            MAILSTACK_DOMAINS=" ".join(self.domains),
+            MAILSTACK_USERS=" ".join(f"{u}:{p}" for u, p in self.users.items()),
+        )
         ports = free_ports(6)
         env.update({f"MAILSTACK_{n}_PORT": str(p) for n, p in zip(names, ports, strict=True)})
         log = self.base / "start.log"
         with open(log, "wb") as out:
             # own session: a Ctrl-C in the terminal reaches us, not the daemons; we stop them
-            rc = subprocess.run([str(SCRIPTS / "start.sh"), str(self.dir)],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, timeout=120, start_new_session=True).returncode
+            rc = subprocess.run(
+                [str(SCRIPTS / "start.sh"), str(self.dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=120,
+                start_new_session=True,
+            ).returncode
         if rc != 0:
             tail = log.read_text(errors="replace")[-3000:]
             for name in ("postfix.log", "dovecot.log"):
@@ -125,9 +139,14 @@ class Mailstack:
             return
         try:
             if self.dir.is_dir():
-                subprocess.run([str(SCRIPTS / "stop.sh"), str(self.dir), "--purge"],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, timeout=60, start_new_session=True)
+                subprocess.run(
+                    [str(SCRIPTS / "stop.sh"), str(self.dir), "--purge"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=60,
+                    start_new_session=True,
+                )
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None
@@ -146,8 +165,12 @@ class Mailstack:
     def postfix_queue_size(self) -> int:
         """Messages Postfix still holds (incoming, active, deferred, maildrop)."""
         spool = self.dir / "spool" / "postfix"
-        return sum(1 for name in ("maildrop", "incoming", "active", "deferred", "hold")
-                   for _ in (spool / name).rglob("*") if _.is_file())
+        return sum(
+            1
+            for name in ("maildrop", "incoming", "active", "deferred", "hold")
+            for _ in (spool / name).rglob("*")
+            if _.is_file()
+        )
 
     def wait_for_empty_queue(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

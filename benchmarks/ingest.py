@@ -50,9 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mailstack import Mailstack, run  # noqa: E402
 from workspace import ALWAYS_OPEN, Workspace, partner_rows  # noqa: E402
 
-from outreach.config import ReplySettings  # noqa: E402
-from outreach.ingest import Reader, ReadReport  # noqa: E402
-from outreach.sending import Sender, SendReport  # noqa: E402
+from outreach.core.settings import ReplySettings  # noqa: E402
+from outreach.engine.ingest import Reader, ReadReport  # noqa: E402
+from outreach.engine.sending import Sender, SendReport  # noqa: E402
 from outreach.store import Store  # noqa: E402
 
 COORDINATOR = "coordinator@example.test"  # mailbox (a)
@@ -62,10 +62,13 @@ PASSWORD_ENV = "OUTREACH_BENCH_IMAP_PASSWORD"
 BATCH = ReplySettings().batch_size  # outreach's default batch; the raw reads use the same
 APPEND_CHUNK = 500
 
-CAMPAIGN = ALWAYS_OPEN + """[[steps]]
+CAMPAIGN = (
+    ALWAYS_OPEN
+    + """[[steps]]
 template = "hello"
 subject = "Check-in for {{ partner.organization }}"
 """
+)
 
 # --------------------------------------------------------------------------- text pools
 
@@ -80,12 +83,55 @@ WORDS = (  # noqa: SIM905
     "application summer internship placement counselor principal teacher classroom lab "
     "equipment vendor quote contract renewal policy safety drill transportation lunch"
 ).split()
-FIRST = ("Ana", "Ben", "Chloe", "David", "Elena", "Farid", "Grace", "Hiro", "Isabel", "Jamal",
-         "Kate", "Liam", "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tariq")
-LAST = ("Smith", "Garcia", "Chen", "Okafor", "Novak", "Patel", "Rossi", "Kim", "Müller",
-        "Dubois", "Silva", "Johnson", "Nguyen", "Haddad", "Larsen")
-OTHER_DOMAINS = ("district.test", "county-gov.test", "vendor-supply.test", "edu-news.test",
-                 "bigbank.test", "travel-agency.test", "union.test", "colleague-mail.test")
+FIRST = (
+    "Ana",
+    "Ben",
+    "Chloe",
+    "David",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Isabel",
+    "Jamal",
+    "Kate",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tariq",
+)
+LAST = (
+    "Smith",
+    "Garcia",
+    "Chen",
+    "Okafor",
+    "Novak",
+    "Patel",
+    "Rossi",
+    "Kim",
+    "Müller",
+    "Dubois",
+    "Silva",
+    "Johnson",
+    "Nguyen",
+    "Haddad",
+    "Larsen",
+)
+OTHER_DOMAINS = (
+    "district.test",
+    "county-gov.test",
+    "vendor-supply.test",
+    "edu-news.test",
+    "bigbank.test",
+    "travel-agency.test",
+    "union.test",
+    "colleague-mail.test",
+)
 ANSWERS = (
     "Thanks for checking in. We are still planning to host two interns this summer, "
     "same as last year.",
@@ -93,8 +139,7 @@ ANSWERS = (
     "to show it to your students.",
     "Hi, sorry for the slow answer. Our contact person changed: please talk to Maria in HR "
     "from now on, she handles the apprenticeships.",
-    "We had a quiet year, nothing has changed on our side. Happy to keep the partnership "
-    "going.",
+    "We had a quiet year, nothing has changed on our side. Happy to keep the partnership going.",
     "Good to hear from you! Yes, we can take part in the career fair in March. Could you "
     "send the dates?",
     "Our company moved to a new building downtown, the address is on our website. The "
@@ -165,20 +210,32 @@ def trace_headers(pools: Pools, domain: str, when: datetime, *, dkim: bool = Tru
         hops.append(
             f"Received: from mail-{hop}{rng.randint(10, 99)}.{domain} (mail.{domain} [{ip}])\r\n"
             f"\tby mx{hop}.district.test (Postfix) with ESMTPS id {rng.getrandbits(40):X}\r\n"
-            f"\tfor <coordinator@district.test>; {format_datetime(stamp)}")
+            f"\tfor <coordinator@district.test>; {format_datetime(stamp)}"
+        )
     lines = list(reversed(hops))
-    lines.append(f"Authentication-Results: mx.district.test; dkim=pass header.d={domain};\r\n"
-                 f"\tspf=pass smtp.mailfrom={domain}; dmarc=pass (p=NONE) header.from={domain}")
+    lines.append(
+        f"Authentication-Results: mx.district.test; dkim=pass header.d={domain};\r\n"
+        f"\tspf=pass smtp.mailfrom={domain}; dmarc=pass (p=NONE) header.from={domain}"
+    )
     if dkim:
         bh = base64.b64encode(rng.randbytes(32)).decode()
         b = base64.b64encode(rng.randbytes(256)).decode()
-        lines.append(_folded("DKIM-Signature", f"v=1; a=rsa-sha256; c=relaxed/relaxed; "
-                             f"d={domain}; s=s{rng.randint(1, 9)}; h=from:to:subject:date:"
-                             f"message-id:mime-version; bh={bh}; b={b}"))
+        lines.append(
+            _folded(
+                "DKIM-Signature",
+                f"v=1; a=rsa-sha256; c=relaxed/relaxed; "
+                f"d={domain}; s=s{rng.randint(1, 9)}; h=from:to:subject:date:"
+                f"message-id:mime-version; bh={bh}; b={b}",
+            )
+        )
         if rng.random() < 0.5:
-            lines.append(_folded("ARC-Seal", "i=1; a=rsa-sha256; t=1764000000; cv=none; "
-                                 f"d={domain}; s=arc; b=" + base64.b64encode(
-                                     rng.randbytes(256)).decode()))
+            lines.append(
+                _folded(
+                    "ARC-Seal",
+                    "i=1; a=rsa-sha256; t=1764000000; cv=none; "
+                    f"d={domain}; s=arc; b=" + base64.b64encode(rng.randbytes(256)).decode(),
+                )
+            )
     lines.append(f"X-Spam-Score: {rng.uniform(-2, 3):.1f}")
     return "\r\n".join(lines)
 
@@ -196,8 +253,10 @@ def unrelated_message(pools: Pools, index: int, when: datetime) -> bytes:
     domain = rng.choice(OTHER_DOMAINS)
     name, addr = pools.person(domain)
     roll = rng.random()
-    common = (f"Date: {format_datetime(when)}\r\nMessage-ID: {_mid(pools, domain)}\r\n"
-              "To: Coordinator <coordinator@district.test>\r\nMIME-Version: 1.0\r\n")
+    common = (
+        f"Date: {format_datetime(when)}\r\nMessage-ID: {_mid(pools, domain)}\r\n"
+        "To: Coordinator <coordinator@district.test>\r\nMIME-Version: 1.0\r\n"
+    )
     trace = trace_headers(pools, domain, when)
     if roll < 0.005:  # a bounce of the coordinator's own (non-outreach) mail
         lost = f"{rng.choice(FIRST).lower()}@gone.test"
@@ -206,38 +265,47 @@ def unrelated_message(pools: Pools, index: int, when: datetime) -> bytes:
             f"{trace}\r\nReturn-Path: <>\r\nFrom: Mail Delivery System <MAILER-DAEMON@mx.gone.test>"
             f"\r\nSubject: Undelivered Mail Returned to Sender\r\n{common}Auto-Submitted: "
             f"auto-replied\r\nContent-Type: multipart/report; report-type=delivery-status; "
-            f"boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\nContent-Type: text/plain\r\n\r\n"
+            f'boundary="{boundary}"\r\n\r\n--{boundary}\r\nContent-Type: text/plain\r\n\r\n'
             f"Your message could not be delivered to <{lost}>: user unknown.\r\n\r\n--{boundary}"
             f"\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.gone.test"
             f"\r\n\r\nFinal-Recipient: rfc822; {lost}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
             f"Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n--{boundary}\r\n"
             f"Content-Type: text/rfc822-headers\r\n\r\nFrom: coordinator@district.test\r\nTo: "
             f"{lost}\r\nSubject: Lunch on Friday\r\nMessage-ID: <own{index}@district.test>\r\n"
-            f"\r\n--{boundary}--\r\n").encode()
+            f"\r\n--{boundary}--\r\n"
+        ).encode()
     if roll < 0.015:  # a colleague's out-of-office answer to the coordinator's own mail
-        return (f"{trace}\r\nFrom: {name} <{addr}>\r\nSubject: Automatic reply: Budget draft\r\n"
-                f"{common}In-Reply-To: <own{index}@district.test>\r\nAuto-Submitted: "
-                f"auto-replied\r\nX-Autoreply: yes\r\nContent-Type: text/plain; charset=utf-8"
-                f"\r\n\r\nI am out of the office until Monday with limited access to email."
-                f"\r\n").encode()
+        return (
+            f"{trace}\r\nFrom: {name} <{addr}>\r\nSubject: Automatic reply: Budget draft\r\n"
+            f"{common}In-Reply-To: <own{index}@district.test>\r\nAuto-Submitted: "
+            f"auto-replied\r\nX-Autoreply: yes\r\nContent-Type: text/plain; charset=utf-8"
+            f"\r\n\r\nI am out of the office until Monday with limited access to email."
+            f"\r\n"
+        ).encode()
     if roll < 0.35:  # newsletter / bulk: multipart/alternative with a big HTML part
         size = rng.randint(3_000, 9_000)
         text = pools.text(size)
-        html = "<html><body>" + "".join(f"<p style=\"font-family:Arial\">{p}</p>"
-                                        for p in text.split("\r\n\r\n")) + "</body></html>"
+        html = (
+            "<html><body>"
+            + "".join(f'<p style="font-family:Arial">{p}</p>' for p in text.split("\r\n\r\n"))
+            + "</body></html>"
+        )
         boundary = f"alt{index}"
-        return (f"{trace}\r\nFrom: {domain.split('.')[0].title()} News <news@{domain}>\r\n"
-                f"Subject: {rng.choice(WORDS).title()} {rng.choice(WORDS)} news, issue {index}\r\n"
-                f"{common}List-Id: <news.{domain}>\r\nList-Unsubscribe: <mailto:leave@{domain}>"
-                f"\r\nPrecedence: bulk\r\nContent-Type: multipart/alternative; boundary="
-                f"\"{boundary}\"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8"
-                f"\r\n\r\n{text}\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
-                f"\r\n{_wrap_html(html)}\r\n--{boundary}--\r\n").encode()
+        return (
+            f"{trace}\r\nFrom: {domain.split('.')[0].title()} News <news@{domain}>\r\n"
+            f"Subject: {rng.choice(WORDS).title()} {rng.choice(WORDS)} news, issue {index}\r\n"
+            f"{common}List-Id: <news.{domain}>\r\nList-Unsubscribe: <mailto:leave@{domain}>"
+            f"\r\nPrecedence: bulk\r\nContent-Type: multipart/alternative; boundary="
+            f'"{boundary}"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8'
+            f"\r\n\r\n{text}\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
+            f"\r\n{_wrap_html(html)}\r\n--{boundary}--\r\n"
+        ).encode()
     if roll < 0.45:  # notification from a no-reply address
-        return (f"{trace}\r\nFrom: Calendar <no-reply@{domain}>\r\nSubject: Reminder: "
-                f"{rng.choice(WORDS)} {rng.choice(WORDS)} at 10:00\r\n{common}Content-Type: "
-                f"text/plain; charset=utf-8\r\n\r\n{pools.text(rng.randint(300, 1500))}\r\n"
-                ).encode()
+        return (
+            f"{trace}\r\nFrom: Calendar <no-reply@{domain}>\r\nSubject: Reminder: "
+            f"{rng.choice(WORDS)} {rng.choice(WORDS)} at 10:00\r\n{common}Content-Type: "
+            f"text/plain; charset=utf-8\r\n\r\n{pools.text(rng.randint(300, 1500))}\r\n"
+        ).encode()
     thread = ""
     subject = f"{rng.choice(WORDS).title()} {rng.choice(WORDS)} {rng.choice(WORDS)}"
     if rng.random() < 0.4:  # a thread among colleagues (references point at other mail)
@@ -247,17 +315,22 @@ def unrelated_message(pools: Pools, index: int, when: datetime) -> bytes:
     body = pools.text(rng.randint(600, 6_000))
     head = f"{trace}\r\nFrom: {name} <{addr}>\r\nSubject: {subject}\r\n{common}{thread}"
     if roll < 0.75:  # plain personal mail
-        return (f"{head}Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
-                f"8bit\r\n\r\n{body}\r\n\r\n-- \r\n{name}\r\n").encode()
+        return (
+            f"{head}Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
+            f"8bit\r\n\r\n{body}\r\n\r\n-- \r\n{name}\r\n"
+        ).encode()
     blob = rng.choice(pools.blobs)  # with an attachment
-    kind, ext = rng.choice((("application/pdf", "pdf"), ("image/png", "png"),
-                            ("application/vnd.ms-excel", "xls")))
+    kind, ext = rng.choice(
+        (("application/pdf", "pdf"), ("image/png", "png"), ("application/vnd.ms-excel", "xls"))
+    )
     boundary = f"mix{index}"
-    return (f"{head}Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n--{boundary}"
-            f"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body[:1500]}\r\n--{boundary}\r\n"
-            f"Content-Type: {kind}; name=\"file{index}.{ext}\"\r\nContent-Disposition: attachment;"
-            f" filename=\"file{index}.{ext}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-            f"{_b64(blob)}\r\n--{boundary}--\r\n").encode()
+    return (
+        f'{head}Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n--{boundary}'
+        f"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body[:1500]}\r\n--{boundary}\r\n"
+        f'Content-Type: {kind}; name="file{index}.{ext}"\r\nContent-Disposition: attachment;'
+        f' filename="file{index}.{ext}"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        f"{_b64(blob)}\r\n--{boundary}--\r\n"
+    ).encode()
 
 
 def _wrap_html(html: str) -> str:
@@ -288,56 +361,78 @@ def reply_message(pools: Pools, sent: Sent, index: int, when: datetime) -> bytes
     original = f"Hello {sent.name},\r\nHow has {sent.organization} changed?"
     quoted = "\r\n".join("> " + line for line in original.split("\r\n"))
     sent_date = format_datetime(sent.sent_at)
-    head = (f"{trace_headers(pools, domain, when)}\r\nFrom: {sent.name} <{sent.to_addr}>\r\n"
-            f"To: Coordinator <coordinator@district.test>\r\nSubject: Re: {sent.subject}\r\n"
-            f"Date: {format_datetime(when)}\r\nMessage-ID: {_mid(pools, domain)}\r\n"
-            f"In-Reply-To: {sent.message_id}\r\nReferences: {sent.message_id}\r\n"
-            "MIME-Version: 1.0\r\n")
+    head = (
+        f"{trace_headers(pools, domain, when)}\r\nFrom: {sent.name} <{sent.to_addr}>\r\n"
+        f"To: Coordinator <coordinator@district.test>\r\nSubject: Re: {sent.subject}\r\n"
+        f"Date: {format_datetime(when)}\r\nMessage-ID: {_mid(pools, domain)}\r\n"
+        f"In-Reply-To: {sent.message_id}\r\nReferences: {sent.message_id}\r\n"
+        "MIME-Version: 1.0\r\n"
+    )
     style = rng.random()
     if style < 0.30:  # Gmail, plain text
-        body = (f"{answer}\r\n\r\n{signature}\r\n\r\nOn {sent_date} Coordinator "
-                f"<coordinator@district.test> wrote:\r\n{quoted}\r\n")
+        body = (
+            f"{answer}\r\n\r\n{signature}\r\n\r\nOn {sent_date} Coordinator "
+            f"<coordinator@district.test> wrote:\r\n{quoted}\r\n"
+        )
         return (head + "Content-Type: text/plain; charset=UTF-8\r\n\r\n" + body).encode()
     if style < 0.60:  # Gmail, multipart/alternative with the quote in a gmail_quote div
         boundary = f"000000000000{index:012x}"
-        plain = (f"{answer}\r\n\r\n{signature}\r\n\r\nOn {sent_date} Coordinator "
-                 f"<coordinator@district.test> wrote:\r\n{quoted}\r\n")
+        plain = (
+            f"{answer}\r\n\r\n{signature}\r\n\r\nOn {sent_date} Coordinator "
+            f"<coordinator@district.test> wrote:\r\n{quoted}\r\n"
+        )
         html_signature = signature.replace("\r\n", "<br>")
         html_original = original.replace("\r\n", "<br>")
-        html = (f"<div dir=\"ltr\"><div>{answer}</div><br><div>{html_signature}</div></div>"
-                f"<br><div class=\"gmail_quote\"><div "
-                f"dir=\"ltr\" class=\"gmail_attr\">On {sent_date} Coordinator &lt;coordinator@"
-                f"district.test&gt; wrote:<br></div><blockquote class=\"gmail_quote\" style=\""
-                f"margin:0px 0px 0px 0.8ex;border-left:1px solid rgb(204,204,204)\">"
-                f"{html_original}</blockquote></div>")
-        return (head + f"Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"
-                f"--{boundary}\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\n\r\n{plain}\r\n"
-                f"--{boundary}\r\nContent-Type: text/html; charset=\"UTF-8\"\r\n\r\n{html}\r\n"
-                f"--{boundary}--\r\n").encode()
+        html = (
+            f'<div dir="ltr"><div>{answer}</div><br><div>{html_signature}</div></div>'
+            f'<br><div class="gmail_quote"><div '
+            f'dir="ltr" class="gmail_attr">On {sent_date} Coordinator &lt;coordinator@'
+            f'district.test&gt; wrote:<br></div><blockquote class="gmail_quote" style="'
+            f'margin:0px 0px 0px 0.8ex;border-left:1px solid rgb(204,204,204)">'
+            f"{html_original}</blockquote></div>"
+        )
+        return (
+            head + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+            f'--{boundary}\r\nContent-Type: text/plain; charset="UTF-8"\r\n\r\n{plain}\r\n'
+            f'--{boundary}\r\nContent-Type: text/html; charset="UTF-8"\r\n\r\n{html}\r\n'
+            f"--{boundary}--\r\n"
+        ).encode()
     if style < 0.80:  # Outlook: header block above the unquoted original
-        body = (f"{answer}\r\n\r\nBest regards,\r\n{signature}\r\n\r\n"
-                "________________________________\r\nFrom: Coordinator "
-                f"<coordinator@district.test>\r\nSent: {sent.sent_at:%A, %B %d, %Y %I:%M %p}\r\n"
-                f"To: {sent.name} <{sent.to_addr}>\r\nSubject: {sent.subject}\r\n\r\n"
-                f"{original}\r\n")
-        return (head + "Content-Type: text/plain; charset=\"iso-8859-1\"\r\n"
-                "Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body).encode()
+        body = (
+            f"{answer}\r\n\r\nBest regards,\r\n{signature}\r\n\r\n"
+            "________________________________\r\nFrom: Coordinator "
+            f"<coordinator@district.test>\r\nSent: {sent.sent_at:%A, %B %d, %Y %I:%M %p}\r\n"
+            f"To: {sent.name} <{sent.to_addr}>\r\nSubject: {sent.subject}\r\n\r\n"
+            f"{original}\r\n"
+        )
+        return (
+            head + 'Content-Type: text/plain; charset="iso-8859-1"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body
+        ).encode()
     if style < 0.90:  # Apple Mail from a phone
         on = f"{sent.sent_at:%b %d, %Y, at %H:%M}"
-        body = (f"{answer}\r\n\r\nSent from my iPhone\r\n\r\n> On {on}, Coordinator "
-                f"<coordinator@district.test> wrote:\r\n> \r\n{quoted}\r\n")
-        return (head + "Content-Type: text/plain; charset=utf-8\r\n"
-                "Content-Transfer-Encoding: 7bit\r\n\r\n" + body).encode()
+        body = (
+            f"{answer}\r\n\r\nSent from my iPhone\r\n\r\n> On {on}, Coordinator "
+            f"<coordinator@district.test> wrote:\r\n> \r\n{quoted}\r\n"
+        )
+        return (
+            head + "Content-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 7bit\r\n\r\n" + body
+        ).encode()
     # with an attachment (a brochure, a photo)
     boundary = f"mixed{index}"
     blob = rng.choice(pools.blobs)
-    body = (f"{answer} I attached our brochure.\r\n\r\n{signature}\r\n\r\nOn {sent_date} "
-            f"Coordinator <coordinator@district.test> wrote:\r\n{quoted}\r\n")
-    return (head + f"Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n--{boundary}"
-            f"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n--{boundary}\r\n"
-            f"Content-Type: application/pdf; name=\"brochure.pdf\"\r\nContent-Disposition: "
-            f"attachment; filename=\"brochure.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-            f"{_b64(blob)}\r\n--{boundary}--\r\n").encode()
+    body = (
+        f"{answer} I attached our brochure.\r\n\r\n{signature}\r\n\r\nOn {sent_date} "
+        f"Coordinator <coordinator@district.test> wrote:\r\n{quoted}\r\n"
+    )
+    return (
+        head + f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n--{boundary}'
+        f"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n--{boundary}\r\n"
+        f'Content-Type: application/pdf; name="brochure.pdf"\r\nContent-Disposition: '
+        f'attachment; filename="brochure.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        f"{_b64(blob)}\r\n--{boundary}--\r\n"
+    ).encode()
 
 
 # --------------------------------------------------------------------------- setup
@@ -355,10 +450,18 @@ class Bench:
         self.logger = logging.getLogger("outreach-bench-ingest")
 
     def workspace(self, name: str, user: str) -> Workspace:
-        ws = Workspace(self.folder / name, smtp_port=self.stack.smtp_port, campaign=CAMPAIGN,
-                       imap={"host": "127.0.0.1", "port": self.stack.imap_port,
-                             "security": "none", "username": user,
-                             "password_env": PASSWORD_ENV})
+        ws = Workspace(
+            self.folder / name,
+            smtp_port=self.stack.smtp_port,
+            campaign=CAMPAIGN,
+            imap={
+                "host": "127.0.0.1",
+                "port": self.stack.imap_port,
+                "security": "none",
+                "username": user,
+                "password_env": PASSWORD_ENV,
+            },
+        )
         ws.logger.setLevel(logging.ERROR)
         return ws
 
@@ -377,10 +480,19 @@ class Bench:
                 store.mark_sending([row.id], ws.clock())
                 store.mark_sent(row, ws.clock(), "250 2.0.0 Ok")
         for row in store.query(
-                "SELECT m.message_id, m.subject, m.to_addr, m.sent_at, p.name, p.organization"
-                " FROM messages m JOIN partners p ON p.id = m.partner_id ORDER BY m.id"):
-            self.sent.append(Sent(row["message_id"], row["subject"], row["to_addr"], row["name"],
-                                  row["organization"], datetime.fromisoformat(row["sent_at"])))
+            "SELECT m.message_id, m.subject, m.to_addr, m.sent_at, p.name, p.organization"
+            " FROM messages m JOIN partners p ON p.id = m.partner_id ORDER BY m.id"
+        ):
+            self.sent.append(
+                Sent(
+                    row["message_id"],
+                    row["subject"],
+                    row["to_addr"],
+                    row["name"],
+                    row["organization"],
+                    datetime.fromisoformat(row["sent_at"]),
+                )
+            )
         ws.close()  # the last connection checkpoints the WAL: one self-contained file
         shutil.copyfile(ws.root / "outreach.db", self.template)
 
@@ -465,9 +577,14 @@ def raw_read(stack: Mailstack, user: str, parse: bool) -> tuple[float, int]:
     return time.perf_counter() - started, total
 
 
-def compare(label: str, rounds: int, ours: Callable[[int], tuple[float, ReadReport]],
-            raw: Callable[[], tuple[float, int]], expected: int,
-            check: Callable[[ReadReport], None]) -> float:
+def compare(
+    label: str,
+    rounds: int,
+    ours: Callable[[int], tuple[float, ReadReport]],
+    raw: Callable[[], tuple[float, int]],
+    expected: int,
+    check: Callable[[ReadReport], None],
+) -> float:
     raw()  # warm-up: Dovecot's index and cache files, the page cache
     check(ours(0)[1])
     our_times: list[float] = []
@@ -493,8 +610,11 @@ def compare(label: str, rounds: int, ours: Callable[[int], tuple[float, ReadRepo
             run_ours(round_no)
     ours_best, raw_best = min(our_times), min(raw_times)
     ratio = raw_best / ours_best
-    print(f"{label}: outreach {ours_best:6.2f} s ({expected / ours_best:6.0f} msg/s)   raw "
-          f"{raw_best:6.2f} s ({expected / raw_best:6.0f} msg/s)   ratio {ratio:.2f}", flush=True)
+    print(
+        f"{label}: outreach {ours_best:6.2f} s ({expected / ours_best:6.0f} msg/s)   raw "
+        f"{raw_best:6.2f} s ({expected / raw_best:6.0f} msg/s)   ratio {ratio:.2f}",
+        flush=True,
+    )
     return ratio
 
 
@@ -523,30 +643,46 @@ def main() -> None:
                 size_a = bench.fill(COORDINATOR, mailbox_a(pools, bench.sent, total, relevant))
             if args.only != "a":
                 size_b = bench.fill(REPLIES, mailbox_b(pools, bench.sent, replies))
-            print(f"setup: {len(bench.sent)} partners in the ledger, mailbox (a) {size_a} "
-                  f"messages ({relevant} concern outreach), mailbox (b) {size_b} replies; "
-                  f"{time.perf_counter() - started:.1f} s", flush=True)
+            print(
+                f"setup: {len(bench.sent)} partners in the ledger, mailbox (a) {size_a} "
+                f"messages ({relevant} concern outreach), mailbox (b) {size_b} replies; "
+                f"{time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
             ratios = []
 
             def replies_only(expected: int) -> Callable[[ReadReport], None]:
                 def check(report: ReadReport) -> None:
                     if report.recorded != expected or report.kinds.get("reply") != expected:
-                        raise SystemExit(f"outreach recorded {report.recorded} of {expected} "
-                                         f"replies: {report.kinds}")
+                        raise SystemExit(
+                            f"outreach recorded {report.recorded} of {expected} "
+                            f"replies: {report.kinds}"
+                        )
+
                 return check
 
             if args.only != "b":
-                ratios.append(compare(
-                    f"(a) {total} messages, {relevant} ours", rounds,
-                    lambda r: outreach_read(bench, COORDINATOR, r),
-                    lambda: raw_read(stack, COORDINATOR, parse=False), total,
-                    replies_only(relevant)))
+                ratios.append(
+                    compare(
+                        f"(a) {total} messages, {relevant} ours",
+                        rounds,
+                        lambda r: outreach_read(bench, COORDINATOR, r),
+                        lambda: raw_read(stack, COORDINATOR, parse=False),
+                        total,
+                        replies_only(relevant),
+                    )
+                )
             if args.only != "a":
-                ratios.append(compare(
-                    f"(b) {replies} replies, parsed", rounds,
-                    lambda r: outreach_read(bench, REPLIES, r),
-                    lambda: raw_read(stack, REPLIES, parse=True), replies,
-                    replies_only(replies)))
+                ratios.append(
+                    compare(
+                        f"(b) {replies} replies, parsed",
+                        rounds,
+                        lambda r: outreach_read(bench, REPLIES, r),
+                        lambda: raw_read(stack, REPLIES, parse=True),
+                        replies,
+                        replies_only(replies),
+                    )
+                )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"ratio: {min(ratios):.2f}")

@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mailstack import run  # noqa: E402
 from workspace import Workspace  # noqa: E402
 
-from outreach.config import Campaign  # noqa: E402
-from outreach.sending import find_due  # noqa: E402
+from outreach.core.model import Campaign  # noqa: E402
+from outreach.engine.planning import find_due  # noqa: E402
 from outreach.store import Store, iso  # noqa: E402
 
 SCENARIOS = ("fresh", "bare", "history", "history-1%")
@@ -56,7 +56,8 @@ RAW = (
     "Subject: Check-in for Org\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n"
     "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
     "List-Unsubscribe: <mailto:coordinator@district.test?subject=unsubscribe>\r\n\r\n"
-    + "Hello Partner, how has your organization changed this year? " * 18 + "\r\n"
+    + "Hello Partner, how has your organization changed this year? " * 18
+    + "\r\n"
 ).encode()
 
 
@@ -71,11 +72,16 @@ def build(path: Path, size: int, scenario: str, ws: Workspace) -> None:
         conn.executemany(
             "INSERT INTO partners (id, email, name, organization, created_at, updated_at)"
             " VALUES (?,?,?,?,?,?)",
-            ((i, f"p{i:06d}@partners.test", f"Partner {i}", f"Org {i}", stamp, stamp)
-             for i in range(1, size + 1)))
+            (
+                (i, f"p{i:06d}@partners.test", f"Partner {i}", f"Org {i}", stamp, stamp)
+                for i in range(1, size + 1)
+            ),
+        )
         conn.executemany(
             "INSERT INTO events (at, partner_id, kind, summary) VALUES (?,?,'imported',"
-            "'added to roster')", ((stamp, i) for i in range(1, size + 1)))
+            "'added to roster')",
+            ((stamp, i) for i in range(1, size + 1)),
+        )
         if scenario != "fresh":
             history(conn, size, scenario, now)
     store.db.conn.execute("ANALYZE")
@@ -95,21 +101,36 @@ def history(conn: sqlite3.Connection, size: int, scenario: str, now: datetime) -
         for i in range(1, size + 1):
             for step in (1, 2):
                 at = iso(sent_at(i, step))
-                yield (2 * i + step - 2, campaign, i, step, "default",
-                       f"<{i}.{step}.bench@district.test>", f"p{i:06d}@partners.test",
-                       "Check-in for Org" if step == 1 else "Re: Check-in for Org", "sent",
-                       RAW, 1, at, at, at)
+                yield (
+                    2 * i + step - 2,
+                    campaign,
+                    i,
+                    step,
+                    "default",
+                    f"<{i}.{step}.bench@district.test>",
+                    f"p{i:06d}@partners.test",
+                    "Check-in for Org" if step == 1 else "Re: Check-in for Org",
+                    "sent",
+                    RAW,
+                    1,
+                    at,
+                    at,
+                    at,
+                )
 
     conn.executemany(
         "INSERT INTO sequences (campaign, partner_id, state, last_step, last_sent_at,"
         " updated_at) VALUES (?,?,'active',2,?,?)",
-        ((campaign, i, iso(sent_at(i, 2)), iso(sent_at(i, 2))) for i in range(1, size + 1)))
+        ((campaign, i, iso(sent_at(i, 2)), iso(sent_at(i, 2))) for i in range(1, size + 1)),
+    )
     if scenario == "bare":
         return
     conn.executemany(
         "INSERT INTO messages (id, campaign, partner_id, step, account, message_id, to_addr,"
         " subject, status, raw, attempts, created_at, updated_at, sent_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", messages())
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        messages(),
+    )
 
     def events() -> Iterator[tuple[object, ...]]:
         for i in range(1, size + 1):
@@ -119,14 +140,34 @@ def history(conn: sqlite3.Connection, size: int, scenario: str, now: datetime) -
                 mid = f"<{i}.{step}.bench@district.test>"
                 yield (at, i, campaign, step, "queued", mid, ledger, "Check-in", "{}")
                 if step == 2:
-                    yield (at, i, campaign, step, "deferred", mid, ledger,
-                           "451 4.3.0 try again later", json.dumps({"code": 451}))
-                yield (at, i, campaign, step, "sent", mid, ledger, "Check-in",
-                       json.dumps({"response": "250 2.0.0 Ok: queued"}))
+                    yield (
+                        at,
+                        i,
+                        campaign,
+                        step,
+                        "deferred",
+                        mid,
+                        ledger,
+                        "451 4.3.0 try again later",
+                        json.dumps({"code": 451}),
+                    )
+                yield (
+                    at,
+                    i,
+                    campaign,
+                    step,
+                    "sent",
+                    mid,
+                    ledger,
+                    "Check-in",
+                    json.dumps({"response": "250 2.0.0 Ok: queued"}),
+                )
 
     conn.executemany(
         "INSERT INTO events (at, partner_id, campaign, step, kind, message_id, outbound_id,"
-        " summary, detail) VALUES (?,?,?,?,?,?,?,?,?)", events())
+        " summary, detail) VALUES (?,?,?,?,?,?,?,?,?)",
+        events(),
+    )
 
 
 def plan_once(path: Path, campaigns: list[Campaign], ws: Workspace) -> tuple[float, int]:
@@ -158,8 +199,13 @@ def main() -> None:
     parser.add_argument("--sizes", default=None, help="comma-separated roster sizes")
     parser.add_argument("--repeat", type=int, default=None)
     args = parser.parse_args()
-    sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
-             else [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000])
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else [1_000, 10_000]
+        if args.quick
+        else [1_000, 10_000, 100_000]
+    )
     repeat = args.repeat or (5 if args.quick else 7)
     folder = Path(tempfile.mkdtemp(prefix="outreach-bench-plan-"))
     results: dict[tuple[int, str], tuple[float, int, int, int]] = {}
@@ -167,8 +213,11 @@ def main() -> None:
         ws = Workspace(folder / "project", smtp_port=25)
         ws.logger.setLevel(logging.ERROR)
         campaigns = ws.campaigns
-        print(f"{'partners':>9} {'history':>10} {'due':>8} {'db MB':>7} {'time ms':>9} "
-              f"{'per due us':>10} {'peak MB':>8}", flush=True)
+        print(
+            f"{'partners':>9} {'history':>10} {'due':>8} {'db MB':>7} {'time ms':>9} "
+            f"{'per due us':>10} {'peak MB':>8}",
+            flush=True,
+        )
         for size in sizes:
             paths = {scenario: folder / f"{scenario}-{size}.db" for scenario in SCENARIOS}
             for scenario, path in paths.items():
@@ -185,9 +234,12 @@ def main() -> None:
                 took = statistics.median(times[scenario])
                 megabytes = path.stat().st_size // 1_000_000
                 results[(size, scenario)] = (took, due[scenario], peak, megabytes)
-                print(f"{size:>9} {scenario:>10} {due[scenario]:>8} {megabytes:>7} "
-                      f"{took * 1000:>9.1f} {took / max(due[scenario], 1) * 1e6:>10.1f} "
-                      f"{peak / 1e6:>8.1f}", flush=True)
+                print(
+                    f"{size:>9} {scenario:>10} {due[scenario]:>8} {megabytes:>7} "
+                    f"{took * 1000:>9.1f} {took / max(due[scenario], 1) * 1e6:>10.1f} "
+                    f"{peak / 1e6:>8.1f}",
+                    flush=True,
+                )
                 for suffix in ("", "-wal", "-shm"):
                     Path(str(path) + suffix).unlink(missing_ok=True)
         ws.close()
@@ -195,9 +247,11 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
     largest = max(sizes)
     full, bare = results[(largest, "history")], results[(largest, "bare")]
-    print(f"at {largest} partners, the same {bare[1]} due: with history {full[0] * 1000:.0f} ms, "
-          f"{full[3]} MB database / without {bare[0] * 1000:.0f} ms, {bare[3]} MB; peak memory "
-          f"{full[2] / 1e6:.1f} / {bare[2] / 1e6:.1f} MB")
+    print(
+        f"at {largest} partners, the same {bare[1]} due: with history {full[0] * 1000:.0f} ms, "
+        f"{full[3]} MB database / without {bare[0] * 1000:.0f} ms, {bare[3]} MB; peak memory "
+        f"{full[2] / 1e6:.1f} / {bare[2] / 1e6:.1f} MB"
+    )
     print(f"ratio: {full[0] / bare[0]:.2f}")
 
 

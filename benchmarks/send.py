@@ -44,13 +44,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mailstack import Mailstack, run  # noqa: E402
 from workspace import ALWAYS_OPEN, Workspace, partner_rows  # noqa: E402
 
-from outreach.localservers import free_port  # noqa: E402
-from outreach.sending import SendReport  # noqa: E402
+from outreach.engine.sending import SendReport  # noqa: E402
+from outreach.testing.ports import free_port  # noqa: E402
 
-CAMPAIGN = ALWAYS_OPEN + """[[steps]]
+CAMPAIGN = (
+    ALWAYS_OPEN
+    + """[[steps]]
 template = "hello"
 subject = "Check-in for {{ partner.organization }}"
 """
+)
 PASSWORD_ENV = "OUTREACH_BENCH_SMTP_PASSWORD"
 
 

@@ -4,7 +4,7 @@ Events carry structured fields (`extra={"fields": {...}}`); no caller ever passe
 or a message body, and `redact` drops any field whose name suggests one. Each line is made
 safe last, whatever went into it: no password the process holds, no control character
 (a subject or a server's answer could carry ESC or a line break that forges a log line);
-see outreach.terminal.
+see outreach.cli.terminal.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from outreach.terminal import json_text, safe_text
+from outreach.core.text import json_text, safe_text
 
 LOGGER_NAME = "outreach"
 _SECRET_WORDS = ("password", "secret", "token", "body", "raw", "text")
@@ -57,10 +57,6 @@ def setup_logging(as_json: bool = False, verbose: bool = False) -> logging.Logge
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
     return logger
-
-
-def get_logger() -> logging.Logger:
-    return logging.getLogger(LOGGER_NAME)
 
 
 def log_event(

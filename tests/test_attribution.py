@@ -9,23 +9,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from outreach.classify import Classification, classify_message
-from outreach.mailparse import (
-    MessageHeaders,
-    content_digest,
-    own_message_id,
-    parse_date,
-    read_headers,
-)
-from outreach.model import LedgerRef
-from outreach.replies import (
-    LAST_MOMENT,
-    Match,
-    match_message,
-    needs_review,
-    pause_until,
-    same_message,
-)
+from outreach.core.inbound.classify import Classification, classify_message
+from outreach.core.inbound.effects import LAST_MOMENT, needs_review, pause_until
+from outreach.core.inbound.identity import content_digest, same_message
+from outreach.core.inbound.mailparse import MessageHeaders, own_message_id, parse_date, read_headers
+from outreach.core.inbound.match import Match, match_message
+from outreach.core.model import LedgerRef
 
 # The roster: Pat (partner 1, pat@clinic.test), Quinn (partner 2, quinn@shop.test), and Gail
 # (partner 3, gail@gmail.com, a public mailbox domain). Quinn got step 2 of "spring" last.

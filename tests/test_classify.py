@@ -1,4 +1,4 @@
-"""Tests for the pure inbound-mail classifier (outreach.classify and its helpers).
+"""Tests for the pure inbound-mail classifier (outreach.core.inbound.classify and its helpers).
 
 Fixtures in tests/fixtures/mail are the project's own messages, modelled on real client
 and MTA output; expected.json is the table they are checked against.
@@ -15,11 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outreach.autoreply import find_return_date
-from outreach.bounces import parse_dsn_fields
-from outreach.classify import KINDS, Classification, classify_message
-from outreach.mailparse import html_to_text, parse_msgids, read_headers
-from outreach.replytext import extract_reply
+from outreach.core.inbound.autoreply import find_return_date
+from outreach.core.inbound.bodytext import html_to_text
+from outreach.core.inbound.bounces import parse_dsn_fields
+from outreach.core.inbound.classify import KINDS, Classification, classify_message
+from outreach.core.inbound.mailparse import parse_msgids, read_headers
+from outreach.core.inbound.replytext import extract_reply
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"
 EXPECTED: dict[str, dict[str, object]] = json.loads((MAIL / "expected.json").read_text())
@@ -205,7 +206,7 @@ def test_unexpected_failure_becomes_error_kind() -> None:
 
 @pytest.mark.parametrize("module", PURE_MODULES)
 def test_pure_modules_import_no_io_libraries(module: str) -> None:
-    path = Path(__file__).parent.parent / "outreach" / module
+    path = Path(__file__).parent.parent / "outreach" / "core" / "inbound" / module
     sources = sorted(path.glob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
     imported: set[str] = set()
     for node in (n for source in sources for n in ast.walk(ast.parse(source.read_text()))):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from outreach.classify_pool import ClassifierPool, classify_all
+from outreach.engine.classify_pool import ClassifierPool, classify_all
 
 MAIL = sorted((Path(__file__).parent / "fixtures" / "mail").rglob("*.eml"))
 TODAY = date(2026, 11, 29)
@@ -89,7 +89,7 @@ def test_the_worker_ends_when_the_reader_is_killed(tmp_path):
     script.write_text(
         "import os, sys, time\n"
         "from datetime import date\n"
-        "from outreach.classify_pool import ClassifierPool\n"
+        "from outreach.engine.classify_pool import ClassifierPool\n"
         "if __name__ == '__main__':\n"
         "    pool = ClassifierPool(min_batch=1)\n"
         "    pool.submit([b'Subject: x\\r\\n\\r\\nhi\\r\\n'], (), date(2026, 1, 1)).result()\n"
@@ -132,6 +132,6 @@ def alive(pid: int) -> bool:
 
 
 def test_a_batch_too_big_to_copy_stays_here(pool, monkeypatch):
-    monkeypatch.setattr("outreach.classify_pool.MAX_BATCH_BYTES", 1000)
+    monkeypatch.setattr("outreach.engine.classify_pool.MAX_BATCH_BYTES", 1000)
     assert pool.submit([b"x" * 600, b"y" * 600], UNSUBSCRIBE, TODAY) is None
     assert pool.submit([b"x" * 400, b"y" * 400], UNSUBSCRIBE, TODAY) is not None

@@ -10,7 +10,8 @@ import click
 import pytest
 from helpers import REPO, SAMPLE, SAMPLE_EMAILS, edit, invoke, isolate_env, make_project
 
-from outreach.cli import SAMPLE_FILES, cli
+from outreach.cli import cli
+from outreach.cli.project import SAMPLE_FILES
 
 
 @pytest.fixture(autouse=True)

@@ -16,32 +16,18 @@ from helpers import (
     edit,
     error_lines,
     invoke,
-    isolate_env,
     line_of,
     make_project,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outreach.checks import check_all
-from outreach.config import (
-    ServerSettings,
-    find_config,
-    load_campaigns,
-    load_config,
-)
-from outreach.durations import format_duration, parse_duration
-from outreach.errors import ConfigError, InputError, Problems
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_env(monkeypatch)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "project")
+from outreach.config import find_config, load_campaigns, load_config
+from outreach.config.passwords import server_password
+from outreach.core.durations import format_duration, parse_duration
+from outreach.core.errors import ConfigError, InputError, Problems
+from outreach.core.settings import ServerSettings
+from outreach.engine.checks import check_all
 
 
 def problems_of(path: Path) -> list[str]:
@@ -354,10 +340,10 @@ def test_password_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     )
     smtp = load_config(path).accounts["default"].smtp
     monkeypatch.setenv("TEST_PW_VAR", "s3cret value")
-    assert smtp.password() == "s3cret value"
+    assert server_password(smtp) == "s3cret value"
     monkeypatch.delenv("TEST_PW_VAR")
     with pytest.raises(ConfigError) as caught:
-        smtp.password()
+        server_password(smtp)
     assert "TEST_PW_VAR" in str(caught.value)
     assert "accounts.default.smtp.password_env" in str(caught.value)
     assert caught.value.exit_code == 2
@@ -375,7 +361,7 @@ def test_password_from_command(tmp_path: Path) -> None:
         'host = "smtp.example.org", username = "jlee", password_cmd = "printf \'s3cret\\\\n\'"',
     )
     smtp = load_config(path).accounts["default"].smtp
-    assert smtp.password() == "s3cret"
+    assert server_password(smtp) == "s3cret"
 
 
 def test_failing_password_command(tmp_path: Path) -> None:
@@ -383,12 +369,12 @@ def test_failing_password_command(tmp_path: Path) -> None:
         tmp_path, 'host = "smtp.example.org", username = "jlee", password_cmd = "exit 3"'
     )
     with pytest.raises(ConfigError, match=r"accounts\.default\.smtp\.password_cmd.*3"):
-        load_config(path).accounts["default"].smtp.password()
+        server_password(load_config(path).accounts["default"].smtp)
 
 
 def test_no_password_needed_without_login(tmp_path: Path) -> None:
     path = minimal_config(tmp_path, 'host = "127.0.0.1", port = 2525, security = "none"')
-    assert load_config(path).accounts["default"].smtp.password() is None
+    assert server_password(load_config(path).accounts["default"].smtp) is None
 
 
 def test_password_env_and_cmd_together_is_a_problem(tmp_path: Path) -> None:
@@ -434,7 +420,7 @@ def test_server_settings_password_is_only_looked_up_when_asked(tmp_path: Path) -
     )
     assert "SURELY_NOT_SET_ANYWHERE_42" not in os.environ
     with pytest.raises(ConfigError, match="SURELY_NOT_SET_ANYWHERE_42"):
-        settings.password()
+        server_password(settings)
 
 
 # --------------------------------------------------------------------------- unknown keys
@@ -984,7 +970,8 @@ def full_project(project: Path) -> Path:
 def test_the_full_config_and_campaign_load_and_name_every_key_outreach_reads(
     full_project: Path,
 ) -> None:
-    from outreach import config as module
+    from outreach.config import campaigns as campaign_module
+    from outreach.config import settings_file as module
 
     config = load_config(full_project / "config.toml")
     (campaign,) = load_campaigns(config)
@@ -1001,9 +988,9 @@ def test_the_full_config_and_campaign_load_and_name_every_key_outreach_reads(
         "worker": module._WORKER,
         "replies": module._REPLIES,
         "digest": module._DIGEST,
-        "": module._CAMPAIGN,
-        "audience": module._AUDIENCE,
-        "window": module._WINDOW,
+        "": campaign_module._CAMPAIGN,
+        "audience": campaign_module._AUDIENCE,
+        "window": campaign_module._WINDOW,
     }
     written = {**FULL_CONFIG, **FULL_CAMPAIGN}
     # the OAuth2 accounts write what a password account cannot
@@ -1023,7 +1010,7 @@ def test_the_full_config_and_campaign_load_and_name_every_key_outreach_reads(
         assert set(allowed) - tables_as_keys - {"password_cmd", "password_env"} <= set(
             written[section]
         ) | {"password_cmd", "password_env"}, section
-    assert set(module._STEP) == set(FULL_CAMPAIGN["steps[1]"])
+    assert set(campaign_module._STEP) == set(FULL_CAMPAIGN["steps[1]"])
     assert {"password_env", "password_cmd"} <= set(FULL_CONFIG["accounts.default.smtp"]) | set(
         FULL_CONFIG["accounts.default.imap"]
     )
@@ -1107,9 +1094,9 @@ def test_a_follow_up_may_go_out_at_the_next_cycle(project: Path) -> None:
 
 
 def test_a_value_read_after_the_verdict_is_a_bug_not_a_silent_default(tmp_path: Path) -> None:
-    from outreach.config import _Reader
+    from outreach.config.toml_reader import KeyReader
 
-    reader = _Reader(tmp_path / "x.toml", "enabled = 'no'\n")
+    reader = KeyReader(tmp_path / "x.toml", "enabled = 'no'\n")
     reader.verdict()
     with pytest.raises(RuntimeError, match="enabled read after the verdict"):
         reader.get({"enabled": "no"}, "", "enabled", bool, True)

@@ -18,16 +18,19 @@ from pathlib import Path
 import pytest
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
-from outreach.localservers import LocalSMTPServer
 from outreach.store import Store
+from outreach.testing.smtp_server import LocalSMTPServer
 
-TWO_QUICK_STEPS = ALWAYS_OPEN + """[[steps]]
+TWO_QUICK_STEPS = (
+    ALWAYS_OPEN
+    + """[[steps]]
 template = "hello"
 subject = "Check-in"
 [[steps]]
 template = "nudge"
 after = "0s"
 """
+)
 
 PARTNERS = 300
 

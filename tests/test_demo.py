@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from outreach import demo as demo_module
-from outreach.demo import PERSONAS, run_demo
+from outreach.testing import demo as demo_module
+from outreach.testing.demo import PERSONAS, run_demo
 
 
 def query(folder: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -29,7 +29,10 @@ def test_the_demo_runs_the_whole_loop_and_ends_with_the_response_log(tmp_path: P
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "outreach", "demo", "--keep", str(folder)],
-        capture_output=True, text=True, timeout=90, env=dict(env, COLUMNS="160"),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=dict(env, COLUMNS="160"),
     )
     took = time.monotonic() - started
     assert done.returncode == 0, done.stdout + done.stderr
@@ -39,12 +42,19 @@ def test_the_demo_runs_the_whole_loop_and_ends_with_the_response_log(tmp_path: P
     # what happened, as it happened
     live, _, final_log = out.partition("The response log")
     assert final_log, out
-    for line in ("started: `outreach run`", "sent the check-in (step 1) to María González",
-                 "María González replies:", "out of the office until",
-                 "bounces the check-in to José Núñez", "Sam Lee answers:",
-                 "sent the follow-up (step 2) to Kwame Mensah",
-                 "Łukasz Wiśniewski gets the follow-up and stays silent",
-                 "read Chloé Dubois's reply", "SIGTERM", "worker stopped"):
+    for line in (
+        "started: `outreach run`",
+        "sent the check-in (step 1) to María González",
+        "María González replies:",
+        "out of the office until",
+        "bounces the check-in to José Núñez",
+        "Sam Lee answers:",
+        "sent the follow-up (step 2) to Kwame Mensah",
+        "Łukasz Wiśniewski gets the follow-up and stays silent",
+        "read Chloé Dubois's reply",
+        "SIGTERM",
+        "worker stopped",
+    ):
         assert line in live, f"{line!r} not in the live output:\n{live}"
 
     # the response log printed at the end (`outreach log`) shows every partner and outcome
@@ -60,24 +70,33 @@ def test_the_demo_runs_the_whole_loop_and_ends_with_the_response_log(tmp_path: P
     statuses = dict(query(folder, "SELECT email, status FROM partners"))
     assert statuses["jose@nunez-auto.example"] == "bounced"
     assert statuses["sam.lee@bistro21.example"] == "opted_out"
-    states = dict(query(folder, "SELECT p.email, s.state FROM sequences s JOIN partners p"
-                                " ON p.id = s.partner_id"))
+    states = dict(
+        query(
+            folder,
+            "SELECT p.email, s.state FROM sequences s JOIN partners p ON p.id = s.partner_id",
+        )
+    )
     assert states["dan.oconnor@buildright.example"] == "paused"
     for replied in ("maria.gonzalez", "priya.shah", "zoe.angstrom", "chloe.dubois"):
         assert next(v for k, v in states.items() if k.startswith(replied)) == "replied"
-    second = {r[0] for r in query(folder, "SELECT to_addr FROM messages WHERE step = 2"
-                                          " AND status = 'sent'")}
-    assert second == {"chloe.dubois@boulangerie-dubois.example",
-                      "kwame.mensah@riverside-logistics.example",
-                      "lukasz.wisniewski@stal-works.example"}
+    second = {
+        r[0]
+        for r in query(folder, "SELECT to_addr FROM messages WHERE step = 2 AND status = 'sent'")
+    }
+    assert second == {
+        "chloe.dubois@boulangerie-dubois.example",
+        "kwame.mensah@riverside-logistics.example",
+        "lukasz.wisniewski@stal-works.example",
+    }
     assert query(folder, "SELECT count(*) FROM messages WHERE status != 'sent'") == [(0,)]
     events = [json.loads(line) for line in (folder / "worker.log").read_text().splitlines()]
     assert events[-1]["event"] == "stopped"
     assert not [e for e in events if e["level"] == "error"]
 
 
-def test_the_demo_folder_is_removed_unless_kept(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_demo_folder_is_removed_unless_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[Path] = []
 
     def fake_run(self: demo_module.Demo, keep: bool) -> int:
@@ -95,7 +114,11 @@ def test_the_demo_folder_is_removed_unless_kept(tmp_path: Path,
 
 def test_keep_refuses_a_folder_with_files(tmp_path: Path) -> None:
     (tmp_path / "something.txt").write_text("mine")
-    done = subprocess.run([sys.executable, "-m", "outreach", "demo", "--keep", str(tmp_path)],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "outreach", "demo", "--keep", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2 and "not an empty folder" in done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["something.txt"]

@@ -26,11 +26,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from helpers import assert_no_traceback
-from logbook import build_world, make_workspace
-from workspace import ALWAYS_OPEN, Workspace, partner_rows
+from logbook import build_world
+from workspace import ALWAYS_OPEN, Workspace, make_workspace, partner_rows
 
 from outreach.cli import cli
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 IMAP_PW = "TEST_IMAP_PW"
 

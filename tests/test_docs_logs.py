@@ -10,13 +10,21 @@ import click
 import pytest
 
 from outreach.cli import cli
-from outreach.exports import EVENT_COLUMNS, PARTNER_COLUMNS, REPLY_COLUMNS
 from outreach.store import Store
+from outreach.views.exports import EVENT_COLUMNS, PARTNER_COLUMNS, REPLY_COLUMNS
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "response-logs.md").read_text(
-    encoding="utf-8")
-COMMANDS = ["log", "replies", "replies ack", "replies reclassify", "report", "export",
-            "partners list"]
+    encoding="utf-8"
+)
+COMMANDS = [
+    "log",
+    "replies",
+    "replies ack",
+    "replies reclassify",
+    "report",
+    "export",
+    "partners list",
+]
 
 
 def command(path: str) -> click.Command:

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from logbook import EMAILS, ENGLISH, SPANISH, World, world, ws  # noqa: F401 - fixtures
+from logbook import EMAILS, ENGLISH, SPANISH, World
 from workspace import Workspace
 
-from outreach.exports import EVENT_COLUMNS, PARTNER_COLUMNS, REPLY_COLUMNS
-from outreach.relationships import Relationship, is_stale
+from outreach.views.exports import EVENT_COLUMNS, PARTNER_COLUMNS, REPLY_COLUMNS
+from outreach.views.relationships import Relationship, is_stale
 
 
 def ok(result) -> str:
@@ -30,12 +30,15 @@ def read_csv(text: str) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- exports
 
 
-@pytest.mark.parametrize("what,columns", [("events", EVENT_COLUMNS), ("replies", REPLY_COLUMNS),
-                                          ("partners", PARTNER_COLUMNS)])
+@pytest.mark.parametrize(
+    "what,columns",
+    [("events", EVENT_COLUMNS), ("replies", REPLY_COLUMNS), ("partners", PARTNER_COLUMNS)],
+)
 def test_every_format_has_the_same_stable_columns(world: World, what, columns, tmp_path):
     as_json = json.loads(ok(world.ws.cli("export", what, "--format", "json")))
-    lines = [json.loads(x) for x in ok(world.ws.cli("export", what, "--format",
-                                                    "jsonl")).splitlines()]
+    lines = [
+        json.loads(x) for x in ok(world.ws.cli("export", what, "--format", "jsonl")).splitlines()
+    ]
     target = tmp_path / f"{what}.csv"
     result = world.ws.cli("export", what, "--format", "csv", "-o", str(target))
     assert result.exit_code == 0 and f"wrote {len(lines)} {what} to {target}" in result.stderr
@@ -62,8 +65,7 @@ def test_events_export_keeps_its_contract(world: World):
 
 def test_replies_export_in_a_spreadsheet(world: World):
     rows = read_csv(ok(world.ws.cli("export", "replies", "--format", "csv")))
-    assert [r["kind"] for r in rows] == ["reply", "auto_reply", "bounce", "unsubscribe",
-                                         "reply"]
+    assert [r["kind"] for r in rows] == ["reply", "auto_reply", "bounce", "unsubscribe", "reply"]
     maria, dan, priya, _, li = rows
     assert maria["name"] == "María González" and maria["text"] == SPANISH
     assert maria["needs_review"] == "true" and maria["handled"] == "false"
@@ -77,8 +79,9 @@ def test_replies_export_in_a_spreadsheet(world: World):
 
 
 def test_partners_export(world: World):
-    rows = {r["email"]: r for r in read_csv(ok(world.ws.cli("export", "partners", "--format",
-                                                                 "csv")))}
+    rows = {
+        r["email"]: r for r in read_csv(ok(world.ws.cli("export", "partners", "--format", "csv")))
+    }
     assert rows[EMAILS[0]]["last_reply"] == "2026-11-24T15:00:00.000000+00:00"
     assert rows[EMAILS[1]]["open_campaign"] == "checkin"
     assert rows[EMAILS[1]]["open_state"] == "paused"
@@ -89,7 +92,7 @@ def test_partners_export(world: World):
 def test_a_formula_in_a_reply_stays_text_in_csv(world: World):
     world.ws.store.db.conn.execute("UPDATE inbound SET text = '=HYPERLINK(\"x\")' WHERE id = 1")
     rows = read_csv(ok(world.ws.cli("export", "replies", "--format", "csv")))
-    assert rows[0]["text"] == "'=HYPERLINK(\"x\")"
+    assert rows[0]["text"] == '\'=HYPERLINK("x")'
     as_json = json.loads(ok(world.ws.cli("export", "replies", "--format", "json")))
     assert as_json[0]["text"] == '=HYPERLINK("x")'  # JSON keeps the value as it is
 
@@ -116,8 +119,19 @@ def test_export_errors(ws: Workspace, tmp_path: Path):
 def test_partners_list_shows_the_relationship(world: World):
     out = ok(world.ws.cli("partners", "list"))
     lines = out.splitlines()
-    assert lines[0].split() == ["EMAIL", "NAME", "ORGANIZATION", "PATHWAY", "LAST", "CONTACT",
-                                "LAST", "REPLY", "OPEN", "CAMPAIGN", "STATUS"]
+    assert lines[0].split() == [
+        "EMAIL",
+        "NAME",
+        "ORGANIZATION",
+        "PATHWAY",
+        "LAST",
+        "CONTACT",
+        "LAST",
+        "REPLY",
+        "OPEN",
+        "CAMPAIGN",
+        "STATUS",
+    ]
     by_email = {line.split()[0]: line for line in lines[1:]}
     assert "2026-11-24" in by_email[EMAILS[0]] and by_email[EMAILS[0]].endswith("active")
     assert "María González" in by_email[EMAILS[0]]
@@ -136,8 +150,10 @@ def test_partners_list_shows_the_relationship(world: World):
 
 def test_partners_list_stale(world: World):
     now = datetime.now(UTC)
-    replied = {EMAILS[0]: datetime(2026, 11, 24, 15, tzinfo=UTC),
-               EMAILS[5]: datetime(2026, 11, 26, 18, tzinfo=UTC)}
+    replied = {
+        EMAILS[0]: datetime(2026, 11, 24, 15, tzinfo=UTC),
+        EMAILS[5]: datetime(2026, 11, 26, 18, tzinfo=UTC),
+    }
 
     def expected(quiet: timedelta) -> set[str]:
         return {e for e in EMAILS if e not in replied or replied[e] < now - quiet}
@@ -147,8 +163,10 @@ def test_partners_list_stale(world: World):
         listed = json.loads(ok(world.ws.cli("partners", "list", "--stale", window, "--json")))
         assert {p["email"] for p in listed} == expected(timedelta(days=days)), window
     never = {e for e in EMAILS if e not in replied}
-    assert {line.split()[0] for line in ok(world.ws.cli(
-        "partners", "list", "--stale", "30000d")).splitlines()[1:]} == never
+    assert {
+        line.split()[0]
+        for line in ok(world.ws.cli("partners", "list", "--stale", "30000d")).splitlines()[1:]
+    } == never
     bad = world.ws.cli("partners", "list", "--stale", "soon")
     assert bad.exit_code == 2 and "--stale" in bad.output
 

@@ -17,22 +17,34 @@ import pytest
 from hostile_mail import assert_read_correctly, corpus
 from workspace import Workspace, partner_rows
 
-from outreach import partner_mail
-from outreach.classify import classify_message
-from outreach.errors import AuthenticationError
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer
-from outreach.worker import Worker
+from outreach.core.errors import AuthenticationError
+from outreach.core.inbound.classify import classify_message
+from outreach.engine.worker import Worker
+from outreach.testing import partner_mail
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 # --------------------------------------------------------------------------- helpers
 
 
-def reading_workspace(root: Path, smtp: LocalSMTPServer, imap: LocalIMAPServer,
-                      monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> Workspace:
+def reading_workspace(
+    root: Path,
+    smtp: LocalSMTPServer,
+    imap: LocalIMAPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    **kwargs: object,
+) -> Workspace:
     monkeypatch.setenv("TEST_IMAP_PW", imap.password)
     return Workspace(
-        root, smtp_port=smtp.port,
-        imap={"host": "127.0.0.1", "port": imap.port, "security": "none",
-              "username": imap.user, "password_env": "TEST_IMAP_PW"},
+        root,
+        smtp_port=smtp.port,
+        imap={
+            "host": "127.0.0.1",
+            "port": imap.port,
+            "security": "none",
+            "username": imap.user,
+            "password_env": "TEST_IMAP_PW",
+        },
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -45,21 +57,26 @@ def multiappend(imap: LocalIMAPServer, messages: list[bytes], chunk: int = 200) 
 
 
 def our_message_ids(ws: Workspace) -> dict[str, str]:
-    return {r["to_addr"]: r["message_id"] for r in ws.store.query(
-        "SELECT to_addr, message_id FROM messages WHERE step = 1")}
+    return {
+        r["to_addr"]: r["message_id"]
+        for r in ws.store.query("SELECT to_addr, message_id FROM messages WHERE step = 1")
+    }
 
 
 # --------------------------------------------------------------------------- hostile mail
 
 
 def test_hostile_messages_never_crash_and_ours_are_recorded(
-    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Fuzzed MIME in the fast tier (pymap). The integration tier feeds 2,500 of them, and
     deeper nesting than pymap accepts, through Dovecot."""
-    ws = reading_workspace(tmp_path, smtp_server, imap_server, monkeypatch,
-                           config_extra="[replies]\nbatch_size = 50")
+    ws = reading_workspace(
+        tmp_path, smtp_server, imap_server, monkeypatch, config_extra="[replies]\nbatch_size = 50"
+    )
     ws.add_partners(partner_rows(20))
     worker = ws.worker()
     assert worker.send_cycle().sent == 20
@@ -84,7 +101,9 @@ def test_hostile_messages_never_crash_and_ours_are_recorded(
 
 
 def test_text_that_sqlite_cannot_encode_is_stored(
-    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """UTF-7 decodes to lone surrogates, which SQLite refuses as text: found by the fuzzing
@@ -97,7 +116,8 @@ def test_text_that_sqlite_cannot_encode_is_stored(
     imap_server.append(
         b"From: p0000@partners.test\r\nTo: coordinator@district.test\r\n"
         b"Subject: Re: hi\r\nIn-Reply-To: " + message_id.encode() + b"\r\n"
-        b"Content-Type: text/plain; charset=utf-7\r\n\r\nFine +3Uo- thanks\r\n")
+        b"Content-Type: text/plain; charset=utf-7\r\n\r\nFine +3Uo- thanks\r\n"
+    )
     report = worker.read_cycle()
     assert report.errors == [] and report.kinds == {"reply": 1}
     row = ws.store.query("SELECT kind, partner_id, text, subject FROM inbound")[0]
@@ -112,10 +132,15 @@ def test_mime_nested_thousands_deep_keeps_its_headers_and_costs_little(depth: in
     reply used to take ~5 s and come out with no headers, so it was matched to nobody."""
     body = b"Content-Type: text/plain\r\n\r\nhello"
     for level in range(depth):
-        body = (b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (level, level)
-                + body + b"\r\n--b%d--\r\n" % level)
-    raw = (b"From: p0000@partners.test\r\nIn-Reply-To: <ours@district.test>\r\n"
-           b"Subject: Re: Check-in\r\n" + body)
+        body = (
+            b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (level, level)
+            + body
+            + b"\r\n--b%d--\r\n" % level
+        )
+    raw = (
+        b"From: p0000@partners.test\r\nIn-Reply-To: <ours@district.test>\r\n"
+        b"Subject: Re: Check-in\r\n" + body
+    )
     started = time.monotonic()
     result = classify_message(raw)
     assert time.monotonic() - started < 1.0
@@ -147,8 +172,9 @@ def assert_each_sent_once(ws: Workspace, smtp: LocalSMTPServer) -> None:
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
-def test_smtp_server_stopped_mid_batch(tmp_path: Path, smtp_server: LocalSMTPServer,
-                                       concurrency: int) -> None:
+def test_smtp_server_stopped_mid_batch(
+    tmp_path: Path, smtp_server: LocalSMTPServer, concurrency: int
+) -> None:
     smtp_server.delay = 0.02  # time spent inside DATA, where an outage hurts most
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, limits=f"concurrency = {concurrency}")
     ws.add_partners(partner_rows(60))
@@ -182,7 +208,8 @@ def test_smtp_server_stopped_mid_batch(tmp_path: Path, smtp_server: LocalSMTPSer
 
 
 def test_login_refused_on_one_connection_while_another_is_in_data(
-    tmp_path: Path, smtp_server_factory: Callable[..., LocalSMTPServer],
+    tmp_path: Path,
+    smtp_server_factory: Callable[..., LocalSMTPServer],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One connection is hung up on and its reconnect refused (the password was changed on
@@ -191,8 +218,12 @@ def test_login_refused_on_one_connection_while_another_is_in_data(
     the server had taken it."""
     server = smtp_server_factory(username="jlee", password="s3cret", delay=0.3)
     monkeypatch.setenv("TEST_SMTP_PW", "s3cret")
-    ws = Workspace(tmp_path, smtp_port=server.port, limits="concurrency = 2",
-                   smtp_extra=', username = "jlee", password_env = "TEST_SMTP_PW"')
+    ws = Workspace(
+        tmp_path,
+        smtp_port=server.port,
+        limits="concurrency = 2",
+        smtp_extra=', username = "jlee", password_env = "TEST_SMTP_PW"',
+    )
     ws.add_partners(partner_rows(10))
 
     def password_changed() -> None:
@@ -230,8 +261,9 @@ def replies_to_all(ws: Workspace, smtp: LocalSMTPServer) -> list[bytes]:
     return [partner_mail.reply(m.raw, f"Answer from {m.rcpt_tos[0]}") for m in smtp.messages]
 
 
-def stop_after(monkeypatch: pytest.MonkeyPatch, worker: Worker, count: int,
-               action: Callable[[], None]) -> None:
+def stop_after(
+    monkeypatch: pytest.MonkeyPatch, worker: Worker, count: int, action: Callable[[], None]
+) -> None:
     """Run `action` (in the reading thread) right after the `count`-th message is recorded."""
     original = worker.reader.process
     seen = 0
@@ -250,17 +282,22 @@ def assert_each_recorded_once(ws: Workspace, expected: int) -> None:
     rows = ws.store.query("SELECT message_id, partner_id, kind FROM inbound")
     assert len(rows) == expected
     assert len({r["message_id"] for r in rows}) == expected, "a reply was recorded twice"
-    replies = Counter(r["partner_id"] for r in ws.store.query(
-        "SELECT partner_id FROM events WHERE kind = 'reply'"))
+    replies = Counter(
+        r["partner_id"]
+        for r in ws.store.query("SELECT partner_id FROM events WHERE kind = 'reply'")
+    )
     assert len(replies) == expected and set(replies.values()) == {1}
 
 
 def test_imap_server_stopped_mid_read(
-    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ws = reading_workspace(tmp_path, smtp_server, imap_server, monkeypatch,
-                           config_extra="[replies]\nbatch_size = 10")
+    ws = reading_workspace(
+        tmp_path, smtp_server, imap_server, monkeypatch, config_extra="[replies]\nbatch_size = 10"
+    )
     ws.add_partners(partner_rows(60))
     worker = ws.worker()
     assert worker.send_cycle().sent == 60
@@ -285,13 +322,16 @@ def test_imap_server_stopped_mid_read(
 
 
 def test_imap_server_restarted_during_the_reconnect_backoff(
-    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The server is back (and refilled) while the reader waits to reconnect: the same
     cycle, or at the latest the next one, reads everything, once."""
-    ws = reading_workspace(tmp_path, smtp_server, imap_server, monkeypatch,
-                           config_extra="[replies]\nbatch_size = 10")
+    ws = reading_workspace(
+        tmp_path, smtp_server, imap_server, monkeypatch, config_extra="[replies]\nbatch_size = 10"
+    )
     ws.add_partners(partner_rows(40))
     worker = ws.worker()
     worker.send_cycle()
@@ -300,8 +340,9 @@ def test_imap_server_restarted_during_the_reconnect_backoff(
 
     def bounce_server() -> None:
         imap_server.stop()
-        threading.Thread(target=lambda: (imap_server.start(), multiappend(imap_server,
-                                                                          replies))).start()
+        threading.Thread(
+            target=lambda: (imap_server.start(), multiappend(imap_server, replies))
+        ).start()
 
     stop_after(monkeypatch, worker, 15, bounce_server)
     first = worker.read_cycle()

@@ -19,8 +19,8 @@ import pytest
 from hostile_mail import forged_bounce, message_id_of, with_header
 from workspace import ALWAYS_OPEN, THREE_STEPS, Workspace, partner_rows
 
-from outreach import partner_mail
-from outreach.exports import REPLY_COLUMNS
+from outreach.testing import partner_mail
+from outreach.views.exports import REPLY_COLUMNS
 
 P0, P1, P2 = "p0000@partners.test", "p0001@partners.test", "p0002@partners.test"
 UNSUBSCRIBE = "unsubscribe@district.test"
@@ -275,7 +275,8 @@ def test_a_colleague_at_the_partners_domain_answers_for_them(
     table = list(
         csv.reader(io.StringIO(ok(ws.cli("export", "replies", "--format", "csv")).lstrip("\ufeff")))
     )
-    assert table[0][:24] == list(REPLY_COLUMNS[:24]) and table[0][-2:] == ["unreadable", "signature"]
+    assert table[0][:24] == list(REPLY_COLUMNS[:24])
+    assert table[0][-2:] == ["unreadable", "signature"]
     assert table[0][24:26] == ["from_addr", "from_name"]
     assert table[1][24:26] == ["bob@partners.test", "Bob <Builder>"]
     # the HTML report names the sender, escaped
@@ -498,7 +499,7 @@ def test_a_database_from_before_m005_opens_and_its_replies_are_still_known(
     that reuses its Message-ID."""
     import sqlite_utils
 
-    from outreach.classify import classify_message
+    from outreach.core.inbound.classify import classify_message
     from outreach.store import migrations
 
     stamp = "2026-11-24T10:00:00.000000+00:00"
@@ -564,7 +565,7 @@ def test_the_digest_tells_unverified_mail_apart(
 ) -> None:
     from datetime import timedelta
 
-    from outreach.digest import collect, render_text
+    from outreach.engine.digest import collect, render_text
 
     since = ws.clock() - timedelta(hours=1)
     imap_server.append(forged_bounce(P0))

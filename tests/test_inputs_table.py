@@ -18,25 +18,13 @@ from helpers import (
     edit,
     error_lines,
     invoke,
-    isolate_env,
     line_of,
-    make_project,
     write_csv,
 )
 
 from outreach.config import load_config
-from outreach.errors import ConfigError
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_env(monkeypatch)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "project")
-
+from outreach.config.passwords import server_password
+from outreach.core.errors import ConfigError
 
 Needles = Callable[[Path], list["str | re.Pattern[str]"]]
 
@@ -597,7 +585,7 @@ def test_a_hostile_file_name_is_quoted_inert(
 def test_missing_password_variable_raises_config_error_naming_it(project: Path) -> None:
     account = load_config(config(project)).accounts["default"]
     with pytest.raises(ConfigError) as caught:
-        account.smtp.password()
+        server_password(account.smtp)
     assert "OUTREACH_SMTP_PASSWORD" in str(caught.value)
     assert "config.toml" in str(caught.value)
     assert caught.value.exit_code == 2

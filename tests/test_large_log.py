@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from workspace import Workspace
 
 from outreach.cli import cli
-from outreach.model import Partner
+from outreach.core.model import Partner
 from outreach.store import Store
 
 PARTNERS = 3000
@@ -30,8 +30,14 @@ LIMIT = 5.0  # seconds per command, generous for a slow CI machine
 
 
 def build_large_log(store: Store, start: datetime) -> None:
-    partners = [Partner(email=f"p{i:05d}@org{i % 97}.test", name=f"Partnér {i} Ñandú",
-                        organization=f"Org {i % 97} & Sons") for i in range(PARTNERS)]
+    partners = [
+        Partner(
+            email=f"p{i:05d}@org{i % 97}.test",
+            name=f"Partnér {i} Ñandú",
+            organization=f"Org {i % 97} & Sons",
+        )
+        for i in range(PARTNERS)
+    ]
     store.upsert_partners(partners, start)
     ids = {p.email: p.id for p in store.partners()}
     with store.write():
@@ -43,34 +49,69 @@ def build_large_log(store: Store, start: datetime) -> None:
             for step in range(1, steps + 1):
                 sent_at = moment + timedelta(days=2 * (step - 1))
                 ledger_id = store.queue_message(
-                    campaign="checkin", partner_id=pid, step=step, account="default",
-                    message_id=f"<m{n}.{step}@district.test>", to_addr=partner.email,
-                    subject=f"Check-in {step}", raw=b"x", now=sent_at)
+                    campaign="checkin",
+                    partner_id=pid,
+                    step=step,
+                    account="default",
+                    message_id=f"<m{n}.{step}@district.test>",
+                    to_addr=partner.email,
+                    subject=f"Check-in {step}",
+                    raw=b"x",
+                    now=sent_at,
+                )
                 assert ledger_id is not None
                 row = store.ledger_rows("id = ?", [ledger_id])[0]
                 if steps == 3:  # a greylisting server: deferred once, then sent
-                    store.mark_deferred(row, sent_at - timedelta(minutes=10), sent_at, 451,
-                                        "4.7.1 greylisted, try again later")
+                    store.mark_deferred(
+                        row,
+                        sent_at - timedelta(minutes=10),
+                        sent_at,
+                        451,
+                        "4.7.1 greylisted, try again later",
+                    )
                 store.mark_sent(row, sent_at)
             kind = {0: "reply", 1: "auto_reply", 2: "bounce", 3: "unsubscribe"}.get(n % 6)
             if kind is None:
                 continue
             at = moment + timedelta(hours=5 + n % 300)
-            inbound_id = store.record_inbound({
-                "account": "default", "folder": "INBOX", "uidvalidity": 1, "uid": n + 1,
-                "message_id": f"r{n}@org.test", "from_addr": partner.email,
-                "subject": "Re: Check-in", "date": at.isoformat(), "kind": kind,
-                "partner_id": pid, "campaign": "checkin", "step": 1,
-                "text": f"Respuesta {n}: ¡gracias! 🎉 =SUM(A1)" if kind == "reply" else None,
-                "processed_at": at.isoformat(),
-                "handled_at": None if kind == "reply" else at.isoformat(),
-            })
-            store.add_event(kind, at, partner_id=pid, campaign="checkin", step=1,
-                            inbound_id=inbound_id, summary=f"{kind} {n}")
+            inbound_id = store.record_inbound(
+                {
+                    "account": "default",
+                    "folder": "INBOX",
+                    "uidvalidity": 1,
+                    "uid": n + 1,
+                    "message_id": f"r{n}@org.test",
+                    "from_addr": partner.email,
+                    "subject": "Re: Check-in",
+                    "date": at.isoformat(),
+                    "kind": kind,
+                    "partner_id": pid,
+                    "campaign": "checkin",
+                    "step": 1,
+                    "text": f"Respuesta {n}: ¡gracias! 🎉 =SUM(A1)" if kind == "reply" else None,
+                    "processed_at": at.isoformat(),
+                    "handled_at": None if kind == "reply" else at.isoformat(),
+                }
+            )
+            store.add_event(
+                kind,
+                at,
+                partner_id=pid,
+                campaign="checkin",
+                step=1,
+                inbound_id=inbound_id,
+                summary=f"{kind} {n}",
+            )
             if kind == "reply":
                 store.set_sequence_state("checkin", pid, "replied", at)
-                store.add_event("stopped", at, partner_id=pid, campaign="checkin",
-                                inbound_id=inbound_id, summary="follow-ups stopped")
+                store.add_event(
+                    "stopped",
+                    at,
+                    partner_id=pid,
+                    campaign="checkin",
+                    inbound_id=inbound_id,
+                    summary="follow-ups stopped",
+                )
 
 
 @pytest.fixture(scope="module")
@@ -94,22 +135,26 @@ def test_the_log_has_more_than_10k_events(big: Workspace):
         assert store.scalar("SELECT count(*) FROM events") > 10_000
 
 
-@pytest.mark.parametrize("args", [
-    ("log",),
-    ("log", "--json"),
-    ("log", "--partner", "p00042@org42.test"),
-    ("log", "--campaign", "checkin", "--since", "2026-03-03"),
-    ("replies",),
-    ("replies", "--unhandled", "--json"),
-    ("report", "checkin"),
-    ("partners", "list"),
-    ("partners", "list", "--json"),
-    ("partners", "list", "--stale", "90d"),
-    ("export", "events", "--format", "csv"),
-    ("export", "events", "--format", "jsonl"),
-    ("export", "replies", "--format", "json"),
-    ("export", "partners", "--format", "csv"),
-], ids=lambda a: " ".join(a))
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("log",),
+        ("log", "--json"),
+        ("log", "--partner", "p00042@org42.test"),
+        ("log", "--campaign", "checkin", "--since", "2026-03-03"),
+        ("replies",),
+        ("replies", "--unhandled", "--json"),
+        ("report", "checkin"),
+        ("partners", "list"),
+        ("partners", "list", "--json"),
+        ("partners", "list", "--stale", "90d"),
+        ("export", "events", "--format", "csv"),
+        ("export", "events", "--format", "jsonl"),
+        ("export", "replies", "--format", "json"),
+        ("export", "partners", "--format", "csv"),
+    ],
+    ids=lambda a: " ".join(a),
+)
 def test_commands_stay_fast(big: Workspace, args: tuple[str, ...]):
     out, elapsed = timed(big, *args)
     assert out.strip()
@@ -126,11 +171,16 @@ def test_html_report_on_a_large_log(big: Workspace):
 
 
 def test_big_outputs_are_complete(big: Workspace):
-    events = [json.loads(line) for line in timed(big, "export", "events", "--format",
-                                                 "jsonl")[0].splitlines()]
+    events = [
+        json.loads(line)
+        for line in timed(big, "export", "events", "--format", "jsonl")[0].splitlines()
+    ]
     assert len(events) > 10_000 and events[0]["at"] <= events[-1]["at"]
-    rows = list(csv.DictReader(io.StringIO(timed(big, "export", "replies", "--format",
-                                                 "csv")[0].lstrip("\ufeff"))))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(timed(big, "export", "replies", "--format", "csv")[0].lstrip("\ufeff"))
+        )
+    )
     assert len(rows) == 2000
     replies = [r for r in rows if r["kind"] == "reply"]
     assert replies[0]["text"].startswith("Respuesta") and "🎉" in replies[0]["text"]
@@ -139,24 +189,25 @@ def test_big_outputs_are_complete(big: Workspace):
     assert report["sent_per_step"] == {"1": PARTNERS, "2": 600, "3": 600}
 
 
-def test_progress_only_on_a_terminal(big: Workspace, monkeypatch: pytest.MonkeyPatch,
-                                     tmp_path: Path):
+def test_progress_only_on_a_terminal(
+    big: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
     copy = tmp_path / "copy"
     shutil.copytree(big.root, copy)  # this test imports partners: keep the shared log as is
     runner = CliRunner()
     config = ["--config", str(copy / "config.toml")]
     quiet = runner.invoke(cli, [*config, "export", "events", "-o", str(tmp_path / "a.jsonl")])
     assert quiet.exit_code == 0 and "exporting" not in quiet.stderr
-    monkeypatch.setattr("outreach.progress._stderr_is_tty", lambda: True)
+    monkeypatch.setattr("outreach.cli.progress._stderr_is_tty", lambda: True)
     loud = runner.invoke(cli, [*config, "export", "events", "--format", "jsonl"])
     assert loud.exit_code == 0 and "exporting events" in loud.stderr
     assert all(json.loads(line) for line in loud.stdout.splitlines())  # stdout stays clean
-    report = runner.invoke(cli, [*config, "report", "checkin", "--html",
-                                 str(tmp_path / "r.html")])
+    report = runner.invoke(cli, [*config, "report", "checkin", "--html", str(tmp_path / "r.html")])
     assert report.exit_code == 0 and "writing the report" in report.stderr
     roster = tmp_path / "roster.csv"
-    roster.write_text("email,name\n" + "".join(f"n{i}@new.test,Nuevo {i}\n"
-                                                for i in range(600)), encoding="utf-8")
+    roster.write_text(
+        "email,name\n" + "".join(f"n{i}@new.test,Nuevo {i}\n" for i in range(600)), encoding="utf-8"
+    )
     imported = runner.invoke(cli, [*config, "partners", "import", str(roster)])
     assert imported.exit_code == 0, imported.output
     assert "importing" in imported.stderr and "600 new" in imported.stdout

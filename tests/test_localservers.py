@@ -1,4 +1,4 @@
-"""The local test servers (outreach.localservers) work with the real clients."""
+"""The local test servers (outreach.testing.smtp_server) work with the real clients."""
 
 from __future__ import annotations
 
@@ -20,13 +20,9 @@ from hypothesis import strategies as st
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from outreach.localservers import (
-    LocalIMAPServer,
-    LocalSMTPServer,
-    ReceivedMessage,
-    free_port,
-    free_ports,
-)
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.ports import free_port, free_ports
+from outreach.testing.smtp_server import LocalSMTPServer, ReceivedMessage
 
 if TYPE_CHECKING:
     from conftest import TestCA

@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlite_utils
-from logbook import EMAILS, ENGLISH, SPANISH, World, world, ws  # noqa: F401 - fixtures
+from logbook import EMAILS, ENGLISH, SPANISH, World
 from workspace import Workspace
 
 from outreach.store import migrations
-from outreach.timeline import format_log, parse_since, wrap
+from outreach.views.text import wrap
+from outreach.views.timeline import format_log, parse_since
 
 
 @pytest.fixture(autouse=True)
@@ -36,8 +37,17 @@ def test_log_lists_every_event_in_order_in_local_time(world: World):
     assert "times in America/Chicago" in out
     # the clock started at 2026-11-24 10:00 UTC = 04:00 in Chicago
     assert "2026-11-24 04:00" in out
-    for kind in ("imported", "sent", "reply", "auto_reply", "bounce",
-                 "unsubscribe", "paused", "stopped", "status"):
+    for kind in (
+        "imported",
+        "sent",
+        "reply",
+        "auto_reply",
+        "bounce",
+        "unsubscribe",
+        "paused",
+        "stopped",
+        "status",
+    ):
         assert f"  {kind}  " in out or f"  {kind} " in out, kind
     # columns are aligned: DETAILS starts at the same place on every event line
     start = lines[0].index("DETAILS")
@@ -91,24 +101,39 @@ def test_a_database_from_before_m004_keeps_its_queued_events_and_gets_lighter_in
     migrations.apply(old, stop_before="m004_lighter_indexes")
     assert "events_campaign" in {index.name for index in old["events"].indexes}
     stamp = "2026-11-20T15:00:00.000000+00:00"
-    old.execute("INSERT INTO partners (email, name, created_at, updated_at) VALUES"
-                " ('ana@shop.test', 'Ana', ?, ?)", [stamp, stamp])
-    old.execute("INSERT INTO sequences (campaign, partner_id, state, last_step, paused_until,"
-                " updated_at) VALUES ('checkin', 1, 'paused', 1, ?, ?)", [stamp, stamp])
-    old.execute("INSERT INTO events (at, partner_id, campaign, step, kind, summary) VALUES"
-                " (?, 1, 'checkin', 1, 'queued', 'Check-in for Shop')", [stamp])
+    old.execute(
+        "INSERT INTO partners (email, name, created_at, updated_at) VALUES"
+        " ('ana@shop.test', 'Ana', ?, ?)",
+        [stamp, stamp],
+    )
+    old.execute(
+        "INSERT INTO sequences (campaign, partner_id, state, last_step, paused_until,"
+        " updated_at) VALUES ('checkin', 1, 'paused', 1, ?, ?)",
+        [stamp, stamp],
+    )
+    old.execute(
+        "INSERT INTO events (at, partner_id, campaign, step, kind, summary) VALUES"
+        " (?, 1, 'checkin', 1, 'queued', 'Check-in for Shop')",
+        [stamp],
+    )
     old.conn.commit()
     old.close()
 
     ws = Workspace(tmp_path, smtp_port=2525)
     conn = ws.store.db.conn
-    indexes = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"
-                                " AND sql IS NOT NULL"))
+    indexes = dict(
+        conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+    )
     assert "events_campaign" not in indexes
     assert indexes["sequences_paused"].endswith("WHERE state = 'paused'")
-    plan = " ".join(str(row) for row in conn.execute(
-        "EXPLAIN QUERY PLAN SELECT * FROM sequences WHERE state = 'paused' AND paused_until <= ?",
-        [stamp]))
+    plan = " ".join(
+        str(row)
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM sequences"
+            " WHERE state = 'paused' AND paused_until <= ?",
+            [stamp],
+        )
+    )
     assert "USING INDEX sequences_paused" in plan
     assert [s.partner_id for s in ws.store.resume_paused(ws.clock())] == [1]
     listing = ok(ws.cli("log", "--campaign", "checkin"))
@@ -126,12 +151,18 @@ def test_a_database_from_before_m006_gets_a_signature_column_and_keeps_its_repli
     migrations.apply(old, stop_before="m006_inbound_signature")
     assert "signature" not in old["inbound"].columns_dict
     stamp = "2026-11-20T15:00:00.000000+00:00"
-    old.execute("INSERT INTO partners (email, name, created_at, updated_at) VALUES"
-                " ('ana@shop.test', 'Ana', ?, ?)", [stamp, stamp])
-    old.execute("INSERT INTO inbound (account, folder, uidvalidity, uid, message_id, from_addr,"
-                " subject, kind, partner_id, campaign, step, text, processed_at) VALUES"
-                " ('main', 'INBOX', 1, 7, '<old@shop.test>', 'ana@shop.test', 'Re: Check-in',"
-                " 'reply', 1, 'checkin', 1, 'Yes.\n\nSent from my iPhone', ?)", [stamp])
+    old.execute(
+        "INSERT INTO partners (email, name, created_at, updated_at) VALUES"
+        " ('ana@shop.test', 'Ana', ?, ?)",
+        [stamp, stamp],
+    )
+    old.execute(
+        "INSERT INTO inbound (account, folder, uidvalidity, uid, message_id, from_addr,"
+        " subject, kind, partner_id, campaign, step, text, processed_at) VALUES"
+        " ('main', 'INBOX', 1, 7, '<old@shop.test>', 'ana@shop.test', 'Re: Check-in',"
+        " 'reply', 1, 'checkin', 1, 'Yes.\n\nSent from my iPhone', ?)",
+        [stamp],
+    )
     old.conn.commit()
     old.close()
 
@@ -144,15 +175,27 @@ def test_a_database_from_before_m006_gets_a_signature_column_and_keeps_its_repli
     assert json.loads(ok(ws.cli("report", "checkin", "--json")))["replies"][0]["signature"] == ""
     assert "Sent from my iPhone" in ok(ws.cli("replies"))
     with ws.store.write():
-        ws.store.record_inbound({
-            "account": "main", "folder": "INBOX", "uidvalidity": 1, "uid": 8,
-            "message_id": "<new@shop.test>", "kind": "reply", "partner_id": 1,
-            "campaign": "checkin", "step": 1, "text": "Also April.",
-            "signature": "Sent from my iPad", "processed_at": stamp,
-        })
+        ws.store.record_inbound(
+            {
+                "account": "main",
+                "folder": "INBOX",
+                "uidvalidity": 1,
+                "uid": 8,
+                "message_id": "<new@shop.test>",
+                "kind": "reply",
+                "partner_id": 1,
+                "campaign": "checkin",
+                "step": 1,
+                "text": "Also April.",
+                "signature": "Sent from my iPad",
+                "processed_at": stamp,
+            }
+        )
     exported = json.loads(ok(ws.cli("export", "replies", "--format", "json")))
     assert [(e["text"], e["signature"]) for e in exported] == [
-        ("Yes.\n\nSent from my iPhone", None), ("Also April.", "Sent from my iPad")]
+        ("Yes.\n\nSent from my iPhone", None),
+        ("Also April.", "Sent from my iPad"),
+    ]
     ws.close()
 
 
@@ -163,8 +206,7 @@ def test_parse_since_forms():
     zone = ZoneInfo("America/Chicago")
     now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     assert parse_since("2026-11-01", zone, now) == datetime(2026, 11, 1, tzinfo=zone)
-    assert parse_since("2026-11-01T08:30", zone, now) == datetime(2026, 11, 1, 8, 30,
-                                                                  tzinfo=zone)
+    assert parse_since("2026-11-01T08:30", zone, now) == datetime(2026, 11, 1, 8, 30, tzinfo=zone)
     assert parse_since("7d", zone, now) == datetime(2026, 11, 17, 10, 0, tzinfo=UTC)
     with pytest.raises(ValueError):
         parse_since("soon", zone, now)
@@ -177,7 +219,7 @@ def test_wrap_keeps_line_breaks_and_wraps_long_lines():
 
 
 def test_format_log_wraps_under_the_details_column(world: World):
-    from outreach.timeline import load_events
+    from outreach.views.timeline import load_events
 
     lines = list(format_log(load_events(world.ws.store), ZoneInfo("UTC"), width=70))
     start = lines[0].index("DETAILS")
@@ -192,8 +234,10 @@ def test_format_log_wraps_under_the_details_column(world: World):
 
 
 def inbound_id(ws: Workspace, email: str, kind: str | None = None) -> int:
-    sql = ("SELECT i.id FROM inbound i JOIN partners p ON p.id = i.partner_id"
-           " WHERE p.email = ?" + (" AND i.kind = ?" if kind else "") + " ORDER BY i.id")
+    sql = (
+        "SELECT i.id FROM inbound i JOIN partners p ON p.id = i.partner_id"
+        " WHERE p.email = ?" + (" AND i.kind = ?" if kind else "") + " ORDER BY i.id"
+    )
     return int(ws.store.query(sql, [email, kind] if kind else [email])[0]["id"])
 
 
@@ -206,8 +250,17 @@ def test_replies_queue_newest_first_with_the_answers(world: World):
     assert maria["kind"] == "reply" and maria["handled"] is False
     assert maria["at"] == "2026-11-24T09:00:00-06:00"
     assert li["text"] == ENGLISH and li["step"] == 2
-    assert {"id", "partner", "campaign", "at", "text", "organization", "name", "kind",
-            "handled"} <= set(li)
+    assert {
+        "id",
+        "partner",
+        "campaign",
+        "at",
+        "text",
+        "organization",
+        "name",
+        "kind",
+        "handled",
+    } <= set(li)
     out = ok(world.ws.cli("replies"))
     assert out.index("li@harbor.test") < out.index("maria@clinica.test")
     assert "María González <maria@clinica.test> · Clínica Sol · checkin step 1" in out
@@ -246,7 +299,10 @@ def test_reclassify_a_reply_that_was_an_auto_reply_resumes_follow_ups(world: Wor
     assert json.loads(ok(ws.cli("replies", "--json")))[0]["partner"] == EMAILS[0]
     kinds = [e["kind"] for e in json.loads(ok(ws.cli("log", "--json", "--partner", EMAILS[5])))]
     assert kinds[-2:] == ["resumed", "reclassified"] or kinds[-3:] == [
-        "resumed", "paused", "reclassified"]
+        "resumed",
+        "paused",
+        "reclassified",
+    ]
     # once that pause is over (whatever today's date), the worker sends Li the next step
     ws.clock.moment = datetime(2026, 12, 3, 18, 0, tzinfo=UTC)
     ws.worker().cycle()
@@ -307,12 +363,23 @@ def test_replies_on_an_empty_database(ws: Workspace):
 
 
 def test_format_log_keeps_paragraphs_without_trailing_blanks():
-    from outreach.timeline import LogEvent
+    from outreach.views.timeline import LogEvent
 
     event = LogEvent(
-        id=1, at=datetime(2026, 11, 24, 15, tzinfo=UTC), kind="reply", partner="a@b.test",
-        name="Ana", organization="B", campaign="checkin", step=1, summary="x",
-        text="Hola.\n\nGracias,\nAna", detail={}, message_id=None, inbound_id=1)
+        id=1,
+        at=datetime(2026, 11, 24, 15, tzinfo=UTC),
+        kind="reply",
+        partner="a@b.test",
+        name="Ana",
+        organization="B",
+        campaign="checkin",
+        step=1,
+        summary="x",
+        text="Hola.\n\nGracias,\nAna",
+        detail={},
+        message_id=None,
+        inbound_id=1,
+    )
     lines = list(format_log([event], ZoneInfo("America/Chicago"), width=120))
     assert lines[1].startswith("2026-11-24 09:00  a@b.test") and lines[1].endswith("Hola.")
     assert lines[2] == "" and lines[3].strip() == "Gracias," and lines[4].strip() == "Ana"

@@ -13,25 +13,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outreach.config import load_config
-from outreach.errors import Problems
-from outreach.oauth2 import (
+from outreach.config.oauth2_endpoints import endpoint_problem, preset_endpoints
+from outreach.config.passwords import server_password
+from outreach.core.errors import Problems
+from outreach.core.oauth2 import (
     SCOPES,
     Endpoints,
     Flow,
     PollStep,
     Provider,
     TokenSet,
-    endpoint_problem,
     needs_refresh,
     poll_interval,
     poll_step,
-    preset_endpoints,
     refresh_margin,
     sign_in_needed,
     slower,
     token_set_from_response,
 )
-from outreach.sasl import (
+from outreach.core.sasl import (
     Conversation,
     Mechanism,
     describe_challenge,
@@ -275,7 +275,7 @@ def test_the_issue_s_microsoft_example_loads(
         'provider = "microsoft"\nclient_id = "app-1"\ntenant = "organizations"',
     )
     account = load_config(config).accounts["default"]
-    assert (account.smtp.auth, account.smtp.sasl, account.smtp.password()) == (
+    assert (account.smtp.auth, account.smtp.sasl, server_password(account.smtp)) == (
         "oauth2",
         "xoauth2",
         None,

@@ -25,16 +25,16 @@ from test_oauth2_signin import USER, approve_when_asked, oauth2_table, signed_in
 from workspace import Workspace, partner_rows
 
 from outreach.cli import cli
-from outreach.config import Limits
-from outreach.credentials import PasswordLogin
-from outreach.digest import collect, render_text, send_digest
-from outreach.errors import SignInNeeded
-from outreach.localservers import LocalSMTPServer
-from outreach.oauth2_server import LocalOAuth2Server
-from outreach.sasl import Mechanism
-from outreach.sending import SendReport
-from outreach.smtp import Envelope, Outcome, Result, deliver_batch
-from outreach.token_file import token_file_path
+from outreach.core.errors import SignInNeeded
+from outreach.core.sasl import Mechanism
+from outreach.core.settings import Limits
+from outreach.engine.digest import collect, render_text, send_digest
+from outreach.engine.sending import SendReport
+from outreach.store.token_file import token_file_path
+from outreach.testing.oauth2_server import LocalOAuth2Server
+from outreach.testing.smtp_server import LocalSMTPServer
+from outreach.transport.login import PasswordLogin
+from outreach.transport.smtp import Envelope, Outcome, Result, deliver_batch
 
 
 @pytest.fixture

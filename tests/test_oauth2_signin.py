@@ -1,6 +1,7 @@
-"""Signing in with OAuth2 against a real local authorization server (outreach.oauth2_server):
-the device flow, the installed-app flow with PKCE and a loopback redirect (followed with
-plain HTTP, no browser), the token file (0600, atomic, locked), and `outreach auth`."""
+"""Signing in with OAuth2 against a real local authorization server
+(outreach.testing.oauth2_server): the device flow, the installed-app flow with PKCE and a
+loopback redirect (followed with plain HTTP, no browser), the token file (0600, atomic,
+locked), and `outreach auth`."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from helpers import REPO, invoke
 from workspace import Workspace
 
 from outreach.config import load_config
-from outreach.credentials import Logins, OAuth2Login
-from outreach.errors import SignInNeeded
-from outreach.oauth2 import TEST_ORIGIN_ENV, TokenSet
-from outreach.oauth2_server import LocalOAuth2Server
-from outreach.signin import SignInFailed, sign_in
-from outreach.token_file import Entry, TokenFile, token_file_path
+from outreach.config.oauth2_endpoints import TEST_ORIGIN_ENV
+from outreach.core.errors import SignInNeeded
+from outreach.core.oauth2 import TokenSet
+from outreach.engine.credentials import Logins, OAuth2Login
+from outreach.engine.signin import SignInFailed, sign_in
+from outreach.store.token_file import Entry, TokenFile, token_file_path
+from outreach.testing.oauth2_server import LocalOAuth2Server
 
 USER = "coordinator@district.test"
 
@@ -301,8 +303,8 @@ def test_a_kill_during_writes_never_leaves_a_broken_token_file(tmp_path: Path) -
     script = textwrap.dedent(f"""
         from datetime import UTC, datetime
         from pathlib import Path
-        from outreach.oauth2 import TokenSet
-        from outreach.token_file import Entry, TokenFile
+        from outreach.core.oauth2 import TokenSet
+        from outreach.store.token_file import Entry, TokenFile
         tokens = TokenFile(Path({str(path)!r}))
         n = 0
         while True:
@@ -335,7 +337,7 @@ def test_two_processes_renewing_at_once_spend_a_rotating_refresh_token_once(
         import sys
         from pathlib import Path
         from outreach.config import load_config
-        from outreach.credentials import Logins
+        from outreach.engine.credentials import Logins
         config = load_config(Path({str(ws.root / "config.toml")!r}))
         account = config.accounts["default"]
         login = Logins(config).for_server(account, account.smtp)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, edit, make_project
 
-from outreach.cli import SAMPLE_FILES
+from outreach.cli.project import SAMPLE_FILES
 
 
 def clean_env() -> dict[str, str]:

@@ -10,17 +10,10 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.config import Audience, Blackout, Campaign, Step, Window
-from outreach.model import Partner, SequenceState
-from outreach.plan import (
-    audience_includes,
-    due_messages,
-    may_send_at,
-    next_send_time,
-    partner_zone,
-    project,
-)
-from outreach.sending import find_due
+from outreach.core.model import Audience, Blackout, Campaign, Partner, SequenceState, Step, Window
+from outreach.core.plan import audience_includes, due_messages, may_send_at, next_send_time, project
+from outreach.core.zones import partner_zone
+from outreach.engine.planning import find_due
 from outreach.store import Store
 
 CHICAGO = ZoneInfo("America/Chicago")

@@ -24,14 +24,18 @@ from pathlib import Path
 import pytest
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
-from outreach import partner_mail
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer
 from outreach.store import Store
+from outreach.testing import partner_mail
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
-ONE_STEP = ALWAYS_OPEN + """[[steps]]
+ONE_STEP = (
+    ALWAYS_OPEN
+    + """[[steps]]
 template = "hello"
 subject = "Check-in"
 """
+)
 
 PARTNERS = 300
 KINDS = ("reply", "auto_reply", "bounce", "unsubscribe")
@@ -49,13 +53,13 @@ def answer(kind: str, sent: bytes, index: int) -> bytes:
 
 def recorded(database: Path) -> int:
     """Answers recorded so far, read without disturbing the worker (WAL readers)."""
-    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True,
-                                            timeout=10)) as db:
+    with contextlib.closing(
+        sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+    ) as db:
         return int(db.execute("SELECT count(*) FROM inbound").fetchone()[0])
 
 
-def kill_after(process: subprocess.Popen[bytes], ready: Callable[[], bool],
-               timeout: float) -> bool:
+def kill_after(process: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> bool:
     """SIGKILL the process as soon as `ready()` (polled), or when `timeout` runs out; False
     when it finished by itself first."""
     deadline = time.monotonic() + timeout
@@ -70,13 +74,22 @@ def kill_after(process: subprocess.Popen[bytes], ready: Callable[[], bool],
 
 @pytest.mark.slow
 def test_sigkill_while_reading_records_each_answer_once(
-    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
 ) -> None:
     env = dict(os.environ, TEST_IMAP_PW=imap_server.password)
     ws = Workspace(
-        tmp_path, smtp_port=smtp_server.port, campaign=ONE_STEP,
-        imap={"host": "127.0.0.1", "port": imap_server.port, "security": "none",
-              "username": imap_server.user, "password_env": "TEST_IMAP_PW"},
+        tmp_path,
+        smtp_port=smtp_server.port,
+        campaign=ONE_STEP,
+        imap={
+            "host": "127.0.0.1",
+            "port": imap_server.port,
+            "security": "none",
+            "username": imap_server.user,
+            "password_env": "TEST_IMAP_PW",
+        },
         config_extra="[replies]\nbatch_size = 15",
     )
     ws.add_partners(partner_rows(PARTNERS))
@@ -97,14 +110,22 @@ def test_sigkill_while_reading_records_each_answer_once(
         for start in range(0, len(mail), 200):
             client.multiappend("INBOX", mail[start : start + 200])
 
-    command = [sys.executable, "-m", "outreach", "--config", str(tmp_path / "config.toml"),
-               "run", "--once"]
+    command = [
+        sys.executable,
+        "-m",
+        "outreach",
+        "--config",
+        str(tmp_path / "config.toml"),
+        "run",
+        "--once",
+    ]
     database = tmp_path / "outreach.db"
     kills = 0
     progress: list[int] = []  # answers recorded when each kill struck
     for _attempt in range(80):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   env=env)
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+        )
         # half the kills at a random time (starting up, recovering, reading); the others
         # once a random number of further answers is recorded, so they land mid-mailbox
         if rng.random() < 0.5:
@@ -129,13 +150,19 @@ def test_sigkill_while_reading_records_each_answer_once(
         assert store.scalar("PRAGMA integrity_check") == "ok"
         inbound = store.query(
             "SELECT i.message_id, i.kind, p.email FROM inbound i"
-            " JOIN partners p ON p.id = i.partner_id")
+            " JOIN partners p ON p.id = i.partner_id"
+        )
         events = store.query(
             "SELECT e.kind, p.email FROM events e JOIN partners p ON p.id = e.partner_id"
-            " WHERE e.kind IN ('reply', 'auto_reply', 'bounce', 'unsubscribe')")
+            " WHERE e.kind IN ('reply', 'auto_reply', 'bounce', 'unsubscribe')"
+        )
         statuses = {p.email: p.status for p in store.partners()}
-        sequences = {r["email"]: r["state"] for r in store.query(
-            "SELECT p.email, s.state FROM sequences s JOIN partners p ON p.id = s.partner_id")}
+        sequences = {
+            r["email"]: r["state"]
+            for r in store.query(
+                "SELECT p.email, s.state FROM sequences s JOIN partners p ON p.id = s.partner_id"
+            )
+        }
         stray = store.scalar("SELECT count(*) FROM inbound WHERE partner_id IS NULL")
     assert stray == 0, "unrelated mail was recorded"
     per_message = Counter(r["message_id"] for r in inbound)

@@ -22,11 +22,14 @@ from helpers import edit, make_project
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from outreach.config import Campaign, Config, load_campaigns, load_config
-from outreach.errors import RosterError, TemplateError
-from outreach.model import Partner
-from outreach.render import Renderer, Threading, build_message, header_safe, render_sequence
-from outreach.roster import parse_roster
+from outreach.config import load_campaigns, load_config
+from outreach.config.templates import renderer_for
+from outreach.core.errors import RosterError, TemplateError
+from outreach.core.model import Campaign, Partner
+from outreach.core.render import Threading, build_message, header_safe, render_sequence
+from outreach.core.roster import parse_roster
+from outreach.core.settings import Config
+from outreach.engine.message_ids import new_message_id
 
 NOW = datetime(2026, 10, 5, 15, 0, tzinfo=UTC)
 FIRST_SUBJECT = "Lincoln High CTE check-in: how is Acme Health doing?"
@@ -70,7 +73,13 @@ class Project:
         config = self.config
         campaign = self.campaign
         built = render_sequence(
-            Renderer(config), campaign, partner, config.accounts[campaign.account], NOW, steps
+            renderer_for(config),
+            campaign,
+            partner,
+            config.accounts[campaign.account],
+            NOW,
+            new_message_id,
+            steps,
         )
         return [parse(b.raw) for b in built]
 
@@ -256,11 +265,12 @@ def test_unicode_body_and_subject_survive(project: Project) -> None:
     assert first["To"].addresses[0].display_name == "Zoë Ñúñez"
     # no SMTPUTF8 or 8BITMIME needed: the message on the wire is 7-bit (RFC 2047, RFC 2045)
     raw = render_sequence(
-        Renderer(project.config),
+        renderer_for(project.config),
         project.campaign,
         partner,
         project.config.accounts["default"],
         NOW,
+        new_message_id,
         [1],
     )[0].raw
     assert raw.isascii()
@@ -293,8 +303,6 @@ def test_message_ids_stay_unique_across_the_random_pool_and_a_fork() -> None:
     (the classifier's worker processes) must not hand out the parent's pool again."""
     import os
 
-    from outreach.render import new_message_id
-
     ours = {new_message_id("district.example") for _ in range(3 * 256 + 7)}
     assert len(ours) == 3 * 256 + 7
     read, write = os.pipe()
@@ -320,7 +328,7 @@ def test_message_ids_stay_unique_across_the_random_pool_and_a_fork() -> None:
 def test_the_date_header_is_the_stdlib_one(moment: datetime) -> None:
     """The Date header is made once per second (cached); it must equal the stdlib's
     formatting of that very moment, whatever its microseconds or time zone."""
-    from outreach.render import date_header
+    from outreach.core.render import date_header
 
     assert date_header(moment) == format_datetime(moment)
     assert date_header(moment.replace(microsecond=0)) == format_datetime(moment)
@@ -380,14 +388,17 @@ def test_threading_from_the_ledger(project: Project) -> None:
     campaign = project.campaign
     account = config.accounts["default"]
     threading = Threading("Earlier subject", ("<a@district.example>", "<b@district.example>"))
-    rendered = Renderer(config).render(campaign, campaign.steps[2], PARTNER, account, threading)
+    rendered = renderer_for(config).render(campaign, campaign.steps[2], PARTNER, account, threading)
     assert rendered.subject == "Re: Earlier subject"
-    message = parse(build_message(rendered, PARTNER, account, NOW, threading).raw)
+    built = build_message(rendered, PARTNER, account, NOW, threading, "<c@district.example>")
+    message = parse(built.raw)
     assert message["In-Reply-To"] == "<b@district.example>"
     assert message["References"] == "<a@district.example> <b@district.example>"
     assert (
         parse(
-            build_message(rendered, PARTNER, account, NOW, Threading("Re: Earlier", ("<a@x>",))).raw
+            build_message(
+                rendered, PARTNER, account, NOW, Threading("Re: Earlier", ("<a@x>",)), "<c@x>"
+            ).raw
         )["Subject"]
         == "Re: Earlier subject"
     )
@@ -464,7 +475,8 @@ def squash(value: str) -> str:
 
 def assert_exact_headers(partner: Partner, config: Config, campaign: Campaign) -> None:
     account = config.accounts["default"]
-    built = render_sequence(Renderer(config), campaign, partner, account, NOW, [1, 2])
+    renderer = renderer_for(config)
+    built = render_sequence(renderer, campaign, partner, account, NOW, new_message_id, [1, 2])
     subject = header_safe(f"Lincoln High CTE check-in: how is {partner.organization} doing?")
     for item, expected_names, expected_subject in (
         (built[0], FIRST_HEADERS, subject),
@@ -572,3 +584,14 @@ def test_includes_stay_inside_the_templates_folder(project: Project, target: str
     message = project.fails()
     assert "template not found" in message
     assert "smtp.district.example" not in message
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",))))
+def test_unsubscribe_urls_are_encoded_as_urllib_would(text: str) -> None:
+    """The core encodes the partner's address and the Message-ID itself (it imports no
+    urllib): exactly as urllib.parse.quote(text, safe="") does."""
+    import urllib.parse
+
+    from outreach.core.render import percent_encoded
+
+    assert percent_encoded(text) == urllib.parse.quote(text, safe="")

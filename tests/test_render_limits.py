@@ -18,19 +18,18 @@ from helpers import (
     edit,
     error_lines,
     invoke,
-    isolate_env,
-    make_project,
     write_csv,
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.config import load_campaigns, load_config
-from outreach.errors import TemplateError
-from outreach.localservers import LocalSMTPServer
-from outreach.model import Partner
-from outreach.render import GIVE_UP_AFTER, Renderer
-from outreach.template_limits import BoundedEnvironment, Budget, RenderLimits
+from outreach.config.templates import renderer_for
+from outreach.core.errors import TemplateError
+from outreach.core.model import Partner
+from outreach.core.render import GIVE_UP_AFTER, Renderer
+from outreach.core.template_limits import BoundedEnvironment, Budget, RenderLimits
+from outreach.testing.smtp_server import LocalSMTPServer
 
 NESTED_LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
 SLOW_LOOP = "{% for i in range(100000) %}{% set x = range(100000)|join %}{% endfor %}"
@@ -82,16 +81,6 @@ BOMBS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_env(monkeypatch)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "project")
-
-
 def partner(number: int, organization: str = "Acme") -> Partner:
     return Partner(email=f"p{number}@acme.example", name=f"P {number}", organization=organization)
 
@@ -108,7 +97,7 @@ def test_a_costly_template_fails_quickly_naming_its_file_and_line(
 ) -> None:
     path = project / "templates" / "followup.txt.j2"
     edit(path, "Thank you,", f"{text}\nThank you,")
-    renderer = Renderer(load_config(project / "config.toml"))
+    renderer = renderer_for(load_config(project / "config.toml"))
     started = time.monotonic()
     with pytest.raises(TemplateError) as caught:
         render_step_2(renderer, project, partner(1))
@@ -123,7 +112,7 @@ def test_the_time_limit_stops_a_template_that_yields_nothing(project: Path) -> N
     """Each turn joins 100,000 numbers: under the step limit, over the time limit."""
     path = project / "templates" / "followup.txt.j2"
     edit(path, "Thank you,", f"{SLOW_LOOP}\nThank you,")
-    renderer = Renderer(load_config(project / "config.toml"), RenderLimits(seconds=0.3))
+    renderer = renderer_for(load_config(project / "config.toml"), RenderLimits(seconds=0.3))
     started = time.monotonic()
     with pytest.raises(TemplateError) as caught:
         render_step_2(renderer, project, partner(1))
@@ -136,7 +125,7 @@ def test_a_step_that_runs_out_for_partners_in_a_row_fails_at_once_for_the_next(
     project: Path,
 ) -> None:
     edit(project / "templates" / "followup.txt.j2", "Thank you,", f"{SLOW_LOOP}\nThank you,")
-    renderer = Renderer(load_config(project / "config.toml"), RenderLimits(seconds=0.2))
+    renderer = renderer_for(load_config(project / "config.toml"), RenderLimits(seconds=0.2))
     messages = []
     for number in range(GIVE_UP_AFTER + 2):
         started = time.monotonic()
@@ -156,7 +145,7 @@ def test_one_partners_costly_data_costs_only_that_partner(project: Path) -> None
         "Thank you,",
         '{% if partner.organization == "Slow" %}' + SLOW_LOOP + "{% endif %}\nThank you,",
     )
-    renderer = Renderer(load_config(project / "config.toml"), RenderLimits(seconds=0.1))
+    renderer = renderer_for(load_config(project / "config.toml"), RenderLimits(seconds=0.1))
     for number in range(2 * GIVE_UP_AFTER):
         slow = partner(number, "Slow")
         with pytest.raises(TemplateError, match="took over 0.1 s"):
@@ -191,7 +180,7 @@ def test_ordinary_template_features_render_as_in_the_plain_sandbox() -> None:
     context = {"tags": ["a", "skip", "b", "c"], "name": "Ana"}
     plain = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
     bounded = BoundedEnvironment(undefined=jinja2.StrictUndefined)
-    with Budget(RenderLimits()) as spent:
+    with Budget(RenderLimits(), time.monotonic) as spent:
         text = bounded.from_string(source).render(context)
     assert text == plain.from_string(source).render(context)
     assert "1/3 A," in text and "[    hi    ] (<called>)" in text and "FILTERED ANA" in text
@@ -203,7 +192,7 @@ def test_lists_and_dicts_cannot_be_changed_in_a_template(project: Path) -> None:
     (`{% set %}`, `+` and namespace() still work)."""
     path = project / "templates" / "followup.txt.j2"
     edit(path, "Thank you,", "{% set seen = [] %}{{ seen.append(1) }}\nThank you,")
-    renderer = Renderer(load_config(project / "config.toml"))
+    renderer = renderer_for(load_config(project / "config.toml"))
     with pytest.raises(TemplateError, match="not allowed in a template"):
         render_step_2(renderer, project, partner(1))
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from workspace import Workspace, partner_rows
 
-from outreach import partner_mail
-from outreach.classify_pool import ClassifierPool
-from outreach.ingest import ReadReport
+from outreach.engine.classify_pool import ClassifierPool
+from outreach.engine.ingest import ReadReport
+from outreach.testing import partner_mail
 
 
 @pytest.fixture
@@ -293,7 +293,7 @@ def test_a_reply_keeps_its_signature_apart_in_every_view(ws, smtp_server, imap_s
     header, first = list(csv.reader(io.StringIO(exported.lstrip("\ufeff"), newline="")))[:2]
     assert header[-1] == "signature" and first[header.index("text")] == INLINE_ANSWER
     # a cell starting with '-' is kept text, not a formula; CSV on standard output is shown
-    # inert (outreach.terminal), a CSV file (-o) keeps the exact words
+    # inert (outreach.cli.terminal), a CSV file (-o) keeps the exact words
     assert first[-1] == "'" + SIGNATURE.replace("\x1b", "\u241b")
     exported = json.loads(ws.cli("export", "replies", "--format", "json").stdout)
     assert list(exported[0])[-1] == "signature" and exported[0]["signature"] == SIGNATURE

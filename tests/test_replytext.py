@@ -1,4 +1,5 @@
-"""Reply text and signature (outreach.replytext): quote headers, signatures, inline answers.
+"""Reply text and signature (outreach.core.inbound.replytext): quote headers, signatures,
+inline answers.
 
 tests/fixtures/mail/replies holds whole messages of our own making, one or more per rule, in
 the formats of real clients (Gmail, Outlook desktop/web/mobile, Apple Mail, Thunderbird, mutt,
@@ -16,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outreach.classify import classify_message
-from outreach.mailparse import QUOTE_MARK, normalize_newlines
-from outreach.replytext import Passage, extract_reply, new_words, passages, split_reply
-from outreach.replytext.headers import banner_end, quoted_lines
-from outreach.replytext.signature import is_closing, is_device_line, is_greeting
+from outreach.core.inbound.bodytext import QUOTE_MARK, normalize_newlines
+from outreach.core.inbound.classify import classify_message
+from outreach.core.inbound.replytext import Passage, extract_reply, new_words, passages, split_reply
+from outreach.core.inbound.replytext.headers import banner_end, quoted_lines
+from outreach.core.inbound.replytext.signature import is_closing, is_device_line, is_greeting
 
 REPLIES = Path(__file__).parent / "fixtures" / "mail" / "replies"
 EXPECTED: dict[str, dict[str, str]] = json.loads((REPLIES / "expected.json").read_text())

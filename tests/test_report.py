@@ -13,17 +13,17 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from logbook import EMAILS, ENGLISH, World, world, ws  # noqa: F401 - fixtures
+from logbook import EMAILS, ENGLISH, World
 from workspace import Workspace
 
-from outreach.report import (
+from outreach.views.report import (
     CampaignReport,
     ReportReply,
     StepFunnel,
     day_buckets,
     format_hours,
 )
-from outreach.report_html import render_html
+from outreach.views.report_html import render_html
 
 
 def ok(result) -> str:
@@ -37,13 +37,24 @@ def ok(result) -> str:
 def test_report_prints_the_funnel_and_who_never_answered(world: World):
     out = ok(world.ws.cli("report", "checkin"))
     expected = {
-        "Audience": "6", "Sent": "6 partners, 9 messages", "step 1": "6", "step 2": "2",
-        "step 3": "1", "Replied": "2", "Auto-replied": "1", "Bounced": "1",
-        "Unsubscribed": "1", "Still pending": "2", "Reply rate": "33.3%",
+        "Audience": "6",
+        "Sent": "6 partners, 9 messages",
+        "step 1": "6",
+        "step 2": "2",
+        "step 3": "1",
+        "Replied": "2",
+        "Auto-replied": "1",
+        "Bounced": "1",
+        "Unsubscribed": "1",
+        "Still pending": "2",
+        "Reply rate": "33.3%",
         "Median time to reply": "30 h",
     }
-    lines = {line.strip().rsplit("   ", 1)[0].strip(): line.strip().rsplit("   ", 1)[-1].strip()
-             for line in out.splitlines() if "   " in line}
+    lines = {
+        line.strip().rsplit("   ", 1)[0].strip(): line.strip().rsplit("   ", 1)[-1].strip()
+        for line in out.splitlines()
+        if "   " in line
+    }
     for label, value in expected.items():
         assert lines.get(label) == value, (label, out)
     silent = out.split("Never answered (2):", 1)[1]
@@ -56,13 +67,17 @@ def test_report_prints_the_funnel_and_who_never_answered(world: World):
 def test_report_json(world: World):
     data = json.loads(ok(world.ws.cli("report", "checkin", "--json")))
     assert data["sent_per_step"] == {"1": 6, "2": 2, "3": 1}
-    assert (data["replied"], data["auto_replied"], data["bounced"], data["unsubscribed"],
-            data["pending"]) == (2, 1, 1, 1, 2)
+    assert (
+        data["replied"],
+        data["auto_replied"],
+        data["bounced"],
+        data["unsubscribed"],
+        data["pending"],
+    ) == (2, 1, 1, 1, 2)
     assert data["reply_rate"] == 0.3333 and data["median_hours_to_reply"] == 30.5
     assert [s["replied"] for s in data["steps"]] == [1, 1, 0]
     assert [p["partner"] for p in data["never_answered"]] == [EMAILS[1], EMAILS[4]]
-    assert [r["partner"] for r in data["replies"] if r["kind"] == "reply"] == [EMAILS[0],
-                                                                                EMAILS[5]]
+    assert [r["partner"] for r in data["replies"] if r["kind"] == "reply"] == [EMAILS[0], EMAILS[5]]
 
 
 def test_report_unknown_campaign_and_empty_database(ws: Workspace):
@@ -141,11 +156,32 @@ def test_html_report_is_self_contained_and_escaped(world: World):
 def test_html_escapes_everything_from_partners():
     evil = "<img src=x onerror=alert(1)>\"'&"
     report = CampaignReport(
-        campaign="c<1>", audience=1, sent=1, messages_sent=1, replied=1, auto_replied=0,
-        bounced=0, unsubscribed=0, failed=0, pending=0, reply_rate=1.0,
-        median_hours_to_reply=2.0, steps=[StepFunnel(1, 1, 1, 0, 0)],
-        replies=[ReportReply(1, datetime(2026, 1, 2, tzinfo=UTC), f"x{evil}@y.test", evil,
-                             evil, 1, "reply", evil, False)],
+        campaign="c<1>",
+        audience=1,
+        sent=1,
+        messages_sent=1,
+        replied=1,
+        auto_replied=0,
+        bounced=0,
+        unsubscribed=0,
+        failed=0,
+        pending=0,
+        reply_rate=1.0,
+        median_hours_to_reply=2.0,
+        steps=[StepFunnel(1, 1, 1, 0, 0)],
+        replies=[
+            ReportReply(
+                1,
+                datetime(2026, 1, 2, tzinfo=UTC),
+                f"x{evil}@y.test",
+                evil,
+                evil,
+                1,
+                "reply",
+                evil,
+                False,
+            )
+        ],
         sent_days={date(2026, 1, 1): 1},
     )
     page = render_html(report, ZoneInfo("UTC"), datetime(2026, 1, 3, tzinfo=UTC))
@@ -173,15 +209,31 @@ def run_chromium(page: Path, *extra: str) -> tuple[str, list[str]]:
     binary = chromium_binary()
     with tempfile.TemporaryDirectory(prefix="outreach-chromium-") as profile:
         proc = subprocess.run(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-             "--enable-logging=stderr", "--v=0", *extra, page.resolve().as_uri()],
-            capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
+            [
+                binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--enable-logging=stderr",
+                "--v=0",
+                *extra,
+                page.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            stdin=subprocess.DEVNULL,
         )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    console = [line for line in proc.stderr.splitlines()
-               if ":CONSOLE" in line or "Uncaught" in line]
+    console = [
+        line for line in proc.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line
+    ]
     return proc.stdout, console
 
 
@@ -226,7 +278,10 @@ def test_format_hours():
 def test_day_buckets_fill_gaps_and_switch_to_weeks():
     days = day_buckets(date(2026, 1, 1), date(2026, 1, 4), {date(2026, 1, 3): 2})
     assert days == [(date(2026, 1, d), 2 if d == 3 else 0) for d in range(1, 5)]
-    weeks = day_buckets(date(2026, 1, 1), date(2026, 12, 31),
-                        {date(2026, 1, 1): 1, date(2026, 1, 2): 1, date(2026, 6, 1): 3})
+    weeks = day_buckets(
+        date(2026, 1, 1),
+        date(2026, 12, 31),
+        {date(2026, 1, 1): 1, date(2026, 1, 2): 1, date(2026, 6, 1): 3},
+    )
     assert len(weeks) <= 54 and weeks[0] == (date(2025, 12, 29), 2)
     assert sum(n for _, n in weeks) == 5

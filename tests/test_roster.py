@@ -13,30 +13,18 @@ from helpers import (
     assert_input_error,
     edit,
     invoke,
-    isolate_env,
-    make_project,
     write_csv,
 )
 from hypothesis import given
 from hypothesis import strategies as st
 
 from outreach.config import load_config
-from outreach.errors import RosterError
-from outreach.model import BOUNCED, OPTED_OUT, Partner
-from outreach.roster import column_key, parse_roster
+from outreach.core.errors import RosterError
+from outreach.core.model import BOUNCED, OPTED_OUT, Partner
+from outreach.core.roster import column_key, parse_roster
 from outreach.store import Store
 
 NOW = datetime(2026, 10, 5, 15, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_env(monkeypatch)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "project")
 
 
 def import_file(project: Path, path: Path, *extra: str) -> str:
@@ -419,7 +407,7 @@ def test_an_empty_cell_in_a_present_column_clears_the_value(project: Path) -> No
 
 
 def test_merge_partner_is_pure() -> None:
-    from outreach.roster import merge_partner
+    from outreach.core.roster import merge_partner
 
     known = Partner(
         email="a@x.example", name="A", owner="jlee", fields={"city": "L"}, id=7, status="opted_out"

@@ -25,37 +25,45 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from helpers import assert_no_traceback, invoke, isolate_env, make_project
+from helpers import assert_no_traceback, invoke, make_project
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
 from outreach.cli import cli
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer
-from outreach.model import Partner
+from outreach.core.model import Partner
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 if TYPE_CHECKING:
     from conftest import Mailstack, TestCA
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_env(monkeypatch)
-
-
 # --------------------------------------------------------------------------- header injection
 
 # Every partner field a template can use, plus an extra CSV column.
-FIELDS = ("name", "first_name", "organization", "industry", "pathway", "owner", "tags",
-          "timezone", "region")
+FIELDS = (
+    "name",
+    "first_name",
+    "organization",
+    "industry",
+    "pathway",
+    "owner",
+    "tags",
+    "timezone",
+    "region",
+)
 EVERY_FIELD_SUBJECT = (
     "{{ partner.name }}|{{ partner.first_name }}|{{ partner.organization }}|"
     "{{ partner.industry }}|{{ partner.pathway }}|{{ partner.owner }}|"
     "{{ partner.tags|join(',') }}|{{ partner.timezone }}|{{ partner.region }}"
 )
-EVERY_FIELD_CAMPAIGN = ALWAYS_OPEN + f"""
+EVERY_FIELD_CAMPAIGN = (
+    ALWAYS_OPEN
+    + f"""
 [[steps]]
 template = "every_field"
 subject = "{EVERY_FIELD_SUBJECT}"
 """
+)
 EVERY_FIELD_BODY = "\n".join(f"{f}: {{{{ partner.{f} }}}}" for f in FIELDS) + "\n"
 
 # Line breaks and other controls that a reader or a server could take for the end of a
@@ -85,8 +93,15 @@ PRINTABLE = {
     "long-word": "x" * 2000,
 }
 EXPECTED_HEADERS = {
-    "From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "MIME-Version",
-    "Content-Type", "Content-Transfer-Encoding",
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Unsubscribe",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
 }
 
 
@@ -137,11 +152,16 @@ def test_line_breaks_in_any_field_are_refused_at_import(
     assert _invoke(project, "partners", "list", "--json").output.strip() == "[]"
 
 
-@pytest.mark.parametrize("payload", [
-    "dana@partners.test\r\nBcc: evil@attacker.test", "dana@partners.test, evil@attacker.test",
-    "Dana <dana@partners.test>", "dana@partners.test>\r\nRCPT TO:<evil@attacker.test",
-    "\"dana\r\n\"@partners.test",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "dana@partners.test\r\nBcc: evil@attacker.test",
+        "dana@partners.test, evil@attacker.test",
+        "Dana <dana@partners.test>",
+        "dana@partners.test>\r\nRCPT TO:<evil@attacker.test",
+        '"dana\r\n"@partners.test',
+    ],
+)
 def test_injection_through_the_email_column_is_refused(tmp_path: Path, payload: str) -> None:
     project = make_project(tmp_path / "p")
     csv = tmp_path / "roster.csv"
@@ -183,12 +203,14 @@ def test_a_timezone_that_is_no_zone_file_is_one_line_not_a_traceback(
     """ZoneInfo raises OSError for a folder of the zone database ("America") or a name too
     long for a path; that used to escape as a traceback from import and from the config."""
     project = make_project(tmp_path / "p")
-    result = _invoke(project, "partners", "import",
-                     str(roster_csv(tmp_path / "roster.csv", "timezone", zone)))
+    result = _invoke(
+        project, "partners", "import", str(roster_csv(tmp_path / "roster.csv", "timezone", zone))
+    )
     assert result.exit_code == 2 and "unknown time zone" in result.stderr, result.output
     config = project / "config.toml"
-    config.write_text(re.sub(r'(?m)^timezone = "[^"]*"', f'timezone = "{zone}"',
-                             config.read_text(), count=1))
+    config.write_text(
+        re.sub(r'(?m)^timezone = "[^"]*"', f'timezone = "{zone}"', config.read_text(), count=1)
+    )
     code, errors, output = check_output(project)
     assert code == 2 and len(errors) == 1 and "unknown time zone" in errors[0], output
 
@@ -197,8 +219,14 @@ def test_a_bad_timezone_already_in_the_store_falls_back_to_the_default(
     tmp_path: Path, smtp_server: LocalSMTPServer
 ) -> None:
     ws = Workspace(tmp_path, smtp_port=smtp_server.port)
-    ws.store.upsert_partners([Partner(email="dana@partners.test", name="Dana",
-                                      organization="Mercy", timezone="America")], ws.clock())
+    ws.store.upsert_partners(
+        [
+            Partner(
+                email="dana@partners.test", name="Dana", organization="Mercy", timezone="America"
+            )
+        ],
+        ws.clock(),
+    )
     assert ws.worker().send_cycle().sent == 1
     ws.close()
 
@@ -212,11 +240,23 @@ def test_controls_that_reach_the_store_anyway_are_neutralised(
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, campaign=EVERY_FIELD_CAMPAIGN)
     (tmp_path / "templates" / "every_field.txt.j2").write_text(EVERY_FIELD_BODY)
     value = "Mercy" + payload
-    ws.store.upsert_partners([Partner(
-        email="dana@partners.test", name=value, first_name=value, organization=value,
-        industry=value, pathway=value, owner=value, tags=(value,), timezone=value,
-        fields={"region": value},
-    )], ws.clock())
+    ws.store.upsert_partners(
+        [
+            Partner(
+                email="dana@partners.test",
+                name=value,
+                first_name=value,
+                organization=value,
+                industry=value,
+                pathway=value,
+                owner=value,
+                tags=(value,),
+                timezone=value,
+                fields={"region": value},
+            )
+        ],
+        ws.clock(),
+    )
     assert ws.worker().send_cycle().sent == 1
     (sent,) = smtp_server.messages
     assert_one_clean_message(sent.raw, sent.rcpt_tos, "dana@partners.test")
@@ -258,11 +298,15 @@ def check_output(project: Path) -> tuple[int, list[str], str]:
     return result.exit_code, errors, result.output
 
 
-@pytest.mark.parametrize(("where", "attempt"), [
-    pytest.param(where, attempt, id=f"{name}-{where}")
-    for name, attempt in ESCAPES.items() for where in ("text", "html", "subject")
-    if where != "subject" or not attempt.startswith("{%")  # subjects: expressions only
-])
+@pytest.mark.parametrize(
+    ("where", "attempt"),
+    [
+        pytest.param(where, attempt, id=f"{name}-{where}")
+        for name, attempt in ESCAPES.items()
+        for where in ("text", "html", "subject")
+        if where != "subject" or not attempt.startswith("{%")  # subjects: expressions only
+    ],
+)
 def test_sandbox_escapes_are_refused_by_check_in_one_line(
     tmp_path: Path, attempt: str, where: str
 ) -> None:
@@ -270,8 +314,14 @@ def test_sandbox_escapes_are_refused_by_check_in_one_line(
     if where == "subject":
         campaign = project / "campaigns" / "checkin.toml"
         text = campaign.read_text()
-        campaign.write_text(re.sub(r'(?m)^subject = ".*"$',
-                                   lambda _m: "subject = " + json.dumps(attempt), text, count=1))
+        campaign.write_text(
+            re.sub(
+                r'(?m)^subject = ".*"$',
+                lambda _m: "subject = " + json.dumps(attempt),
+                text,
+                count=1,
+            )
+        )
     else:
         name = "checkin.txt.j2" if where == "text" else "checkin.html.j2"
         template = project / "templates" / name
@@ -293,8 +343,16 @@ def test_partner_data_is_never_evaluated_as_a_template(
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, campaign=EVERY_FIELD_CAMPAIGN)
     (tmp_path / "templates" / "every_field.txt.j2").write_text(EVERY_FIELD_BODY)
     trick = "{{ 7 * 7 }}{{ cycler.__init__.__globals__ }}"
-    ws.add_partners([{"email": "dana@partners.test", "name": trick, "organization": trick,
-                      "fields": {"region": trick}}])  # type: ignore[dict-item]
+    ws.add_partners(
+        [
+            {
+                "email": "dana@partners.test",
+                "name": trick,
+                "organization": trick,
+                "fields": {"region": trick},
+            }
+        ]
+    )  # type: ignore[dict-item]
     assert ws.worker().send_cycle().sent == 1
     message = smtp_server.messages[0].message
     assert "{{ 7 * 7 }}" in message["Subject"] and "49" not in message["Subject"]
@@ -314,21 +372,32 @@ def self_signed(tmp_path: Path, name: str = "localhost") -> tuple[ssl.SSLContext
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_file = tmp_path / f"self-signed-{name}.pem"
     key_file = tmp_path / f"self-signed-{name}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     return context, str(cert_file)
@@ -338,8 +407,9 @@ SMTP_TLS_MODES = {"starttls": {}, "tls": {"implicit_tls": True}}
 
 
 @pytest.fixture(params=["self-signed", "unknown-ca"])
-def untrusted_tls(request: pytest.FixtureRequest, tmp_path: Path,
-                  tls_ca: TestCA) -> tuple[ssl.SSLContext, str]:
+def untrusted_tls(
+    request: pytest.FixtureRequest, tmp_path: Path, tls_ca: TestCA
+) -> tuple[ssl.SSLContext, str]:
     """(server context, the PEM a config must name in ca_file to trust it)."""
     if request.param == "self-signed":
         return self_signed(tmp_path)
@@ -348,27 +418,36 @@ def untrusted_tls(request: pytest.FixtureRequest, tmp_path: Path,
 
 @pytest.mark.parametrize("mode", SMTP_TLS_MODES)
 def test_smtp_refuses_an_untrusted_certificate_unless_ca_file_names_it(
-    tmp_path: Path, smtp_server_factory: Callable[..., LocalSMTPServer],
-    untrusted_tls: tuple[ssl.SSLContext, str], mode: str,
+    tmp_path: Path,
+    smtp_server_factory: Callable[..., LocalSMTPServer],
+    untrusted_tls: tuple[ssl.SSLContext, str],
+    mode: str,
 ) -> None:
     context, pem = untrusted_tls
     server = smtp_server_factory(tls_context=context, **SMTP_TLS_MODES[mode])
-    ws = Workspace(tmp_path, smtp_port=server.port, smtp_security=mode,
-                   smtp_host="localhost")
+    ws = Workspace(tmp_path, smtp_port=server.port, smtp_security=mode, smtp_host="localhost")
     ws.add_partners(partner_rows(2))
     result = ws.cli("run", "--once")
     assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if "TLS failed" in line]
     assert errors and "ca_file" in errors[0], result.output
     # the reason is told: a self-signed certificate, or an issuer nobody trusts here
-    assert re.search(r"certificate refused: (self-signed certificate|unable to get local "
-                     r"issuer certificate)", errors[0]), errors[0]
+    assert re.search(
+        r"certificate refused: (self-signed certificate|unable to get local "
+        r"issuer certificate)",
+        errors[0],
+    ), errors[0]
     assert server.messages == []
     assert {r["status"] for r in ws.store.query("SELECT status FROM messages")} == {"queued"}
     ws.close()
 
-    trusting = Workspace(tmp_path, smtp_port=server.port, smtp_security=mode,
-                         smtp_host="localhost", smtp_extra=f', ca_file = "{pem}"')
+    trusting = Workspace(
+        tmp_path,
+        smtp_port=server.port,
+        smtp_security=mode,
+        smtp_host="localhost",
+        smtp_extra=f', ca_file = "{pem}"',
+    )
     result = trusting.cli("run", "--once")
     assert result.exit_code == 0, result.output
     assert len(server.wait_for(2)) == 2 and all(m.tls for m in server.messages)
@@ -377,15 +456,22 @@ def test_smtp_refuses_an_untrusted_certificate_unless_ca_file_names_it(
 
 @pytest.mark.parametrize("mode", SMTP_TLS_MODES)
 def test_smtp_refuses_a_certificate_for_another_host_even_from_a_trusted_ca(
-    tmp_path: Path, smtp_server_factory: Callable[..., LocalSMTPServer], tls_ca: TestCA,
+    tmp_path: Path,
+    smtp_server_factory: Callable[..., LocalSMTPServer],
+    tls_ca: TestCA,
     mode: str,
 ) -> None:
     other = tls_ca.ca.issue_cert("mail.elsewhere.test")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     other.configure_cert(context)
     server = smtp_server_factory(tls_context=context, **SMTP_TLS_MODES[mode])
-    ws = Workspace(tmp_path, smtp_port=server.port, smtp_security=mode, smtp_host="localhost",
-                   smtp_extra=f', ca_file = "{tls_ca.ca_file}"')
+    ws = Workspace(
+        tmp_path,
+        smtp_port=server.port,
+        smtp_security=mode,
+        smtp_host="localhost",
+        smtp_extra=f', ca_file = "{tls_ca.ca_file}"',
+    )
     ws.add_partners(partner_rows(1))
     report = ws.worker().send_cycle()
     assert report.sent == 0 and report.errors and "TLS failed" in report.errors[0]
@@ -399,14 +485,22 @@ def test_smtp_refuses_a_certificate_for_another_host_even_from_a_trusted_ca(
 @pytest.mark.integration
 @pytest.mark.parametrize("mode", ["tls", "starttls"])
 def test_imap_refuses_dovecots_self_signed_certificate_unless_ca_file_names_it(
-    tmp_path: Path, mailstack: Mailstack, smtp_server: LocalSMTPServer,
-    monkeypatch: pytest.MonkeyPatch, mode: str,
+    tmp_path: Path,
+    mailstack: Mailstack,
+    smtp_server: LocalSMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
 ) -> None:
     user, password = mailstack.new_user()
     monkeypatch.setenv("TEST_IMAP_PW", password)
     port = mailstack.imaps_port if mode == "tls" else mailstack.imap_port
-    imap = {"host": "localhost", "port": port, "security": mode, "username": user,
-            "password_env": "TEST_IMAP_PW"}
+    imap = {
+        "host": "localhost",
+        "port": port,
+        "security": mode,
+        "username": user,
+        "password_env": "TEST_IMAP_PW",
+    }
     ws = Workspace(tmp_path / "untrusting", smtp_port=smtp_server.port, imap=imap)
     report = ws.worker().read_cycle()
     assert len(report.errors) == 1 and "TLS failed" in report.errors[0], report.errors
@@ -414,8 +508,11 @@ def test_imap_refuses_dovecots_self_signed_certificate_unless_ca_file_names_it(
     assert ws.store.checkpoint("default", "INBOX") is None  # nothing was read
     ws.close()
 
-    trusting = Workspace(tmp_path / "trusting", smtp_port=smtp_server.port,
-                         imap={**imap, "ca_file": mailstack.ca_file})
+    trusting = Workspace(
+        tmp_path / "trusting",
+        smtp_port=smtp_server.port,
+        imap={**imap, "ca_file": mailstack.ca_file},
+    )
     assert trusting.worker().read_cycle().errors == []
     assert trusting.store.checkpoint("default", "INBOX") is not None
     trusting.close()
@@ -424,23 +521,37 @@ def test_imap_refuses_dovecots_self_signed_certificate_unless_ca_file_names_it(
 @pytest.mark.integration
 @pytest.mark.parametrize("mode", ["starttls", "tls"])
 def test_smtp_refuses_postfixs_self_signed_certificate_unless_ca_file_names_it(
-    tmp_path: Path, mailstack: Mailstack, monkeypatch: pytest.MonkeyPatch, mode: str,
+    tmp_path: Path,
+    mailstack: Mailstack,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
 ) -> None:
     user, password = mailstack.new_user()
     partner, _ = mailstack.new_user()
     monkeypatch.setenv("TEST_SMTP_PW", password)
     port = mailstack.submission_port if mode == "starttls" else mailstack.smtps_port
     auth = f', username = "{user}", password_env = "TEST_SMTP_PW"'
-    ws = Workspace(tmp_path / "untrusting", smtp_port=port, smtp_host="localhost",
-                   smtp_security=mode, smtp_extra=auth, from_header=user)
+    ws = Workspace(
+        tmp_path / "untrusting",
+        smtp_port=port,
+        smtp_host="localhost",
+        smtp_security=mode,
+        smtp_extra=auth,
+        from_header=user,
+    )
     ws.add_partners([{"email": partner, "name": "P"}])
     report = ws.worker().send_cycle()
     assert report.sent == 0 and "TLS failed" in report.errors[0], report.errors
     ws.close()
 
-    trusting = Workspace(tmp_path / "trusting", smtp_port=port, smtp_host="localhost",
-                         smtp_security=mode, from_header=user,
-                         smtp_extra=auth + f', ca_file = "{mailstack.ca_file}"')
+    trusting = Workspace(
+        tmp_path / "trusting",
+        smtp_port=port,
+        smtp_host="localhost",
+        smtp_security=mode,
+        from_header=user,
+        smtp_extra=auth + f', ca_file = "{mailstack.ca_file}"',
+    )
     trusting.add_partners([{"email": partner, "name": "P"}])
     assert trusting.worker().send_cycle().sent == 1
     mailstack.wait_for_messages(partner)
@@ -470,10 +581,12 @@ def secret_imap() -> Iterator[LocalIMAPServer]:
 
 @pytest.mark.parametrize("source", ["password_env", "password_cmd"])
 def test_passwords_never_reach_logs_database_or_exports(
-    tmp_path: Path, smtp_server_factory: Callable[..., LocalSMTPServer],
-    secret_imap: LocalIMAPServer, source: str,
+    tmp_path: Path,
+    smtp_server_factory: Callable[..., LocalSMTPServer],
+    secret_imap: LocalIMAPServer,
+    source: str,
 ) -> None:
-    from outreach import partner_mail
+    from outreach.testing import partner_mail
 
     smtp = smtp_server_factory(username="jlee", password=SMTP_PASSWORD)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
@@ -487,12 +600,19 @@ def test_passwords_never_reach_logs_database_or_exports(
         smtp_auth = f', username = "jlee", password_cmd = "cat {tmp_path / "smtp.pw"}"'
         imap_auth = {"password_cmd": f"cat {tmp_path / 'imap.pw'}"}
     ws = Workspace(
-        tmp_path / "project", smtp_port=smtp.port, smtp_extra=smtp_auth,
-        imap={"host": "127.0.0.1", "port": secret_imap.port, "security": "none",
-              "username": secret_imap.user, **imap_auth},
+        tmp_path / "project",
+        smtp_port=smtp.port,
+        smtp_extra=smtp_auth,
+        imap={
+            "host": "127.0.0.1",
+            "port": secret_imap.port,
+            "security": "none",
+            "username": secret_imap.user,
+            **imap_auth,
+        },
         account_extra="save_sent = true",
         campaign=ALWAYS_OPEN + '[[steps]]\ntemplate = "hello"\nsubject = "Hi"\n'
-                 '[[steps]]\ntemplate = "nudge"\nafter = "0s"\n',
+        '[[steps]]\ntemplate = "nudge"\nafter = "0s"\n',
     )
     secret_imap.create_folder("Sent")
     ws.add_partners(partner_rows(3))
@@ -500,8 +620,12 @@ def test_passwords_never_reach_logs_database_or_exports(
     config = str(ws.root / "config.toml")
 
     def run(*args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([sys.executable, "-m", "outreach", "--config", config, *args],
-                              capture_output=True, env=env, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "outreach", "--config", config, *args],
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
 
     outputs: list[bytes] = []
     for log_flags in (["--log-json", "-v"], ["-v"]):
@@ -518,10 +642,22 @@ def test_passwords_never_reach_logs_database_or_exports(
     for flags in (["--log-json", "-v"], ["-v"]):
         done = run("run", "--once", *flags)
         outputs += [done.stdout, done.stderr]
-    commands = [["export", what, "--format", fmt] for what in ("events", "replies", "partners")
-                for fmt in ("jsonl", "csv", "json")]
-    commands += [["status", "--json"], ["status"], ["check"], ["partners", "list", "--json"],
-                 ["resolve"], ["replies", "--json"], ["replies"], ["log"], ["report", "checkin"]]
+    commands = [
+        ["export", what, "--format", fmt]
+        for what in ("events", "replies", "partners")
+        for fmt in ("jsonl", "csv", "json")
+    ]
+    commands += [
+        ["status", "--json"],
+        ["status"],
+        ["check"],
+        ["partners", "list", "--json"],
+        ["resolve"],
+        ["replies", "--json"],
+        ["replies"],
+        ["log"],
+        ["report", "checkin"],
+    ]
     for command in commands:  # in-process: the read-only views need no real process
         result = CliRunner().invoke(cli, ["--config", config, *command], env=env)
         assert_no_traceback(result)
@@ -611,8 +747,14 @@ class EchoingIMAPLogin(threading.Thread):
                 stream.write(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
             elif command in (b"LOGIN", b"AUTHENTICATE"):
                 self.logins += 1
-                stream.write(tag + b" NO [AUTHENTICATIONFAILED] Invalid credentials: " + rest
-                             + b" (" + base64.b64encode(rest) + b")\r\n")
+                stream.write(
+                    tag
+                    + b" NO [AUTHENTICATIONFAILED] Invalid credentials: "
+                    + rest
+                    + b" ("
+                    + base64.b64encode(rest)
+                    + b")\r\n"
+                )
             elif command == b"LOGOUT":
                 stream.write(b"* BYE bye\r\n" + tag + b" OK done\r\n")
                 stream.flush()
@@ -630,7 +772,9 @@ ECHO_535 = "535 5.7.8 Authentication failed: {sasl} (for {login} with {password}
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 def test_credentials_a_server_echoes_never_reach_output_log_or_database(
-    tmp_path: Path, smtp_server_factory: Callable[..., LocalSMTPServer], mechanism: str,
+    tmp_path: Path,
+    smtp_server_factory: Callable[..., LocalSMTPServer],
+    mechanism: str,
 ) -> None:
     """An SMTP 535 repeating the AUTH data (aiosmtpd, PLAIN or LOGIN), an IMAP NO repeating
     the LOGIN command, and accepted messages whose replies quote the password too: nothing of
@@ -638,26 +782,41 @@ def test_credentials_a_server_echoes_never_reach_output_log_or_database(
     echo_imap = EchoingIMAPLogin()
     echo_imap.start()
     refusing = smtp_server_factory(
-        username="jlee", password="not-" + SMTP_PASSWORD, auth_reply=ECHO_535,
-        auth_exclude=[m for m in ("PLAIN", "LOGIN") if m != mechanism])
+        username="jlee",
+        password="not-" + SMTP_PASSWORD,
+        auth_reply=ECHO_535,
+        auth_exclude=[m for m in ("PLAIN", "LOGIN") if m != mechanism],
+    )
     accepting = smtp_server_factory(username="jlee", password=SMTP_PASSWORD)
     b64 = base64.b64encode(f"\0jlee\0{SMTP_PASSWORD}".encode()).decode()
-    accepting.queue_data_responses(f"250 2.0.0 queued as {b64}",
-                                   f"451 4.3.0 try again, {SMTP_PASSWORD}")
+    accepting.queue_data_responses(
+        f"250 2.0.0 queued as {b64}", f"451 4.3.0 try again, {SMTP_PASSWORD}"
+    )
     accepting.refuse("p0002@partners.test", f"550 5.1.1 no ({b64})")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
     env.update(TEST_SMTP_PW=SMTP_PASSWORD, TEST_IMAP_PW=IMAP_PASSWORD)
     auth = ', username = "jlee", password_env = "TEST_SMTP_PW"'
     campaign = ALWAYS_OPEN + '[[steps]]\ntemplate = "hello"\nsubject = "Hi"\n'
     projects = {
-        "smtp": Workspace(tmp_path / "smtp", smtp_port=refusing.port, smtp_extra=auth,
-                          campaign=campaign),
-        "imap": Workspace(tmp_path / "imap", smtp_port=accepting.port, smtp_extra=auth,
-                          campaign=campaign,
-                          imap={"host": "127.0.0.1", "port": echo_imap.port, "security": "none",
-                                "username": "jlee", "password_env": "TEST_IMAP_PW"}),
-        "replies": Workspace(tmp_path / "replies", smtp_port=accepting.port, smtp_extra=auth,
-                             campaign=campaign),
+        "smtp": Workspace(
+            tmp_path / "smtp", smtp_port=refusing.port, smtp_extra=auth, campaign=campaign
+        ),
+        "imap": Workspace(
+            tmp_path / "imap",
+            smtp_port=accepting.port,
+            smtp_extra=auth,
+            campaign=campaign,
+            imap={
+                "host": "127.0.0.1",
+                "port": echo_imap.port,
+                "security": "none",
+                "username": "jlee",
+                "password_env": "TEST_IMAP_PW",
+            },
+        ),
+        "replies": Workspace(
+            tmp_path / "replies", smtp_port=accepting.port, smtp_extra=auth, campaign=campaign
+        ),
     }
     for ws in projects.values():
         ws.add_partners(partner_rows(3))
@@ -666,10 +825,15 @@ def test_credentials_a_server_echoes_never_reach_output_log_or_database(
 
     def run(name: str, *args: str) -> subprocess.CompletedProcess[bytes]:
         config = str(projects[name].root / "config.toml")
-        done = subprocess.run([sys.executable, "-m", "outreach", "--config", config, *args],
-                              capture_output=True, env=env, timeout=120)
-        outputs.extend([(f"{name} {args} stdout", done.stdout),
-                        (f"{name} {args} stderr", done.stderr)])
+        done = subprocess.run(
+            [sys.executable, "-m", "outreach", "--config", config, *args],
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+        outputs.extend(
+            [(f"{name} {args} stdout", done.stdout), (f"{name} {args} stderr", done.stderr)]
+        )
         return done
 
     try:
@@ -692,10 +856,16 @@ def test_credentials_a_server_echoes_never_reach_output_log_or_database(
         for path in ws.root.glob("outreach.db*"):
             outputs.append((str(path), path.read_bytes()))
     rows = subprocess.run(
-        [sys.executable, "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]);"
-         "print(c.execute('select group_concat(last_error) from messages').fetchone());"
-         "print(c.execute('select last_error from worker').fetchone())",
-         str(projects["smtp"].root / "outreach.db")], capture_output=True).stdout
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]);"
+            "print(c.execute('select group_concat(last_error) from messages').fetchone());"
+            "print(c.execute('select last_error from worker').fetchone())",
+            str(projects["smtp"].root / "outreach.db"),
+        ],
+        capture_output=True,
+    ).stdout
     for password in (SMTP_PASSWORD, IMAP_PASSWORD):
         for where, blob in outputs:
             how = leaked(blob, password)
@@ -712,7 +882,7 @@ def test_redaction_hides_any_base64_holding_the_password(
 ) -> None:
     """Short passwords too, at each of the three positions in a base64 group, and nothing
     else: an ordinary line is left as it is."""
-    from outreach.redaction import redact_secrets
+    from outreach.core.redaction import redact_secrets
 
     echoed = base64.b64encode((before + password + after).encode()).decode()
     line = f"535 5.7.8 Authentication failed: {echoed} ({password})"

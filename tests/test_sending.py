@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
-from outreach.config import Limits, ServerSettings
-from outreach.errors import AuthenticationError, StoreError
-from outreach.localservers import LocalSMTPServer
-from outreach.sending import SendReport
-from outreach.smtp import Envelope, deliver_batch
+from outreach.core.errors import AuthenticationError, StoreError
+from outreach.core.settings import Limits, ServerSettings
+from outreach.engine.sending import SendReport
 from outreach.store import CLAIM_SQL
+from outreach.testing.smtp_server import LocalSMTPServer
+from outreach.transport.smtp import Envelope, deliver_batch
 
 SAMPLE = b"From: coordinator@district.test\r\nSubject: hello\r\n\r\nHello.\r\n"
 
@@ -88,7 +88,9 @@ def test_follow_ups_thread_and_stop_at_the_last_step(ws, smtp_server):
 
 
 def test_unthreaded_step_has_its_own_subject(tmp_path, smtp_server):
-    campaign = ALWAYS_OPEN + """
+    campaign = (
+        ALWAYS_OPEN
+        + """
 [[steps]]
 template = "hello"
 subject = "First"
@@ -98,6 +100,7 @@ after = "1d"
 thread = false
 subject = "A new question for {{ partner.organization }}"
 """
+    )
     ws = Workspace(tmp_path, smtp_port=smtp_server.port, campaign=campaign)
     ws.add_partners(partner_rows(1))
     worker = ws.worker()
@@ -148,8 +151,10 @@ def test_the_partner_log_lists_messages_still_in_the_outbox(ws, smtp_server):
     smtp_server.queue_data_responses("451 4.3.0 Try again later")  # whichever comes first
     ws.clock.advance(minutes=5)
     assert worker.send_cycle().deferred == 1
-    [deferred] = [r["to_addr"] for r in ws.store.query("SELECT to_addr FROM messages"
-                                                       " WHERE status = 'deferred'")]
+    [deferred] = [
+        r["to_addr"]
+        for r in ws.store.query("SELECT to_addr FROM messages WHERE status = 'deferred'")
+    ]
     sent = second if deferred == first else first
     org = "Org 0" if deferred == first else "Org 1"
     assert waiting(deferred) == [
@@ -613,7 +618,7 @@ def test_the_wal_is_checkpointed_on_a_helper_thread_while_the_batch_goes_on(
     """During a batch, checkpoints run on their own thread (the event loop's commits would
     wait for the disk): the database file takes the batch's pages while messages are still
     being delivered, not only after the batch."""
-    from outreach import store
+    from outreach.store import database as store
 
     monkeypatch.setattr(store, "BATCH_CHECKPOINT_EVERY", 0.02)
     started: list[store.WalCheckpointer] = []
@@ -643,7 +648,7 @@ def test_the_wal_is_checkpointed_on_a_helper_thread_while_the_batch_goes_on(
 
 
 def test_a_failing_checkpointer_is_no_error_for_its_caller(tmp_path):
-    from outreach.store import WalCheckpointer
+    from outreach.store.database import WalCheckpointer
 
     with WalCheckpointer(tmp_path / "missing" / "outreach.db", 0.01) as checkpointer:
         time.sleep(0.05)
@@ -651,15 +656,15 @@ def test_a_failing_checkpointer_is_no_error_for_its_caller(tmp_path):
     assert checkpointer.done == 0
 
 
-def test_a_message_gets_one_deadline_and_a_silent_server_leaves_it_unknown(
-    tmp_path, smtp_server
-):
+def test_a_message_gets_one_deadline_and_a_silent_server_leaves_it_unknown(tmp_path, smtp_server):
     """`timeout` bounds the whole message. The server below answers the end of DATA only
     after 1.5 s: past the 1 s deadline, so it may have the message (unknown, never resent),
     and the connection is dropped; the next message goes out on a new one."""
     smtp_server.delay = 1.5
     ws = Workspace(
-        tmp_path, smtp_port=smtp_server.port, smtp_extra=', timeout = "1s"',
+        tmp_path,
+        smtp_port=smtp_server.port,
+        smtp_extra=', timeout = "1s"',
         limits="concurrency = 1",
     )
     ws.add_partners(partner_rows(2))
@@ -766,8 +771,7 @@ def test_new_messages_are_rendered_while_the_batch_goes_out_each_in_the_outbox_f
         assert ws is not None
         with sqlite3.connect(ws.root / "outreach.db") as db:
             row = db.execute(
-                "SELECT status FROM messages WHERE to_addr = ? AND status IN"
-                " ('queued', 'sending')",
+                "SELECT status FROM messages WHERE to_addr = ? AND status IN ('queued', 'sending')",
                 [address],
             ).fetchone()
         if row is None:
@@ -787,9 +791,7 @@ def test_new_messages_are_rendered_while_the_batch_goes_out_each_in_the_outbox_f
     ws.close()
 
 
-def test_a_stop_mid_batch_leaves_no_partner_unaccounted_and_none_sent_twice(
-    tmp_path, smtp_server
-):
+def test_a_stop_mid_batch_leaves_no_partner_unaccounted_and_none_sent_twice(tmp_path, smtp_server):
     """Stopped while new messages are still being rendered: what was not written to the
     outbox is planned again next cycle, what was is sent from the outbox; nobody twice."""
     stop = threading.Event()
@@ -810,30 +812,10 @@ def test_a_stop_mid_batch_leaves_no_partner_unaccounted_and_none_sent_twice(
     ws.close()
 
 
-def test_the_wire_form_of_data_is_aiosmtplibs(tmp_path):
-    """`_wire` skips aiosmtplib's two regex passes when a message needs neither; its output
-    must be what aiosmtplib's data() sends, for any message."""
-    import random
-
-    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
-
-    from outreach.smtp import _wire
-
-    def reference(message: bytes) -> bytes:
-        return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
-
-    pieces = [b"a", b".", b"\r", b"\n", b"\r\n", b" ", b"..", b"x.", b"\r\n."]
-    rng = random.Random(5)
-    for _ in range(20_000):
-        message = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
-        assert _wire(message) == reference(message), message
-    assert _wire(SAMPLE) == SAMPLE + b".\r\n"
-
-
 def test_idle_work_runs_only_while_the_event_loop_would_wait():
     import socket
 
-    from outreach.smtp import IdleWorkSelector
+    from outreach.transport.smtp import IdleWorkSelector
 
     pieces: list[float] = []
     limit = [10_000]
@@ -883,7 +865,7 @@ def test_idle_work_that_resolves_a_future_lets_its_waiter_run_at_once():
     """A piece of idle work that makes a callback ready (a commit resolving claims) hands
     control back to the loop: the waiter must not sit until a socket or timer wakes the loop
     (here, the long sleep's timer)."""
-    from outreach.smtp import IdleWorkSelector
+    from outreach.transport.smtp import IdleWorkSelector
 
     selector = IdleWorkSelector()
     other: list[int] = []
@@ -907,7 +889,7 @@ def test_a_deadline_while_a_claim_waits_for_its_commit_leaves_the_claim_whole():
     """On an idle-work loop a claim's commit waits for the loop's next idle moment; a
     message's deadline may end the wait first. The claim must still be committed and its
     outcome given to the next wait (a cancelled claim made the retry raise CancelledError)."""
-    from outreach.smtp import LedgerWriter
+    from outreach.transport.smtp import LedgerWriter
 
     committed: list[int] = []
 
@@ -956,14 +938,15 @@ class StagedLedger:
 
 
 def run_idle_batch(server, envelopes, ledger, concurrency=4):
-    from outreach.smtp import IdleWorkSelector, run_with_idle_work
+    from outreach.transport.smtp import IdleWorkSelector, run_with_idle_work
 
     settings = ServerSettings(
         "smtp", "accounts.test.smtp", Path("config.toml"), server.host, server.port, "none"
     )
     idle = IdleWorkSelector()
-    batch = deliver_batch(settings, None, Limits(concurrency=concurrency), envelopes, ledger,
-                          idle=idle)
+    batch = deliver_batch(
+        settings, None, Limits(concurrency=concurrency), envelopes, ledger, idle=idle
+    )
     run_with_idle_work(batch, idle)
 
 

@@ -17,7 +17,6 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from datetime import time as clock_time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,13 +24,12 @@ import pytest
 from click.testing import CliRunner
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
-from outreach import partner_mail
 from outreach.cli import cli
-from outreach.config import DigestSettings, load_config
-from outreach.digest import digest_due, send_digest
-from outreach.errors import AuthenticationError
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer
-from outreach.service import (
+from outreach.config import load_config
+from outreach.core.errors import AuthenticationError
+from outreach.core.settings import DigestSettings
+from outreach.engine.digest import digest_due, send_digest
+from outreach.engine.service import (
     Backoff,
     Service,
     backoff_delay,
@@ -39,10 +37,15 @@ from outreach.service import (
     live_config,
     unset_password_envs,
 )
+from outreach.testing import partner_mail
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 FAST = '[worker]\npoll_every = "1s"\nsend_every = "1s"\nshutdown_timeout = "5s"\n'
 IMAP_PASSWORD_ENV = "TEST_SERVICE_IMAP_PW"
-TWO_STEPS = ALWAYS_OPEN + """
+TWO_STEPS = (
+    ALWAYS_OPEN
+    + """
 [[steps]]
 template = "hello"
 subject = "Check-in for {{ partner.organization }}"
@@ -51,6 +54,7 @@ subject = "Check-in for {{ partner.organization }}"
 template = "nudge"
 after = "2d"
 """
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -82,9 +86,20 @@ class Worker:
         self.log_path = root / f"worker-{Worker.count}.log"
         self.log_file = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "outreach", "--config", str(root / "config.toml"), "run",
-             "--log-json", *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log_file, env=env,
+            [
+                sys.executable,
+                "-m",
+                "outreach",
+                "--config",
+                str(root / "config.toml"),
+                "run",
+                "--log-json",
+                *args,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_file,
+            env=env,
         )
 
     @property
@@ -102,8 +117,11 @@ class Worker:
         return [e for e in self.events() if e.get("event") == event]
 
     def wait_for(self, event: str, timeout: float = 10.0) -> list[dict[str, Any]]:
-        return wait_until(lambda: self.has(event) or self._died(), timeout,  # type: ignore[no-any-return]
-                          f"event {event!r} in the worker log:\n{self.text}")
+        return wait_until(
+            lambda: self.has(event) or self._died(),
+            timeout,  # type: ignore[no-any-return]
+            f"event {event!r} in the worker log:\n{self.text}",
+        )
 
     def _died(self) -> None:
         if self.proc.poll() is not None:
@@ -135,15 +153,22 @@ def workers() -> Iterator[list[Worker]]:
         worker.close()
 
 
-def make_workspace(root: Path, smtp: LocalSMTPServer, imap: LocalIMAPServer | None,
-                   extra: str = "", **kwargs: Any) -> Workspace:
+def make_workspace(
+    root: Path, smtp: LocalSMTPServer, imap: LocalIMAPServer | None, extra: str = "", **kwargs: Any
+) -> Workspace:
     imap_settings = None
     if imap is not None:
-        imap_settings = {"host": "127.0.0.1", "port": imap.port, "security": "none",
-                         "username": imap.user, "password_env": IMAP_PASSWORD_ENV}
+        imap_settings = {
+            "host": "127.0.0.1",
+            "port": imap.port,
+            "security": "none",
+            "username": imap.user,
+            "password_env": IMAP_PASSWORD_ENV,
+        }
     kwargs.setdefault("campaign", TWO_STEPS)
-    return Workspace(root, smtp_port=smtp.port, imap=imap_settings,
-                     config_extra=FAST + extra, **kwargs)
+    return Workspace(
+        root, smtp_port=smtp.port, imap=imap_settings, config_extra=FAST + extra, **kwargs
+    )
 
 
 def start(root: Path, env: dict[str, str], workers: list[Worker], *args: str) -> Worker:
@@ -171,19 +196,32 @@ def sent_to(smtp: LocalSMTPServer, address: str) -> bytes:
 
 
 def test_run_sends_reads_logs_and_stops_warm_on_sigterm(
-    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
-    env: dict[str, str], workers: list[Worker],
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
+    env: dict[str, str],
+    workers: list[Worker],
 ) -> None:
-    ws = make_workspace(tmp_path, smtp_server, imap_server,
-                        '[digest]\nto = "coordinator@district.test"\nat = "00:00"\n')
+    ws = make_workspace(
+        tmp_path,
+        smtp_server,
+        imap_server,
+        '[digest]\nto = "coordinator@district.test"\nat = "00:00"\n',
+    )
     ws.add_partners(partner_rows(3))
     ws.close()
     worker = start(tmp_path, env, workers)
     smtp_server.wait_for(4, timeout=15)  # three check-ins and the daily digest
-    imap_server.append(partner_mail.reply(sent_to(smtp_server, "p0001@partners.test"),
-                                          "We hired two of your students this fall."))
-    wait_until(lambda: query(tmp_path, "SELECT text FROM inbound WHERE kind = 'reply'"),
-               10, "the reply to be recorded")
+    imap_server.append(
+        partner_mail.reply(
+            sent_to(smtp_server, "p0001@partners.test"), "We hired two of your students this fall."
+        )
+    )
+    wait_until(
+        lambda: query(tmp_path, "SELECT text FROM inbound WHERE kind = 'reply'"),
+        10,
+        "the reply to be recorded",
+    )
     worker.wait_for("reply")
 
     state = status_json(tmp_path)["worker"]
@@ -214,7 +252,10 @@ def test_run_sends_reads_logs_and_stops_warm_on_sigterm(
 
 
 def test_a_second_worker_on_the_same_database_is_refused(
-    tmp_path: Path, smtp_server: LocalSMTPServer, env: dict[str, str], workers: list[Worker],
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    env: dict[str, str],
+    workers: list[Worker],
 ) -> None:
     ws = make_workspace(tmp_path, smtp_server, None)
     ws.close()
@@ -222,8 +263,19 @@ def test_a_second_worker_on_the_same_database_is_refused(
     first.wait_for("started")
     for extra in ([], ["--once"]):
         second = subprocess.run(
-            [sys.executable, "-m", "outreach", "--config", str(tmp_path / "config.toml"), "run",
-             *extra], capture_output=True, text=True, timeout=20, env=env,
+            [
+                sys.executable,
+                "-m",
+                "outreach",
+                "--config",
+                str(tmp_path / "config.toml"),
+                "run",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env=env,
         )
         assert second.returncode == 1
         lines = second.stderr.strip().splitlines()
@@ -234,8 +286,11 @@ def test_a_second_worker_on_the_same_database_is_refused(
 
 
 def test_mail_server_outages_are_logged_and_survived(
-    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
-    env: dict[str, str], workers: list[Worker],
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
+    env: dict[str, str],
+    workers: list[Worker],
 ) -> None:
     ws = make_workspace(tmp_path, smtp_server, imap_server)
     ws.add_partners(partner_rows(2))
@@ -251,10 +306,16 @@ def test_mail_server_outages_are_logged_and_survived(
     smtp_server.start()
     smtp_server.wait_for(2, timeout=15)
     imap_server.start()
-    imap_server.append(partner_mail.reply(sent_to(smtp_server, "p0000@partners.test"),
-                                          "Back online, all good here."))
-    wait_until(lambda: query(tmp_path, "SELECT 1 FROM inbound WHERE kind = 'reply'"), 15,
-               "the reply after the IMAP outage")
+    imap_server.append(
+        partner_mail.reply(
+            sent_to(smtp_server, "p0000@partners.test"), "Back online, all good here."
+        )
+    )
+    wait_until(
+        lambda: query(tmp_path, "SELECT 1 FROM inbound WHERE kind = 'reply'"),
+        15,
+        "the reply after the IMAP outage",
+    )
     assert worker.has("recovered") and worker.has("backoff")
     assert worker.stop() == 0
     assert_nothing_half_written(tmp_path)
@@ -262,15 +323,21 @@ def test_mail_server_outages_are_logged_and_survived(
 
 
 def test_sigterm_finishes_the_message_in_flight_and_exits_0(
-    tmp_path: Path, smtp_server: LocalSMTPServer, env: dict[str, str], workers: list[Worker],
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    env: dict[str, str],
+    workers: list[Worker],
 ) -> None:
     smtp_server.delay = 0.6  # every message takes a while inside DATA
     ws = make_workspace(tmp_path, smtp_server, None, limits="concurrency = 1")
     ws.add_partners(partner_rows(8))
     ws.close()
     worker = start(tmp_path, env, workers)
-    wait_until(lambda: query(tmp_path, "SELECT 1 FROM messages WHERE status = 'sending'"), 10,
-               "a message in flight")
+    wait_until(
+        lambda: query(tmp_path, "SELECT 1 FROM messages WHERE status = 'sending'"),
+        10,
+        "a message in flight",
+    )
     assert worker.stop(timeout=5) == 0
     assert_nothing_half_written(tmp_path)
     counts = dict(query(tmp_path, "SELECT status, count(*) FROM messages GROUP BY status"))
@@ -279,15 +346,21 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_0(
 
 
 def test_a_second_signal_stops_at_once_and_the_database_stays_whole(
-    tmp_path: Path, smtp_server: LocalSMTPServer, env: dict[str, str], workers: list[Worker],
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    env: dict[str, str],
+    workers: list[Worker],
 ) -> None:
     smtp_server.delay = 3.0
     ws = make_workspace(tmp_path, smtp_server, None, limits="concurrency = 1")
     ws.add_partners(partner_rows(3))
     ws.close()
     worker = start(tmp_path, env, workers)
-    wait_until(lambda: query(tmp_path, "SELECT 1 FROM messages WHERE status = 'sending'"), 10,
-               "a message in flight")
+    wait_until(
+        lambda: query(tmp_path, "SELECT 1 FROM messages WHERE status = 'sending'"),
+        10,
+        "a message in flight",
+    )
     worker.proc.send_signal(signal.SIGTERM)
     worker.wait_for("stop")
     started = time.monotonic()
@@ -297,20 +370,35 @@ def test_a_second_signal_stops_at_once_and_the_database_stays_whole(
     # the message in flight is never resent blindly: the next start reports it
     smtp_server.delay = 0
     again = subprocess.run(
-        [sys.executable, "-m", "outreach", "--config", str(tmp_path / "config.toml"), "run",
-         "--once"], capture_output=True, text=True, timeout=30, env=env)
+        [
+            sys.executable,
+            "-m",
+            "outreach",
+            "--config",
+            str(tmp_path / "config.toml"),
+            "run",
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
     assert "not resending it blindly" in again.stderr
     assert query(tmp_path, "SELECT count(*) FROM messages WHERE status = 'unknown'") == [(1,)]
 
 
 def test_refused_credentials_stop_the_worker_with_a_clear_message(
-    tmp_path: Path, smtp_server_factory: Callable[..., LocalSMTPServer], env: dict[str, str],
+    tmp_path: Path,
+    smtp_server_factory: Callable[..., LocalSMTPServer],
+    env: dict[str, str],
     workers: list[Worker],
 ) -> None:
     smtp = smtp_server_factory(username="coordinator", password="right", auth_require_tls=False)
     env["TEST_SMTP_PW"] = "wrong"
-    ws = make_workspace(tmp_path, smtp, None,
-                        smtp_extra=', username = "coordinator", password_env = "TEST_SMTP_PW"')
+    ws = make_workspace(
+        tmp_path, smtp, None, smtp_extra=', username = "coordinator", password_env = "TEST_SMTP_PW"'
+    )
     ws.add_partners(partner_rows(1))
     ws.close()
     worker = start(tmp_path, env, workers)
@@ -323,7 +411,10 @@ def test_refused_credentials_stop_the_worker_with_a_clear_message(
 
 
 def test_a_broken_template_refuses_to_start(
-    tmp_path: Path, smtp_server: LocalSMTPServer, env: dict[str, str], workers: list[Worker],
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    env: dict[str, str],
+    workers: list[Worker],
 ) -> None:
     ws = make_workspace(tmp_path, smtp_server, None)
     ws.close()
@@ -334,7 +425,10 @@ def test_a_broken_template_refuses_to_start(
 
 
 def test_sighup_reloads_checked_campaigns_and_keeps_the_last_good_version(
-    tmp_path: Path, smtp_server: LocalSMTPServer, env: dict[str, str], workers: list[Worker],
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    env: dict[str, str],
+    workers: list[Worker],
 ) -> None:
     ws = make_workspace(tmp_path, smtp_server, None)
     ws.close()
@@ -345,8 +439,9 @@ def test_sighup_reloads_checked_campaigns_and_keeps_the_last_good_version(
     template.write_text("Broken {{ partner.name \n")
     worker.proc.send_signal(signal.SIGHUP)
     failed = worker.wait_for("reload_failed")
-    assert "template syntax error" in failed[0]["message"] and "hello.txt.j2" in \
-        failed[0]["message"]
+    assert (
+        "template syntax error" in failed[0]["message"] and "hello.txt.j2" in failed[0]["message"]
+    )
     ws.add_partners(partner_rows(1))
     ws.close()
     first = smtp_server.wait_for(1, timeout=10)[0]
@@ -362,7 +457,10 @@ def test_sighup_reloads_checked_campaigns_and_keeps_the_last_good_version(
 
 
 def test_sighup_reloads_config_toml_and_says_what_waits_for_a_restart(
-    tmp_path: Path, smtp_server: LocalSMTPServer, env: dict[str, str], workers: list[Worker],
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    env: dict[str, str],
+    workers: list[Worker],
 ) -> None:
     ws = make_workspace(tmp_path, smtp_server, None)
     ws.close()
@@ -387,8 +485,9 @@ def test_sighup_reloads_config_toml_and_says_what_waits_for_a_restart(
 
     # [template_vars] and limits apply at once; [worker] waits for a restart, and says so
     config.write_text(
-        original.replace('program = "Test CTE"', 'program = "Westside CTE"')
-        .replace('send_every = "1s"', 'send_every = "2s"')
+        original.replace('program = "Test CTE"', 'program = "Westside CTE"').replace(
+            'send_every = "1s"', 'send_every = "2s"'
+        )
     )
     worker.proc.send_signal(signal.SIGHUP)
     worker.wait_for("reloaded")
@@ -402,21 +501,31 @@ def test_sighup_reloads_config_toml_and_says_what_waits_for_a_restart(
 
 
 def test_imap_idle_wakes_the_reader_before_the_next_poll(
-    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
-    env: dict[str, str], workers: list[Worker],
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
+    env: dict[str, str],
+    workers: list[Worker],
 ) -> None:
     ws = make_workspace(tmp_path, smtp_server, imap_server)
-    (tmp_path / "config.toml").write_text((tmp_path / "config.toml").read_text().replace(
-        'poll_every = "1s"', 'poll_every = "5m"\nidle = true'))
+    (tmp_path / "config.toml").write_text(
+        (tmp_path / "config.toml")
+        .read_text()
+        .replace('poll_every = "1s"', 'poll_every = "5m"\nidle = true')
+    )
     ws.add_partners(partner_rows(1))
     ws.close()
     worker = start(tmp_path, env, workers, "--verbose")
     smtp_server.wait_for(1, timeout=10)
-    wait_until(lambda: [e for e in worker.has("idle") if "IMAP IDLE" in e["message"]], 10,
-               "IDLE to start")
+    wait_until(
+        lambda: [e for e in worker.has("idle") if "IMAP IDLE" in e["message"]], 10, "IDLE to start"
+    )
     imap_server.append(partner_mail.reply(sent_to(smtp_server, "p0000@partners.test"), "Hi!"))
-    wait_until(lambda: query(tmp_path, "SELECT 1 FROM inbound WHERE kind = 'reply'"), 6,
-               "IDLE to wake the reader (the poll is 5 minutes away)")
+    wait_until(
+        lambda: query(tmp_path, "SELECT 1 FROM inbound WHERE kind = 'reply'"),
+        6,
+        "IDLE to wake the reader (the poll is 5 minutes away)",
+    )
     assert worker.stop() == 0
 
 
@@ -429,12 +538,16 @@ def test_idle_sees_every_delivery_even_when_an_answer_arrives_in_pieces(
     delivery during IDLE must wake it, and the connection must stay usable."""
     import threading
 
-    from outreach.config import ServerSettings
-    from outreach.imap import Mailbox
+    from outreach.core.settings import ServerSettings
+    from outreach.transport.imap import Mailbox
 
     settings = ServerSettings(
-        kind="imap", key_path="accounts.default.imap", source=Path("config.toml"),
-        host=imap_server.host, port=imap_server.port, security="none",
+        kind="imap",
+        key_path="accounts.default.imap",
+        source=Path("config.toml"),
+        host=imap_server.host,
+        port=imap_server.port,
+        security="none",
         username=imap_server.user,
     )
     rounds = 12
@@ -458,13 +571,14 @@ def test_idle_sees_every_delivery_even_when_an_answer_arrives_in_pieces(
 
 
 def test_a_failing_job_is_logged_and_the_worker_goes_on(
-    tmp_path: Path, smtp_server: LocalSMTPServer,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
 ) -> None:
     ws = make_workspace(tmp_path, smtp_server, None)
     logger = logging.getLogger("outreach.test.guard")
-    app = SimpleNamespace(config=ws.config)
-    service = Service(app, ws.worker(), logger)  # type: ignore[arg-type]
+    service = Service(ws.config, ws.worker(), logger)
     try:
+
         def bug() -> None:
             raise ZeroDivisionError("a bug")
 
@@ -485,30 +599,35 @@ def test_a_failing_job_is_logged_and_the_worker_goes_on(
 
 
 def test_one_partner_that_breaks_rendering_does_not_stop_the_others(
-    tmp_path: Path, smtp_server: LocalSMTPServer, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import outreach.sending
+    import outreach.engine.sending
 
     ws = make_workspace(tmp_path, smtp_server, None)
     ws.add_partners(partner_rows(3))
-    real = outreach.sending.build_message
+    real = outreach.engine.sending.build_message
 
     def build(rendered: Any, partner: Any, *args: Any) -> Any:
         if partner.email == "p0001@partners.test":
             raise KeyError("surprise")
         return real(rendered, partner, *args)
 
-    monkeypatch.setattr(outreach.sending, "build_message", build)
+    monkeypatch.setattr(outreach.engine.sending, "build_message", build)
     report = ws.worker().send_cycle()
     assert report.sent == 2 and "KeyError" in report.errors[0]
     ws.close()
 
 
 def test_one_message_that_breaks_reading_is_recorded_and_the_batch_goes_on(
-    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import outreach.ingest
+    import outreach.engine.ingest
 
     ws = make_workspace(tmp_path, smtp_server, imap_server)
     ws.add_partners(partner_rows(2))
@@ -516,14 +635,14 @@ def test_one_message_that_breaks_reading_is_recorded_and_the_batch_goes_on(
     worker.cycle()
     for address, words in (("p0000@partners.test", "Crash on me"), ("p0001@partners.test", "Fine")):
         imap_server.append(partner_mail.reply(sent_to(smtp_server, address), words))
-    real = outreach.ingest.match_message
+    real = outreach.engine.ingest.match_message
 
     def match(result: Any, *args: Any) -> Any:
         if result.headers.from_addr == "p0000@partners.test":
             raise ValueError("a bug")
         return real(result, *args)
 
-    monkeypatch.setattr(outreach.ingest, "match_message", match)
+    monkeypatch.setattr(outreach.engine.ingest, "match_message", match)
     report = worker.read_cycle()
     assert report.recorded == 1 and report.kinds == {"error": 1, "reply": 1}
     kinds = dict(query(tmp_path, "SELECT kind, error FROM inbound"))
@@ -535,10 +654,19 @@ def test_one_message_that_breaks_reading_is_recorded_and_the_batch_goes_on(
 # --------------------------------------------------------------------------- pure parts
 
 
-@pytest.mark.parametrize(("interval", "failures", "expected"), [
-    (1.0, 0, 0.0), (1.0, 1, 1.0), (1.0, 2, 2.0), (1.0, 4, 8.0), (1.0, 30, 900.0),
-    (120.0, 3, 480.0), (120.0, 9, 900.0), (3600.0, 2, 3600.0),
-])
+@pytest.mark.parametrize(
+    ("interval", "failures", "expected"),
+    [
+        (1.0, 0, 0.0),
+        (1.0, 1, 1.0),
+        (1.0, 2, 2.0),
+        (1.0, 4, 8.0),
+        (1.0, 30, 900.0),
+        (120.0, 3, 480.0),
+        (120.0, 9, 900.0),
+        (3600.0, 2, 3600.0),
+    ],
+)
 def test_backoff_doubles_up_to_a_cap(interval: float, failures: int, expected: float) -> None:
     assert backoff_delay(interval, failures) == expected
 
@@ -578,7 +706,9 @@ def test_a_reloaded_config_keeps_what_only_a_restart_changes(
 
 
 def test_a_reload_naming_a_password_variable_the_worker_lacks_is_refused(
-    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(IMAP_PASSWORD_ENV, raising=False)  # unset at the start already
@@ -611,40 +741,52 @@ def test_fingerprint_sees_edits(tmp_path: Path, smtp_server: LocalSMTPServer) ->
 CHICAGO = ZoneInfo("America/Chicago")
 
 
-@pytest.mark.parametrize(("local", "last", "due"), [
-    (datetime(2026, 11, 30, 6, 59, tzinfo=CHICAGO), None, False),
-    (datetime(2026, 11, 30, 7, 0, tzinfo=CHICAGO), None, True),
-    (datetime(2026, 11, 30, 7, 0, tzinfo=CHICAGO), "2026-11-30", False),
-    (datetime(2026, 11, 30, 23, 0, tzinfo=CHICAGO), "2026-11-29", True),  # down at 7: late
-    # 03:00 UTC on Dec 1 is still Nov 30 in Chicago: the day is the coordinator's
-    (datetime(2026, 12, 1, 3, 0, tzinfo=UTC), "2026-11-30", False),
-])
-def test_digest_is_due_once_a_day_after_its_time(local: datetime, last: str | None,
-                                                 due: bool) -> None:
+@pytest.mark.parametrize(
+    ("local", "last", "due"),
+    [
+        (datetime(2026, 11, 30, 6, 59, tzinfo=CHICAGO), None, False),
+        (datetime(2026, 11, 30, 7, 0, tzinfo=CHICAGO), None, True),
+        (datetime(2026, 11, 30, 7, 0, tzinfo=CHICAGO), "2026-11-30", False),
+        (datetime(2026, 11, 30, 23, 0, tzinfo=CHICAGO), "2026-11-29", True),  # down at 7: late
+        # 03:00 UTC on Dec 1 is still Nov 30 in Chicago: the day is the coordinator's
+        (datetime(2026, 12, 1, 3, 0, tzinfo=UTC), "2026-11-30", False),
+    ],
+)
+def test_digest_is_due_once_a_day_after_its_time(
+    local: datetime, last: str | None, due: bool
+) -> None:
     settings = DigestSettings(to="c@d.test", account="default", at=clock_time(7, 0))
     assert digest_due(local, settings, CHICAGO, last) is due
 
 
 def test_the_daily_digest_sums_up_the_day_once(
-    tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
     env: dict[str, str],
 ) -> None:
-    ws = make_workspace(tmp_path, smtp_server, imap_server,
-                        '[digest]\nto = "Coordinator <coordinator@district.test>"\nat = "07:00"\n',
-                        campaign=ALWAYS_OPEN + """
+    ws = make_workspace(
+        tmp_path,
+        smtp_server,
+        imap_server,
+        '[digest]\nto = "Coordinator <coordinator@district.test>"\nat = "07:00"\n',
+        campaign=ALWAYS_OPEN
+        + """
 [[steps]]
 template = "hello"
 subject = "Check-in"
 [[steps]]
 template = "nudge"
 after = "1d"
-""")
+""",
+    )
     ws.add_partners(partner_rows(6))
     worker = ws.worker()
     worker.cycle()
     p = [f"p{i:04d}@partners.test" for i in range(6)]
-    imap_server.append(partner_mail.reply(sent_to(smtp_server, p[0]),
-                                          "Our clinic added a night shift."))
+    imap_server.append(
+        partner_mail.reply(sent_to(smtp_server, p[0]), "Our clinic added a night shift.")
+    )
     imap_server.append(partner_mail.out_of_office(sent_to(smtp_server, p[1]), date(2026, 12, 7)))
     imap_server.append(partner_mail.bounce(sent_to(smtp_server, p[2])))
     imap_server.append(partner_mail.unsubscribe(sent_to(smtp_server, p[3])))
@@ -656,8 +798,9 @@ after = "1d"
     assert digest.rcpt_tos == ("coordinator@district.test",)
     message = digest.message
     assert message["Auto-Submitted"] == "auto-generated"
-    assert message["Subject"].startswith("outreach digest 2026-11-24: 1 new reply, 1 auto-reply, "
-                                         "1 bounce, 1 opt-out, 2 due tomorrow")
+    assert message["Subject"].startswith(
+        "outreach digest 2026-11-24: 1 new reply, 1 auto-reply, 1 bounce, 1 opt-out, 2 due tomorrow"
+    )
     text = message.get_content()
     assert "Our clinic added a night shift." in text
     assert "Partner 1 <p0001@partners.test>" in text and "Monday 7 December 2026" in text
@@ -673,15 +816,17 @@ after = "1d"
     second = smtp_server.messages[-1].message
     assert "0 new replies" in second["Subject"]
     assert [r[0] for r in query(tmp_path, "SELECT day FROM digests ORDER BY day")] == [
-        "2026-11-24", "2026-11-25"]
+        "2026-11-24",
+        "2026-11-25",
+    ]
     ws.close()
 
 
 def test_digest_waits_for_the_mail_server(
-    tmp_path: Path, smtp_server: LocalSMTPServer,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
 ) -> None:
-    ws = make_workspace(tmp_path, smtp_server, None,
-                        '[digest]\nto = "coordinator@district.test"\n')
+    ws = make_workspace(tmp_path, smtp_server, None, '[digest]\nto = "coordinator@district.test"\n')
     logger = logging.getLogger("outreach.test.digest")
     smtp_server.stop()
     assert send_digest(ws.config, ws.campaigns, ws.store, ws.clock(), logger) == "deferred"
@@ -715,7 +860,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_service_install_writes_a_user_unit_and_never_overwrites(
-    tmp_path: Path, smtp_server: LocalSMTPServer, home: Path,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    home: Path,
 ) -> None:
     project = tmp_path / "my project"
     project.mkdir()
@@ -747,7 +894,10 @@ def test_service_install_writes_a_user_unit_and_never_overwrites(
 
 
 def test_the_unit_starts_the_worker(
-    tmp_path: Path, smtp_server: LocalSMTPServer, home: Path, env: dict[str, str],
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    home: Path,
+    env: dict[str, str],
 ) -> None:
     """What systemd would run: ExecStart from the printed unit, started and stopped."""
     import shlex
@@ -756,8 +906,15 @@ def test_the_unit_starts_the_worker(
     unit = ws.cli("service", "install", "--print").stdout
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     argv = shlex.split(exec_start.removeprefix("ExecStart=").replace("%%", "%"))
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     try:
         wait_until(lambda: status_json(tmp_path)["worker"]["started_at"], 15, "the worker")
         proc.send_signal(signal.SIGTERM)
@@ -770,7 +927,7 @@ def test_the_unit_starts_the_worker(
 
 
 def test_unit_escaping() -> None:
-    from outreach.cli_service import systemd_escape
+    from outreach.cli.service import systemd_escape
 
     assert systemd_escape("/usr/bin/outreach") == "/usr/bin/outreach"
     assert systemd_escape("/srv/100%/a b") == '"/srv/100%%/a b"'
@@ -778,10 +935,11 @@ def test_unit_escaping() -> None:
 
 
 def test_a_template_broken_for_everyone_blocks_a_reload_but_one_partners_data_does_not(
-    tmp_path: Path, smtp_server: LocalSMTPServer,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
 ) -> None:
-    from outreach.model import Partner
-    from outreach.service import render_check
+    from outreach.core.model import Partner
+    from outreach.engine.service import render_check
 
     ws = make_workspace(tmp_path, smtp_server, None)
     (tmp_path / "templates" / "hello.txt.j2").write_text("Hello from {{ partner.city }}\n")

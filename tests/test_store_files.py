@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from workspace import ALWAYS_OPEN, Workspace, partner_rows
 
-from outreach.localservers import LocalSMTPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 FAST = '[worker]\npoll_every = "1s"\nsend_every = "1s"\nshutdown_timeout = "10s"\n'
 ONE_STEP = ALWAYS_OPEN + '[[steps]]\ntemplate = "hello"\nsubject = "Hi"\n'

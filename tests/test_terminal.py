@@ -20,12 +20,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from helpers import assert_no_traceback
-from logbook import make_workspace, sent_to
+from logbook import sent_to
+from workspace import make_workspace
 
-from outreach import partner_mail
 from outreach.cli import cli
-from outreach.localservers import LocalIMAPServer, LocalSMTPServer
 from outreach.store import iso
+from outreach.testing import partner_mail
+from outreach.testing.imap_server import LocalIMAPServer
+from outreach.testing.smtp_server import LocalSMTPServer
 
 # Sequences a terminal acts on: clear the screen, recolour, set the window title, a C1 CSI
 # (0x9b, "ESC ["), an OSC 8 hyperlink, a bell, a carriage return that overwrites the line,
@@ -64,20 +66,20 @@ def assert_inert(blob: bytes | str, where: str) -> str:
     ],
 )
 def test_visible_shows_controls_as_symbols(raw: str, shown: str) -> None:
-    from outreach.terminal import visible
+    from outreach.core.text import visible
 
     assert visible(raw) == shown
     assert_inert(visible(raw), raw)
 
 
 def test_a_log_line_stays_one_line() -> None:
-    from outreach.terminal import visible
+    from outreach.core.text import visible
 
     assert visible("sent\nFAKE 2026-01-01 line", newlines=False) == "sent\u240aFAKE 2026-01-01 line"
 
 
 def test_json_text_is_exact_and_inert() -> None:
-    from outreach.terminal import json_text
+    from outreach.core.text import json_text
 
     value = {"text": HOSTILE, "name": "Zoë\u2028Ødegaard"}
     text = json_text(value)
@@ -185,8 +187,8 @@ def test_json_and_a_csv_file_keep_the_exact_words(hostile_world: Any) -> None:
     (reply,) = json.loads(assert_inert(result.stdout_bytes, "replies --json"))
     assert "Thanks! \x1b[2J\x1b[31mred" in reply["text"]
     assert "\x9b33m" in reply["text"] and " evil" in reply["text"]
-    # the reply's new text drops invisible direction marks (outreach.replytext: they hide
-    # quote headers); a roster value keeps them, exactly
+    # the reply's new text drops invisible direction marks (outreach.core.inbound.replytext:
+    # they hide quote headers); a roster value keeps them, exactly
     assert "\u202eevil" in reply["name"]
     target = hostile_world.root / "replies.csv"
     result = CliRunner().invoke(

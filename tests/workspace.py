@@ -16,11 +16,12 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from outreach.cli import cli
-from outreach.config import Campaign, Config, load_campaigns, load_config
+from outreach.config import load_campaigns, load_config
+from outreach.core.model import Campaign, Partner
+from outreach.core.settings import Config
+from outreach.engine.worker import Worker
 from outreach.logs import setup_logging
-from outreach.model import Partner
 from outreach.store import Store
-from outreach.worker import Worker
 
 ALWAYS_OPEN = """
 [window]
@@ -162,3 +163,30 @@ def _toml(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def make_workspace(
+    root: Path,
+    smtp_server: Any,
+    imap_server: Any,
+    monkeypatch: Any,
+    timezone: str = "America/Chicago",
+) -> Workspace:
+    """A workspace whose account reads the local IMAP server too (the response-log
+    tests), with a five-day auto-reply pause and a soft-bounce limit of two."""
+    monkeypatch.setenv("TEST_IMAP_PW", imap_server.password)
+    ws = Workspace(
+        root,
+        smtp_port=smtp_server.port,
+        imap={
+            "host": "127.0.0.1",
+            "port": imap_server.port,
+            "security": "none",
+            "username": imap_server.user,
+            "password_env": "TEST_IMAP_PW",
+        },
+        config_extra='[replies]\nauto_reply_pause = "5d"\nsoft_bounce_limit = 2',
+    )
+    config = ws.root / "config.toml"
+    config.write_text(config.read_text().replace('timezone = "UTC"', f'timezone = "{timezone}"'))
+    return ws

@@ -22,9 +22,9 @@ import aiosmtplib
 import pytest
 from workspace import Workspace
 
-from outreach import partner_mail
-from outreach.config import ServerSettings
-from outreach.imap import Mailbox
+from outreach.core.settings import ServerSettings
+from outreach.testing import partner_mail
+from outreach.transport.imap import Mailbox
 
 if TYPE_CHECKING:
     from conftest import Mailstack
@@ -39,15 +39,26 @@ def stack_workspace(root: Path, stack: Mailstack, coordinator: str, **kwargs: An
     """A project whose account is `coordinator` on the stack: submission with STARTTLS and
     AUTH, IMAPS, both verified against the stack's own certificate (ca_file)."""
     imap = {
-        "host": stack.host, "port": stack.imaps_port, "security": "tls",
-        "username": coordinator, "password_env": PASSWORD_ENV, "ca_file": stack.ca_file,
+        "host": stack.host,
+        "port": stack.imaps_port,
+        "security": "tls",
+        "username": coordinator,
+        "password_env": PASSWORD_ENV,
+        "ca_file": stack.ca_file,
     }
     imap.update(kwargs.pop("imap_extra", {}))
     return Workspace(
-        root, smtp_port=stack.submission_port, smtp_host=stack.host, smtp_security="starttls",
-        smtp_extra=(f', username = "{coordinator}", password_env = "{PASSWORD_ENV}", '
-                    f'ca_file = "{stack.ca_file}"'),
-        from_header=f"Coordinator <{coordinator}>", imap=imap, **kwargs,
+        root,
+        smtp_port=stack.submission_port,
+        smtp_host=stack.host,
+        smtp_security="starttls",
+        smtp_extra=(
+            f', username = "{coordinator}", password_env = "{PASSWORD_ENV}", '
+            f'ca_file = "{stack.ca_file}"'
+        ),
+        from_header=f"Coordinator <{coordinator}>",
+        imap=imap,
+        **kwargs,
     )
 
 
@@ -70,9 +81,16 @@ def submit_raw(stack: Mailstack, user: str, recipients: list[str], raw: bytes) -
 
     async def go() -> None:
         errors, _ = await aiosmtplib.send(
-            raw, sender=user, recipients=recipients, hostname=stack.host,
-            port=stack.submission_port, start_tls=True, tls_context=stack.tls_context(),
-            username=user, password=stack.users[user], timeout=20,
+            raw,
+            sender=user,
+            recipients=recipients,
+            hostname=stack.host,
+            port=stack.submission_port,
+            start_tls=True,
+            tls_context=stack.tls_context(),
+            username=user,
+            password=stack.users[user],
+            timeout=20,
         )
         assert errors == {}
 
@@ -84,9 +102,14 @@ def inbox_of(stack: Mailstack, user: str, count: int, **kwargs: Any) -> list[Ema
 
 
 def kinds_of(ws: Workspace, partner: str) -> list[str]:
-    return [r["kind"] for r in ws.store.query(
-        "SELECT e.kind FROM events e JOIN partners p ON p.id = e.partner_id"
-        " WHERE p.email = ? ORDER BY e.id", [partner])]
+    return [
+        r["kind"]
+        for r in ws.store.query(
+            "SELECT e.kind FROM events e JOIN partners p ON p.id = e.partner_id"
+            " WHERE p.email = ? ORDER BY e.id",
+            [partner],
+        )
+    ]
 
 
 def flags_in(stack: Mailstack, user: str, folder: str = "INBOX") -> list[tuple[bytes, ...]]:
@@ -123,8 +146,10 @@ def test_full_campaign_with_replies_bounce_and_sent_copies(
     assert (sent.queued, sent.sent, sent.errors) == (4, 4, []), sent
     assert read.errors == []
     first = {p: inbox_of(mailstack, p, 1)[0] for p in (replier, appender, silent)}
-    ledger = {r["to_addr"]: r["message_id"] for r in ws.store.query(
-        "SELECT to_addr, message_id FROM messages WHERE step = 1")}
+    ledger = {
+        r["to_addr"]: r["message_id"]
+        for r in ws.store.query("SELECT to_addr, message_id FROM messages WHERE step = 1")
+    }
     for partner, message in first.items():
         assert message["Message-ID"] == ledger[partner]
         number = [replier, appender, silent].index(partner)
@@ -137,12 +162,14 @@ def test_full_campaign_with_replies_bounce_and_sent_copies(
 
     # the replier answers from their own mail client: submission, then delivery by Postfix
     raw_first = mailstack.wait_for_messages(replier)
-    answer = partner_mail.reply(next(iter(raw_first.values())),
-                                "We hired two of your students.\nMore next spring!")
+    answer = partner_mail.reply(
+        next(iter(raw_first.values())), "We hired two of your students.\nMore next spring!"
+    )
     submit_raw(mailstack, replier, [coordinator], answer)
     # the other answer lands in the mailbox by IMAP APPEND (a client's own copy, a migration)
     appended = partner_mail.reply(
-        next(iter(mailstack.wait_for_messages(appender).values())), "Busy season, talk soon.")
+        next(iter(mailstack.wait_for_messages(appender).values())), "Busy season, talk soon."
+    )
     with mailstack.imap(coordinator) as c:
         c.append("INBOX", appended)
     inbox_of(mailstack, coordinator, 3)  # DSN + delivered reply + appended reply
@@ -158,10 +185,14 @@ def test_full_campaign_with_replies_bounce_and_sent_copies(
     assert statuses == {replier: "active", appender: "active", silent: "active", gone: "bounced"}
     assert ws.store.sequence("checkin", 1).state == "replied"
     assert ws.store.sequence("checkin", 2).state == "replied"
-    texts = {r["from_addr"]: r["text"] for r in ws.store.query(
-        "SELECT from_addr, text FROM inbound WHERE kind = 'reply'")}
-    assert texts == {replier: "We hired two of your students.\nMore next spring!",
-                     appender: "Busy season, talk soon."}
+    texts = {
+        r["from_addr"]: r["text"]
+        for r in ws.store.query("SELECT from_addr, text FROM inbound WHERE kind = 'reply'")
+    }
+    assert texts == {
+        replier: "We hired two of your students.\nMore next spring!",
+        appender: "Busy season, talk soon.",
+    }
     assert "bounce" in kinds_of(ws, gone)
 
     # cycle 3: the last step; the silent partner's three messages form one thread
@@ -176,8 +207,10 @@ def test_full_campaign_with_replies_bounce_and_sent_copies(
     assert len(mailstack.wait_for_messages(appender)) == 1
 
     # the Sent folder holds one seen copy of every message that went out, bounced one too
-    sent_ids = {r["message_id"] for r in ws.store.query(
-        "SELECT message_id FROM messages WHERE status = 'sent'")}
+    sent_ids = {
+        r["message_id"]
+        for r in ws.store.query("SELECT message_id FROM messages WHERE status = 'sent'")
+    }
     assert len(sent_ids) == 6
     copies = mailstack.wait_for_messages(coordinator, folder="Sent", count=6)
     assert {parse(raw)["Message-ID"] for raw in copies.values()} == sent_ids
@@ -256,8 +289,13 @@ def test_uidvalidity_change_on_dovecot_rescans_without_duplicates(
 
 def imap_settings(stack: Mailstack, user: str) -> ServerSettings:
     return ServerSettings(
-        kind="imap", key_path="accounts.default.imap", source=Path("config.toml"),
-        host=stack.host, port=stack.imaps_port, security="tls", username=user,
+        kind="imap",
+        key_path="accounts.default.imap",
+        source=Path("config.toml"),
+        host=stack.host,
+        port=stack.imaps_port,
+        security="tls",
+        username=user,
         ca_file=Path(stack.ca_file),
     )
 
@@ -273,8 +311,7 @@ def test_idle_wakes_up_shortly_after_a_delivery(mailstack: Mailstack) -> None:
         assert mailbox.idle_wait(1.0) is False
         assert time.monotonic() - started >= 0.9
 
-        delivered = threading.Timer(
-            0.3, submit_raw, args=(mailstack, sender, [user], message))
+        delivered = threading.Timer(0.3, submit_raw, args=(mailstack, sender, [user], message))
         delivered.start()
         started = time.monotonic()
         try:
@@ -302,8 +339,9 @@ def test_dovecot_drops_the_connection_mid_read(
     from workspace import partner_rows
 
     coordinator, _ = mailstack.new_user()
-    ws = stack_workspace(tmp_path, mailstack, coordinator,
-                         config_extra="[replies]\nbatch_size = 10")
+    ws = stack_workspace(
+        tmp_path, mailstack, coordinator, config_extra="[replies]\nbatch_size = 10"
+    )
     # the partners are on a domain Postfix refuses: nothing is sent, the ledger is filled
     # by hand with what the replies answer
     ws.add_partners(partner_rows(80))
@@ -323,8 +361,12 @@ def test_dovecot_drops_the_connection_mid_read(
     def process(*args: Any, **kwargs: Any) -> None:
         original(*args, **kwargs)
         if len(kicked) == 0 and ws.store.scalar("SELECT count(*) FROM inbound") == 25:
-            done = subprocess.run(["doveadm", "-c", mailstack.dovecot_conf, "kick", coordinator],
-                                  capture_output=True, text=True, timeout=30)
+            done = subprocess.run(
+                ["doveadm", "-c", mailstack.dovecot_conf, "kick", coordinator],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             kicked.append(done)
 
     monkeypatch.setattr(worker.reader, "process", process)
@@ -355,8 +397,9 @@ def test_postfix_restarted_mid_batch_never_submits_a_message_twice(
     sink, _ = mailstack.new_user()  # partners are sink+pNNNN@: one mailbox to count in
     local, domain = sink.split("@")
     partners = [f"{local}+p{i:04d}@{domain}" for i in range(40)]
-    ws = stack_workspace(tmp_path, mailstack, coordinator,
-                         limits="concurrency = 2\nper_minute = 600")  # ~4 s for the batch
+    ws = stack_workspace(
+        tmp_path, mailstack, coordinator, limits="concurrency = 2\nper_minute = 600"
+    )  # ~4 s for the batch
     ws.add_partners([{"email": a, "name": f"Partner {i}"} for i, a in enumerate(partners)])
     worker = ws.worker()
     postfix = ["postfix", "-c", mailstack.postfix_conf]
@@ -379,14 +422,16 @@ def test_postfix_restarted_mid_batch_never_submits_a_message_twice(
     assert first.errors or first.deferred or first.unknown
     for _ in range(10):  # retries come on the account's schedule: move the clock past them
         left = ws.store.scalar(
-            "SELECT count(*) FROM messages WHERE status IN ('queued', 'deferred', 'sending')")
+            "SELECT count(*) FROM messages WHERE status IN ('queued', 'deferred', 'sending')"
+        )
         if not left:
             break
         ws.clock.advance(hours=2)
         time.sleep(0.5)  # Postfix may still be starting
         worker.send_cycle()
-    statuses = {r["to_addr"]: r["status"] for r in ws.store.query(
-        "SELECT to_addr, status FROM messages")}
+    statuses = {
+        r["to_addr"]: r["status"] for r in ws.store.query("SELECT to_addr, status FROM messages")
+    }
     assert set(statuses) == set(partners)
     assert set(statuses.values()) <= {"sent", "unknown"}, statuses
     sent = [a for a, status in statuses.items() if status == "sent"]
@@ -395,8 +440,11 @@ def test_postfix_restarted_mid_batch_never_submits_a_message_twice(
     submissions: dict[str, set[str]] = {}
     for message in inbox_of(mailstack, sink, len(sent), timeout=30):
         partner = str(message["To"]).rsplit("<", 1)[-1].rstrip(">")
-        (queue_id,) = (match.group(1) for line in message.get_all("Received", [])
-                       if (match := re.search(r"with ESMTPSA id (\w+)", line)))
+        (queue_id,) = (
+            match.group(1)
+            for line in message.get_all("Received", [])
+            if (match := re.search(r"with ESMTPSA id (\w+)", line))
+        )
         submissions.setdefault(partner, set()).add(queue_id)
     assert all(len(ids) == 1 for ids in submissions.values()), submissions
     assert set(sent) <= set(submissions), "every message counted as sent arrived"
@@ -418,17 +466,33 @@ def test_outreach_run_records_a_reply_at_once_thanks_to_idle(
 
     coordinator, _ = mailstack.new_user()
     partner, _ = mailstack.new_user()
-    ws = stack_workspace(tmp_path, mailstack, coordinator, config_extra=(
-        '[worker]\npoll_every = "10m"\nsend_every = "10m"\nidle = true'))
+    ws = stack_workspace(
+        tmp_path,
+        mailstack,
+        coordinator,
+        config_extra=('[worker]\npoll_every = "10m"\nsend_every = "10m"\nidle = true'),
+    )
     ws.add_partners([{"email": partner, "name": "Pat", "organization": "Acme"}])
     ws.close()
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "outreach", "--config", str(tmp_path / "config.toml"),
-             "run", "--log-json", "-v"],
-            stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ))
+            [
+                sys.executable,
+                "-m",
+                "outreach",
+                "--config",
+                str(tmp_path / "config.toml"),
+                "run",
+                "--log-json",
+                "-v",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=dict(os.environ),
+        )
     try:
+
         def events() -> list[dict[str, Any]]:
             lines = log_path.read_text(errors="replace").splitlines()
             return [json.loads(line) for line in lines if line.startswith("{")]
@@ -443,17 +507,26 @@ def test_outreach_run_records_a_reply_at_once_thanks_to_idle(
 
         # the first cycle at start sends step 1; then the IDLE watcher waits for news
         (first,) = mailstack.wait_for_messages(partner, timeout=20).values()
-        wait_until("IDLE started", lambda: any(
-            e.get("event") == "idle" and "waiting for new mail" in e["message"]
-            for e in events()))
+        wait_until(
+            "IDLE started",
+            lambda: any(
+                e.get("event") == "idle" and "waiting for new mail" in e["message"]
+                for e in events()
+            ),
+        )
 
         def replies() -> int:
             with sqlite3.connect(f"file:{tmp_path / 'outreach.db'}?mode=ro", uri=True) as db:
-                return int(db.execute(
-                    "SELECT count(*) FROM inbound WHERE kind = 'reply'").fetchone()[0])
+                return int(
+                    db.execute("SELECT count(*) FROM inbound WHERE kind = 'reply'").fetchone()[0]
+                )
 
-        submit_raw(mailstack, partner, [coordinator],
-                   partner_mail.reply(first, "Thanks, we would love to host two interns."))
+        submit_raw(
+            mailstack,
+            partner,
+            [coordinator],
+            partner_mail.reply(first, "Thanks, we would love to host two interns."),
+        )
         took = wait_until("the reply recorded", lambda: replies() == 1, timeout=30)
         assert took < 15, f"recorded after {took:.1f} s: IDLE did not wake the worker"
     finally:
@@ -487,8 +560,10 @@ def test_sent_copies_wait_until_a_sent_folder_exists(
     report = worker.send_cycle()
     assert (report.sent, report.errors) == (0, [])
     (copy,) = mailstack.wait_for_messages(coordinator, folder="Sent").values()
-    assert parse(copy)["Message-ID"] == ws.store.query("SELECT message_id FROM messages")[0][
-        "message_id"]
+    assert (
+        parse(copy)["Message-ID"]
+        == ws.store.query("SELECT message_id FROM messages")[0]["message_id"]
+    )
     assert worker.send_cycle().errors == []
     assert len(mailstack.wait_for_messages(coordinator, folder="Sent")) == 1  # saved once
     ws.close()
@@ -502,15 +577,20 @@ def test_a_named_sent_folder_is_created_when_dovecot_says_so(
     coordinator, _ = mailstack.new_user()
     partner, _ = mailstack.new_user()
     ws = stack_workspace(
-        tmp_path, mailstack, coordinator, account_extra="save_sent = true",
+        tmp_path,
+        mailstack,
+        coordinator,
+        account_extra="save_sent = true",
         imap_extra={"sent_folder": "Outreach Sent"},
     )
     ws.add_partners([{"email": partner, "name": "Pat", "organization": "Acme"}])
     report = ws.worker().send_cycle()
     assert (report.sent, report.errors) == (1, [])
     (copy,) = mailstack.wait_for_messages(coordinator, folder="Outreach Sent").values()
-    assert parse(copy)["Message-ID"] == ws.store.query("SELECT message_id FROM messages")[0][
-        "message_id"]
+    assert (
+        parse(copy)["Message-ID"]
+        == ws.store.query("SELECT message_id FROM messages")[0]["message_id"]
+    )
     with mailstack.imap(coordinator) as c:
         assert "Outreach Sent" in [str(name) for _flags, _sep, name in c.list_sub_folders()]
     ws.close()

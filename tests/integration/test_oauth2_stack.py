@@ -27,11 +27,11 @@ import requests
 from click.testing import CliRunner
 from workspace import Workspace
 
-from outreach import partner_mail
 from outreach.cli import cli
-from outreach.oauth2_server import LocalOAuth2Server
-from outreach.signin import sign_in
-from outreach.token_file import TokenFile, token_file_path
+from outreach.engine.signin import sign_in
+from outreach.store.token_file import TokenFile, token_file_path
+from outreach.testing import partner_mail
+from outreach.testing.oauth2_server import LocalOAuth2Server
 
 from .test_campaign_stack import submit_raw
 

@@ -1,0 +1,210 @@
+"""The domain's nouns: partners, campaigns and their steps, sequences, and the states each
+can be in.
+
+Everything else in outreach is written in these words. They are frozen dataclasses (values:
+safe to share between threads and to cache) and str enums, whose members are equal to the
+text the database stores (`PartnerStatus.BOUNCED == "bounced"`), so a state read back from
+SQLite needs no conversion. config/ builds campaigns from TOML, store/ builds partners and
+sequences from rows; nothing here reads a file or a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class PartnerStatus(StrEnum):
+    """A partner across all campaigns."""
+
+    ACTIVE = "active"
+    BOUNCED = "bounced"  # a hard bounce, or too many soft ones: nothing more is sent
+    OPTED_OUT = "opted_out"  # asked to stop: nothing more is sent, ever, unless a person says
+    INACTIVE = "inactive"
+
+
+class SequenceStatus(StrEnum):
+    """One partner's way through one campaign (the `state` of a sequences row)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"  # an out-of-office: follow-ups wait until the partner is back
+    REPLIED = "replied"
+    STOPPED = "stopped"  # the partner bounced, opted out, or left (contact change)
+    DONE = "done"
+
+
+#: Sequences that may still get a follow-up.
+OPEN_SEQUENCES = (SequenceStatus.ACTIVE, SequenceStatus.PAUSED)
+
+
+class LedgerStatus(StrEnum):
+    """One outgoing message in the outbox and ledger (engine/ledger.py tells the rules)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"  # claimed for one delivery attempt, its DATA may be under way
+    SENT = "sent"
+    DEFERRED = "deferred"  # a 4xx or a lost connection before DATA: tried again later
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # may or may not have been delivered: never resent blindly
+
+
+class InboundKind(StrEnum):
+    """What a message read from the mailbox is (core/inbound/classify.py decides)."""
+
+    REPLY = "reply"
+    AUTO_REPLY = "auto_reply"
+    BOUNCE = "bounce"
+    UNSUBSCRIBE = "unsubscribe"
+    OTHER = "other"
+    ERROR = "error"  # could not be read or classified: a person looks at it
+
+
+# Kept for the modules that name a status on its own.
+ACTIVE, BOUNCED, OPTED_OUT, INACTIVE = (
+    PartnerStatus.ACTIVE,
+    PartnerStatus.BOUNCED,
+    PartnerStatus.OPTED_OUT,
+    PartnerStatus.INACTIVE,
+)
+PARTNER_STATUSES = tuple(PartnerStatus)
+
+# Roster columns with a meaning; anything else is kept in `fields` for templates.
+ROSTER_COLUMNS = (
+    "email",
+    "name",
+    "first_name",
+    "organization",
+    "industry",
+    "pathway",
+    "owner",
+    "tags",
+    "timezone",
+)
+
+
+@dataclass(frozen=True)
+class Partner:
+    email: str
+    name: str = ""
+    first_name: str = ""
+    organization: str = ""
+    industry: str = ""
+    pathway: str = ""
+    owner: str = ""
+    tags: tuple[str, ...] = ()
+    timezone: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    status: str = ACTIVE
+    id: int | None = None
+
+    @property
+    def greeting_name(self) -> str:
+        """first_name, else the first word of name, else empty."""
+        if self.first_name:
+            return self.first_name
+        return self.name.split()[0] if self.name.strip() else ""
+
+    def template_context(self) -> dict[str, Any]:
+        """Everything a template may use as `partner.*`: extra CSV columns, then known fields."""
+        context: dict[str, Any] = dict(self.fields)
+        context.update(
+            email=self.email,
+            name=self.name,
+            first_name=self.greeting_name,
+            organization=self.organization,
+            industry=self.industry,
+            pathway=self.pathway,
+            owner=self.owner,
+            tags=list(self.tags),
+            timezone=self.timezone,
+            status=self.status,
+        )
+        return context
+
+
+@dataclass(frozen=True)
+class SequenceState:
+    campaign: str
+    partner_id: int
+    state: str  # a SequenceStatus
+    last_step: int
+    last_sent_at: datetime | None
+    paused_until: datetime | None
+
+
+@dataclass(frozen=True)
+class LedgerRef:
+    """What the ledger knows of a message we sent (for matching replies to it)."""
+
+    id: int
+    partner_id: int
+    campaign: str
+    step: int
+    to_addr: str
+
+
+# ----------------------------------------------------------------------------- campaigns
+
+
+@dataclass(frozen=True)
+class Audience:
+    tags: tuple[str, ...] = ()
+    pathways: tuple[str, ...] = ()
+    industries: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+
+    @property
+    def is_everyone(self) -> bool:
+        return not (self.tags or self.pathways or self.industries or self.owners)
+
+
+@dataclass(frozen=True)
+class Window:
+    days: frozenset[int] = frozenset(range(5))  # Monday = 0
+    start: time = time(9, 0)
+    end: time = time(16, 0)
+
+
+@dataclass(frozen=True)
+class Blackout:
+    first: date
+    last: date
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int  # 1-based
+    template: str
+    subject: str | None  # None: "Re: <first subject>"
+    after: timedelta
+    thread: bool = True
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    source: Path  # the campaign file, for messages that name it
+    account: str
+    steps: tuple[Step, ...]
+    audience: Audience = field(default_factory=Audience)
+    start: datetime | None = None
+    window: Window = field(default_factory=Window)
+    blackouts: tuple[Blackout, ...] = ()
+    description: str = ""
+    match_domain: bool = False
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Due:
+    """One message the planner says should go out now (core/plan.py)."""
+
+    campaign: Campaign
+    partner: Partner
+    step: Step
+    due_at: datetime  # when it became due (ignoring the window), for ordering and `plan`

@@ -1,0 +1,43 @@
+"""What is due now, and what will be: the store narrows the candidates with indexed
+queries (Store.candidates), the pure planner (core/plan.py) applies every rule.
+
+Used by the sender (`find_due`), `outreach run --dry-run`, `outreach plan` and the daily
+digest (`projections`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from outreach.core.model import Campaign, Due
+from outreach.core.plan import Projection, due_messages, project
+from outreach.store import Store
+
+
+def find_due(
+    store: Store, campaigns: Sequence[Campaign], now: datetime, default_tz: str
+) -> list[Due]:
+    """Everything due now, oldest first (core.plan.due_messages)."""
+    not_started = {}
+    waiting = {}
+    for campaign in campaigns:
+        if not campaign.enabled:
+            continue
+        not_started[campaign.name], waiting[campaign.name] = store.candidates(campaign, now)
+    return due_messages(campaigns, not_started, waiting, now, default_tz)
+
+
+def projections(
+    store: Store, campaigns: Sequence[Campaign], start: datetime, until: datetime, default_tz: str
+) -> list[Projection]:
+    """Who gets which step when, from `start` to `until`, assuming nobody answers
+    (core.plan.project), in time order."""
+    rows: list[Projection] = []
+    for campaign in campaigns:
+        if not campaign.enabled:
+            continue
+        not_started, waiting = store.candidates(campaign)
+        rows += project(campaign, not_started, waiting, start, until, default_tz)
+    rows.sort(key=lambda r: (r.at, r.campaign, r.partner.email))
+    return rows

@@ -1,0 +1,112 @@
+"""`outreach status`: per campaign, how many messages are in each ledger state; whether the
+worker runs and when it last read, sent and beat; who must sign in; what is unknown.
+
+`load_status` reads (the store, the worker lock); the rest is pure. Which accounts wait
+for a sign-in comes from the token file (engine/credentials.py), read by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from outreach.core.model import LedgerStatus
+from outreach.store import LedgerRow, Store
+from outreach.store.lock import lock_holder
+from outreach.views.text import format_table, when
+
+STATES = tuple(LedgerStatus)
+WORKER_FIELDS = (
+    "started_at", "last_cycle_at", "last_read_at", "last_send_at", "last_error",
+    "last_error_at", "heartbeat_at", "stopped_at", "host",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Status:
+    counts: dict[str, dict[str, int]]  # campaign -> ledger state -> messages
+    campaigns: list[str]
+    worker: dict[str, Any]  # the heartbeat row
+    holder: int | None  # the pid holding the worker lock, if one runs
+    unknown: list[LedgerRow]
+    waiting: list[tuple[str, str]]  # (account, why) of OAuth2 accounts that must sign in
+
+
+def load_status(
+    store: Store, campaigns: list[str], database: Path, waiting: list[tuple[str, str]]
+) -> Status:
+    counts = store.status_counts()
+    return Status(
+        counts=counts,
+        campaigns=sorted(set(counts) | set(campaigns)),
+        worker=store.worker_state(),
+        holder=lock_holder(database),
+        unknown=store.unknown_rows(),
+        waiting=waiting,
+    )
+
+
+def status_json(status: Status) -> dict[str, Any]:
+    worker = status.worker
+    holder = status.holder
+    return {
+        "campaigns": {
+            n: {s: status.counts.get(n, {}).get(s, 0) for s in STATES} for n in status.campaigns
+        },
+        "worker": {
+            "running": holder is not None,
+            "pid": holder if holder is not None else worker.get("pid"),
+            **{key: worker.get(key) for key in WORKER_FIELDS},
+        },
+        "sign_in_needed": [
+            {"account": account, "reason": why, "command": f"outreach auth login {account}"}
+            for account, why in status.waiting
+        ],
+        "unknown": [
+            {
+                "id": r.id,
+                "partner": r.to_addr,
+                "campaign": r.campaign,
+                "step": r.step,
+                "message_id": r.message_id,
+            }
+            for r in status.unknown
+        ],
+    }
+
+
+def format_status(status: Status, zone: ZoneInfo, now: datetime) -> list[str]:
+    """The status for a terminal, a line (or paragraph) each."""
+    table = [("CAMPAIGN", *(s.upper() for s in STATES))] + [
+        (n, *(str(status.counts.get(n, {}).get(s, 0)) for s in STATES)) for n in status.campaigns
+    ]
+    lines = [format_table(table) if status.campaigns else "no campaigns yet"]
+    holder, worker = status.holder, status.worker
+    lines.append(f"\nworker: {f'running (pid {holder})' if holder is not None else 'not running'}")
+    for key, label in (
+        ("started_at", "started"),
+        ("last_read_at", "last read mail"),
+        ("last_send_at", "last sent"),
+        ("heartbeat_at", "last heartbeat"),
+        ("stopped_at", "stopped"),
+    ):
+        if worker.get(key) and (key != "stopped_at" or holder is None):
+            lines.append(f"  {label}: {when(worker[key], zone, now)}")
+    if worker.get("last_error"):
+        lines.append(
+            f"  last error: {worker['last_error']} ({when(worker.get('last_error_at'), zone, now)})"
+        )
+    for account, why in status.waiting:
+        lines.append(
+            f"\naccounts.{account}: sign-in needed ({why}): its messages stay queued and its "
+            f"mailbox is not read until you run `outreach auth login {account}`"
+        )
+    if status.unknown:
+        lines.append(
+            f"\n{len(status.unknown)} message(s) with an unknown outcome (see `outreach resolve`):"
+        )
+        lines += [f"  #{r.id} {r.campaign} step {r.step} to {r.to_addr}" for r in status.unknown]
+    return lines
