@@ -573,10 +573,9 @@ def _placed(
         if start >= end:
             continue
         words = text[start:end]
-        if owner is None and rule is None:
+        if rule is None:  # unplaced: its keywords decide
             owner = _best(_keyword_scores(compiled, words), previous)
             rule = Rule.OTHER if owner is None else Rule.KEYWORDS
-        assert rule is not None
         if owner is not None:
             previous = owner
         question = None if owner is None else compiled.questions[owner].id
@@ -644,9 +643,9 @@ def correct_answers(
 ) -> dict[str, str | None]:
     """Answers (the JSON shape) after a person sets ``question_id``'s answer to ``text``.
 
-    The new text leaves wherever it was (``other``, another question's answer); what the
-    question's old answer held that the new one does not moves to ``other``: nothing a
-    partner wrote is lost. An empty ``text`` clears the answer (its words go to other).
+    The new text leaves wherever it was (every copy of it in ``other`` or in another
+    question's answer); what the question's old answer held that the new one does not moves
+    to ``other``: nothing a partner wrote is lost. An empty ``text`` clears the answer (its words go to other).
     Raises ValueError for an id that is not one of ``questions``."""
     ids = [q.id for q in questions]
     if question_id not in ids:
@@ -655,20 +654,14 @@ def correct_answers(
     new = text.replace("\r\n", "\n").strip()
     result: dict[str, str | None] = {q: stored.get(q) or None for q in ids}
     result.update({k: v or None for k, v in stored.items() if k not in result and k != OTHER})
-    other = stored.get(OTHER) or ""
-    new_paragraphs = [p for p in _split_paragraphs(new) if p]
-    dropped = [
-        p
-        for p in _split_paragraphs(result[question_id] or "")
-        if p and _squash(p) not in {_squash(n) for n in new_paragraphs}
-    ]
+    moved = [p for p in _split_paragraphs(new) if p]
+    left = _without(result[question_id] or "", moved)  # what the new answer no longer holds
     for key, value in list(result.items()):
         if key != question_id and value:
-            result[key] = _without(value, new_paragraphs) or None
-    other = _without(other, new_paragraphs)
-    for paragraph in dropped:
-        if _squash(paragraph) not in _squash(other):
-            other = f"{other}\n\n{paragraph}" if other else paragraph
+            result[key] = _without(value, moved) or None
+    other = _without(stored.get(OTHER) or "", moved)
+    if left and _squash(left) not in _squash(other) and _squash(left) not in _squash(new):
+        other = f"{other}\n\n{left}" if other else left
     result[question_id] = new or None
     result[OTHER] = other or None
     return result
@@ -683,13 +676,15 @@ def _squash(text: str) -> str:
 
 
 def _without(text: str, paragraphs: list[str]) -> str:
-    """``text`` with each of ``paragraphs`` taken out (as written, or as a whole paragraph
-    that differs only in spacing)."""
-    for paragraph in paragraphs:
-        if paragraph in text:
-            text = text.replace(paragraph, "", 1)
-        else:
-            text = "\n\n".join(
-                p for p in _split_paragraphs(text) if _squash(p) != _squash(paragraph)
+    """``text`` with every copy of each of ``paragraphs`` taken out where it stands as whole
+    words (as written, or as a whole paragraph that differs only in spacing)."""
+    for paragraph in sorted(paragraphs, key=len, reverse=True):  # one inside another: both
+        copy = re.compile(rf"(?<!\w){re.escape(paragraph)}(?!\w)")
+        while found := copy.search(text):
+            before, after = text[: found.start()].rstrip(" \t"), text[found.end() :].lstrip(" \t")
+            glue = (
+                " " if before and after and not before.endswith("\n") and after[0] != "\n" else ""
             )
+            text = before + glue + after
+        text = "\n\n".join(p for p in _split_paragraphs(text) if _squash(p) != _squash(paragraph))
     return "\n\n".join(p for p in _split_paragraphs(text) if p)

@@ -602,9 +602,21 @@ def test_a_correction_of_part_of_a_paragraph_and_of_new_words() -> None:
     stored = {"other": "Hi! We went hybrid. Talk soon.", "legacy": "kept"}
     moved = correct_answers(stored, EN, "changes", "We went hybrid.")
     assert moved == {"changes": "We went hybrid.", "lasting": None, "help": None,
-                     "legacy": "kept", "other": "Hi!  Talk soon."}  # fmt: skip
+                     "legacy": "kept", "other": "Hi! Talk soon."}  # fmt: skip
     typed = correct_answers({}, EN, "help", "A speaker (from the phone call).")
     assert typed["help"] == "A speaker (from the phone call)." and typed["other"] is None
+
+
+def test_a_correction_takes_whole_words_only_and_keeps_what_it_narrows() -> None:
+    stored = {"changes": "Yes. We went hybrid and we could use a speaker.", "other": "Yesterday"}
+    moved = correct_answers(stored, EN, "lasting", "Yes.")
+    assert (moved["changes"], moved["other"]) == (
+        "We went hybrid and we could use a speaker.",
+        "Yesterday",
+    )
+    narrowed = correct_answers(moved, EN, "changes", "We went hybrid")
+    assert narrowed["changes"] == "We went hybrid"
+    assert narrowed["other"] == "Yesterday\n\nand we could use a speaker."
 
 
 def test_a_correction_names_a_question_of_the_campaign() -> None:
@@ -731,3 +743,27 @@ def test_numbered_answers_split_into_the_same_answers(texts: list[str | None]) -
     assume(answers)
     text = "\n".join(f"{q.number}. {answers[q.id]}" for q in EN if q.id in answers)
     assert dict(split_answers(text, EN)) == answers
+
+
+stored_answers = st.fixed_dictionaries(
+    {},
+    optional={key: st.one_of(st.none(), answer_texts) for key in ("changes", "help", OTHER)},
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    stored_answers,
+    st.sampled_from([q.id for q in EN]),
+    st.one_of(answer_texts, sentences, st.just("")),
+)
+def test_a_correction_loses_no_word_and_gives_the_same_answers_twice(
+    stored: dict[str, str | None], question_id: str, text: str
+) -> None:
+    def words(answers: dict[str, str | None]) -> set[str]:
+        return {w for value in answers.values() for w in (value or "").split()}
+
+    corrected = correct_answers(stored, EN, question_id, text)
+    assert corrected[question_id] == (text.strip() or None)
+    assert words(stored) <= words(corrected)
+    assert correct_answers(corrected, EN, question_id, text) == corrected
