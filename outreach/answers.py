@@ -77,6 +77,8 @@ class _Compiled:
     questions: tuple[Question, ...]
     #: each question's text as stems, for finding it quoted or restated
     sequences: tuple[tuple[str, ...], ...]
+    #: each question's number (as the partner writes it) -> its index
+    numbers: Mapping[int, int]
     #: the first stem of each question, to pass over lines that cannot restate one
     openings: frozenset[str]
     #: each question's content stems, for finding it reworded
@@ -99,6 +101,7 @@ def _compile(questions: tuple[Question, ...]) -> _Compiled:
     return _Compiled(
         questions=questions,
         sequences=tuple(tuple(text_stems(q.text)) for q in questions),
+        numbers={q.number: index for index, q in enumerate(questions)},
         openings=frozenset(s[0] for q in questions if (s := text_stems(q.text))),
         contents=tuple(
             frozenset(word_stem(t) for t in text_words(q.text) if t not in STOP_WORDS)
@@ -465,7 +468,7 @@ def _numbered_or_paragraphs(
 ) -> list[tuple[int, int, int | None, Rule | None]]:
     """Numbered answers in a span when its numbers fit; else its paragraphs, unplaced (or
     all of it for ``last``: the question that ends the passage quoted above it)."""
-    markers = _markers(text, start, end, len(compiled.questions))
+    markers = _markers(text, start, end, compiled.numbers)
     if markers and _fits(text, start, end, markers, compiled):
         pieces: list[tuple[int, int, int | None, Rule | None]] = list(
             _paragraphs(text, start, markers[0].start)
@@ -475,7 +478,7 @@ def _numbered_or_paragraphs(
         for k, marker in enumerate(markers):
             stop = markers[k + 1].start if k + 1 < len(markers) else end
             content = _without_question(text, marker.content, stop, compiled)
-            pieces.append((content, stop, marker.number - 1, Rule.NUMBERED))
+            pieces.append((content, stop, compiled.numbers[marker.number], Rule.NUMBERED))
         return pieces
     if last is not None:
         return [(start, end, last, Rule.INLINE)]
@@ -493,8 +496,8 @@ def _paragraphs(text: str, start: int, end: int) -> Iterator[tuple[int, int, Non
             at = blank.end()
 
 
-def _markers(text: str, start: int, end: int, count: int) -> list[_Marker]:
-    """The top-level numbers of a span, rising; [] when a number is outside the questions.
+def _markers(text: str, start: int, end: int, numbers: Mapping[int, int]) -> list[_Marker]:
+    """The top-level numbers of a span, rising; [] when one is not a question's number.
 
     A number not above the one before starts a list inside that item ("3. We need:\\n1.
     interns\\n2. a speaker"), and what follows stays in it."""
@@ -511,7 +514,7 @@ def _markers(text: str, start: int, end: int, count: int) -> list[_Marker]:
                 if nested or (found and number <= found[-1].number):
                     nested = True
                     continue
-                if not 1 <= number <= count:
+                if number not in numbers:
                     return []
                 found.append(_Marker(number, base + hit.start(), base + hit.end()))
         at += len(line) + 1
@@ -531,7 +534,7 @@ def _fits(text: str, start: int, end: int, markers: list[_Marker], compiled: _Co
         best = _best(scores, 0)
         if best is None:
             continue
-        if scores[marker.number - 1] > 0:
+        if scores[compiled.numbers[marker.number]] > 0:
             agree += 1
         else:
             disagree += 1
@@ -645,8 +648,8 @@ def correct_answers(
 
     The new text leaves wherever it was (every copy of it in ``other`` or in another
     question's answer); what the question's old answer held that the new one does not moves
-    to ``other``: nothing a partner wrote is lost. An empty ``text`` clears the answer (its words go to other).
-    Raises ValueError for an id that is not one of ``questions``."""
+    to ``other``: nothing a partner wrote is lost. An empty ``text`` clears the answer (its
+    words go to other). Raises ValueError for an id that is not one of ``questions``."""
     ids = [q.id for q in questions]
     if question_id not in ids:
         known = ", ".join(ids) or "none"

@@ -64,6 +64,8 @@ class Question:
     def __post_init__(self) -> None:
         if self.keywords is None:
             object.__setattr__(self, "keywords", content_words(self.text))
+        else:  # a list would make the question unhashable
+            object.__setattr__(self, "keywords", tuple(self.keywords))
         if self.asks is None:
             object.__setattr__(self, "asks", self.id == "help")
 

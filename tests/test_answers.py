@@ -261,6 +261,16 @@ def test_numbered_answers(first: str, second: str, third: str) -> None:
     }
 
 
+def test_numbers_are_the_questions_own() -> None:
+    """A campaign that asks only some of its questions keeps their numbers."""
+    questions = (
+        Question("lasting", "Do you see any of those changes lasting?", 2),
+        Question("help", "Is there anything we can do to help?", 3, keywords=["help"]),  # type: ignore[arg-type]
+    )
+    assert _answers("2. Yes.\n3. No.", questions) == {"lasting": "Yes.", "help": "No."}
+    assert _answers("1. Yes.\n2. No.", questions)[OTHER] == "1. Yes.\n2. No."
+
+
 def test_a_number_on_its_own_line_heads_the_answer_below_it() -> None:
     assert _answers("Q2:\nYes, it stays.\n\nQ3:\nNothing.") == {
         "lasting": "Yes, it stays.",
