@@ -297,7 +297,7 @@ _MARKER = re.compile(
     r"(?:q|p|question|pregunta|pergunta)[ \t]*(?P<q>\d{1,2})[ \t]*(?:[:.)\-–—]|$)"
     r"|\((?P<paren>\d{1,2})\)"
     r"|\#[ \t]?(?P<hash>\d{1,2})[:.)]?"
-    r"|(?P<plain>\d{1,2})(?:[.)]|[ \t]?[-–—:])"
+    r"|(?P<plain>\d{1,2})(?:[.)][-–—]?|[ \t]?[-–—:])"
     r")[ \t*]*(?=\s|$)",
     re.IGNORECASE,
 )
@@ -430,7 +430,7 @@ def _answer_bounds(lines: list[str], quoted: list[bool]) -> tuple[int, int]:
     if not own:
         return 0, -1
     first, last = own[0], own[-1]
-    if not any(quoted[:first]) and is_greeting([lines[first]]):
+    if not any(quoted[:first]) and (is_greeting([lines[first]]) or _addressed(lines[first])):
         first = next((i for i in own if i > first), len(lines))
     after_quote = max((i for i in range(len(lines)) if quoted[i]), default=-1)
     below_quote = [i for i in own if i > after_quote and i >= first]
@@ -442,6 +442,17 @@ def _answer_bounds(lines: list[str], quoted: list[bool]) -> tuple[int, int]:
             return first, max((i for i in own if i < index), default=-1)
     return first, last
 
+
+#: "Sam,", "Sam and team," alone on the first line: whom the reply addresses
+_ADDRESSEE = re.compile(r"^[A-ZÀ-Þ][\w'.-]*(?: [\w'.-]+){0,2},$")
+
+
+def _addressed(line: str) -> bool:
+    row = line.strip()
+    return bool(_ADDRESSEE.match(row)) and fold(row[:-1]) not in _SHORT_ANSWERS
+
+
+_SHORT_ANSWERS = frozenset({"yes", "no", "sure", "ok", "okay", "si", "oui", "non", "sim", "nao"})
 
 #: "Grace Kim, CPA", "Dana Reyes, Owner": a name and a short title
 _NAME_TITLE = re.compile(r"^([^,]{2,40}),\s*(?:[A-Z][\w.&/-]*\s*){1,4}$")

@@ -247,6 +247,7 @@ def test_a_sentence_that_starts_like_a_question_is_not_a_copy_of_it() -> None:
         ("Q1.", "Q2)", "Q3 -"), ("#1", "#2", "#3"), ("1-", "2-", "3-"), ("1 -", "2 -", "3 -"),
         ("1:", "2:", "3:"), ("Question 1:", "Question 2:", "Question 3:"),
         ("P1:", "P2:", "P3:"), ("Pregunta 1:", "Pregunta 2:", "Pregunta 3:"), ("q1)", "q2)", "q3)"),
+        ("1.-", "2.-", "3.-"), ("**1.**", "**2.**", "**3.**"),
     ],
 )  # fmt: skip
 def test_numbered_answers(first: str, second: str, third: str) -> None:
@@ -440,6 +441,9 @@ def test_without_questions_every_word_is_other() -> None:
          "Thanks for checking in!"),
         ("Hi Sam, we need a speaker.", {"help": "Hi Sam, we need a speaker."}, ""),
         ("Hi Sam,", {}, ""),
+        ("Sam,\nWe need a speaker.", {"help": "We need a speaker."}, ""),
+        ("Sam and team,\n\nWe need a speaker.", {"help": "We need a speaker."}, ""),
+        ("Yes,\nwe need a speaker.", {"help": "Yes,\nwe need a speaker."}, ""),
     ],
 )  # fmt: skip
 def test_a_greeting_and_a_sign_off_answer_nothing(
