@@ -312,7 +312,7 @@ _ANSWERS_LEAD = re.compile(
     r"answer|respuest|repons|respost|question|pregunt|pergunt|point|punto|below|abajo|dessous",
     re.IGNORECASE,
 )
-_BLANK = re.compile(r"\n[ \t]*\n\s*")
+_BLANK = re.compile(r"\n[^\S\n]*\n\s*")  # a line of nothing but blanks ([^\S\n]: not \n)
 
 
 class _Marker(NamedTuple):
@@ -565,8 +565,8 @@ def _without_question(text: str, start: int, stop: int, compiled: _Compiled) -> 
 
 
 #: blank space and divider lines ("--", "____") around a piece are not part of the answer
-_EDGE_START = re.compile(r"(?:[ \t]*(?:[-_=*~]{2,}[ \t]*)?\n)*[ \t]*")
-_EDGE_END = re.compile(r"(?:\n[ \t]*(?:[-_=*~]{2,}[ \t]*)?)*\s*$")
+_EDGE_START = re.compile(r"(?:[^\S\n]*(?:[-_=*~]{2,}[^\S\n]*)?\n)*[^\S\n]*")
+_EDGE_END = re.compile(r"(?:\n[^\S\n]*(?:[-_=*~]{2,}[^\S\n]*)?)*\s*$")
 
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from outreach.answers import (
@@ -696,6 +696,7 @@ def _check_parts(text: str, answers: Answers, questions: tuple[Question, ...]) -
     ),
     campaigns(),
 )
+@example("Why?\n> Why?\n\r\n0", ())  # a line of only "\r" is a blank line
 def test_splitting_never_raises_and_each_part_is_the_partners_own_words(
     text: str, questions: tuple[Question, ...]
 ) -> None:
