@@ -522,9 +522,12 @@ def test_build_questions_and_the_template_context() -> None:
             {"id": "changes", "text": "  How has your workplace changed?  "},
             {"id": "help", "text": "Anything?", "keywords": ["intern", " hire ", ""]},
             {"id": "needs", "text": "What do you need?", "asks": True},
+            {"id": "quiet", "text": "Anything else you would like to share?", "keywords": []},
         ]
     )
-    assert [q.number for q in questions] == [1, 2, 3]
+    assert questions[3].keywords == ()  # keyword matching off for it
+    assert split_answers("Anything else to share: congrats!", questions).other
+    assert [q.number for q in questions] == [1, 2, 3, 4]
     assert questions[0].text == "How has your workplace changed?"
     assert questions[1].keywords == ("intern", "hire") and questions[1].asks
     assert questions[2].asks and not questions[0].asks
@@ -532,6 +535,7 @@ def test_build_questions_and_the_template_context() -> None:
         {"id": "changes", "text": "How has your workplace changed?", "number": 1},
         {"id": "help", "text": "Anything?", "number": 2},
         {"id": "needs", "text": "What do you need?", "number": 3},
+        {"id": "quiet", "text": "Anything else you would like to share?", "number": 4},
     ]
 
 
