@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from outreach.rounds import round_label
+from outreach.core.rounds import round_label
 
 # ----------------------------------------------------------------------------- one clock
 

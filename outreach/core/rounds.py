@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from outreach.model import ACTIVE, BOUNCED, OPTED_OUT
+from outreach.core.model import ACTIVE, BOUNCED, OPTED_OUT
 
 #: The latest moment outreach stores (replies.LAST_MOMENT): a day before the calendar ends,
 #: so that any time zone can still show it. A round that would start later never starts.
