@@ -2,7 +2,8 @@
 
 A campaign may declare its questions (:mod:`outreach.core.questions`). :func:`split_answers` reads
 a stored reply text (the partner's new words, with the quoted questions kept above inline
-answers: see :mod:`outreach.core.inbound.replytext`) and places each piece of it under one question, by
+answers: see :mod:`outreach.core.inbound.replytext`) and places each piece of it under one
+question, by
 these rules in order:
 
 1. inline: the partner's words below a quoted question (``> 2. Do you see lasting changes?``)
@@ -42,6 +43,8 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import NamedTuple
 
+from outreach.core.inbound.replytext.headers import quoted_lines
+from outreach.core.inbound.replytext.signature import is_closing, is_greeting
 from outreach.core.questions import (
     OTHER,
     STOP_WORDS,
@@ -53,8 +56,6 @@ from outreach.core.questions import (
     text_words,
     word_stem,
 )
-from outreach.core.inbound.replytext.headers import quoted_lines
-from outreach.core.inbound.replytext.signature import is_closing, is_greeting
 
 __all__ = [
     "OTHER",
