@@ -13,7 +13,8 @@ A campaign may declare its questions::
 
 Words are compared folded (lower case, no accents) and lightly stemmed (plurals, -ed, -ing,
 Spanish, Portuguese and French endings), so that "hiring" finds the keyword "hire" and
-"¿cómo ha cambiado?" the question "¿Cómo ha cambiado?". :mod:`outreach.core.inbound.answers` uses them.
+"¿cómo ha cambiado?" the question "¿Cómo ha cambiado?". :mod:`outreach.core.inbound.answers`
+uses them.
 """
 
 from __future__ import annotations
