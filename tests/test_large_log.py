@@ -60,7 +60,7 @@ def build_large_log(store: Store, start: datetime) -> None:
                     now=sent_at,
                 )
                 assert ledger_id is not None
-                row = store.ledger_rows("id = ?", [ledger_id])[0]
+                row = store.ledger_row(ledger_id)
                 if steps == 3:  # a greylisting server: deferred once, then sent
                     store.mark_deferred(
                         row,

@@ -189,7 +189,7 @@ def test_replanning_after_recording_yields_nothing(
                 raw=b"x",
                 now=now,
             )
-            row = store.ledger_rows("id = ?", [ledger_id])[0]
+            row = store.ledger_row(ledger_id)
             store.mark_sending([row.id], now)
             store.mark_sent(row, now)
         assert find_due(store, [c], now, "UTC") == []

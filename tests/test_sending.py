@@ -464,7 +464,7 @@ def test_unknown_after_a_crash_is_settled_from_the_sent_folder(
     worker = ws.worker()
     report = SendReport()
     worker.sender.queue_due(report)
-    rows = ws.store.ledger_rows("1 ORDER BY id")
+    rows = ws.store.all_ledger_rows()
     for row in rows:  # the worker claimed both, then died
         assert ws.store.mark_sending([row.id], ws.clock()) == {row.id}
     imap_server.append(rows[0].raw, folder="Sent")  # the server kept a copy of the first
@@ -589,7 +589,7 @@ def test_a_claim_takes_only_rows_still_sendable_and_looks_them_up_by_id(tmp_path
     ws.add_partners(partner_rows(3))
     report = SendReport()
     ws.worker().sender.queue_due(report)
-    first, second, third = (row.id for row in ws.store.ledger_rows("1 ORDER BY id"))
+    first, second, third = (row.id for row in ws.store.all_ledger_rows())
     assert ws.store.mark_sending([first], ws.clock()) == {first}
     assert ws.store.mark_sending([first, second, third], ws.clock()) == {second, third}
     # with four ids or more, SQLite preferred the status index to the ids

@@ -153,7 +153,7 @@ def workers() -> Iterator[list[Worker]]:
         worker.close()
 
 
-def make_workspace(
+def worker_workspace(
     root: Path, smtp: LocalSMTPServer, imap: LocalIMAPServer | None, extra: str = "", **kwargs: Any
 ) -> Workspace:
     imap_settings = None
@@ -202,7 +202,7 @@ def test_run_sends_reads_logs_and_stops_warm_on_sigterm(
     env: dict[str, str],
     workers: list[Worker],
 ) -> None:
-    ws = make_workspace(
+    ws = worker_workspace(
         tmp_path,
         smtp_server,
         imap_server,
@@ -257,7 +257,7 @@ def test_a_second_worker_on_the_same_database_is_refused(
     env: dict[str, str],
     workers: list[Worker],
 ) -> None:
-    ws = make_workspace(tmp_path, smtp_server, None)
+    ws = worker_workspace(tmp_path, smtp_server, None)
     ws.close()
     first = start(tmp_path, env, workers)
     first.wait_for("started")
@@ -292,7 +292,7 @@ def test_mail_server_outages_are_logged_and_survived(
     env: dict[str, str],
     workers: list[Worker],
 ) -> None:
-    ws = make_workspace(tmp_path, smtp_server, imap_server)
+    ws = worker_workspace(tmp_path, smtp_server, imap_server)
     ws.add_partners(partner_rows(2))
     ws.close()
     smtp_server.stop()
@@ -329,7 +329,7 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_0(
     workers: list[Worker],
 ) -> None:
     smtp_server.delay = 0.6  # every message takes a while inside DATA
-    ws = make_workspace(tmp_path, smtp_server, None, limits="concurrency = 1")
+    ws = worker_workspace(tmp_path, smtp_server, None, limits="concurrency = 1")
     ws.add_partners(partner_rows(8))
     ws.close()
     worker = start(tmp_path, env, workers)
@@ -352,7 +352,7 @@ def test_a_second_signal_stops_at_once_and_the_database_stays_whole(
     workers: list[Worker],
 ) -> None:
     smtp_server.delay = 3.0
-    ws = make_workspace(tmp_path, smtp_server, None, limits="concurrency = 1")
+    ws = worker_workspace(tmp_path, smtp_server, None, limits="concurrency = 1")
     ws.add_partners(partner_rows(3))
     ws.close()
     worker = start(tmp_path, env, workers)
@@ -396,7 +396,7 @@ def test_refused_credentials_stop_the_worker_with_a_clear_message(
 ) -> None:
     smtp = smtp_server_factory(username="coordinator", password="right", auth_require_tls=False)
     env["TEST_SMTP_PW"] = "wrong"
-    ws = make_workspace(
+    ws = worker_workspace(
         tmp_path, smtp, None, smtp_extra=', username = "coordinator", password_env = "TEST_SMTP_PW"'
     )
     ws.add_partners(partner_rows(1))
@@ -416,7 +416,7 @@ def test_a_broken_template_refuses_to_start(
     env: dict[str, str],
     workers: list[Worker],
 ) -> None:
-    ws = make_workspace(tmp_path, smtp_server, None)
+    ws = worker_workspace(tmp_path, smtp_server, None)
     ws.close()
     (tmp_path / "templates" / "hello.txt.j2").write_text("Hello {{ partner.name \n")
     worker = start(tmp_path, env, workers)
@@ -430,7 +430,7 @@ def test_sighup_reloads_checked_campaigns_and_keeps_the_last_good_version(
     env: dict[str, str],
     workers: list[Worker],
 ) -> None:
-    ws = make_workspace(tmp_path, smtp_server, None)
+    ws = worker_workspace(tmp_path, smtp_server, None)
     ws.close()
     template = tmp_path / "templates" / "hello.txt.j2"
     worker = start(tmp_path, env, workers)
@@ -462,7 +462,7 @@ def test_sighup_reloads_config_toml_and_says_what_waits_for_a_restart(
     env: dict[str, str],
     workers: list[Worker],
 ) -> None:
-    ws = make_workspace(tmp_path, smtp_server, None)
+    ws = worker_workspace(tmp_path, smtp_server, None)
     ws.close()
     config = tmp_path / "config.toml"
     template = tmp_path / "templates" / "hello.txt.j2"
@@ -507,7 +507,7 @@ def test_imap_idle_wakes_the_reader_before_the_next_poll(
     env: dict[str, str],
     workers: list[Worker],
 ) -> None:
-    ws = make_workspace(tmp_path, smtp_server, imap_server)
+    ws = worker_workspace(tmp_path, smtp_server, imap_server)
     (tmp_path / "config.toml").write_text(
         (tmp_path / "config.toml")
         .read_text()
@@ -574,7 +574,7 @@ def test_a_failing_job_is_logged_and_the_worker_goes_on(
     tmp_path: Path,
     smtp_server: LocalSMTPServer,
 ) -> None:
-    ws = make_workspace(tmp_path, smtp_server, None)
+    ws = worker_workspace(tmp_path, smtp_server, None)
     logger = logging.getLogger("outreach.test.guard")
     service = Service(ws.config, ws.worker(), logger)
     try:
@@ -605,7 +605,7 @@ def test_one_partner_that_breaks_rendering_does_not_stop_the_others(
 ) -> None:
     import outreach.engine.sending
 
-    ws = make_workspace(tmp_path, smtp_server, None)
+    ws = worker_workspace(tmp_path, smtp_server, None)
     ws.add_partners(partner_rows(3))
     real = outreach.engine.sending.build_message
 
@@ -629,7 +629,7 @@ def test_one_message_that_breaks_reading_is_recorded_and_the_batch_goes_on(
 ) -> None:
     import outreach.engine.ingest
 
-    ws = make_workspace(tmp_path, smtp_server, imap_server)
+    ws = worker_workspace(tmp_path, smtp_server, imap_server)
     ws.add_partners(partner_rows(2))
     worker = ws.worker()
     worker.cycle()
@@ -682,7 +682,7 @@ def test_backoff_state() -> None:
 def test_a_reloaded_config_keeps_what_only_a_restart_changes(
     tmp_path: Path, smtp_server: LocalSMTPServer, imap_server: LocalIMAPServer
 ) -> None:
-    started = make_workspace(tmp_path, smtp_server, imap_server).config
+    started = worker_workspace(tmp_path, smtp_server, imap_server).config
     account = started.accounts["default"]
     assert account.imap is not None
     fresh = replace(
@@ -712,7 +712,7 @@ def test_a_reload_naming_a_password_variable_the_worker_lacks_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(IMAP_PASSWORD_ENV, raising=False)  # unset at the start already
-    started = make_workspace(tmp_path, smtp_server, imap_server).config
+    started = worker_workspace(tmp_path, smtp_server, imap_server).config
     assert unset_password_envs(started, started) == [], "not news: the start decided on it"
     config = tmp_path / "config.toml"
     config.write_text(config.read_text().replace(IMAP_PASSWORD_ENV, "OUTREACH_TEST_UNSET_PW"))
@@ -727,7 +727,7 @@ def test_a_reload_naming_a_password_variable_the_worker_lacks_is_refused(
 
 
 def test_fingerprint_sees_edits(tmp_path: Path, smtp_server: LocalSMTPServer) -> None:
-    ws = make_workspace(tmp_path, smtp_server, None)
+    ws = worker_workspace(tmp_path, smtp_server, None)
     before = fingerprint(ws.config)
     assert before == fingerprint(ws.config)
     (tmp_path / "templates" / "hello.txt.j2").write_text("changed, and longer than before\n")
@@ -765,7 +765,7 @@ def test_the_daily_digest_sums_up_the_day_once(
     imap_server: LocalIMAPServer,
     env: dict[str, str],
 ) -> None:
-    ws = make_workspace(
+    ws = worker_workspace(
         tmp_path,
         smtp_server,
         imap_server,
@@ -826,7 +826,9 @@ def test_digest_waits_for_the_mail_server(
     tmp_path: Path,
     smtp_server: LocalSMTPServer,
 ) -> None:
-    ws = make_workspace(tmp_path, smtp_server, None, '[digest]\nto = "coordinator@district.test"\n')
+    ws = worker_workspace(
+        tmp_path, smtp_server, None, '[digest]\nto = "coordinator@district.test"\n'
+    )
     logger = logging.getLogger("outreach.test.digest")
     smtp_server.stop()
     assert send_digest(ws.config, ws.campaigns, ws.store, ws.clock(), logger) == "deferred"
@@ -837,7 +839,7 @@ def test_digest_waits_for_the_mail_server(
 
 
 def test_run_once_leaves_a_heartbeat(tmp_path: Path, smtp_server: LocalSMTPServer) -> None:
-    ws = make_workspace(tmp_path, smtp_server, None)
+    ws = worker_workspace(tmp_path, smtp_server, None)
     ws.add_partners(partner_rows(1))
     result = ws.cli("run", "--once")
     assert result.exit_code == 0, result.output
@@ -866,7 +868,7 @@ def test_service_install_writes_a_user_unit_and_never_overwrites(
 ) -> None:
     project = tmp_path / "my project"
     project.mkdir()
-    ws = make_workspace(project, smtp_server, None)
+    ws = worker_workspace(project, smtp_server, None)
     unit_path = home / ".config" / "systemd" / "user" / "outreach.service"
 
     printed = ws.cli("service", "install", "--print")
@@ -902,7 +904,7 @@ def test_the_unit_starts_the_worker(
     """What systemd would run: ExecStart from the printed unit, started and stopped."""
     import shlex
 
-    ws = make_workspace(tmp_path, smtp_server, None)
+    ws = worker_workspace(tmp_path, smtp_server, None)
     unit = ws.cli("service", "install", "--print").stdout
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     argv = shlex.split(exec_start.removeprefix("ExecStart=").replace("%%", "%"))
@@ -941,7 +943,7 @@ def test_a_template_broken_for_everyone_blocks_a_reload_but_one_partners_data_do
     from outreach.core.model import Partner
     from outreach.engine.service import render_check
 
-    ws = make_workspace(tmp_path, smtp_server, None)
+    ws = worker_workspace(tmp_path, smtp_server, None)
     (tmp_path / "templates" / "hello.txt.j2").write_text("Hello from {{ partner.city }}\n")
     campaign = ws.campaigns[0]
     with_city = Partner(email="a@partners.test", name="A", fields={"city": "Lincoln"})

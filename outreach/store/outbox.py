@@ -177,19 +177,27 @@ class Outbox(Sequences):
                 )
         return rows
 
-    def ledger_rows(self, where: str, params: Sequence[Any] = ()) -> list[LedgerRow]:
+    def _ledger_rows(self, where: str, params: Sequence[Any] = ()) -> list[LedgerRow]:
         return [_ledger(row) for row in self.query(f"SELECT * FROM messages WHERE {where}", params)]
+
+    def ledger_row(self, ledger_id: int) -> LedgerRow:
+        """One message of the ledger, by its id."""
+        return self._ledger_rows("id = ?", [ledger_id])[0]
+
+    def all_ledger_rows(self) -> list[LedgerRow]:
+        """Every message of the ledger, oldest first (for checks over the whole record)."""
+        return self._ledger_rows("1 ORDER BY id")
 
     def unknown_rows(self) -> list[LedgerRow]:
         """Messages whose delivery is unknown (the worker stopped while sending them)."""
-        return self.ledger_rows("status = 'unknown' ORDER BY id")
+        return self._ledger_rows("status = 'unknown' ORDER BY id")
 
     def count_unknown(self) -> int:
         return int(self.scalar("SELECT count(*) FROM messages WHERE status = 'unknown'"))
 
     def unsaved_copies(self, account: str) -> list[LedgerRow]:
         """The account's sent messages without a copy in its Sent folder yet."""
-        return self.ledger_rows(
+        return self._ledger_rows(
             "account = ? AND status = 'sent' AND saved_copy_at IS NULL ORDER BY id", [account]
         )
 
@@ -212,7 +220,7 @@ class Outbox(Sequences):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return self.ledger_rows(sql, params)
+        return self._ledger_rows(sql, params)
 
     def count_sendable(self, account: str, now: datetime) -> int:
         return int(
@@ -350,7 +358,7 @@ class Outbox(Sequences):
 
     def mark_interrupted(self, now: datetime) -> list[LedgerRow]:
         """Rows left in `sending` by a crash become `unknown`: never resent blindly."""
-        rows = self.ledger_rows("status = 'sending'")
+        rows = self._ledger_rows("status = 'sending'")
         with self.write() as conn:
             for row in rows:
                 conn.execute(
