@@ -1,5 +1,7 @@
-"""Every response-log command on a log of more than 10,000 events stays fast (a few seconds),
-and shows progress only when stderr is a terminal.
+"""Every response-log command answers completely on a log of more than 10,000 events, and
+shows progress only when stderr is a terminal. How fast they answer is measured in
+benchmarks/views.py (against a raw read of the same database), not here: a timed test fails
+on a busy machine and proves nothing on an idle one.
 
 The log is built with the store API (what the worker calls), not by hand-written SQL, and
 faster than real cycles would: 3,000 partners, three steps for some (each deferred once),
@@ -12,7 +14,6 @@ import csv
 import io
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,23 @@ from outreach.core.model import Partner
 from outreach.store import Store
 
 PARTNERS = 3000
-LIMIT = 5.0  # seconds per command, generous for a slow CI machine
+# the response-log commands a coordinator runs (benchmarks/views.py times the same)
+COMMANDS: list[tuple[str, ...]] = [
+    ("log",),
+    ("log", "--json"),
+    ("log", "--partner", "p00042@org42.test"),
+    ("log", "--campaign", "checkin", "--since", "2026-03-03"),
+    ("replies",),
+    ("replies", "--unhandled", "--json"),
+    ("report", "checkin"),
+    ("partners", "list"),
+    ("partners", "list", "--json"),
+    ("partners", "list", "--stale", "90d"),
+    ("export", "events", "--format", "csv"),
+    ("export", "events", "--format", "jsonl"),
+    ("export", "replies", "--format", "json"),
+    ("export", "partners", "--format", "csv"),
+]
 
 
 def build_large_log(store: Store, start: datetime) -> None:
@@ -122,12 +139,10 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     yield ws
 
 
-def timed(ws: Workspace, *args: str) -> tuple[str, float]:
-    began = time.perf_counter()
+def run(ws: Workspace, *args: str) -> str:
     result = ws.cli(*args)
-    elapsed = time.perf_counter() - began
     assert result.exit_code == 0, (args, result.output[-2000:], result.exception)
-    return result.stdout, elapsed
+    return result.stdout
 
 
 def test_the_log_has_more_than_10k_events(big: Workspace):
@@ -135,36 +150,14 @@ def test_the_log_has_more_than_10k_events(big: Workspace):
         assert store.scalar("SELECT count(*) FROM events") > 10_000
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("log",),
-        ("log", "--json"),
-        ("log", "--partner", "p00042@org42.test"),
-        ("log", "--campaign", "checkin", "--since", "2026-03-03"),
-        ("replies",),
-        ("replies", "--unhandled", "--json"),
-        ("report", "checkin"),
-        ("partners", "list"),
-        ("partners", "list", "--json"),
-        ("partners", "list", "--stale", "90d"),
-        ("export", "events", "--format", "csv"),
-        ("export", "events", "--format", "jsonl"),
-        ("export", "replies", "--format", "json"),
-        ("export", "partners", "--format", "csv"),
-    ],
-    ids=lambda a: " ".join(a),
-)
-def test_commands_stay_fast(big: Workspace, args: tuple[str, ...]):
-    out, elapsed = timed(big, *args)
-    assert out.strip()
-    assert elapsed < LIMIT, f"outreach {' '.join(args)} took {elapsed:.1f} s"
+@pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
+def test_commands_answer_on_a_large_log(big: Workspace, args: tuple[str, ...]):
+    assert run(big, *args).strip()
 
 
 def test_html_report_on_a_large_log(big: Workspace):
     target = big.root / "big.html"
-    _, elapsed = timed(big, "report", "checkin", "--html", str(target))
-    assert elapsed < LIMIT
+    run(big, "report", "checkin", "--html", str(target))
     page = target.read_text(encoding="utf-8")
     assert page.count('class="reply"') == 500 + 500  # replies and auto-replies shown
     assert 'id="chart-replies"' in page and 'id="chart-funnel"' in page
@@ -172,19 +165,18 @@ def test_html_report_on_a_large_log(big: Workspace):
 
 def test_big_outputs_are_complete(big: Workspace):
     events = [
-        json.loads(line)
-        for line in timed(big, "export", "events", "--format", "jsonl")[0].splitlines()
+        json.loads(line) for line in run(big, "export", "events", "--format", "jsonl").splitlines()
     ]
     assert len(events) > 10_000 and events[0]["at"] <= events[-1]["at"]
     rows = list(
         csv.DictReader(
-            io.StringIO(timed(big, "export", "replies", "--format", "csv")[0].lstrip("\ufeff"))
+            io.StringIO(run(big, "export", "replies", "--format", "csv").lstrip("\ufeff"))
         )
     )
     assert len(rows) == 2000
     replies = [r for r in rows if r["kind"] == "reply"]
     assert replies[0]["text"].startswith("Respuesta") and "🎉" in replies[0]["text"]
-    report = json.loads(timed(big, "report", "checkin", "--json")[0])
+    report = json.loads(run(big, "report", "checkin", "--json"))
     assert report["sent"] == PARTNERS and report["replied"] == 500
     assert report["sent_per_step"] == {"1": PARTNERS, "2": 600, "3": 600}
 
