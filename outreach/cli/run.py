@@ -54,12 +54,17 @@ def run(app: App, once: bool, dry_run: bool, log_json: bool, verbose: bool) -> N
 def show_dry_run(app: App) -> None:
     from outreach.engine.planning import find_due
 
-    due = find_due(app.store, app.campaigns, now(), app.config.timezone)
+    due = find_due(app.store, app.campaigns, now(), app.config.timezone, app.config.accounts)
     if not due:
         echo("nothing is due now")
         return
     for item in due:
-        echo(f"{item.campaign.name}  step {item.step.number}  {item.partner.email}")
+        sender = app.config.accounts.get(item.sender)
+        address = f" <{sender.from_email}>" if sender else ""
+        echo(
+            f"{item.campaign.name}  step {item.step.number}  {item.partner.email}"
+            f"  from {item.sender}{address}"
+        )
     echo(f"{len(due)} message(s) would be sent (dry run: nothing changed)")
 
 

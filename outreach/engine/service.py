@@ -178,17 +178,17 @@ def render_check(
     sample partner when it has none: (problems, warnings). A template that fails for every
     partner is broken (a problem); one that fails for some is their data (a warning)."""
     from outreach.config.templates import renderer_for
-    from outreach.core.plan import audience_or_sample
+    from outreach.core.plan import audience_or_sample, preview_account
     from outreach.core.render import render_sequence
     from outreach.engine.checks import render_problems
     from outreach.engine.message_ids import new_message_id
 
     audience, _sample = audience_or_sample(campaign.audience, partners, RENDER_CHECK_PARTNERS)
     renderer = renderer_for(config)
-    account = config.accounts[campaign.account]
     now = datetime.now(UTC)
     failing = []
     for partner in audience:
+        account = preview_account(config.accounts, campaign, partner)
         try:
             render_sequence(renderer, campaign, partner, account, now, new_message_id)
         except OutreachError:
