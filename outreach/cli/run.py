@@ -82,7 +82,7 @@ def status(app: App, as_json: bool) -> None:
         if row.auth == "oauth2" and row.waiting
     ]
     names = [c.name for c in app.campaigns]
-    found = load_status(app.store, names, app.config.database, waiting)
+    found = load_status(app.store, names, app.config.database, waiting, list(app.config.accounts))
     if as_json:
         echo(json_text(status_json(found), indent=2))
         return

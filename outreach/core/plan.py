@@ -175,7 +175,7 @@ def preview_account(
     """The account a preview or a check renders `partner`'s messages with: the one that would
     send them, else (an owner without an account, the sample partner) one the campaign uses."""
     name = campaign.account_for(partner)
-    if name not in accounts:
+    if name is None or name not in accounts:
         name = min(campaign.accounts() & set(accounts), default=next(iter(accounts)))
     return accounts[name]
 

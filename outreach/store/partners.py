@@ -101,10 +101,7 @@ class Partners(Events):
         ]
         summary = f"owner {before or '(none)'} -> {after or '(none)'}"
         if open_campaigns:
-            summary += (
-                f"; {', '.join(open_campaigns)} go on from the account they started with,"
-                " the next sequence starts from the new owner's"
-            )
+            summary += f"; {', '.join(open_campaigns)} keeps its account and thread"
         self.add_event(
             "owner_changed",
             now,

@@ -1,0 +1,314 @@
+"""A CTE team (issue 19): each owner's partners get their messages from the owner's
+account, replies are read from every mailbox, a sequence keeps its account, and one
+account failing holds back no other. Real SMTP (aiosmtpd) and IMAP (pymap) servers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import line_of
+from team import OWNED_BY, ROSTER, TEAM, UNOWNED, from_address, team_workspace
+
+from outreach.config import load_campaigns, load_config
+from outreach.core.errors import Problems
+from outreach.core.model import Partner
+from outreach.testing import partner_mail
+from outreach.testing.imap_server import LocalIMAPServer
+
+
+@pytest.fixture
+def mailboxes(imap_server) -> Iterator[dict[str, LocalIMAPServer]]:
+    """One mailbox per account: the session's pymap server for the office, two of their
+    own for the owners (pymap keeps one user per server)."""
+    with (
+        LocalIMAPServer(user="jlee@district.test", password="jlee-pw") as jlee,
+        LocalIMAPServer(user="akim@district.test", password="akim-pw") as akim,
+    ):
+        yield {"jlee": jlee, "akim": akim, "office": imap_server}
+
+
+@pytest.fixture
+def team(tmp_path: Path, smtp_server, mailboxes, monkeypatch):
+    ws = team_workspace(tmp_path, smtp_server.port, mailboxes, monkeypatch)
+    ws.add_partners(ROSTER)
+    yield ws
+    ws.close()
+
+
+def sent(smtp_server, address: str) -> list:
+    return [m for m in smtp_server.messages if list(m.rcpt_tos) == [address]]
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+ACCOUNT = 'from = "{0} <{0}@d.test>"\nsmtp = {{ host = "127.0.0.1", port = 25, security = "none" }}'
+
+
+def test_an_owner_listed_by_two_accounts_is_a_problem_naming_both(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f'[accounts.jlee]\n{ACCOUNT.format("jlee")}\nowners = ["jlee", "Pat"]\n'
+        f'[accounts.akim]\n{ACCOUNT.format("akim")}\nowners = ["akim", "pat "]\n',
+    )
+    with pytest.raises(Problems) as caught:
+        load_config(path)
+    line = line_of(path, 'owners = ["akim"')
+    assert caught.value.problems == [
+        f"{path}:{line}: accounts.akim.owners: owner 'pat' is listed by accounts.jlee and "
+        "accounts.akim; an owner sends from one account"
+    ]
+
+
+def test_owners_must_be_a_list_of_strings_and_owner_is_no_account_name(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"[accounts.jlee]\n{ACCOUNT.format('jlee')}\nowners = [1]\n"
+        f"[accounts.owner]\n{ACCOUNT.format('x')}\n",
+    )
+    with pytest.raises(Problems) as caught:
+        load_config(path)
+    text = "\n".join(caught.value.problems)
+    assert f"{path}:{line_of(path, 'owners = [1]')}: accounts.jlee.owners: expected a list" in text
+    assert "accounts.owner: the name 'owner' is taken" in text
+
+
+@pytest.mark.parametrize(
+    ("campaign", "problem"),
+    [
+        (
+            'account = "jlee"\nfallback_account = "jlee"\n',
+            'fallback_account: only for account = "owner"',
+        ),
+        (
+            'account = "owner"\nfallback_account = "nobody"\n',
+            "fallback_account: no account named 'nobody'",
+        ),
+        ('account = "nobody"\n', "account: no account named 'nobody'"),
+    ],
+)
+def test_campaign_account_keys_are_checked(tmp_path: Path, campaign: str, problem: str) -> None:
+    write(tmp_path, f'[accounts.jlee]\n{ACCOUNT.format("jlee")}\nowners = ["jlee"]\n')
+    (tmp_path / "campaigns").mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "t.txt.j2").write_text("hi\n")
+    (tmp_path / "campaigns" / "c.toml").write_text(
+        campaign + '[[steps]]\ntemplate = "t"\nsubject = "s"\n'
+    )
+    with pytest.raises(Problems) as caught:
+        load_campaigns(load_config(tmp_path / "config.toml"))
+    assert any(problem in p for p in caught.value.problems), caught.value.problems
+
+
+def test_a_campaign_by_owner_knows_each_owners_account(team) -> None:
+    (campaign,) = team.campaigns
+    assert campaign.by_owner and campaign.fallback_account == "office"
+    accounts = {p.email: campaign.account_for(p) for p in team.store.partners()}
+    assert accounts == {**OWNED_BY, "solo@nobody.test": "office", "gone@later.test": "office"}
+
+
+# ----------------------------------------------------------------------------- check
+
+
+def test_check_names_partners_whose_owner_has_no_account(
+    tmp_path, smtp_server, mailboxes, monkeypatch
+) -> None:
+    ws = team_workspace(tmp_path, smtp_server.port, mailboxes, monkeypatch, fallback=None)
+    ws.add_partners(ROSTER)
+    result = ws.cli("check")
+    assert result.exit_code == 2, result.output
+    assert "no account lists the owner of 2 partner(s)" in result.output
+    assert "solo@nobody.test (no owner)" in result.output
+    assert "gone@later.test (owner 'rsmith')" in result.output
+    assert "Traceback" not in result.output
+    # ... and nothing is planned or sent to them
+    plan = json.loads(ws.cli("plan", "--json", "--days", "1").output)
+    assert {row["partner"] for row in plan} == set(OWNED_BY)
+    assert ws.worker().send_cycle().sent == len(OWNED_BY)
+    assert {m.rcpt_tos[0] for m in smtp_server.messages} == set(OWNED_BY)
+    ws.close()
+
+
+def test_check_is_content_with_a_fallback_account(team) -> None:
+    result = team.cli("check")
+    assert result.exit_code == 0, result.output
+
+
+# ----------------------------------------------------------------------------- sending
+
+
+def test_each_partner_hears_from_their_owners_account(team, smtp_server) -> None:
+    report = team.worker().send_cycle()
+    assert report.sent == len(ROSTER)
+    for partner in ROSTER:
+        (message,) = sent(smtp_server, partner["email"])
+        account = OWNED_BY.get(partner["email"], "office")
+        address = TEAM[account][0]
+        assert message.mail_from == address and from_address(message) == address
+        assert message.message["Message-ID"].endswith("@district.test>")
+    rows = team.store.query("SELECT account, count(*) AS n FROM sequences GROUP BY account")
+    assert {r["account"]: r["n"] for r in rows} == {"jlee": 2, "akim": 2, "office": 2}
+
+
+def test_plan_and_dry_run_show_the_sending_account(team) -> None:
+    plan = json.loads(team.cli("plan", "--json", "--days", "1").output)
+    assert {(r["partner"], r["account"]) for r in plan if r["step"] == 1} == {
+        (p["email"], OWNED_BY.get(p["email"], "office")) for p in ROSTER
+    }
+    table = team.cli("plan", "--days", "1").output
+    assert "FROM" in table.splitlines()[0]
+    dry = team.cli("run", "--dry-run").output
+    assert "it@netforge.test  from akim <akim@district.test>" in dry
+    assert "solo@nobody.test  from office <office@district.test>" in dry
+
+
+def test_each_accounts_daily_cap_is_its_own(tmp_path, smtp_server, mailboxes, monkeypatch) -> None:
+    ws = team_workspace(
+        tmp_path, smtp_server.port, mailboxes, monkeypatch, limits={"jlee": "per_day = 1"}
+    )
+    ws.add_partners(ROSTER)
+    report = ws.worker().send_cycle()
+    assert report.sent == len(ROSTER) - 1 and report.held_by_limit == 1
+    assert len([m for m in smtp_server.messages if m.mail_from == "jlee@district.test"]) == 1
+    assert len([m for m in smtp_server.messages if m.mail_from == "akim@district.test"]) == 2
+    ws.close()
+
+
+def test_a_follow_up_after_an_owner_change_keeps_the_first_account_and_thread(
+    team, smtp_server
+) -> None:
+    worker = team.worker()
+    worker.send_cycle()
+    (first,) = sent(smtp_server, "nurse@mercy.test")
+    # the hospital moves from jlee to akim
+    moved = Partner(**{**ROSTER[0], "owner": "akim"})
+    team.store.upsert_partners([moved], team.clock())
+    team.clock.advance(days=2, minutes=1)
+    worker = team.worker()
+    worker.send_cycle()
+    first_message, second = sent(smtp_server, "nurse@mercy.test")
+    assert second.mail_from == "jlee@district.test" == from_address(second)
+    assert second.message["In-Reply-To"] == first.message["Message-ID"]
+    assert second.message["Subject"] == "Re: " + first.message["Subject"]
+    # the change is in the partner's log
+    log = " ".join(team.cli("log", "--partner", "nurse@mercy.test").output.split())
+    assert "owner_changed owner jlee -> akim; checkin keeps its account and thread" in log
+    # the next sequence (a new campaign) starts from the new owner's account
+    (team.root / "campaigns" / "spring.toml").write_text(
+        (team.root / "campaigns" / "checkin.toml").read_text()
+    )
+    team.worker().send_cycle()
+    spring = [m for m in sent(smtp_server, "nurse@mercy.test") if "In-Reply-To" not in m.message]
+    assert [m.mail_from for m in spring] == ["jlee@district.test", "akim@district.test"]
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def test_replies_are_read_from_every_mailbox_and_stop_the_right_sequences(
+    team, smtp_server, mailboxes
+) -> None:
+    worker = team.worker()
+    worker.cycle()
+    when = team.clock()
+    to_nurse = sent(smtp_server, "nurse@mercy.test")[0].raw
+    to_it = sent(smtp_server, "it@netforge.test")[0].raw
+    to_chef = sent(smtp_server, "chef@bistro.test")[0].raw
+    to_solo = sent(smtp_server, "solo@nobody.test")[0].raw
+    mailboxes["jlee"].append(partner_mail.reply(to_nurse, "We hired two interns.", when=when))
+    mailboxes["akim"].append(partner_mail.reply(to_it, "Busy quarter, happy to talk.", when=when))
+    # one answer lands in another owner's mailbox (forwarded, or sent to the wrong person):
+    # its In-Reply-To still ties it to its sequence
+    mailboxes["jlee"].append(partner_mail.reply(to_chef, "New menu, new hires.", when=when))
+    mailboxes["office"].append(partner_mail.reply(to_solo, "All good here.", when=when))
+    read, _ = worker.cycle()
+    assert read.recorded == 4, read
+    states = {
+        r["email"]: r["state"]
+        for r in team.store.query(
+            "SELECT p.email, s.state FROM sequences s JOIN partners p ON p.id = s.partner_id"
+        )
+    }
+    replied = {"nurse@mercy.test", "it@netforge.test", "chef@bistro.test", "solo@nobody.test"}
+    assert {e for e, s in states.items() if s == "replied"} == replied
+    accounts = {
+        r["from_addr"]: r["account"]
+        for r in team.store.query(
+            "SELECT from_addr, account FROM inbound WHERE partner_id IS NOT NULL"
+        )
+    }
+    assert accounts == {
+        "nurse@mercy.test": "jlee",
+        "it@netforge.test": "akim",
+        "chef@bistro.test": "jlee",
+        "solo@nobody.test": "office",
+    }
+    # the silent ones get step 2, from their own accounts
+    team.clock.advance(days=2, minutes=1)
+    _, report = worker.cycle()
+    assert report.sent == 2
+    assert sent(smtp_server, "boss@build.test")[1].mail_from == "jlee@district.test"
+    assert sent(smtp_server, "gone@later.test")[1].mail_from == "office@district.test"
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def test_a_wrong_password_on_one_account_leaves_the_others_working(
+    tmp_path, smtp_server, smtp_server_factory, mailboxes, monkeypatch
+) -> None:
+    guarded = smtp_server_factory(username="akim@district.test", password="right")
+    monkeypatch.setenv("AKIM_SMTP_PW", "wrong")
+    ws = team_workspace(
+        tmp_path,
+        smtp_server.port,
+        mailboxes,
+        monkeypatch,
+        smtp_auth={"akim": (guarded.port, "akim@district.test", "AKIM_SMTP_PW")},
+    )
+    monkeypatch.setenv("TEAM_JLEE_PW", "wrong too")  # jlee's mailbox refuses its login
+    ws.add_partners(ROSTER)
+    to_solo_later = None
+    read, report = ws.worker().cycle()  # no AuthenticationError: the others went on
+    assert report.sent == 4 and guarded.messages == []
+    assert any("akim" in e or "login" in e for e in report.errors), report.errors
+    assert {m.mail_from for m in smtp_server.messages} == {
+        "jlee@district.test",
+        "office@district.test",
+    }
+    queued = ws.store.query("SELECT account, status FROM messages WHERE status != 'sent'")
+    assert queued == [{"account": "akim", "status": "queued"}] * 2
+    # the office's mailbox is still read
+    to_solo_later = sent(smtp_server, "solo@nobody.test")[0].raw
+    mailboxes["office"].append(partner_mail.reply(to_solo_later, "Fine, thanks.", when=ws.clock()))
+    read, _ = ws.worker().cycle()
+    assert read.recorded == 1
+    status = json.loads(ws.cli("status", "--json").output)["accounts"]
+    assert status["akim"]["send"]["state"] == "failing"
+    assert "akim@district.test" in status["akim"]["send"]["reason"]
+    assert status["akim"]["read"]["state"] == "ok"
+    assert status["jlee"]["read"]["state"] == "failing"
+    assert status["jlee"]["send"]["state"] == "ok"
+    assert status["office"] == {
+        "send": {**status["office"]["send"], "state": "ok", "reason": None},
+        "read": {**status["office"]["read"], "state": "ok", "reason": None},
+    }
+    text = ws.cli("status").output
+    assert "akim send: FAILING since" in text and "office read: ok" in text
+    # fixed: akim's queued messages go out, once, from akim
+    monkeypatch.setenv("AKIM_SMTP_PW", "right")
+    _, report = ws.worker().cycle()
+    assert report.sent == 2 and {m.mail_from for m in guarded.messages} == {"akim@district.test"}
+    assert (
+        json.loads(ws.cli("status", "--json").output)["accounts"]["akim"]["send"]["state"] == "ok"
+    )
+    ws.close()
