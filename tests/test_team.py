@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import line_of
-from team import OWNED_BY, ROSTER, TEAM, UNOWNED, from_address, team_workspace
+from team import OWNED_BY, ROSTER, TEAM, from_address, team_workspace
 
 from outreach.config import load_campaigns, load_config
 from outreach.core.errors import Problems
