@@ -312,3 +312,97 @@ def test_a_wrong_password_on_one_account_leaves_the_others_working(
         json.loads(ws.cli("status", "--json").output)["accounts"]["akim"]["send"]["state"] == "ok"
     )
     ws.close()
+
+
+# ----------------------------------------------------------------------------- views
+
+
+@pytest.fixture
+def answered(team, smtp_server, mailboxes):
+    """Step 1 to everyone; nurse (jlee) and it (akim) replied, each to their owner."""
+    worker = team.worker()
+    worker.cycle()
+    when = team.clock()
+    for account, email, words in (
+        ("jlee", "nurse@mercy.test", "We hired two interns."),
+        ("akim", "it@netforge.test", "Could we talk <b>Friday</b>?"),
+    ):
+        mailboxes[account].append(
+            partner_mail.reply(sent(smtp_server, email)[0].raw, words, when=when)
+        )
+    read, _ = worker.cycle()
+    assert read.recorded == 2
+    return team
+
+
+def test_views_take_an_owner(answered) -> None:
+    ws = answered
+    replies = json.loads(ws.cli("replies", "--unhandled", "--owner", "AKIM", "--json").output)
+    assert [r["partner"] for r in replies] == ["it@netforge.test"]
+    all_replies = json.loads(ws.cli("replies", "--owner", "jlee", "--json").output)
+    assert [r["partner"] for r in all_replies] == ["nurse@mercy.test"]
+    events = json.loads(ws.cli("log", "--owner", "akim", "--json").output)
+    # an owner is the roster's: "pat ng" sends from akim's account but is not akim
+    assert {e["partner"] for e in events} == {"it@netforge.test"}
+    events = json.loads(ws.cli("log", "--owner", "Pat Ng", "--json").output)
+    assert {e["partner"] for e in events} == {"chef@bistro.test"}
+    listed = json.loads(ws.cli("partners", "list", "--owner", "jlee", "--json").output)
+    assert [p["email"] for p in listed] == ["boss@build.test", "nurse@mercy.test"]
+    text = ws.cli("partners", "list", "--owner", "jlee").output
+    assert "boss@build.test" in text and "it@netforge.test" not in text
+    unknown = ws.cli("replies", "--owner", "nobody")
+    assert unknown.exit_code == 2 and "--owner nobody: no partner or account has this owner" in (
+        unknown.output
+    )
+
+
+def test_the_report_has_a_per_owner_table(answered, tmp_path: Path) -> None:
+    ws = answered
+    report = json.loads(ws.cli("report", "checkin", "--json").output)
+    owners = {r["owner"]: r for r in report["owners"]}
+    assert owners["akim"] == {
+        "owner": "akim",
+        "account": "akim",
+        "partners": 1,
+        "reached": 1,
+        "replied": 1,
+        "waiting_for_a_person": 1,
+    }
+    assert owners[""]["account"] is None and owners[""]["partners"] == 1
+    # "jlee" and "JLee" in the roster are one owner
+    assert sum(r["partners"] for r in report["owners"] if r["owner"].lower() == "jlee") == 2
+    text = ws.cli("report", "checkin").output
+    assert "Per owner:" in text and "WAITING FOR A PERSON" in text and "(no owner)" in text
+    narrowed = json.loads(ws.cli("report", "checkin", "--owner", "akim", "--json").output)
+    assert [r["owner"] for r in narrowed["owners"]] == ["akim"]
+    assert [r["partner"] for r in narrowed["replies"]] == ["it@netforge.test"]
+    assert "it@netforge.test" not in {s["partner"] for s in narrowed["never_answered"]}
+    assert {s["partner"] for s in narrowed["never_answered"]} == set()
+    page = tmp_path / "report.html"
+    assert ws.cli("report", "checkin", "--html", str(page)).exit_code == 0
+    html = page.read_text()
+    assert '<table id="owners">' in html and "<td>akim</td><td>akim</td>" in html
+    assert "<b>Friday</b>" not in html  # partner text stays escaped
+
+
+def test_exports_carry_the_owner_and_the_sending_account(answered) -> None:
+    ws = answered
+    events = [json.loads(line) for line in ws.cli("export", "events").output.splitlines()]
+    sent_events = {e["partner"]: e for e in events if e["kind"] == "sent"}
+    assert sent_events["it@netforge.test"]["owner"] == "akim"
+    assert sent_events["it@netforge.test"]["account"] == "akim"
+    assert sent_events["solo@nobody.test"]["account"] == "office"
+    replies = [json.loads(line) for line in ws.cli("export", "replies").output.splitlines()]
+    by_partner = {r["partner"]: r for r in replies}
+    assert (
+        by_partner["nurse@mercy.test"]["account"],
+        by_partner["nurse@mercy.test"]["read_by"],
+    ) == (
+        "jlee",
+        "jlee",
+    )
+    assert by_partner["it@netforge.test"]["owner"] == "akim"
+    partners = [json.loads(line) for line in ws.cli("export", "partners").output.splitlines()]
+    assert {p["email"]: p["account"] for p in partners} == {
+        p["email"]: OWNED_BY.get(p["email"], "office") for p in ROSTER
+    }

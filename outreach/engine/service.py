@@ -384,7 +384,7 @@ class IdleWatcher(threading.Thread):
                         if mailbox.idle_wait(IDLE_CHUNK, waiting) and not self.stop.is_set():
                             self.on_news()
             except AuthenticationError:
-                return  # the reader reports it and stops the worker
+                return  # the reader reports it (the worker stops only if every mailbox refuses)
             except (MailServerError, ConfigError) as exc:
                 # also SignInNeeded: the reader says so; IDLE tries again with a backoff
                 if self.stop.is_set():
