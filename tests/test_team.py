@@ -406,3 +406,81 @@ def test_exports_carry_the_owner_and_the_sending_account(answered) -> None:
     assert {p["email"]: p["account"] for p in partners} == {
         p["email"]: OWNED_BY.get(p["email"], "office") for p in ROSTER
     }
+
+
+# ----------------------------------------------------------------------------- digests
+
+
+def digests(smtp_server) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for m in smtp_server.messages:
+        if m.message["X-Outreach"] == "digest":
+            found.setdefault(m.rcpt_tos[0], []).append(m)
+    return found
+
+
+@pytest.mark.parametrize("sender", [None, "office"])
+def test_each_owner_gets_a_digest_about_their_own_partners(
+    tmp_path, smtp_server, mailboxes, monkeypatch, sender
+) -> None:
+    import logging
+
+    from outreach.engine.digest import send_digest
+    from outreach.engine.owner_digest import send_owner_digests
+
+    extra = "[digest]\nper_owner = true\n" + (f'account = "{sender}"\n' if sender else "")
+    ws = team_workspace(tmp_path, smtp_server.port, mailboxes, monkeypatch, extra=extra)
+    ws.add_partners(ROSTER)
+    worker = ws.worker()
+    worker.cycle()
+    ws.clock.advance(hours=1)
+    for account, email, words in (
+        ("jlee", "nurse@mercy.test", "Nurse words for jlee."),
+        ("akim", "chef@bistro.test", "Chef words for akim."),
+    ):
+        mailboxes[account].append(
+            partner_mail.reply(sent(smtp_server, email)[0].raw, words, when=ws.clock())
+        )
+    assert worker.cycle()[0].recorded == 2
+    ws.clock.advance(hours=20)  # 07:00 the next morning: the digests are due
+    log = logging.getLogger("outreach.test.team")
+    # per_owner alone: no coordinator's digest (no `to`)
+    assert send_digest(ws.config, ws.campaigns, ws.store, ws.clock(), log) is None
+    statuses = send_owner_digests(ws.config, ws.campaigns, ws.store, ws.clock(), log)
+    assert statuses == {"jlee": "sent", "akim": "sent", "Pat Ng": "sent"}
+    found = digests(smtp_server)
+    assert set(found) == {"jlee@district.test", "akim@district.test"}
+    (to_jlee,) = found["jlee@district.test"]
+    to_akim = found["akim@district.test"]
+    assert len(to_akim) == 2  # akim's own and Pat Ng's, both to akim's address
+    jlee_text = to_jlee.message.get_content()
+    assert "Nurse words for jlee." in jlee_text and "Chef words" not in jlee_text
+    assert "boss@build.test" in jlee_text and "it@netforge.test" not in jlee_text
+    akim_texts = [m.message.get_content() for m in to_akim]
+    assert sum("Chef words for akim." in t for t in akim_texts) == 1
+    assert not any("Nurse words" in t or "solo@nobody.test" in t for t in akim_texts)
+    expected_from = {
+        "jlee@district.test": sender and TEAM[sender][0] or "jlee@district.test",
+        "akim@district.test": sender and TEAM[sender][0] or "akim@district.test",
+    }
+    for to, messages in found.items():
+        for m in messages:
+            assert m.mail_from == expected_from[to] == from_address(m)
+    # never twice the same day, even after a restart
+    assert send_owner_digests(ws.config, ws.campaigns, ws.store, ws.clock(), log) == {}
+    assert sum(len(v) for v in digests(smtp_server).values()) == 3
+    ws.close()
+
+
+def test_per_owner_config_is_checked(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f'[accounts.jlee]\n{ACCOUNT.format("jlee")}\n[digest]\nper_owner = "yes"\n',
+    )
+    with pytest.raises(Problems) as caught:
+        load_config(path)
+    assert any("digest.per_owner: expected a boolean" in p for p in caught.value.problems)
+    write(tmp_path, f"[accounts.jlee]\n{ACCOUNT.format('jlee')}\n[digest]\nper_owner = true\n")
+    with pytest.raises(Problems) as caught:
+        load_config(path)
+    assert any("digest.per_owner: no account lists owners" in p for p in caught.value.problems)

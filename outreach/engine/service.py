@@ -610,8 +610,12 @@ class Service:
 
     def digest(self) -> None:
         from outreach.engine.digest import send_digest
+        from outreach.engine.owner_digest import send_owner_digests
 
         send_digest(
+            self.config, self.worker.campaigns, self.store, self.now(), self.log, self.worker.logins
+        )
+        send_owner_digests(
             self.config, self.worker.campaigns, self.store, self.now(), self.log, self.worker.logins
         )
 
