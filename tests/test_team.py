@@ -484,3 +484,31 @@ def test_per_owner_config_is_checked(tmp_path: Path) -> None:
     with pytest.raises(Problems) as caught:
         load_config(path)
     assert any("digest.per_owner: no account lists owners" in p for p in caught.value.problems)
+
+
+def test_a_refused_digest_account_holds_back_only_the_digest(
+    tmp_path, smtp_server, smtp_server_factory, mailboxes, monkeypatch
+) -> None:
+    import logging
+
+    from outreach.engine.digest import send_digest
+
+    guarded = smtp_server_factory(username="akim@district.test", password="right")
+    monkeypatch.setenv("AKIM_SMTP_PW", "wrong")
+    ws = team_workspace(
+        tmp_path,
+        smtp_server.port,
+        mailboxes,
+        monkeypatch,
+        smtp_auth={"akim": (guarded.port, "akim@district.test", "AKIM_SMTP_PW")},
+        extra='[digest]\nto = "jlee@district.test"\naccount = "akim"\n',
+    )
+    ws.add_partners(ROSTER)
+    log = logging.getLogger("outreach.test.team")
+    # a team: no AuthenticationError (it would stop the worker for everyone)
+    assert send_digest(ws.config, ws.campaigns, ws.store, ws.clock(), log) == "deferred"
+    assert ws.store.last_digest() is None  # the day is given back: tried again
+    assert ws.worker().send_cycle().sent == 4
+    monkeypatch.setenv("AKIM_SMTP_PW", "right")
+    assert send_digest(ws.config, ws.campaigns, ws.store, ws.clock(), log) == "sent"
+    ws.close()

@@ -280,7 +280,8 @@ def send_digest(
     logins: Logins | None = None,
 ) -> str | None:
     """Send today's digest when it is due; returns its status ("sent", "failed", ...) or None
-    when nothing was due. AuthenticationError propagates (it stops the worker)."""
+    when nothing was due. AuthenticationError propagates (it stops the worker) when the
+    project has one account; with several, only this digest waits."""
     settings = config.digest
     if settings is None or not settings.to:  # per_owner alone: engine/owner_digest.py
         return None
@@ -302,9 +303,14 @@ def send_digest(
         store.release_digest(day)
         log_event(logger, "signin_needed", f"daily digest not sent: {exc}", logging.DEBUG)
         return "deferred"
-    except AuthenticationError:
+    except AuthenticationError as exc:
         store.release_digest(day)
-        raise
+        if len(config.accounts) == 1:
+            raise
+        # a team: the sender reports this account's refusal (and stops the worker only
+        # when every account is refused); the digest waits for it like its messages
+        log_event(logger, "smtp_error", f"daily digest not sent: {exc}", logging.WARNING)
+        return "deferred"
     except MailServerError as exc:
         store.release_digest(day)
         log_event(logger, "smtp_error", f"daily digest not sent: {exc}", logging.WARNING)
