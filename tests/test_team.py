@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -511,4 +512,71 @@ def test_a_refused_digest_account_holds_back_only_the_digest(
     assert ws.worker().send_cycle().sent == 4
     monkeypatch.setenv("AKIM_SMTP_PW", "right")
     assert send_digest(ws.config, ws.campaigns, ws.store, ws.clock(), log) == "sent"
+    ws.close()
+
+
+# ----------------------------------------------------------------------------- the rules
+
+
+def test_a_sequence_keeps_its_account_unless_the_account_is_gone() -> None:
+    from outreach.core.model import Campaign, SequenceState, Step
+    from outreach.core.plan import sending_account
+
+    campaign = Campaign(
+        name="c",
+        source=Path("c.toml"),
+        account="owner",
+        steps=(Step(1, "t", "s", timedelta(0)),),
+        owner_accounts={"akim": "akim"},
+        fallback_account=None,
+    )
+    moved = Partner(email="x@p.test", owner="akim")
+    orphan = Partner(email="y@p.test", owner="rsmith")
+    started = SequenceState("c", 1, "active", 1, None, None, account="jlee")
+    accounts = {"jlee", "akim"}
+    assert sending_account(campaign, moved, None, accounts) == "akim"  # a new sequence
+    assert sending_account(campaign, moved, started, accounts) == "jlee"  # kept
+    assert sending_account(campaign, moved, started, {"akim"}) == "akim"  # jlee is gone
+    assert sending_account(campaign, orphan, None, accounts) is None  # nobody sends
+    assert sending_account(campaign, orphan, started, accounts) == "jlee"  # begun: goes on
+
+
+def test_preview_renders_from_the_partners_owners_account(team) -> None:
+    result = team.cli("preview", "checkin", "--partner", "it@netforge.test")
+    assert result.exit_code == 0, result.output
+    assert "From: Akim <akim@district.test>" in result.output
+
+
+def test_a_database_from_before_m007_keeps_each_sequences_account(tmp_path: Path) -> None:
+    """m007 adds sequences.account, filled from each sequence's first message, so that
+    follow-ups of sequences begun before the upgrade keep their sender too."""
+    import sqlite_utils
+    from workspace import Workspace
+
+    from outreach.store import migrations
+
+    path = tmp_path / "outreach.db"
+    old = sqlite_utils.Database(path)
+    migrations.apply(old, stop_before="m007_team_accounts")
+    stamp = "2026-11-20T15:00:00.000000+00:00"
+    old.execute(
+        "INSERT INTO partners (email, created_at, updated_at) VALUES ('a@p.test', ?, ?)",
+        [stamp, stamp],
+    )
+    old.execute(
+        "INSERT INTO messages (campaign, partner_id, step, account, message_id, to_addr,"
+        " subject, status, raw, created_at, updated_at, sent_at) VALUES ('checkin', 1, 1,"
+        " 'jlee', '<1@d.test>', 'a@p.test', 's', 'sent', x'00', ?, ?, ?)",
+        [stamp, stamp, stamp],
+    )
+    old.execute(
+        "INSERT INTO sequences (campaign, partner_id, state, last_step, last_sent_at,"
+        " updated_at) VALUES ('checkin', 1, 'active', 1, ?, ?)",
+        [stamp, stamp],
+    )
+    old.conn.commit()
+    old.close()
+    ws = Workspace(tmp_path, smtp_port=2525)
+    assert ws.store.sequence("checkin", 1).account == "jlee"
+    assert {"account_state", "owner_digests"} <= set(ws.store.db.table_names())
     ws.close()
