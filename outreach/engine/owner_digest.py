@@ -79,6 +79,7 @@ def send_owner_digests(
     logins = logins or Logins(config)
     statuses: dict[str, str] = {}
     waiting: list[tuple[str, str]] | None = None
+    collected: dict[datetime, Digest] = {}
     for owner, account in owners_to_send(config):
         key = owner_key(owner)
         if not digest_due(now, settings, zone, store.owner_digest_day(key)):
@@ -87,7 +88,9 @@ def send_owner_digests(
             waiting = [(s.account, s.waiting) for s in logins.statuses(config) if s.waiting]
         last = store.last_owner_digest(key)
         since = (parse_iso(last["created_at"]) if last else None) or now - timedelta(days=1)
-        whole = collect(store, config, campaigns, now, since, waiting)
+        if since not in collected:  # owners whose last digest was the same day share it
+            collected[since] = collect(store, config, campaigns, now, since, waiting)
+        whole = collected[since]
         digest = for_owner(whole, key, queries.owner_emails(store, owner), account.name)
         sender = settings.account if settings.account_set else account.name
         mine = replace(settings, to=account.from_header, account=sender)
