@@ -818,6 +818,7 @@ FULL_CONFIG: dict[str, dict[str, str]] = {
         "from": '"Jordan Lee <jlee@district.example>"',
         "reply_to": '"jlee@district.example"',
         "save_sent": "true",
+        "owners": '["jlee"]',
     },
     "accounts.default.smtp": {
         "host": '"smtp.district.example"',
@@ -902,13 +903,19 @@ FULL_CONFIG: dict[str, dict[str, str]] = {
         "max_message_size": "1048576",
         "batch_size": "100",
     },
-    "digest": {"to": '"jlee@district.example"', "account": '"default"', "at": '"07:00"'},
+    "digest": {
+        "to": '"jlee@district.example"',
+        "account": '"default"',
+        "at": '"07:00"',
+        "per_owner": "true",
+    },
 }
 FULL_CAMPAIGN: dict[str, dict[str, str]] = {
     "": {
         "name": '"full"',
         "description": '"Every key"',
-        "account": '"default"',
+        "account": '"owner"',
+        "fallback_account": '"default"',
         "start": "2026-09-08",
         "enabled": "true",
         "match_domain": "false",

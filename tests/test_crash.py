@@ -131,3 +131,93 @@ def test_sigkill_at_random_moments_never_sends_twice(tmp_path: Path, smtp_server
     for partner_id in range(1, PARTNERS + 1):
         expected = 1 if partner_id in unknown_first else 2
         assert steps[partner_id] == expected, f"partner {partner_id}: {steps[partner_id]} steps"
+
+
+TEAM_PARTNERS = 240
+TEAM_OWNERS = ("jlee", "akim", "pat ng", "")  # the last: no owner (the office's fallback)
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_middle_of_a_multi_account_cycle_never_sends_twice(
+    tmp_path: Path, smtp_server: LocalSMTPServer, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 19: three accounts deliver one after another in each cycle; kills land inside
+    any of them. Nothing is lost or sent twice, and every message of a sequence comes from
+    the account of its partner's owner."""
+    from team import TEAM, team_workspace
+
+    smtp_server.delay = 0.002
+    ws = team_workspace(
+        tmp_path, smtp_server.port, {}, monkeypatch, limits={n: "concurrency = 2" for n in TEAM}
+    )
+    (tmp_path / "campaigns" / "checkin.toml").write_text(
+        'account = "owner"\nfallback_account = "office"\n' + TWO_QUICK_STEPS
+    )
+    rows = partner_rows(TEAM_PARTNERS)
+    for index, row in enumerate(rows):
+        row["owner"] = TEAM_OWNERS[index % len(TEAM_OWNERS)]
+    ws.add_partners(rows)
+    ws.close()
+    expected_account = {
+        row["email"]: {"jlee": "jlee", "akim": "akim", "pat ng": "akim", "": "office"}[row["owner"]]
+        for row in rows
+    }
+    rng = random.Random(20261206)
+    command = [
+        sys.executable,
+        "-m",
+        "outreach",
+        "--config",
+        str(tmp_path / "config.toml"),
+        "run",
+        "--once",
+    ]
+    kills = 0
+    for _ in range(60):
+        delivered_before = len(smtp_server.messages)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kills < 25 and kill_at_random_moment(process, smtp_server, delivered_before, rng):
+            kills += 1
+            continue
+        process.wait(timeout=120)
+        assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""
+        with Store(tmp_path / "outreach.db") as store:
+            pending = store.scalar(
+                "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending', 'deferred')"
+            )
+            started = store.scalar("SELECT count(*) FROM sequences")
+        if not pending and started == TEAM_PARTNERS:
+            final = subprocess.run(command, capture_output=True, timeout=120)
+            assert final.returncode == 0, final.stderr.decode()
+            break
+    else:
+        pytest.fail("the campaign never finished")
+    assert kills >= 3, "the test must actually kill the worker mid-campaign"
+
+    with Store(tmp_path / "outreach.db") as store:
+        assert store.scalar("PRAGMA integrity_check") == "ok"
+        rows_out = store.query(
+            "SELECT partner_id, step, status, message_id, to_addr, account FROM messages"
+        )
+        sequences = store.query(
+            "SELECT p.email, s.account FROM sequences s JOIN partners p ON p.id = s.partner_id"
+        )
+    by_message_id = {r["message_id"]: r for r in rows_out}
+    received = Counter(m.message["Message-ID"] for m in smtp_server.messages)
+    assert set(received) <= set(by_message_id), "a message went out that the ledger lost"
+    twice = [mid for mid, count in received.items() if count > 1]
+    assert twice == [], f"delivered twice: {twice[:5]}"
+    pairs = Counter((r["to_addr"], r["step"]) for r in rows_out)
+    assert max(pairs.values()) == 1
+    assert Counter(r["status"] for r in rows_out).keys() <= {"sent", "unknown"}
+    # each from the partner's owner's account: the ledger, the sequence and the envelope
+    assert {s["email"]: s["account"] for s in sequences} == expected_account
+    for row in rows_out:
+        assert row["account"] == expected_account[row["to_addr"]], row
+    for message in smtp_server.messages:
+        row = by_message_id[message.message["Message-ID"]]
+        assert message.mail_from == TEAM[row["account"]][0]
+    unknown_first = {r["to_addr"] for r in rows_out if r["step"] == 1 and r["status"] == "unknown"}
+    steps = Counter(r["to_addr"] for r in rows_out)
+    for email in expected_account:
+        assert steps[email] == (1 if email in unknown_first else 2), email

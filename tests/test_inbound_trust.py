@@ -276,7 +276,8 @@ def test_a_colleague_at_the_partners_domain_answers_for_them(
         csv.reader(io.StringIO(ok(ws.cli("export", "replies", "--format", "csv")).lstrip("\ufeff")))
     )
     assert table[0][:24] == list(REPLY_COLUMNS[:24])
-    assert table[0][-2:] == ["unreadable", "signature"]
+    assert table[0][29:31] == ["unreadable", "signature"]
+    assert table[0][31:] == ["owner", "account", "read_by"]  # issue 19, at the end
     assert table[0][24:26] == ["from_addr", "from_name"]
     assert table[1][24:26] == ["bob@partners.test", "Bob <Builder>"]
     # the HTML report names the sender, escaped

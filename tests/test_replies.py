@@ -291,12 +291,16 @@ def test_a_reply_keeps_its_signature_apart_in_every_view(ws, smtp_server, imap_s
 
     exported = ws.cli("export", "replies", "--format", "csv").stdout
     header, first = list(csv.reader(io.StringIO(exported.lstrip("\ufeff"), newline="")))[:2]
-    assert header[-1] == "signature" and first[header.index("text")] == INLINE_ANSWER
+    # signature was added after unreadable (columns are only ever added at the end)
+    assert header.index("signature") == header.index("unreadable") + 1
+    assert first[header.index("text")] == INLINE_ANSWER
     # a cell starting with '-' is kept text, not a formula; CSV on standard output is shown
     # inert (outreach.cli.terminal), a CSV file (-o) keeps the exact words
-    assert first[-1] == "'" + SIGNATURE.replace("\x1b", "\u241b")
+    assert first[header.index("signature")] == "'" + SIGNATURE.replace("\x1b", "\u241b")
     exported = json.loads(ws.cli("export", "replies", "--format", "json").stdout)
-    assert list(exported[0])[-1] == "signature" and exported[0]["signature"] == SIGNATURE
+    columns = list(exported[0])
+    assert columns.index("signature") == columns.index("unreadable") + 1
+    assert exported[0]["signature"] == SIGNATURE
     report = json.loads(ws.cli("report", "checkin", "--json").stdout)
     assert report["replies"][0]["signature"] == SIGNATURE
     page = ws.root / "checkin.html"

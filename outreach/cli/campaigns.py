@@ -66,7 +66,7 @@ def preview(
 ) -> None:
     """Print the complete rendered message(s) of CAMPAIGN with their headers."""
     from outreach.config.templates import renderer_for
-    from outreach.core.plan import audience_or_sample
+    from outreach.core.plan import audience_or_sample, preview_account
     from outreach.core.render import render_sequence
     from outreach.engine.message_ids import new_message_id
 
@@ -92,7 +92,7 @@ def preview(
         partner = audience[0]
         if sample:
             echo("(no partner in this campaign's audience yet: a sample partner is shown)\n")
-    account = app.config.accounts[campaign.account]
+    account = preview_account(app.config.accounts, campaign, partner)
     renderer = renderer_for(app.config)
     built = render_sequence(
         renderer, campaign, partner, account, now(), new_message_id, steps or None
@@ -142,7 +142,7 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
     campaigns = [app.campaign(campaign_name)] if campaign_name else app.campaigns
     start = now()
     until = start + timedelta(days=days)
-    rows = projections(app.store, campaigns, start, until, app.config.timezone)
+    rows = projections(app.store, campaigns, start, until, app.config.timezone, app.config.accounts)
     if as_json:
         echo(
             json_text(
@@ -152,6 +152,7 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
                         "partner": r.partner.email,
                         "step": r.step,
                         "at": r.at.isoformat(),
+                        "account": r.account,
                     }
                     for r in rows
                 ],
@@ -163,13 +164,14 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
         echo(f"nothing planned in the next {days} days")
         return
     zone = app.zone
-    table = [("WHEN", "CAMPAIGN", "STEP", "PARTNER", "ORGANIZATION")] + [
+    table = [("WHEN", "CAMPAIGN", "STEP", "PARTNER", "ORGANIZATION", "FROM")] + [
         (
             r.at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M"),
             r.campaign,
             str(r.step),
             r.partner.email,
             r.partner.organization,
+            r.account,
         )
         for r in rows
     ]

@@ -25,6 +25,23 @@ def _width() -> int:
     return shutil.get_terminal_size((100, 24)).columns
 
 
+def owner_name(app: App, owner: str | None) -> str | None:
+    """--owner NAME as given, once it is known: an owner in the roster or in an account's
+    owners (compared trimmed, in any case); an InputError naming the known ones otherwise."""
+    if owner is None:
+        return None
+    from outreach.core.settings import owner_key
+
+    known = {p.owner.strip() for p in app.store.partners() if p.owner.strip()}
+    known |= {o for a in app.config.accounts.values() for o in a.owners}
+    if owner_key(owner) not in {owner_key(k) for k in known}:
+        raise InputError(
+            f"--owner {owner}: no partner or account has this owner "
+            f"(owners: {', '.join(sorted(known, key=str.casefold)) or 'none'})"
+        )
+    return owner.strip()
+
+
 def _partner_email(app: App, email: str) -> str:
     """The roster's form of an address as typed (case, IDN domain), or an InputError."""
     from outreach.core.addresses import normalize_address
@@ -48,10 +65,16 @@ def _partner_email(app: App, email: str) -> str:
     metavar="DATE",
     help="From this date (2026-11-01), date and time, or duration back (7d).",
 )
+@click.option("--owner", metavar="NAME", help="Only the partners of this owner.")
 @json_option("A JSON array, one object per event.")
 @pass_app
 def log_command(
-    app: App, partner_email: str | None, campaign_name: str | None, since: str | None, as_json: bool
+    app: App,
+    partner_email: str | None,
+    campaign_name: str | None,
+    since: str | None,
+    owner: str | None,
+    as_json: bool,
 ) -> None:
     """Every event in order: sent, deferred, failed, replies with their text, auto-replies,
     bounces, unsubscribes, pauses, acknowledgements. Times in the coordinator's time zone."""
@@ -65,7 +88,10 @@ def log_command(
         except ValueError as exc:
             raise InputError(str(exc)) from None
     partner = _partner_email(app, partner_email) if partner_email else None
-    events = load_events(app.store, partner=partner, campaign=campaign_name, since=start)
+    owner = owner_name(app, owner)
+    events = load_events(
+        app.store, partner=partner, campaign=campaign_name, since=start, owner=owner
+    )
     if as_json:
         echo_json_array(event.to_json(zone) for event in events)
         return
@@ -78,7 +104,7 @@ def log_command(
         waiting = list(format_waiting(app.store.waiting_for(found.id, campaign_name), zone))
     listed = list(events)
     if not listed:
-        echo("no events" + (" match" if partner or campaign_name or since else " yet"))
+        echo("no events" + (" match" if partner or campaign_name or since or owner else " yet"))
     else:
         echo("\n".join(format_log(listed, zone, width=_width(), show_partner=partner is None)))
         echo(f"\n{len(listed)} event(s); times in {zone.key}")
@@ -104,9 +130,10 @@ def echo_json_array(items: Iterable[dict[str, Any]]) -> None:
 
 @cli.group("replies", invoke_without_command=True)
 @click.option("--unhandled", is_flag=True, help="Only answers nobody has handled yet.")
+@click.option("--owner", metavar="NAME", help="Only about the partners of this owner.")
 @json_option("A JSON array, newest first.")
 @click.pass_context
-def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
+def replies(ctx: click.Context, unhandled: bool, owner: str | None, as_json: bool) -> None:
     """The review queue: what needs a person (human replies, auto-replies saying the contact
     left, mail that could not be read, and unverified mail outreach did not act on: a bounce
     that quotes none of our messages, a reply from someone who is not the partner), newest
@@ -123,7 +150,7 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
     app = ctx.find_object(App)
     assert app is not None
     zone = app.zone
-    rows = load_replies(app.store, unhandled=unhandled)
+    rows = load_replies(app.store, unhandled=unhandled, owner=owner_name(app, owner))
     if as_json:
         echo_json_array(r.to_json(zone) for r in rows)
         return
@@ -237,13 +264,21 @@ def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write a self-contained HTML report (charts, replies) to FILE.",
 )
+@click.option(
+    "--owner",
+    metavar="NAME",
+    help="The per-owner table, the silent partners and the replies of this owner only.",
+)
 @json_option("The report as one JSON object.")
 @pass_app
-def report_command(app: App, campaign_name: str, html_file: Path | None, as_json: bool) -> None:
+def report_command(
+    app: App, campaign_name: str, html_file: Path | None, owner: str | None, as_json: bool
+) -> None:
     """The funnel of CAMPAIGN (audience, sent per step, replied, auto-replied, bounced,
-    unsubscribed, still pending, reply rate, median time to reply) and the partners who
-    never answered."""
+    unsubscribed, still pending, reply rate, median time to reply), per owner (partners,
+    reached, replied, waiting for a person) and the partners who never answered."""
     from outreach.cli.progress import progress
+    from outreach.views.owners import for_owner, load_owners, owner_html, owner_json, owner_lines
     from outreach.views.report import campaign_names, format_report, load_report, report_json
 
     known = set(campaign_names(app.store)) | {c.name for c in app.campaigns}
@@ -254,21 +289,25 @@ def report_command(app: App, campaign_name: str, html_file: Path | None, as_json
     zone = app.zone
     moment = now()
     report = load_report(app.store, campaign_name, zone)
+    owner = owner_name(app, owner)
+    owners = load_owners(app.store, campaign_name, app.config, owner)
+    if owner is not None:
+        report = for_owner(app.store, report, owner)
     if html_file is not None:
         from outreach.views.report_html import render_html
 
         with progress(
             report.replies, length=len(report.replies), label="writing the report"
         ) as replies:
-            page = render_html(report, zone, moment, replies)
+            page = render_html(report, zone, moment, replies, (owner_html(owners, owner),))
         from outreach.store.files import private_text_file
 
         with private_text_file(html_file) as handle:
             handle.write(page)
     if as_json:
-        echo(json_text(report_json(report, zone), indent=2))
+        echo(json_text({**report_json(report, zone), **owner_json(owners, owner)}, indent=2))
     else:
-        echo("\n".join(format_report(report, zone, moment)))
+        echo("\n".join(format_report(report, zone, moment) + owner_lines(owners, owner)))
     if html_file is not None:
         echo(f"wrote {html_file}", err=True)
 

@@ -59,13 +59,16 @@ def partners_import(app: App, csv_file: Path, dry_run: bool) -> None:
 @partners.command("list")
 @json_option("A JSON array, one object per partner.")
 @click.option("--status", type=click.Choice(["active", "bounced", "opted_out", "inactive"]))
+@click.option("--owner", metavar="NAME", help="Only the partners of this owner.")
 @click.option(
     "--stale",
     metavar="DURATION",
     help="Only partners nobody has heard from in this long (e.g. 90d): no reply since.",
 )
 @pass_app
-def partners_list(app: App, as_json: bool, status: str | None, stale: str | None) -> None:
+def partners_list(
+    app: App, as_json: bool, status: str | None, owner: str | None, stale: str | None
+) -> None:
     """Show the roster: status, last contact, last reply and open campaign of each partner."""
     from outreach.views.relationships import (
         is_stale,
@@ -75,6 +78,12 @@ def partners_list(app: App, as_json: bool, status: str | None, stale: str | None
     )
 
     rows = app.store.partners(status=status)
+    if owner is not None:
+        from outreach.cli.logs import owner_name
+        from outreach.core.settings import owner_key
+
+        wanted = owner_key(owner_name(app, owner) or "")
+        rows = [p for p in rows if owner_key(p.owner) == wanted]
     rels = load_relationships(app.store) if rows else {}
     if stale is not None:
         from outreach.core.durations import parse_duration

@@ -54,12 +54,17 @@ def run(app: App, once: bool, dry_run: bool, log_json: bool, verbose: bool) -> N
 def show_dry_run(app: App) -> None:
     from outreach.engine.planning import find_due
 
-    due = find_due(app.store, app.campaigns, now(), app.config.timezone)
+    due = find_due(app.store, app.campaigns, now(), app.config.timezone, app.config.accounts)
     if not due:
         echo("nothing is due now")
         return
     for item in due:
-        echo(f"{item.campaign.name}  step {item.step.number}  {item.partner.email}")
+        sender = app.config.accounts.get(item.sender)
+        address = f" <{sender.from_email}>" if sender else ""
+        echo(
+            f"{item.campaign.name}  step {item.step.number}  {item.partner.email}"
+            f"  from {item.sender}{address}"
+        )
     echo(f"{len(due)} message(s) would be sent (dry run: nothing changed)")
 
 
@@ -77,7 +82,7 @@ def status(app: App, as_json: bool) -> None:
         if row.auth == "oauth2" and row.waiting
     ]
     names = [c.name for c in app.campaigns]
-    found = load_status(app.store, names, app.config.database, waiting)
+    found = load_status(app.store, names, app.config.database, waiting, list(app.config.accounts))
     if as_json:
         echo(json_text(status_json(found), indent=2))
         return

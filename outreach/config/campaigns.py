@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from outreach.config.toml_reader import KeyReader, key_location, kind_of, parse_clock, read_toml
 from outreach.core.errors import ConfigError, Problems
-from outreach.core.model import Audience, Blackout, Campaign, Step, Window
+from outreach.core.model import OWNER_ACCOUNT, Audience, Blackout, Campaign, Step, Window
 from outreach.core.settings import Config
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -22,6 +22,7 @@ _CAMPAIGN = (
     "name",
     "description",
     "account",
+    "fallback_account",
     "audience",
     "start",
     "window",
@@ -81,11 +82,27 @@ def load_campaign(path: Path, config: Config) -> Campaign:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
         reader.problem("name", f"{name!r}: use letters, digits, '-', '_' and '.' only")
     account = reader.get(top, "", "account", str, "default")
-    if account not in config.accounts:
+    if account != OWNER_ACCOUNT and account not in config.accounts:
         reader.problem(
             "account",
             f"no account named {account!r} in {config.path.name} "
+            f'(accounts: {", ".join(config.accounts) or "none"}; or "owner": each partner\'s '
+            "owner's account)",
+        )
+    fallback = reader.get(top, "", "fallback_account", str)
+    if fallback is not None and account != OWNER_ACCOUNT:
+        reader.problem("fallback_account", 'only for account = "owner"')
+    elif fallback is not None and fallback not in config.accounts:
+        reader.problem(
+            "fallback_account",
+            f"no account named {fallback!r} in {config.path.name} "
             f"(accounts: {', '.join(config.accounts) or 'none'})",
+        )
+    if account == OWNER_ACCOUNT and not config.owner_accounts() and fallback is None:
+        reader.problem(
+            "account",
+            f'"owner": no account in {config.path.name} lists owners; add owners = [...] '
+            "to the accounts, or set fallback_account",
         )
 
     audience_raw = reader.table(top.get("audience", {}), "audience", _AUDIENCE)
@@ -127,6 +144,8 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         description=description,
         match_domain=match_domain,
         enabled=enabled,
+        owner_accounts=config.owner_accounts() if account == OWNER_ACCOUNT else {},
+        fallback_account=fallback if account == OWNER_ACCOUNT else None,
     )
 
 

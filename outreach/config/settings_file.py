@@ -15,6 +15,7 @@ from outreach.config.oauth2_endpoints import TEST_ORIGIN_ENV, endpoint_problem, 
 from outreach.config.toml_reader import KeyReader, parse_clock, read_toml
 from outreach.core.addresses import normalize_address
 from outreach.core.durations import parse_duration
+from outreach.core.model import OWNER_ACCOUNT
 from outreach.core.oauth2 import SCOPES, TENANT, Endpoints, OAuth2Settings, Provider
 from outreach.core.settings import (
     Account,
@@ -24,6 +25,7 @@ from outreach.core.settings import (
     ReplySettings,
     ServerSettings,
     WorkerSettings,
+    owner_key,
 )
 from outreach.core.zones import check_timezone
 
@@ -61,7 +63,17 @@ def find_config(explicit: str | os.PathLike[str] | None) -> Path:
 
 _TOP = ("outreach", "template_vars", "accounts", "worker", "replies", "digest")
 _OUTREACH = ("database", "campaigns", "templates", "timezone")
-_ACCOUNT = ("from", "reply_to", "smtp", "imap", "limits", "unsubscribe", "save_sent", "oauth2")
+_ACCOUNT = (
+    "from",
+    "reply_to",
+    "smtp",
+    "imap",
+    "limits",
+    "unsubscribe",
+    "save_sent",
+    "oauth2",
+    "owners",
+)
 _SERVER_COMMON = (
     "host",
     "port",
@@ -79,7 +91,7 @@ _LIMITS = ("preset", "per_minute", "per_day", "jitter", "retry", "concurrency")
 _UNSUBSCRIBE = ("mailto", "url")
 _WORKER = ("poll_every", "send_every", "idle", "shutdown_timeout")
 _REPLIES = ("auto_reply_pause", "soft_bounce_limit", "max_message_size", "batch_size")
-_DIGEST = ("to", "account", "at")
+_DIGEST = ("to", "account", "at", "per_owner")
 
 
 def load_config(path: Path) -> Config:
@@ -112,9 +124,16 @@ def load_config(path: Path) -> Config:
     if not raw_accounts:
         reader.problem("accounts", "define at least one account, e.g. [accounts.default]")
     for name, raw in raw_accounts.items():
+        if name == OWNER_ACCOUNT:
+            reader.problem(
+                f"accounts.{name}",
+                f'the name {name!r} is taken: a campaign\'s account = "owner" sends from '
+                "each partner's owner's account; rename this account",
+            )
         account = _read_account(reader, name, raw)
         if account is not None:
             accounts[name] = account
+    _check_owners(reader, accounts)
 
     worker_raw = reader.table(top.get("worker", {}), "worker", _WORKER)
     defaults = WorkerSettings()
@@ -158,15 +177,28 @@ def load_config(path: Path) -> Config:
     digest = None
     if "digest" in top:
         digest_raw = reader.table(top["digest"], "digest", _DIGEST)
-        to = reader.get(digest_raw, "digest", "to", str, required=True)
+        per_owner = reader.get(digest_raw, "digest", "per_owner", bool, False)
+        # with per_owner, `to` (the whole digest, for a coordinator) may be left out
+        to = reader.get(digest_raw, "digest", "to", str, "", required=not per_owner)
         account_name = reader.get(digest_raw, "digest", "account", str, "default")
         at_text = reader.get(digest_raw, "digest", "at", str, "07:00")
         at = parse_clock(reader, "digest.at", at_text) or time(7, 0)
-        if account_name not in raw_accounts:
+        if account_name not in raw_accounts and ("account" in digest_raw or to):
             reader.problem("digest.account", f"no account named {account_name!r}")
+        if per_owner and not any(a.owners for a in accounts.values()):
+            reader.problem(
+                "digest.per_owner", "no account lists owners (add owners = [...] to an account)"
+            )
         if to:
             _check_address(reader, "digest.to", to)
-            digest = DigestSettings(to=to, account=account_name, at=at)
+        if to or per_owner:
+            digest = DigestSettings(
+                to=to or "",
+                account=account_name,
+                at=at,
+                per_owner=per_owner,
+                account_set="account" in digest_raw,
+            )
 
     reader.verdict()
     return Config(
@@ -181,6 +213,24 @@ def load_config(path: Path) -> Config:
         replies=replies,
         digest=digest,
     )
+
+
+def _check_owners(reader: KeyReader, accounts: dict[str, Account]) -> None:
+    """An owner belongs to one account: listed by two, whose address would a partner get?"""
+    listed: dict[str, str] = {}
+    for account in accounts.values():
+        for owner in account.owners:
+            key = owner_key(owner)
+            if not key:
+                reader.problem(f"accounts.{account.name}.owners", "an owner may not be empty")
+            elif key in listed and listed[key] != account.name:
+                reader.problem(
+                    f"accounts.{account.name}.owners",
+                    f"owner {owner!r} is listed by accounts.{listed[key]} and "
+                    f"accounts.{account.name}; an owner sends from one account",
+                )
+            else:
+                listed[key] = account.name
 
 
 def _check_address(reader: KeyReader, key_path: str, text: str) -> str | None:
@@ -226,6 +276,7 @@ def _read_account(reader: KeyReader, name: str, raw: Any) -> Account | None:
     url = reader.get(unsub, f"{key_path}.unsubscribe", "url", str)
     if url and not url.startswith("https://"):
         reader.problem(f"{key_path}.unsubscribe.url", "must be an https:// URL (RFC 8058)")
+    owners = reader.string_list(table, key_path, "owners")
     save_sent = reader.get(table, key_path, "save_sent", bool, False)
     if save_sent and imap is None:
         reader.problem(f"{key_path}.save_sent", "needs an [imap] section to save sent copies")
@@ -257,6 +308,7 @@ def _read_account(reader: KeyReader, name: str, raw: Any) -> Account | None:
         unsubscribe_url=url,
         save_sent=save_sent,
         oauth2=oauth2,
+        owners=owners,
     )
 
 

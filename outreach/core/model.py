@@ -62,6 +62,20 @@ class InboundKind(StrEnum):
     ERROR = "error"  # could not be read or classified: a person looks at it
 
 
+class AccountPart(StrEnum):
+    """What an account does for outreach (its state is kept for each)."""
+
+    SEND = "send"  # SMTP
+    READ = "read"  # IMAP
+
+
+class AccountState(StrEnum):
+    """How an account's last try at sending or reading went (`outreach status`)."""
+
+    OK = "ok"
+    FAILING = "failing"  # a refused login, a server down: the others go on
+
+
 # Kept for the modules that name a status on its own.
 ACTIVE, BOUNCED, OPTED_OUT, INACTIVE = (
     PartnerStatus.ACTIVE,
@@ -133,6 +147,7 @@ class SequenceState:
     last_step: int
     last_sent_at: datetime | None
     paused_until: datetime | None
+    account: str | None = None  # the account it started with: its follow-ups go from it
 
 
 @dataclass(frozen=True)
@@ -147,6 +162,9 @@ class LedgerRef:
 
 
 # ----------------------------------------------------------------------------- campaigns
+
+#: A campaign's `account = "owner"`: each partner's messages go from their owner's account.
+OWNER_ACCOUNT = "owner"
 
 
 @dataclass(frozen=True)
@@ -198,6 +216,31 @@ class Campaign:
     description: str = ""
     match_domain: bool = False
     enabled: bool = True
+    # account = "owner": the owner (settings.owner_key) -> the account that lists it, from
+    # config.toml, and the account for partners whose owner has none (None: not sent to)
+    owner_accounts: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    fallback_account: str | None = None
+
+    @property
+    def by_owner(self) -> bool:
+        return self.account == OWNER_ACCOUNT
+
+    def account_for(self, partner: Partner) -> str | None:
+        """The account that starts a sequence with `partner`; None when the campaign sends by
+        owner and neither the partner's owner nor a fallback has one."""
+        if not self.by_owner:
+            return self.account
+        found = self.owner_accounts.get(partner.owner.strip().casefold())
+        return found or self.fallback_account
+
+    def accounts(self) -> set[str]:
+        """Every account this campaign may start a sequence from."""
+        if not self.by_owner:
+            return {self.account}
+        found = set(self.owner_accounts.values())
+        if self.fallback_account:
+            found.add(self.fallback_account)
+        return found
 
 
 @dataclass(frozen=True)
@@ -208,3 +251,8 @@ class Due:
     partner: Partner
     step: Step
     due_at: datetime  # when it became due (ignoring the window), for ordering and `plan`
+    account: str = ""  # the account that sends it (campaign.account when left empty)
+
+    @property
+    def sender(self) -> str:
+        return self.account or self.campaign.account

@@ -8,7 +8,7 @@ rule exactly, so they can be tested without a database and without patching time
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -23,6 +23,7 @@ from outreach.core.model import (
     SequenceState,
     Step,
 )
+from outreach.core.settings import Account
 from outreach.core.zones import partner_zone
 
 
@@ -151,6 +152,48 @@ def step_due_at(campaign: Campaign, sequence: SequenceState) -> tuple[Step, date
     return step, due
 
 
+def sending_account(
+    campaign: Campaign,
+    partner: Partner,
+    sequence: SequenceState | None = None,
+    accounts: Collection[str] | None = None,
+) -> str | None:
+    """The account a message to `partner` goes from. A sequence keeps the account it started
+    with: its follow-ups continue the thread from the same address even when the partner's
+    owner (or the campaign's account) changed since; the change applies to the next sequence.
+    Only an account gone from config.toml (not in `accounts`) gives way to today's choice.
+    None: the campaign sends by owner and this partner's owner has no account."""
+    kept = sequence.account if sequence is not None else None
+    if kept and (accounts is None or kept in accounts):
+        return kept
+    return campaign.account_for(partner)
+
+
+def preview_account(
+    accounts: Mapping[str, Account], campaign: Campaign, partner: Partner
+) -> Account:
+    """The account a preview or a check renders `partner`'s messages with: the one that would
+    send them, else (an owner without an account, the sample partner) one the campaign uses."""
+    name = campaign.account_for(partner)
+    if name is None or name not in accounts:
+        name = min(campaign.accounts() & set(accounts), default=next(iter(accounts)))
+    return accounts[name]
+
+
+def unrouted_partners(campaign: Campaign, partners: Iterable[Partner]) -> list[Partner]:
+    """The campaign's partners whose owner has no account (and no fallback_account covers):
+    nothing is sent to them; `outreach check` names them."""
+    if not campaign.by_owner or campaign.fallback_account:
+        return []
+    return [
+        p
+        for p in partners
+        if p.status == ACTIVE
+        and audience_includes(campaign.audience, p)
+        and campaign.account_for(p) is None
+    ]
+
+
 def _window_by_zone(
     campaign: Campaign, now: datetime, default_timezone: str
 ) -> Callable[[Partner], bool]:
@@ -174,11 +217,14 @@ def due_messages(
     waiting: Mapping[str, Sequence[tuple[SequenceState, Partner]]],
     now: datetime,
     default_timezone: str,
+    accounts: Collection[str] | None = None,
 ) -> list[Due]:
-    """Everything due now, oldest first.
+    """Everything due now, oldest first, each with the account that sends it
+    (`sending_account`; a partner without one is left out).
 
     not_started: per campaign, partners with no sequence in it yet (candidates for step 1).
     waiting: per campaign, open sequences with their partners (candidates for a follow-up).
+    accounts: the accounts in config.toml (a sequence's own account is kept while it is).
     """
     due: list[Due] = []
     for campaign in campaigns:
@@ -192,16 +238,18 @@ def due_messages(
         for partner in not_started.get(campaign.name, ()):
             if partner.status != ACTIVE or not audience_includes(campaign.audience, partner):
                 continue
-            if may_send(partner):
-                due.append(Due(campaign, partner, first, became_due))
+            account = sending_account(campaign, partner, None, accounts)
+            if account and may_send(partner):
+                due.append(Due(campaign, partner, first, became_due, account))
         for sequence, partner in waiting.get(campaign.name, ()):
             if partner.status != ACTIVE:
                 continue
             nxt = step_due_at(campaign, sequence)
             if nxt is None or nxt[1] > now:
                 continue
-            if may_send(partner):
-                due.append(Due(campaign, partner, nxt[0], nxt[1]))
+            account = sending_account(campaign, partner, sequence, accounts)
+            if account and may_send(partner):
+                due.append(Due(campaign, partner, nxt[0], nxt[1], account))
     due.sort(key=lambda d: (d.due_at, d.campaign.name, d.partner.email, d.step.number))
     return due
 
@@ -212,6 +260,7 @@ class Projection:
     partner: Partner
     step: int
     at: datetime
+    account: str = ""  # the account that would send it
 
 
 def project(
@@ -221,11 +270,13 @@ def project(
     now: datetime,
     until: datetime,
     default_timezone: str,
+    accounts: Collection[str] | None = None,
 ) -> list[Projection]:
-    """Who gets which step when, up to `until`, assuming nobody answers (for `outreach plan`)."""
+    """Who gets which step when, up to `until`, assuming nobody answers (for `outreach plan`),
+    and from which account (`sending_account`; a partner without one is left out)."""
     result: list[Projection] = []
 
-    def follow(partner: Partner, step_number: int, sent_at: datetime) -> None:
+    def follow(partner: Partner, step_number: int, sent_at: datetime, account: str) -> None:
         zone = partner_zone(partner, default_timezone)
         while step_number < len(campaign.steps):
             step = campaign.steps[step_number]
@@ -233,7 +284,7 @@ def project(
             moment = None if due is None else next_send_time(campaign, zone, max(due, now))
             if moment is None or moment > until:
                 return
-            result.append(Projection(campaign.name, partner, step.number, moment))
+            result.append(Projection(campaign.name, partner, step.number, moment, account))
             step_number, sent_at = step.number, moment
 
     if not campaign.enabled or not campaign.steps:
@@ -241,21 +292,25 @@ def project(
     for partner in partners_not_started:
         if partner.status != ACTIVE or not audience_includes(campaign.audience, partner):
             continue
+        account = sending_account(campaign, partner, None, accounts)
+        if account is None:
+            continue
         zone = partner_zone(partner, default_timezone)
         moment = next_send_time(campaign, zone, now)
         if moment is None or moment > until:
             continue
-        result.append(Projection(campaign.name, partner, 1, moment))
-        follow(partner, 1, moment)
+        result.append(Projection(campaign.name, partner, 1, moment, account))
+        follow(partner, 1, moment, account)
     for sequence, partner in open_sequences:
         if partner.status != ACTIVE or sequence.state not in OPEN_SEQUENCES:
             continue
-        if sequence.last_sent_at is None:
+        account = sending_account(campaign, partner, sequence, accounts)
+        if sequence.last_sent_at is None or account is None:
             continue
         start = sequence.last_sent_at
         if sequence.paused_until and sequence.last_step < len(campaign.steps):
             resumed = _later(sequence.paused_until, -campaign.steps[sequence.last_step].after)
             start = max(start, resumed or start)
-        follow(partner, sequence.last_step, start)
+        follow(partner, sequence.last_step, start, account)
     result.sort(key=lambda p: (p.at, p.partner.email, p.step))
     return result

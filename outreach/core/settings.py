@@ -80,6 +80,8 @@ class Account:
     unsubscribe_url: str | None = None
     save_sent: bool = False
     oauth2: OAuth2Settings | None = None
+    # the roster owners this account sends for (a campaign with account = "owner")
+    owners: tuple[str, ...] = ()
 
     @property
     def domain(self) -> str:
@@ -115,6 +117,16 @@ class DigestSettings:
     to: str
     account: str
     at: time = time(7, 0)
+    # each owner's digest about their own partners, to the address of the account that
+    # lists them (from that account, unless `account` is set)
+    per_owner: bool = False
+    account_set: bool = False  # `account` was written, not the default
+
+
+def owner_key(owner: str) -> str:
+    """How an owner is compared: the roster's and the config's spelling may differ in case
+    and spaces."""
+    return owner.strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -133,3 +145,7 @@ class Config:
     @property
     def folder(self) -> Path:
         return self.path.parent
+
+    def owner_accounts(self) -> dict[str, str]:
+        """owner (owner_key) -> the account that lists it."""
+        return {owner_key(o): a.name for a in self.accounts.values() for o in a.owners}

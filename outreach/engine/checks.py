@@ -13,7 +13,7 @@ from outreach.config.passwords import server_password
 from outreach.config.templates import renderer_for
 from outreach.core.errors import ConfigError, OutreachError, Problems
 from outreach.core.model import Campaign, Partner
-from outreach.core.plan import audience_or_sample
+from outreach.core.plan import audience_or_sample, preview_account, unrouted_partners
 from outreach.core.render import Renderer, render_sequence
 from outreach.core.settings import Config, ServerSettings
 from outreach.engine.message_ids import new_message_id
@@ -79,11 +79,30 @@ def check_all(config_path: Path) -> CheckReport:
                 f"{campaign.name}: {len(campaign.steps)} step(s) rendered for "
                 f"{len(audience)} partner(s)"
             )
+        report.problems.extend(unrouted_problems(campaign, partners))
         # a template that does not parse was reported above; do not echo it per campaign
         report.problems.extend(
             p for p in render_problems(config, campaign, audience) if p not in report.problems
         )
     return report
+
+
+def unrouted_problems(campaign: Campaign, partners: list[Partner]) -> list[str]:
+    """Partners of an account = "owner" campaign whose owner no account lists: nothing is
+    sent to them (a problem, so that nobody is left out unnoticed)."""
+    missing = unrouted_partners(campaign, partners)
+    if not missing:
+        return []
+    names = ", ".join(
+        f"{p.email} (owner {p.owner!r})" if p.owner else f"{p.email} (no owner)"
+        for p in missing[:10]
+    )
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    return [
+        f'{campaign.source}: account = "owner": no account lists the owner of '
+        f"{len(missing)} partner(s), who get nothing: {names}{more} "
+        "(hint: add the owner to an account's owners, or set fallback_account)"
+    ]
 
 
 def template_syntax_problems(config: Config) -> list[str]:
@@ -112,11 +131,11 @@ def render_problems(
 ) -> list[str]:
     """Render and build every step for every partner; the same error is reported once."""
     renderer = renderer or renderer_for(config)
-    account = config.accounts[campaign.account]
     first: dict[str, str] = {}  # the problem without its partner -> the first full message
     count: dict[str, int] = {}
     now = datetime.now(UTC)
     for partner in partners:
+        account = preview_account(config.accounts, campaign, partner)
         try:
             render_sequence(renderer, campaign, partner, account, now, new_message_id)
         except OutreachError as exc:

@@ -250,7 +250,7 @@ def build_message(
     return message_id, message.as_bytes(policy=SMTP)
 
 
-def _deliver(config: Config, settings: DigestSettings, raw: bytes, logins: Logins) -> Result:
+def deliver(config: Config, settings: DigestSettings, raw: bytes, logins: Logins) -> Result:
     account = config.accounts[settings.account]
     recipient = parseaddr(settings.to)[1] or settings.to
     results: list[Result] = []
@@ -280,9 +280,10 @@ def send_digest(
     logins: Logins | None = None,
 ) -> str | None:
     """Send today's digest when it is due; returns its status ("sent", "failed", ...) or None
-    when nothing was due. AuthenticationError propagates (it stops the worker)."""
+    when nothing was due. AuthenticationError propagates (it stops the worker) when the
+    project has one account; with several, only this digest waits."""
     settings = config.digest
-    if settings is None:
+    if settings is None or not settings.to:  # per_owner alone: engine/owner_digest.py
         return None
     zone = ZoneInfo(config.timezone)
     last = store.last_digest()
@@ -297,14 +298,19 @@ def send_digest(
     if not store.claim_digest(day, settings.to, message_id, now):
         return None
     try:
-        result = _deliver(config, settings, raw, logins)
+        result = deliver(config, settings, raw, logins)
     except SignInNeeded as exc:  # its account waits (the sender says so): sent after
         store.release_digest(day)
         log_event(logger, "signin_needed", f"daily digest not sent: {exc}", logging.DEBUG)
         return "deferred"
-    except AuthenticationError:
+    except AuthenticationError as exc:
         store.release_digest(day)
-        raise
+        if len(config.accounts) == 1:
+            raise
+        # a team: the sender reports this account's refusal (and stops the worker only
+        # when every account is refused); the digest waits for it like its messages
+        log_event(logger, "smtp_error", f"daily digest not sent: {exc}", logging.WARNING)
+        return "deferred"
     except MailServerError as exc:
         store.release_digest(day)
         log_event(logger, "smtp_error", f"daily digest not sent: {exc}", logging.WARNING)

@@ -35,7 +35,7 @@ from outreach.core.inbound.match import (
     worth_downloading,
 )
 from outreach.core.inbound.skim import HeaderSkim, skim_headers
-from outreach.core.model import Campaign
+from outreach.core.model import AccountPart, AccountState, Campaign
 from outreach.core.settings import Account, Config
 from outreach.core.zones import partner_zone
 from outreach.engine.classify_pool import ClassifierPool
@@ -104,17 +104,40 @@ class Reader:
         self.should_stop = should_stop
 
     def read_all(self, report: ReadReport) -> None:
-        for account in self.config.accounts.values():
-            if account.imap is None or self.should_stop():
-                continue
+        """Read every account with an [imap] table: a reply lands in the mailbox of the
+        account that sent it (or any other: its Message-ID ties it to its sequence). One
+        mailbox failing holds back no other; each account's state is recorded for
+        `outreach status`. A refused login stops the worker (AuthenticationError) only
+        when every mailbox refused it."""
+        readable = [a for a in self.config.accounts.values() if a.imap is not None]
+        refused: list[AuthenticationError] = []
+        for account in readable:
+            if self.should_stop():
+                return
             try:
-                self.read_account(account, report)
+                problem = self.read_account(account, report)
             except SignInNeeded as exc:  # only this mailbox waits; the others are read
                 report.errors.append(str(exc))
                 announce_waiting(self.logins, self.log, exc)
+                problem = str(exc)
+            except AuthenticationError as exc:
+                refused.append(exc)
+                report.errors.append(str(exc))
+                log_event(self.log, "imap_error", str(exc), logging.ERROR, account=account.name)
+                problem = str(exc)
+            self.store.set_account_state(
+                account.name,
+                AccountPart.READ,
+                AccountState.FAILING if problem else AccountState.OK,
+                problem,
+                self.clock(),
+            )
+        if refused and len(refused) == len(readable):
+            raise refused[0]
 
-    def read_account(self, account: Account, report: ReadReport, attempts: int = 3) -> None:
-        """Read one account, reconnecting with backoff when the connection drops."""
+    def read_account(self, account: Account, report: ReadReport, attempts: int = 3) -> str | None:
+        """Read one account, reconnecting with backoff when the connection drops; the
+        reason it could not be read, or None."""
         assert account.imap is not None
         for attempt in range(1, attempts + 1):
             try:
@@ -122,7 +145,7 @@ class Reader:
                 with Mailbox(account.imap, login) as mailbox:
                     self.read_folder(mailbox, account, account.imap.folder, report)
                 announce_working(self.logins, self.log, account.name)
-                return
+                return None
             except (AuthenticationError, SignInNeeded):
                 raise
             except MailServerError as exc:
@@ -131,8 +154,9 @@ class Reader:
                     log_event(
                         self.log, "imap_error", str(exc), logging.WARNING, account=account.name
                     )
-                    return
+                    return str(exc)
                 time.sleep(0.5 * 2 ** (attempt - 1))
+        return None
 
     def read_folder(
         self, mailbox: Mailbox, account: Account, folder: str, report: ReadReport

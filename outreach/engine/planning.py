@@ -7,7 +7,7 @@ digest (`projections`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from outreach.core.model import Campaign, Due
@@ -16,20 +16,30 @@ from outreach.store import Store
 
 
 def find_due(
-    store: Store, campaigns: Sequence[Campaign], now: datetime, default_tz: str
+    store: Store,
+    campaigns: Sequence[Campaign],
+    now: datetime,
+    default_tz: str,
+    accounts: Collection[str] | None = None,
 ) -> list[Due]:
-    """Everything due now, oldest first (core.plan.due_messages)."""
+    """Everything due now, oldest first, with the account that sends each
+    (core.plan.due_messages; `accounts`: those in config.toml)."""
     not_started = {}
     waiting = {}
     for campaign in campaigns:
         if not campaign.enabled:
             continue
         not_started[campaign.name], waiting[campaign.name] = store.candidates(campaign, now)
-    return due_messages(campaigns, not_started, waiting, now, default_tz)
+    return due_messages(campaigns, not_started, waiting, now, default_tz, accounts)
 
 
 def projections(
-    store: Store, campaigns: Sequence[Campaign], start: datetime, until: datetime, default_tz: str
+    store: Store,
+    campaigns: Sequence[Campaign],
+    start: datetime,
+    until: datetime,
+    default_tz: str,
+    accounts: Collection[str] | None = None,
 ) -> list[Projection]:
     """Who gets which step when, from `start` to `until`, assuming nobody answers
     (core.plan.project), in time order."""
@@ -38,6 +48,6 @@ def projections(
         if not campaign.enabled:
             continue
         not_started, waiting = store.candidates(campaign)
-        rows += project(campaign, not_started, waiting, start, until, default_tz)
+        rows += project(campaign, not_started, waiting, start, until, default_tz, accounts)
     rows.sort(key=lambda r: (r.at, r.campaign, r.partner.email))
     return rows

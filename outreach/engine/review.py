@@ -86,9 +86,12 @@ class ReplyRow:
         }
 
 
-def load_replies(store: Store, *, unhandled: bool = False) -> list[ReplyRow]:
-    """Answers that need a person, newest first (all of them, or only the open ones)."""
-    rows = queries.review_queue(store, unhandled=unhandled)
+def load_replies(
+    store: Store, *, unhandled: bool = False, owner: str | None = None
+) -> list[ReplyRow]:
+    """Answers that need a person, newest first (all of them, or only the open ones; only
+    about `owner`'s partners)."""
+    rows = queries.review_queue(store, unhandled=unhandled, owner=owner)
     return [
         ReplyRow(
             id=r["id"],

@@ -22,7 +22,7 @@ from outreach.core.errors import (
     OutreachError,
     SignInNeeded,
 )
-from outreach.core.model import Campaign, Due
+from outreach.core.model import AccountPart, AccountState, Campaign, Due
 from outreach.core.render import Built, Threading, build_message
 from outreach.core.settings import Account, Config
 from outreach.engine.credentials import Logins, announce_waiting, announce_working
@@ -90,7 +90,9 @@ class Sender:
     # ------------------------------------------------------------------ queue
 
     def due(self) -> list[Due]:
-        return find_due(self.store, self.campaigns, self.clock(), self.config.timezone)
+        return find_due(
+            self.store, self.campaigns, self.clock(), self.config.timezone, self.config.accounts
+        )
 
     def daily_budget(self, account: Account, now: datetime) -> int | None:
         """How many more messages the rolling 24 h limit allows (from the ledger, so a
@@ -113,13 +115,13 @@ class Sender:
             room[account.name] = budget
         planned: dict[str, list[Due]] = {}
         for item in self.due():
-            left = room.get(item.campaign.account)
+            left = room.get(item.sender)
             if left is not None:
                 if left <= 0:
                     report.held_by_limit += 1
                     continue
-                room[item.campaign.account] = left - 1
-            planned.setdefault(item.campaign.account, []).append(item)
+                room[item.sender] = left - 1
+            planned.setdefault(item.sender, []).append(item)
         return planned
 
     def queue_due(self, report: SendReport) -> None:
@@ -158,7 +160,7 @@ class Sender:
     def prepare(self, item: Due, threading: Threading) -> Built:
         """Render one message (pure: no I/O)."""
         campaign, partner, step = item.campaign, item.partner, item.step
-        account = self.config.accounts[campaign.account]
+        account = self.config.accounts[item.sender]
         if not (step.thread and step.number > 1):
             threading = Threading()
         rendered = self.renderer.render(campaign, step, partner, account, threading)
@@ -194,7 +196,7 @@ class Sender:
                     item.campaign.name,
                     item.partner.id or 0,
                     item.step.number,
-                    item.campaign.account,
+                    item.sender,
                     built.message_id,
                     built.to_addr,
                     built.subject,
@@ -214,34 +216,56 @@ class Sender:
         self.deliver_all(report, self.plan_by_account(report))
 
     def deliver_all(self, report: SendReport, planned: dict[str, list[Due]] | None = None) -> None:
-        """Deliver what is queued (and `planned`, rendered on the way), account by account."""
+        """Deliver what is queued (and `planned`, rendered on the way), account by account.
+
+        One account failing (a refused login, a sign-in that expired, its server down) holds
+        back only its own messages, which stay queued: the others are delivered, and each
+        account's state is recorded for `outreach status`. A refused login stops the worker
+        (AuthenticationError) only when every account in use was refused: then nothing can
+        be sent until a person fixes the passwords.
+        """
         planned = planned or {}
-        for account in self.accounts_in_use():
+        in_use = self.accounts_in_use()
+        refused: list[AuthenticationError] = []
+        for account in in_use:
             if self.should_stop():
                 return
             try:
-                self.deliver_account(account, report, planned.get(account.name, ()))
+                if self.deliver_account(account, report, planned.get(account.name, ())):
+                    self.account_state(account, AccountState.OK, None)
             except SignInNeeded as exc:  # only this account waits: its messages stay queued
                 report.errors.append(str(exc))
                 announce_waiting(self.logins, self.log, exc)
+                self.account_state(account, AccountState.FAILING, str(exc))
                 continue
-            except AuthenticationError:
-                raise
+            except AuthenticationError as exc:
+                refused.append(exc)
+                report.errors.append(str(exc))
+                log_event(self.log, "smtp_error", str(exc), logging.ERROR, account=account.name)
+                self.account_state(account, AccountState.FAILING, str(exc))
+                continue
             except MailServerError as exc:
                 report.errors.append(str(exc))
                 log_event(self.log, "smtp_error", str(exc), logging.WARNING, account=account.name)
+                self.account_state(account, AccountState.FAILING, str(exc))
             if account.save_sent:
                 self.save_sent_copies(account, report)
+        if refused and len(refused) == len(in_use):
+            raise refused[0]
+
+    def account_state(self, account: Account, state: AccountState, reason: str | None) -> None:
+        self.store.set_account_state(account.name, AccountPart.SEND, state, reason, self.clock())
 
     def accounts_in_use(self) -> list[Account]:
-        names = {c.account for c in self.campaigns}
+        names = {name for c in self.campaigns for name in c.accounts()}
         names |= self.store.accounts_with_backlog()
         return [self.config.accounts[n] for n in sorted(names) if n in self.config.accounts]
 
     def deliver_account(
         self, account: Account, report: SendReport, items: Sequence[Due] = ()
-    ) -> None:
-        """Deliver the account's sendable rows, then `items` (planned for it now)."""
+    ) -> bool:
+        """Deliver the account's sendable rows, then `items` (planned for it now); False when
+        there was nothing to deliver (the server was not tried)."""
         # an account that must sign in again renders nothing new into the outbox: what is
         # due is planned afresh once it can send, after its mailbox is read (replies first)
         self.logins.check(account)
@@ -260,7 +284,7 @@ class Sender:
                 account=account.name,
             )
         if not rows and not items:
-            return
+            return False
         feed = OutboxFeed(self, account, rows, items, report)
         idle = IdleWorkSelector()
         idle.add(feed.render_ahead, feed.wants_rendering)
@@ -288,6 +312,7 @@ class Sender:
             self.store.rollback()  # what an interrupted batch staged: as if it had crashed
         feed.queue_rest()
         announce_working(self.logins, self.log, account.name)
+        return True
 
     # ------------------------------------------------------------------ Sent folder
 

@@ -178,17 +178,17 @@ def render_check(
     sample partner when it has none: (problems, warnings). A template that fails for every
     partner is broken (a problem); one that fails for some is their data (a warning)."""
     from outreach.config.templates import renderer_for
-    from outreach.core.plan import audience_or_sample
+    from outreach.core.plan import audience_or_sample, preview_account
     from outreach.core.render import render_sequence
     from outreach.engine.checks import render_problems
     from outreach.engine.message_ids import new_message_id
 
     audience, _sample = audience_or_sample(campaign.audience, partners, RENDER_CHECK_PARTNERS)
     renderer = renderer_for(config)
-    account = config.accounts[campaign.account]
     now = datetime.now(UTC)
     failing = []
     for partner in audience:
+        account = preview_account(config.accounts, campaign, partner)
         try:
             render_sequence(renderer, campaign, partner, account, now, new_message_id)
         except OutreachError:
@@ -384,7 +384,7 @@ class IdleWatcher(threading.Thread):
                         if mailbox.idle_wait(IDLE_CHUNK, waiting) and not self.stop.is_set():
                             self.on_news()
             except AuthenticationError:
-                return  # the reader reports it and stops the worker
+                return  # the reader reports it (the worker stops only if every mailbox refuses)
             except (MailServerError, ConfigError) as exc:
                 # also SignInNeeded: the reader says so; IDLE tries again with a backoff
                 if self.stop.is_set():
@@ -610,8 +610,12 @@ class Service:
 
     def digest(self) -> None:
         from outreach.engine.digest import send_digest
+        from outreach.engine.owner_digest import send_owner_digests
 
         send_digest(
+            self.config, self.worker.campaigns, self.store, self.now(), self.log, self.worker.logins
+        )
+        send_owner_digests(
             self.config, self.worker.campaigns, self.store, self.now(), self.log, self.worker.logins
         )
 

@@ -13,6 +13,7 @@
               uidvalidity, uid); a reply's new words in `text`, its signature apart
 - events      `events`: the per-partner log, every state change, every reply
 - state       `worker`, `digests`: the worker's heartbeat and the digests sent
+- account_state  `account_state`: each account's sending and reading, ok or failing
 - queries     the read-only queries behind the views (log, replies, report, exports)
 
 Beside the database, the other files outreach keeps: `token_file` (OAuth2 tokens, 0600),
@@ -22,6 +23,7 @@ per database).
 
 from __future__ import annotations
 
+from outreach.store.account_state import AccountStates
 from outreach.store.database import Database, iso, parse_iso, storable
 from outreach.store.failures import OPEN_CHECK_BUDGET, database_errors, database_failure
 from outreach.store.inbound import Inbound
@@ -36,7 +38,7 @@ from outreach.store.schema import migrations
 from outreach.store.state import WorkerState
 
 
-class Store(Outbox, Inbound, WorkerState, Database):
+class Store(Outbox, Inbound, WorkerState, AccountStates, Database):
     """A handle on one outreach database: every entity's reads and writes (see above)."""
 
 

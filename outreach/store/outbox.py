@@ -169,10 +169,13 @@ class Outbox(Sequences):
                 some = written[start : start + IN_CHUNK]
                 marks = ",".join("?" * len(some))
                 conn.execute(
-                    "INSERT INTO sequences (campaign, partner_id, state, last_step, updated_at)"
-                    f" SELECT campaign, partner_id, 'active', step, ?1 FROM messages WHERE id IN"
+                    "INSERT INTO sequences (campaign, partner_id, state, last_step, updated_at,"
+                    " account)"
+                    f" SELECT campaign, partner_id, 'active', step, ?1, account FROM messages"
+                    f" WHERE id IN"
                     f" ({marks}) ORDER BY id ON CONFLICT (campaign, partner_id) DO UPDATE SET"
-                    " last_step = excluded.last_step, updated_at = excluded.updated_at",
+                    " last_step = excluded.last_step, updated_at = excluded.updated_at,"
+                    " account = coalesce(sequences.account, excluded.account)",
                     [stamp, *some],
                 )
         return rows

@@ -63,7 +63,7 @@ class Partners(Events):
                     json.dumps(partner.fields, ensure_ascii=False),
                 )
                 row = conn.execute(
-                    "SELECT id FROM partners WHERE email = ?", (partner.email,)
+                    "SELECT id, owner FROM partners WHERE email = ?", (partner.email,)
                 ).fetchone()
                 if row is None:
                     cursor = conn.execute(
@@ -83,8 +83,32 @@ class Partners(Events):
                         " WHERE id=?",
                         (*values, stamp, row[0]),
                     )
+                    if row[1] != partner.owner:
+                        self._owner_changed(row[0], row[1], partner.owner, now)
                     updated += 1
         return created, updated
+
+    def _owner_changed(self, partner_id: int, before: str, after: str, now: datetime) -> None:
+        """A partner's log says when they changed hands, and that what is under way stays
+        with the account it started from (its follow-ups keep their thread)."""
+        open_campaigns = [
+            str(name)
+            for (name,) in self.db.conn.execute(
+                "SELECT campaign FROM sequences WHERE partner_id = ? AND state IN"
+                " ('active', 'paused') ORDER BY campaign",
+                (partner_id,),
+            )
+        ]
+        summary = f"owner {before or '(none)'} -> {after or '(none)'}"
+        if open_campaigns:
+            summary += f"; {', '.join(open_campaigns)} keeps its account and thread"
+        self.add_event(
+            "owner_changed",
+            now,
+            partner_id=partner_id,
+            summary=summary,
+            detail={"before": before, "after": after, "open": open_campaigns},
+        )
 
     def partners(self, *, status: str | None = None) -> list[Partner]:
         where = "WHERE status = ?" if status else ""

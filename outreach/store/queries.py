@@ -23,6 +23,7 @@ def events(
     partner: str | None = None,
     campaign: str | None = None,
     since: datetime | None = None,
+    owner: str | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """Events oldest first (ties in insertion order), filtered in SQL, one tuple each: id, at,
     kind, partner's email, name, organization, campaign, step, summary, the words of a reply
@@ -37,6 +38,9 @@ def events(
     if since is not None:
         where.append("e.at >= ?")
         params.append(iso(since))
+    if owner is not None:
+        where.append(OWNER_IS)
+        params.append(owner)
     sql = (
         "SELECT e.id, e.at, e.kind, p.email, p.name, p.organization, e.campaign, e.step,"
         " e.summary, CASE WHEN e.kind IN ('reply', 'auto_reply', 'unsubscribe', 'unverified')"
@@ -52,16 +56,23 @@ def events(
 # --------------------------------------------------------------------------- the review queue
 
 
-def review_queue(store: Database, *, unhandled: bool = False) -> list[dict[str, Any]]:
+def review_queue(
+    store: Database, *, unhandled: bool = False, owner: str | None = None
+) -> list[dict[str, Any]]:
     """Answers that need a person (reply_log.needs_review), newest first; with `unhandled`,
-    only those nobody has handled."""
+    only those nobody has handled; with `owner`, only about that owner's partners."""
     where = "needs_review" + (" AND NOT handled" if unhandled else "")
+    params: list[Any] = []
+    if owner is not None:
+        where += f" AND r.partner IN (SELECT p.email FROM partners p WHERE {OWNER_IS})"
+        params.append(owner)
     return store.query(
         "SELECT r.id, r.at, r.partner, r.name, r.organization, r.campaign, r.step, r.kind,"
         " r.subject, r.text, r.contact_change, r.handled_at, r.handled_note,"
         " i.full_text, r.from_addr, r.from_name, r.unverified, r.duplicate_of, r.unreadable,"
         " i.signature FROM reply_log r JOIN inbound i ON i.id = r.id"
-        f" WHERE {where} ORDER BY r.at DESC, r.id DESC"
+        f" WHERE {where} ORDER BY r.at DESC, r.id DESC",
+        params,
     )
 
 
@@ -154,19 +165,29 @@ def sent_times(store: Database, campaign: str) -> Iterator[str]:
 EXPORT_SQL = {
     "events": (
         "SELECT e.id, e.at, p.email AS partner, p.organization, e.campaign, e.step, e.kind,"
-        " e.summary, e.message_id, e.detail, p.name, e.inbound_id FROM events e"
-        " LEFT JOIN partners p ON p.id = e.partner_id ORDER BY e.at, e.id",
+        " e.summary, e.message_id, e.detail, p.name, e.inbound_id, p.owner,"
+        # the account that sent the message the event is about, else the sequence's
+        " coalesce(m.account, s.account) AS account FROM events e"
+        " LEFT JOIN partners p ON p.id = e.partner_id"
+        " LEFT JOIN messages m ON m.id = e.outbound_id"
+        " LEFT JOIN sequences s ON s.campaign = e.campaign AND s.partner_id = e.partner_id"
+        " ORDER BY e.at, e.id",
         "events",
     ),
     "replies": (
-        "SELECT r.*, r.handled_note AS note, i.signature"
+        "SELECT r.*, r.handled_note AS note, i.signature,"
+        " (SELECT p.owner FROM partners p WHERE p.id = i.partner_id) AS owner,"
+        " (SELECT m.account FROM messages m WHERE m.id = i.matched_message) AS account,"
+        " i.account AS read_by"
         " FROM reply_log r JOIN inbound i ON i.id = r.id"
         " ORDER BY r.at, r.id",
         "inbound",
     ),
     "partners": (
         "SELECT s.*, s.unhandled AS unhandled_replies, p.first_name, p.tags, p.timezone,"
-        " p.fields FROM partner_status s JOIN partners p ON p.id = s.id ORDER BY s.email",
+        " p.fields, (SELECT q.account FROM sequences q WHERE q.partner_id = s.id"
+        "   ORDER BY q.updated_at DESC LIMIT 1) AS account"
+        " FROM partner_status s JOIN partners p ON p.id = s.id ORDER BY s.email",
         "partners",
     ),
 }
@@ -196,3 +217,37 @@ def partner_event_kinds(store: Database) -> list[tuple[str, str, int | None]]:
             "SELECT p.email, e.kind, e.step FROM events e JOIN partners p ON p.id = e.partner_id"
         )
     ]
+
+
+# --------------------------------------------------------------------------- owners (issue 19)
+
+#: Partners of one owner (the roster's `owner`, compared like the config's: trimmed, any case).
+OWNER_IS = "casefold(trim(p.owner)) = casefold(trim(?))"
+
+
+def owner_emails(store: Database, owner: str) -> set[str]:
+    """The addresses of every partner of `owner`."""
+    return {
+        str(email)
+        for (email,) in store.db.conn.execute(
+            f"SELECT p.email FROM partners p WHERE {OWNER_IS}", [owner]
+        )
+    }
+
+
+def owner_counts(store: Database, campaign: str) -> list[dict[str, Any]]:
+    """Per owner (as the roster writes it, '' for none): partners in the roster, partners the
+    campaign reached, partners who replied to it (verified as theirs), and answers waiting
+    for a person (reply_log.needs_review, not handled)."""
+    return store.query(
+        "SELECT trim(p.owner) AS owner, count(*) AS partners,"
+        " sum(EXISTS (SELECT 1 FROM sequences s WHERE s.partner_id = p.id AND s.campaign = ?1"
+        "   AND s.last_sent_at IS NOT NULL)) AS reached,"
+        " sum(EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = p.id AND i.campaign = ?1"
+        "   AND i.kind = 'reply' AND i.unverified IS NULL)) AS replied,"
+        " (SELECT count(*) FROM reply_log r JOIN partners q ON q.email = r.partner"
+        "   WHERE r.needs_review AND NOT r.handled AND r.campaign = ?1"
+        "   AND casefold(trim(q.owner)) = casefold(trim(p.owner))) AS waiting"
+        " FROM partners p GROUP BY casefold(trim(p.owner)) ORDER BY casefold(trim(p.owner))",
+        [campaign],
+    )

@@ -493,3 +493,44 @@ def m006_inbound_signature(db: sqlite_utils.Database) -> None:
     ("Sent from my iPhone") cut from the end of `text`. Rows read before keep NULL: their
     `text` still holds any signature."""
     db.execute("ALTER TABLE inbound ADD COLUMN signature TEXT")
+
+
+@migrations()
+def m007_team_accounts(db: sqlite_utils.Database) -> None:
+    """A team (issue 19): the account each sequence started with (its follow-ups go from it,
+    whoever owns the partner later), filled for the sequences before from their first
+    message; each account's sending and reading state for `outreach status`; and each
+    owner's daily digest, claimed before any SMTP traffic like the coordinator's."""
+    db.executescript(
+        """
+        ALTER TABLE sequences ADD COLUMN account TEXT;
+        UPDATE sequences SET account = (
+            SELECT m.account FROM messages m
+            WHERE m.campaign = sequences.campaign AND m.partner_id = sequences.partner_id
+            ORDER BY m.step LIMIT 1
+        );
+
+        CREATE TABLE account_state (
+            account TEXT NOT NULL,
+            part TEXT NOT NULL,
+            state TEXT NOT NULL,
+            reason TEXT,
+            since TEXT NOT NULL,
+            checked_at TEXT NOT NULL,
+            PRIMARY KEY (account, part)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE owner_digests (
+            day TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            account TEXT NOT NULL,
+            status TEXT NOT NULL,
+            to_addr TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            summary TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (day, owner)
+        ) WITHOUT ROWID;
+        """
+    )

@@ -149,4 +149,5 @@ def _sequence(row: dict[str, Any]) -> SequenceState:
         last_step=row["last_step"],
         last_sent_at=parse_iso(row["last_sent_at"]),
         paused_until=parse_iso(row["paused_until"]),
+        account=row.get("account"),
     )

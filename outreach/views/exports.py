@@ -51,6 +51,8 @@ EVENT_COLUMNS = (
     "at_local",
     "name",
     "inbound_id",
+    "owner",
+    "account",
 )
 REPLY_COLUMNS = (
     "id",
@@ -84,6 +86,9 @@ REPLY_COLUMNS = (
     "date_header",
     "unreadable",
     "signature",
+    "owner",
+    "account",
+    "read_by",
 )
 PARTNER_COLUMNS = (
     "email",
@@ -105,6 +110,7 @@ PARTNER_COLUMNS = (
     "unhandled_replies",
     "created_at",
     "fields",
+    "account",
 )
 
 Rows = Callable[[Store, ZoneInfo], Iterator[dict[str, Any]]]

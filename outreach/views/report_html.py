@@ -63,8 +63,10 @@ def render_html(
     zone: ZoneInfo,
     now: datetime,
     replies: Iterable[ReportReply] | None = None,
+    sections: Iterable[str] = (),
 ) -> str:
-    """The whole page. `replies` may be a progress-wrapped iterable of report.replies."""
+    """The whole page. `replies` may be a progress-wrapped iterable of report.replies;
+    `sections`: HTML made by other views (escaped there), after the funnel."""
     stamp = local_minute(now, zone)
     parts = [
         "<!DOCTYPE html>",
@@ -77,6 +79,7 @@ def render_html(
         _cards(report),
         "<h2>Funnel</h2>",
         _funnel_table(report),
+        *sections,
         "<h2>Funnel per step</h2>",
         funnel_chart(report),
         "<h2>Replies over time</h2>",

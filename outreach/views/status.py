@@ -7,13 +7,14 @@ for a sign-in comes from the token file (engine/credentials.py), read by the cal
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from outreach.core.model import LedgerStatus
+from outreach.core.model import AccountState, LedgerStatus
 from outreach.store import LedgerRow, Store
 from outreach.store.lock import lock_holder
 from outreach.views.text import format_table, when
@@ -33,12 +34,22 @@ class Status:
     holder: int | None  # the pid holding the worker lock, if one runs
     unknown: list[LedgerRow]
     waiting: list[tuple[str, str]]  # (account, why) of OAuth2 accounts that must sign in
+    # account -> part (send, read) -> its state row (state, reason, since, checked_at)
+    accounts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def load_status(
-    store: Store, campaigns: list[str], database: Path, waiting: list[tuple[str, str]]
+    store: Store,
+    campaigns: list[str],
+    database: Path,
+    waiting: list[tuple[str, str]],
+    accounts: Sequence[str] = (),
 ) -> Status:
     counts = store.status_counts()
+    states: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in accounts}
+    for row in store.account_states():
+        if row["account"] in states:  # an account gone from config.toml is not shown
+            states[row["account"]][row["part"]] = row
     return Status(
         counts=counts,
         campaigns=sorted(set(counts) | set(campaigns)),
@@ -46,6 +57,7 @@ def load_status(
         holder=lock_holder(database),
         unknown=store.unknown_rows(),
         waiting=waiting,
+        accounts=states,
     )
 
 
@@ -60,6 +72,13 @@ def status_json(status: Status) -> dict[str, Any]:
             "running": holder is not None,
             "pid": holder if holder is not None else worker.get("pid"),
             **{key: worker.get(key) for key in WORKER_FIELDS},
+        },
+        "accounts": {
+            name: {
+                part: {key: row.get(key) for key in ("state", "reason", "since", "checked_at")}
+                for part, row in parts.items()
+            }
+            for name, parts in status.accounts.items()
         },
         "sign_in_needed": [
             {"account": account, "reason": why, "command": f"outreach auth login {account}"}
@@ -99,6 +118,7 @@ def format_status(status: Status, zone: ZoneInfo, now: datetime) -> list[str]:
         lines.append(
             f"  last error: {worker['last_error']} ({when(worker.get('last_error_at'), zone, now)})"
         )
+    lines += format_accounts(status, zone, now)
     for account, why in status.waiting:
         lines.append(
             f"\naccounts.{account}: sign-in needed ({why}): its messages stay queued and its "
@@ -109,4 +129,24 @@ def format_status(status: Status, zone: ZoneInfo, now: datetime) -> list[str]:
             f"\n{len(status.unknown)} message(s) with an unknown outcome (see `outreach resolve`):"
         )
         lines += [f"  #{r.id} {r.campaign} step {r.step} to {r.to_addr}" for r in status.unknown]
+    return lines
+
+
+def format_accounts(status: Status, zone: ZoneInfo, now: datetime) -> list[str]:
+    """Each account's sending and reading: ok, or failing with why and since when."""
+    if not status.accounts:
+        return []
+    lines = ["\naccounts:"]
+    for name, parts in status.accounts.items():
+        if not parts:
+            lines.append(f"  {name}: not tried yet")
+            continue
+        for part, row in sorted(parts.items(), reverse=True):  # send, then read
+            if row["state"] == AccountState.OK:
+                lines.append(f"  {name} {part}: ok ({when(row['checked_at'], zone, now)})")
+            else:
+                lines.append(
+                    f"  {name} {part}: FAILING since {when(row['since'], zone, now)}: "
+                    f"{row['reason']}"
+                )
     return lines

@@ -111,9 +111,10 @@ def load_events(
     partner: str | None = None,
     campaign: str | None = None,
     since: datetime | None = None,
+    owner: str | None = None,
 ) -> Iterator[LogEvent]:
     """Events oldest first (ties in insertion order), filtered in SQL, streamed."""
-    for row in queries.events(store, partner=partner, campaign=campaign, since=since):
+    for row in queries.events(store, partner=partner, campaign=campaign, since=since, owner=owner):
         yield LogEvent(
             id=row[0],
             at=datetime.fromisoformat(row[1]),
