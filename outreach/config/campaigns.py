@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from outreach.config.toml_reader import KeyReader, key_location, kind_of, parse_clock, read_toml
 from outreach.core.errors import ConfigError, Problems
 from outreach.core.model import Audience, Blackout, Campaign, Step, Window
+from outreach.core.questions import Question, build_questions, question_problems
 from outreach.core.settings import Config
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -29,6 +30,7 @@ _CAMPAIGN = (
     "steps",
     "match_domain",
     "enabled",
+    "questions",
 )
 _AUDIENCE = ("tags", "pathways", "industries", "owners", "exclude_tags")
 _WINDOW = ("days", "hours")
@@ -113,6 +115,7 @@ def load_campaign(path: Path, config: Config) -> Campaign:
     description = reader.get(top, "", "description", str, "")
     match_domain = reader.get(top, "", "match_domain", bool, False)
     enabled = reader.get(top, "", "enabled", bool, True)
+    questions = _read_questions(reader, top)
 
     reader.verdict()
     return Campaign(
@@ -127,7 +130,19 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         description=description,
         match_domain=match_domain,
         enabled=enabled,
+        questions=questions,
     )
+
+
+def _read_questions(reader: KeyReader, top: dict[str, Any]) -> tuple[Question, ...]:
+    """`[[questions]]`: each problem with its file, line and key (core/questions decides)."""
+    if "questions" not in top:
+        return ()
+    raw = top["questions"]
+    problems = question_problems(raw)
+    for problem in problems:
+        reader.problem(problem.key, problem.message)
+    return () if problems else build_questions(raw)
 
 
 def _read_start(reader: KeyReader, value: Any, timezone: str) -> datetime | None:

@@ -16,6 +16,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from outreach.core.questions import Question
+
 
 class PartnerStatus(StrEnum):
     """A partner across all campaigns."""
@@ -198,6 +200,8 @@ class Campaign:
     description: str = ""
     match_domain: bool = False
     enabled: bool = True
+    #: the questions the check-in asks, numbered from 1 (core/questions.py)
+    questions: tuple[Question, ...] = ()
 
 
 @dataclass(frozen=True)
