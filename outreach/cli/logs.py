@@ -177,7 +177,7 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
 def _tags(row: Any) -> list[str]:
     """What kind of item a review-queue entry is, when it is not a plain reply."""
     kind = row.kind.replace("_", "-")
-    tags = []
+    tags = ["ASKS FOR HELP"] if row.asks_help else []
     if row.unverified:
         tags.append(f"unverified {kind}")
     elif row.kind == "auto_reply" and row.contact_change:
@@ -210,6 +210,7 @@ def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
     misread as a reply resumes the follow-ups; an unsubscribe misread puts the partner back
     to active. Unverified mail (a bounce quoting none of our messages, a stranger's reply) is
     attributed to its partner and KIND's effect applied. Records an event."""
+    from outreach.engine.answers import question_sets
     from outreach.engine.review import reclassify
 
     changes = reclassify(
@@ -219,10 +220,27 @@ def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
         now(),
         default_timezone=app.config.timezone,
         auto_reply_pause=app.config.replies.auto_reply_pause,
+        questions=question_sets(app.campaigns),
     )
     echo(f"#{reply_id} is now {kind}")
     for change in changes:
         echo(f"  {change}")
+
+
+@replies.command("answer")
+@click.argument("reply_id", metavar="ID", type=int)
+@click.argument("question_id", metavar="QUESTION_ID")
+@click.option("--text", required=True, help="The partner's answer to QUESTION_ID ('' clears it).")
+@pass_app
+def replies_answer(app: App, reply_id: int, question_id: str, text: str) -> None:
+    """Correct reply ID's answer to QUESTION_ID: TEXT becomes that answer and leaves wherever
+    it was; what the old answer held goes to "other" (nothing the partner wrote is lost).
+    Records an event; `replies reclassify` keeps a corrected reply's answers."""
+    from outreach.engine.answers import correct_answer, question_sets
+
+    echo(
+        correct_answer(app.store, reply_id, question_id, text, now(), question_sets(app.campaigns))
+    )
 
 
 # --------------------------------------------------------------------------- report
@@ -257,10 +275,11 @@ def report_command(app: App, campaign_name: str, html_file: Path | None, as_json
     if html_file is not None:
         from outreach.views.report_html import render_html
 
+        said = _what_partners_said(app, campaign_name)
         with progress(
             report.replies, length=len(report.replies), label="writing the report"
         ) as replies:
-            page = render_html(report, zone, moment, replies)
+            page = render_html(report, zone, moment, replies, said=said)
         from outreach.store.files import private_text_file
 
         with private_text_file(html_file) as handle:
@@ -271,6 +290,17 @@ def report_command(app: App, campaign_name: str, html_file: Path | None, as_json
         echo("\n".join(format_report(report, zone, moment)))
     if html_file is not None:
         echo(f"wrote {html_file}", err=True)
+
+
+def _what_partners_said(app: App, campaign_name: str) -> str:
+    """The report's "What partners said" when the campaign declares questions, else ""."""
+    questions = next((c.questions for c in app.campaigns if c.name == campaign_name), ())
+    if not questions:
+        return ""
+    from outreach.views.answers import load_answers
+    from outreach.views.answers_html import what_partners_said
+
+    return what_partners_said(load_answers(app.store, campaign_name, questions), app.zone)
 
 
 # --------------------------------------------------------------------------- export
