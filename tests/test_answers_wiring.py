@@ -392,3 +392,93 @@ def test_every_client_fixture_answers_through_classify_campaign(fixture_project:
         shape = json.loads(result.stdout)
         assert shape["answers"] == want["answers"], (name, want["shows"])
         assert shape["asks_help"] is want["asked_for_help"], name
+
+
+# --------------------------------------------------------------------------- older databases
+
+
+def test_a_database_from_before_m008_shows_and_corrects_the_answers_of_old_replies(
+    tmp_path: Path,
+) -> None:
+    """m008 adds inbound.answers, asked_help and answers_corrected_at. A reply recorded
+    before has none: `outreach answers` splits it when it shows it, and a correction splits
+    it first, then stores the corrected answers."""
+    import sqlite_utils
+
+    from outreach.store import migrations
+
+    path = tmp_path / "outreach.db"
+    old = sqlite_utils.Database(path)
+    migrations.apply(old, stop_before="m008_inbound_answers")
+    assert "answers" not in old["inbound"].columns_dict
+    stamp = "2026-11-20T15:00:00.000000+00:00"
+    old.execute(
+        "INSERT INTO partners (email, name, created_at, updated_at) VALUES"
+        " ('ana@shop.test', 'Ana', ?, ?)",
+        [stamp, stamp],
+    )
+    old.execute(
+        "INSERT INTO inbound (account, folder, uidvalidity, uid, message_id, from_addr,"
+        " subject, kind, partner_id, campaign, step, text, processed_at) VALUES"
+        " ('main', 'INBOX', 1, 7, '<old@shop.test>', 'ana@shop.test', 'Re: Check-in',"
+        " 'reply', 1, 'checkin', 1, ?, ?)",
+        ["1. We went hybrid.\n2. Yes.\n3. We need a speaker.", stamp],
+    )
+    old.conn.commit()
+    old.close()
+
+    ws = Workspace(tmp_path, smtp_port=2525, campaign=ALWAYS_OPEN + STEPS + QUESTIONS)
+    assert "answers" in ws.store.db["inbound"].columns_dict
+    rows = json.loads(ws.cli("answers", "checkin", "--format", "json").stdout)
+    assert {r["question"]: r["answer"] for r in rows} == {
+        "changes": "We went hybrid.",
+        "lasting": "Yes.",
+        "help": "We need a speaker.",
+    }
+    assert all(r["asks_help"] for r in rows)
+    [reply] = json.loads(ws.cli("replies", "--json").stdout)
+    assert reply["answers"] is None  # not stored: read before answers were kept
+    assert "answer_help" not in ws.cli("export", "replies", "--format", "csv").stdout
+    assert ws.cli("replies", "answer", "1", "lasting", "--text", "Yes, for good.").exit_code == 0
+    [reply] = json.loads(ws.cli("replies", "--json").stdout)
+    assert reply["answers"] == {
+        "changes": "We went hybrid.",
+        "lasting": "Yes, for good.",
+        "help": "We need a speaker.",
+        "other": "Yes.",
+    }
+    assert reply["asks_help"] is True
+    assert "answer_help" in ws.cli("export", "replies", "--format", "csv").stdout
+    ws.close()
+
+
+def test_control_characters_in_an_answer_never_reach_the_terminal(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path, smtp_port=2525, campaign=ALWAYS_OPEN + STEPS + QUESTIONS)
+    stamp = "2026-11-20T15:00:00.000000+00:00"
+    ws.add_partners([PEOPLE[0]])
+    evil = "We need \x1b]0;pwned\x07 a speaker \x1b[31mnow\u202e."
+    with ws.store.write():
+        ws.store.record_inbound(
+            {
+                "account": "main",
+                "folder": "INBOX",
+                "uidvalidity": 1,
+                "uid": 8,
+                "message_id": "<evil@inline.test>",
+                "kind": "reply",
+                "partner_id": 1,
+                "campaign": "checkin",
+                "step": 1,
+                "text": evil,
+                "answers": json.dumps({"changes": None, "lasting": None, "help": evil}),
+                "asked_help": 1,
+                "processed_at": stamp,
+            }
+        )
+    for args in (["answers", "checkin"], ["answers", "checkin", "--format", "csv"], ["replies"]):
+        out = ws.cli(*args).stdout
+        assert "speaker" in out, args
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, args
+    rows = json.loads(ws.cli("answers", "checkin", "--format", "json").stdout)
+    assert rows[0]["answer"] == evil  # JSON keeps the exact words, escaped
+    ws.close()
