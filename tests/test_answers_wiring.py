@@ -482,3 +482,82 @@ def test_control_characters_in_an_answer_never_reach_the_terminal(tmp_path: Path
     rows = json.loads(ws.cli("answers", "checkin", "--format", "json").stdout)
     assert rows[0]["answer"] == evil  # JSON keeps the exact words, escaped
     ws.close()
+
+
+# --------------------------------------------------------------------------- every client, over IMAP
+
+
+_REWRITTEN = ("from", "to", "date", "message-id", "in-reply-to", "references")
+
+
+def _as_reply_to(raw: bytes, partner: str, message_id: str, when: Any) -> bytes:
+    """A fixture's bytes as the partner's reply to our message: its own body and MIME
+    headers, with From, To, Date, Message-ID, In-Reply-To and References replaced (header
+    lines rewritten as bytes, so the body reaches the server exactly as the client wrote it)."""
+    head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = line.split(b":", 1)[0].strip().lower().decode() in _REWRITTEN
+        if not skipping:
+            kept.append(line)
+    new = [
+        f"From: {partner}",
+        "To: Coordinator <coordinator@district.test>",
+        f"Date: {format_datetime(when)}",
+        f"Message-ID: {make_msgid(domain='client.test')}",
+        f"In-Reply-To: {message_id}",
+        f"References: {message_id}",
+    ]
+    return (
+        b"\r\n".join([*(n.encode() for n in new), *kept])
+        + b"\r\n\r\n"
+        + body.replace(b"\n", b"\r\n")
+    )
+
+
+def test_every_client_fixture_read_over_imap_gets_its_expected_answers(
+    ws: Workspace, smtp_server: Any, imap_server: Any
+) -> None:
+    """Each real-client reply fixture (EXPECTED in test_answers) answers its own campaign's
+    message over IMAP (pymap): the worker records it and stores the expected answer to each
+    question, and whether it asks for help."""
+    from test_answers import CAMPAIGNS, EXPECTED, FIXTURES
+
+    (ws.root / "campaigns" / "checkin.toml").unlink()
+    for language, raw in CAMPAIGNS.items():
+        (ws.root / "campaigns" / f"ask_{language}.toml").write_text(
+            ALWAYS_OPEN + STEPS.replace("Check-in", f"Check-in {language}") + _toml_questions(raw),
+            encoding="utf-8",
+        )
+    names = sorted(EXPECTED)
+    people = [
+        {"email": f"client{i:02d}@clients.test", "name": f"Client {i}", "organization": name}
+        for i, name in enumerate(names)
+    ]
+    ws.add_partners(people)
+    worker = ws.worker()
+    _, sent = worker.cycle()
+    assert sent.sent == len(people) * len(CAMPAIGNS)
+    ws.clock.advance(hours=2)
+    for person, name in zip(people, names, strict=True):
+        [row] = ws.store.query(
+            "SELECT m.message_id FROM messages m JOIN partners p ON p.id = m.partner_id"
+            " WHERE p.email = ? AND m.campaign = ?",
+            [person["email"], f"ask_{EXPECTED[name]['campaign']}"],
+        )
+        raw = (FIXTURES / name).read_bytes()
+        imap_server.append(_as_reply_to(raw, person["email"], row["message_id"], ws.clock()))
+    read, _ = worker.cycle()
+    assert read.recorded == len(names), read
+    rows = {r["partner"]: r for r in json.loads(ws.cli("replies", "--json").stdout)}
+    for person, name in zip(people, names, strict=True):
+        want = EXPECTED[name]
+        got = rows[person["email"]]
+        assert got["campaign"] == f"ask_{want['campaign']}", name
+        assert got["answers"] == want["answers"], (name, want["shows"])
+        assert got["asks_help"] is want["asked_for_help"], name
