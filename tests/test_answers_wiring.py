@@ -484,7 +484,7 @@ def test_control_characters_in_an_answer_never_reach_the_terminal(tmp_path: Path
     ws.close()
 
 
-# --------------------------------------------------------------------------- every client, over IMAP
+# ------------------------------------------------------------------- every client, over IMAP
 
 
 _REWRITTEN = ("from", "to", "date", "message-id", "in-reply-to", "references")
