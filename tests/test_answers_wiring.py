@@ -561,3 +561,13 @@ def test_every_client_fixture_read_over_imap_gets_its_expected_answers(
         assert got["campaign"] == f"ask_{want['campaign']}", name
         assert got["answers"] == want["answers"], (name, want["shows"])
         assert got["asks_help"] is want["asked_for_help"], name
+
+
+def test_report_json_has_what_partners_said(ws: Workspace, answered: dict[str, int]) -> None:
+    result = ws.cli("report", "checkin", "--json")
+    assert result.exit_code == 0, result.output
+    said = json.loads(result.stdout)["what_partners_said"]
+    assert [q["id"] for q in said["questions"]] == ["changes", "lasting", "help"]
+    lasting = {a["partner"]: a["answer"] for a in said["questions"][1]["answers"]}
+    assert lasting == {"ana@inline.test": ANA[2], "ben@numbers.test": "Probably, yes."}
+    assert sorted(said["asked_for_help"]) == ["ana@inline.test", "cy@prose.test"]

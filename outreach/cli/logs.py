@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,9 @@ from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.text import json_text
 from outreach.engine.review import KINDS
+
+if TYPE_CHECKING:
+    from outreach.views.answers import CampaignAnswers
 
 
 def _width() -> int:
@@ -272,10 +275,12 @@ def report_command(app: App, campaign_name: str, html_file: Path | None, as_json
     zone = app.zone
     moment = now()
     report = load_report(app.store, campaign_name, zone)
+    answers = _what_partners_said(app, campaign_name) if html_file or as_json else None
     if html_file is not None:
+        from outreach.views.answers_html import what_partners_said
         from outreach.views.report_html import render_html
 
-        said = _what_partners_said(app, campaign_name)
+        said = "" if answers is None else what_partners_said(answers, zone)
         with progress(
             report.replies, length=len(report.replies), label="writing the report"
         ) as replies:
@@ -285,22 +290,26 @@ def report_command(app: App, campaign_name: str, html_file: Path | None, as_json
         with private_text_file(html_file) as handle:
             handle.write(page)
     if as_json:
-        echo(json_text(report_json(report, zone), indent=2))
+        shape = report_json(report, zone)
+        if answers is not None:
+            from outreach.views.answers import answers_json
+
+            shape["what_partners_said"] = answers_json(answers, zone)
+        echo(json_text(shape, indent=2))
     else:
         echo("\n".join(format_report(report, zone, moment)))
     if html_file is not None:
         echo(f"wrote {html_file}", err=True)
 
 
-def _what_partners_said(app: App, campaign_name: str) -> str:
-    """The report's "What partners said" when the campaign declares questions, else ""."""
+def _what_partners_said(app: App, campaign_name: str) -> CampaignAnswers | None:
+    """Every partner's answer to each question when the campaign declares questions."""
     questions = next((c.questions for c in app.campaigns if c.name == campaign_name), ())
     if not questions:
-        return ""
+        return None
     from outreach.views.answers import load_answers
-    from outreach.views.answers_html import what_partners_said
 
-    return what_partners_said(load_answers(app.store, campaign_name, questions), app.zone)
+    return load_answers(app.store, campaign_name, questions)
 
 
 # --------------------------------------------------------------------------- export

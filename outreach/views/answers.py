@@ -129,6 +129,26 @@ def answer_rows(
             }
 
 
+def answers_json(said: CampaignAnswers, zone: ZoneInfo) -> dict[str, Any]:
+    """`report --json`'s "what_partners_said": each question with every partner's answer,
+    and who asked for help."""
+    return {
+        "questions": [
+            {
+                "id": q.id,
+                "number": q.number,
+                "text": q.text,
+                "answers": [
+                    {k: row[k] for k in ("partner", "name", "organization", "answer", "asks_help")}
+                    for row in answer_rows(said, zone, q.id)
+                ],
+            }
+            for q in said.questions
+        ],
+        "asked_for_help": [p.partner for p in said.asking_help],
+    }
+
+
 def format_answers(said: CampaignAnswers, width: int = 100, only: str | None = None) -> list[str]:
     """The text of `outreach answers`: each question, then each partner's answer under it;
     then who asked for help and what answered no question (not with `only`)."""
