@@ -117,7 +117,9 @@ def replies(ctx: click.Context, unhandled: bool, as_json: bool) -> None:
 
     Mark one handled (or dismiss unverified mail) with `outreach replies ack ID`; correct a
     classification, or attribute unverified mail to its partner, with
-    `outreach replies reclassify ID KIND`."""
+    `outreach replies reclassify ID KIND`; put a reply's words under the right question with
+    `outreach replies answer ID QUESTION_ID --text TEXT`. Open replies that ask for help come
+    first."""
     if ctx.invoked_subcommand is not None:
         return
     from outreach.engine.review import load_replies
