@@ -26,6 +26,7 @@ from outreach.config import find_config, load_campaigns, load_config
 from outreach.config.passwords import server_password
 from outreach.core.durations import format_duration, parse_duration
 from outreach.core.errors import ConfigError, InputError, Problems
+from outreach.core.questions import QUESTION_KEYS
 from outreach.core.settings import ServerSettings
 from outreach.engine.checks import check_all
 
@@ -936,6 +937,12 @@ FULL_CAMPAIGN: dict[str, dict[str, str]] = {
         "thread": "false",
         "subject": '"Again"',
     },
+    "questions[0]": {
+        "id": '"help"',
+        "text": '"Is there anything we can do to help?"',
+        "keywords": '["help", "intern"]',
+        "asks": "true",
+    },
 }
 WRONG = "{ wrong = 1 }"  # an inline table: the wrong type for every key above
 
@@ -943,8 +950,8 @@ WRONG = "{ wrong = 1 }"  # an inline table: the wrong type for every key above
 def full_toml(sections: dict[str, dict[str, str]]) -> str:
     lines = []
     for section, keys in sections.items():
-        if section.startswith("steps["):
-            lines.append("[[steps]]")
+        if section.startswith(("steps[", "questions[")):
+            lines.append(f"[[{section.split('[')[0]}]]")
         elif section:
             lines.append(f"[{section}]")
         lines += [f"{key} = {value}" for key, value in keys.items()]
@@ -1011,13 +1018,24 @@ def test_the_full_config_and_campaign_load_and_name_every_key_outreach_reads(
         **written["accounts.cloud.oauth2"],
         **written["accounts.ms.oauth2"],
     }
-    tables_as_keys = {"smtp", "imap", "limits", "unsubscribe", "audience", "window", "steps"}
+    tables_as_keys = {
+        "smtp",
+        "imap",
+        "limits",
+        "unsubscribe",
+        "audience",
+        "window",
+        "steps",
+        "questions",
+    }
     for section, allowed in tables.items():
         # a key outreach learns to read must be added here, so the test below checks it
         assert set(allowed) - tables_as_keys - {"password_cmd", "password_env"} <= set(
             written[section]
         ) | {"password_cmd", "password_env"}, section
     assert set(campaign_module._STEP) == set(FULL_CAMPAIGN["steps[1]"])
+    assert set(QUESTION_KEYS) == set(FULL_CAMPAIGN["questions[0]"])
+    assert [q.id for q in campaign.questions] == ["help"]
     assert {"password_env", "password_cmd"} <= set(FULL_CONFIG["accounts.default.smtp"]) | set(
         FULL_CONFIG["accounts.default.imap"]
     )

@@ -290,7 +290,7 @@ VALUE_CASES = [
     Case(
         "template-making-a-billion-characters",
         lambda p: edit(p / "templates" / "checkin.txt.j2", "Thank you,", "{{ 'x' * 10**9 }}"),
-        lambda p: [f"{p / 'templates' / 'checkin.txt.j2'}:12:", "over the limit", "characters"],
+        lambda p: [at(p / "templates" / "checkin.txt.j2", "10**9"), "over the limit", "characters"],
     ),
     Case(
         "batch-size-zero",

@@ -288,6 +288,48 @@ def test_closing_lines(lines: list[str], closing: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("lines", "closing"),
+    [
+        (["Saludos cordiales,", "Jorge Medina"], True), (["Un cordial saludo,", "Ana"], True),
+        (["Saludos cordiales,"], True), (["Grace Kim, CPA"], True),
+        (["Best regards,", "Dana Reyes, Owner"], True),
+        (["Dana Reyes, Owner", "BrightWorks"], True),
+        (["Definitely"], False), (["Definitely."], False), (["Absolutely"], False),
+        (["Yes, Definitely"], False), (["Por supuesto"], False), (["Claro"], False),
+    ],
+)  # fmt: skip
+def test_spanish_sign_offs_and_titled_names_close_a_mail_and_one_word_answers_do_not(
+    lines: list[str], closing: bool
+) -> None:
+    """Issue 20's sign-off gaps: "Saludos cordiales," (its second word is no name) and
+    "Grace Kim, CPA" (a title after the name) close a mail; "Definitely" answers."""
+    assert is_closing(lines) is closing
+
+
+def test_a_one_word_last_inline_answer_keeps_the_questions_it_answers() -> None:
+    body = (
+        "> 1. How has your workplace changed?\n\nWe went hybrid.\n\n"
+        "> 2. Do you see any of those changes lasting?\n\nDefinitely\n\n"
+        "> 3. Is there anything we can do to help?\n"
+    )
+    assert split_reply(body).text == (
+        "> 1. How has your workplace changed?\n\nWe went hybrid.\n\n"
+        "> 2. Do you see any of those changes lasting?\n\nDefinitely"
+    )
+
+
+def test_a_spanish_sign_off_below_the_last_quote_answers_nothing() -> None:
+    body = (
+        "Respuestas abajo.\n\n> 2. ¿Cree que esos cambios van a durar?\n\nSí.\n\n"
+        "> 3. ¿Hay algo que podamos hacer para ayudarles?\n\nSaludos cordiales,\nJorge Medina\n"
+    )
+    assert split_reply(body).text == (
+        "Respuestas abajo.\n\n> 2. ¿Cree que esos cambios van a durar?\n\nSí.\n\n"
+        "Saludos cordiales,\nJorge Medina"
+    )
+
+
+@pytest.mark.parametrize(
     ("line", "greeting"),
     [
         ("Hi,", True), ("Hola Sam:", True), ("Dear Ms Rivera,", True), ("Hallo Herr Rivera,", True),

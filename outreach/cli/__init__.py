@@ -7,6 +7,7 @@ OutreachGroup.lazy): it lives in testing/, with the local mail servers it starts
 """
 
 from outreach.cli import (  # noqa: F401  (each registers its commands on `cli`)
+    answers,
     auth,
     backup,
     campaigns,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from outreach.cli.app import cli, json_option
+from outreach.cli.app import App, cli, json_option, pass_app
 from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.text import json_text
@@ -17,13 +17,29 @@ from outreach.core.text import json_text
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
+@click.option(
+    "--campaign",
+    "campaign_name",
+    metavar="NAME",
+    help="Also split a reply into its answer to each of campaign NAME's questions.",
+)
 @json_option("One JSON object per line per file.")
-def classify(files: tuple[Path, ...], as_json: bool) -> None:
+@pass_app
+def classify(app: App, files: tuple[Path, ...], campaign_name: str | None, as_json: bool) -> None:
     """Show how each FILE.eml would be classified (reply, auto_reply, bounce, unsubscribe,
-    other), with the rules that decided it. Reads at most the first 10 MiB of a file, as the
-    worker reads a message. Touches no database and no network."""
+    other), with the rules that decided it; with --campaign, a reply's answer to each of the
+    campaign's questions. Reads at most the first 10 MiB of a file, as the worker reads a
+    message. Touches no database and no network (--campaign reads the config)."""
+    from outreach.core.inbound.answers import recorded_answers
     from outreach.core.inbound.classify import classify_message
     from outreach.core.settings import ReplySettings
+
+    questions = app.campaign(campaign_name).questions if campaign_name else ()
+    if campaign_name and not questions:
+        raise InputError(
+            f"campaign {campaign_name!r} declares no questions",
+            hint="add [[questions]] to its campaign file (docs/answers.md)",
+        )
 
     limit = ReplySettings().max_message_size  # the worker's default: one message's worth
     for path in files:
@@ -40,8 +56,12 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
                 err=True,
             )
         result = classify_message(raw)
+        answers, asks_help = recorded_answers(result.kind, result.text, questions)
         if as_json:
-            echo(json_text(result.to_json(str(path))))
+            shape = result.to_json(str(path))
+            if campaign_name:
+                shape.update(answers=answers, asks_help=asks_help)
+            echo(json_text(shape))
             continue
         echo(f"{path}: {result.kind}")
         for reason in result.reasons:
@@ -57,3 +77,14 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
             echo("  text: " + result.text.replace("\n", "\n        "))
         if result.signature:
             echo("  signature: " + result.signature.replace("\n", "\n             "))
+        for question in questions if answers else ():
+            answer = answers.get(question.id) if answers else None
+            echo(f"  {question.number}. {question.id}: " + _indented(answer or "(no answer)"))
+        if answers and answers.get("other"):
+            echo("  other: " + _indented(answers["other"] or ""))
+        if asks_help:
+            echo("  asks for help")
+
+
+def _indented(text: str) -> str:
+    return text.replace("\n", "\n      ")

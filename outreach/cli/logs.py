@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,9 @@ from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.text import json_text
 from outreach.engine.review import KINDS
+
+if TYPE_CHECKING:
+    from outreach.views.answers import CampaignAnswers
 
 
 def _width() -> int:
@@ -141,7 +144,9 @@ def replies(ctx: click.Context, unhandled: bool, owner: str | None, as_json: boo
 
     Mark one handled (or dismiss unverified mail) with `outreach replies ack ID`; correct a
     classification, or attribute unverified mail to its partner, with
-    `outreach replies reclassify ID KIND`."""
+    `outreach replies reclassify ID KIND`; put a reply's words under the right question with
+    `outreach replies answer ID QUESTION_ID --text TEXT`. Open replies that ask for help come
+    first."""
     if ctx.invoked_subcommand is not None:
         return
     from outreach.engine.review import load_replies
@@ -204,7 +209,7 @@ def replies(ctx: click.Context, unhandled: bool, owner: str | None, as_json: boo
 def _tags(row: Any) -> list[str]:
     """What kind of item a review-queue entry is, when it is not a plain reply."""
     kind = row.kind.replace("_", "-")
-    tags = []
+    tags = ["ASKS FOR HELP"] if row.asks_help else []
     if row.unverified:
         tags.append(f"unverified {kind}")
     elif row.kind == "auto_reply" and row.contact_change:
@@ -237,6 +242,7 @@ def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
     misread as a reply resumes the follow-ups; an unsubscribe misread puts the partner back
     to active. Unverified mail (a bounce quoting none of our messages, a stranger's reply) is
     attributed to its partner and KIND's effect applied. Records an event."""
+    from outreach.engine.answers import question_sets
     from outreach.engine.review import reclassify
 
     changes = reclassify(
@@ -246,10 +252,27 @@ def replies_reclassify(app: App, reply_id: int, kind: str) -> None:
         now(),
         default_timezone=app.config.timezone,
         auto_reply_pause=app.config.replies.auto_reply_pause,
+        questions=question_sets(app.campaigns),
     )
     echo(f"#{reply_id} is now {kind}")
     for change in changes:
         echo(f"  {change}")
+
+
+@replies.command("answer")
+@click.argument("reply_id", metavar="ID", type=int)
+@click.argument("question_id", metavar="QUESTION_ID")
+@click.option("--text", required=True, help="The partner's answer to QUESTION_ID ('' clears it).")
+@pass_app
+def replies_answer(app: App, reply_id: int, question_id: str, text: str) -> None:
+    """Correct reply ID's answer to QUESTION_ID: TEXT becomes that answer and leaves wherever
+    it was; what the old answer held goes to "other" (nothing the partner wrote is lost).
+    Records an event; `replies reclassify` keeps a corrected reply's answers."""
+    from outreach.engine.answers import correct_answer, question_sets
+
+    echo(
+        correct_answer(app.store, reply_id, question_id, text, now(), question_sets(app.campaigns))
+    )
 
 
 # --------------------------------------------------------------------------- report
@@ -293,23 +316,51 @@ def report_command(
     owners = load_owners(app.store, campaign_name, app.config, owner)
     if owner is not None:
         report = for_owner(app.store, report, owner)
+    answers = _what_partners_said(app, campaign_name, owner) if html_file or as_json else None
     if html_file is not None:
+        from outreach.views.answers_html import what_partners_said
         from outreach.views.report_html import render_html
 
+        said = "" if answers is None else what_partners_said(answers, zone)
         with progress(
             report.replies, length=len(report.replies), label="writing the report"
         ) as replies:
-            page = render_html(report, zone, moment, replies, (owner_html(owners, owner),))
+            page = render_html(
+                report, zone, moment, replies, (owner_html(owners, owner),), said=said
+            )
         from outreach.store.files import private_text_file
 
         with private_text_file(html_file) as handle:
             handle.write(page)
     if as_json:
-        echo(json_text({**report_json(report, zone), **owner_json(owners, owner)}, indent=2))
+        shape = {**report_json(report, zone), **owner_json(owners, owner)}
+        if answers is not None:
+            from outreach.views.answers import answers_json
+
+            shape["what_partners_said"] = answers_json(answers, zone)
+        echo(json_text(shape, indent=2))
     else:
         echo("\n".join(format_report(report, zone, moment) + owner_lines(owners, owner)))
     if html_file is not None:
         echo(f"wrote {html_file}", err=True)
+
+
+def _what_partners_said(
+    app: App, campaign_name: str, owner: str | None = None
+) -> CampaignAnswers | None:
+    """Every partner's answer to each question when the campaign declares questions (only
+    `owner`'s partners when one is given)."""
+    questions = next((c.questions for c in app.campaigns if c.name == campaign_name), ())
+    if not questions:
+        return None
+    from outreach.views.answers import load_answers
+
+    said = load_answers(app.store, campaign_name, questions)
+    if owner is None:
+        return said
+    from outreach.views.owners import answers_for_owner
+
+    return answers_for_owner(app.store, said, owner)
 
 
 # --------------------------------------------------------------------------- export

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from outreach.config.toml_reader import KeyReader, key_location, kind_of, parse_clock, read_toml
 from outreach.core.errors import ConfigError, Problems
 from outreach.core.model import OWNER_ACCOUNT, Audience, Blackout, Campaign, Step, Window
+from outreach.core.questions import Question, build_questions, question_problems
 from outreach.core.settings import Config
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -30,6 +31,7 @@ _CAMPAIGN = (
     "steps",
     "match_domain",
     "enabled",
+    "questions",
 )
 _AUDIENCE = ("tags", "pathways", "industries", "owners", "exclude_tags")
 _WINDOW = ("days", "hours")
@@ -130,6 +132,7 @@ def load_campaign(path: Path, config: Config) -> Campaign:
     description = reader.get(top, "", "description", str, "")
     match_domain = reader.get(top, "", "match_domain", bool, False)
     enabled = reader.get(top, "", "enabled", bool, True)
+    questions = _read_questions(reader, top)
 
     reader.verdict()
     return Campaign(
@@ -146,7 +149,19 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         enabled=enabled,
         owner_accounts=config.owner_accounts() if account == OWNER_ACCOUNT else {},
         fallback_account=fallback if account == OWNER_ACCOUNT else None,
+        questions=questions,
     )
+
+
+def _read_questions(reader: KeyReader, top: dict[str, Any]) -> tuple[Question, ...]:
+    """`[[questions]]`: each problem with its file, line and key (core/questions decides)."""
+    if "questions" not in top:
+        return ()
+    raw = top["questions"]
+    problems = question_problems(raw)
+    for problem in problems:
+        reader.problem(problem.key, problem.message)
+    return () if problems else build_questions(raw)
 
 
 def _read_start(reader: KeyReader, value: Any, timezone: str) -> datetime | None:

@@ -34,7 +34,7 @@ SECURITY_MODES = ("tls", "starttls", "none")
 AUTH_KINDS = ("password", "oauth2")
 SASL_MECHANISMS = ("xoauth2", "oauthbearer")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-RESERVED_TEMPLATE_VARS = ("partner", "account", "campaign", "step")
+RESERVED_TEMPLATE_VARS = ("partner", "account", "campaign", "step", "questions")
 
 # Sending limits published by the providers (see README, "Sending limits").
 LIMIT_PRESETS: dict[str, dict[str, Any]] = {

@@ -16,6 +16,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from outreach.core.questions import Question
+
 
 class PartnerStatus(StrEnum):
     """A partner across all campaigns."""
@@ -220,6 +222,8 @@ class Campaign:
     # config.toml, and the account for partners whose owner has none (None: not sent to)
     owner_accounts: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     fallback_account: str | None = None
+    #: the questions the check-in asks, numbered from 1 (core/questions.py)
+    questions: tuple[Question, ...] = ()
 
     @property
     def by_owner(self) -> bool:

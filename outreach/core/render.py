@@ -34,6 +34,7 @@ from jinja2.exceptions import SecurityError
 
 from outreach.core.errors import TemplateError
 from outreach.core.model import Campaign, Partner, Step
+from outreach.core.questions import template_questions
 from outreach.core.settings import Account, Config
 from outreach.core.template_limits import BoundedEnvironment, Budget, RenderLimitError, RenderLimits
 
@@ -165,6 +166,7 @@ class Renderer:
                 "steps": len(campaign.steps),
             },
             step=step.number,
+            questions=template_questions(campaign.questions),
         )
         return context
 

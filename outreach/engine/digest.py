@@ -115,6 +115,8 @@ def collect(
             "bounce": digest.bounces,
             "unsubscribe": digest.unsubscribes,
         }[row["kind"]].append(row)
+    # a reply that asks for help comes first (docs/answers.md); otherwise as they came
+    digest.replies.sort(key=lambda row: not row.get("asked_help"))
     digest.refusals = [
         r
         for r in store.refusals_since(since)
@@ -162,9 +164,15 @@ def render_text(digest: Digest) -> str:
             )
         lines.append("")
     if digest.replies:
-        lines.append(f"NEW REPLIES ({len(digest.replies)})")
+        asking = sum(1 for row in digest.replies if row.get("asked_help"))
+        lines.append(
+            f"NEW REPLIES ({len(digest.replies)}"
+            + (f", {asking} asking for help" if asking else "")
+            + ")"
+        )
         for row in digest.replies:
-            lines.append(f"- {_who(row)}{_where(row)}")
+            flag = "[ASKS FOR HELP] " if row.get("asked_help") else ""
+            lines.append(f"- {flag}{_who(row)}{_where(row)}")
             text = (row.get("text") or row.get("full_text") or "").strip()
             if len(text) > TEXT_LIMIT:
                 text = text[: TEXT_LIMIT - 1].rstrip() + "…"

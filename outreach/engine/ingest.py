@@ -21,6 +21,7 @@ from typing import Any
 
 from outreach.core.addresses import address_domain
 from outreach.core.errors import AuthenticationError, MailServerError, SignInNeeded
+from outreach.core.inbound.answers import recorded_answers
 from outreach.core.inbound.classify import Classification, classify_message
 from outreach.core.inbound.effects import decide, needs_review
 from outreach.core.inbound.identity import content_digest, message_key, same_message
@@ -488,7 +489,19 @@ class Reader:
             if headers.date is None and headers.date_text
             else None,
             "unreadable": json.dumps(list(headers.problems), ensure_ascii=False),
+            **self.answer_values(result, match),
         }
+
+    def answer_values(self, result: Classification, match: Match) -> dict[str, object]:
+        """A reply's answer to each of its campaign's questions, and whether it asks for help
+        (docs/answers.md); nothing for other mail or a campaign without questions."""
+        import json
+
+        questions = next((c.questions for c in self.campaigns if c.name == match.campaign), ())
+        answers, asked = recorded_answers(result.kind, result.text, questions)
+        if answers is None:
+            return {}
+        return {"answers": json.dumps(answers, ensure_ascii=False), "asked_help": int(bool(asked))}
 
     def hold(self, match: Match, result: Classification, inbound_id: int, now: datetime) -> None:
         """An unverified message: in the partner's log and the review queue, nothing else."""

@@ -18,9 +18,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.core.errors import InputError
+from outreach.core.inbound.answers import stored_answers
 from outreach.core.inbound.effects import needs_review, reclassified
 from outreach.core.model import BOUNCED, OPTED_OUT, InboundKind
 from outreach.core.zones import partner_zone
+from outreach.engine.answers import QuestionSets, recompute_answers
 from outreach.engine.effects import apply_effect
 from outreach.store import Store, parse_iso, queries
 
@@ -49,6 +51,9 @@ class ReplyRow:
     unverified: str | None = None  # why it changed nothing: a person attributes or dismisses
     duplicate_of: int | None = None  # an earlier message with the same Message-ID
     unreadable: tuple[str, ...] = ()  # header values that could not be read, and why
+    #: question id -> the partner's answer (None: unanswered), "other"; None: no questions
+    answers: dict[str, str | None] | None = None
+    asks_help: bool = False  # a question marked `asks` has an answer that is more than a no
 
     @property
     def sender(self) -> str:
@@ -83,6 +88,8 @@ class ReplyRow:
             "duplicate_of": self.duplicate_of,
             "unreadable": list(self.unreadable),
             "signature": self.signature,
+            "answers": self.answers,
+            "asks_help": self.asks_help,
         }
 
 
@@ -90,9 +97,10 @@ def load_replies(
     store: Store, *, unhandled: bool = False, owner: str | None = None
 ) -> list[ReplyRow]:
     """Answers that need a person, newest first (all of them, or only the open ones; only
-    about `owner`'s partners)."""
+    about `owner`'s partners); open replies that ask for help come before everything else
+    (docs/answers.md)."""
     rows = queries.review_queue(store, unhandled=unhandled, owner=owner)
-    return [
+    found = [
         ReplyRow(
             id=r["id"],
             at=datetime.fromisoformat(r["at"]),
@@ -113,9 +121,12 @@ def load_replies(
             duplicate_of=r["duplicate_of"],
             unreadable=tuple(json.loads(r["unreadable"] or "[]")),
             signature=(r["signature"] or "").strip(),
+            answers=stored_answers(r["answers"]),
+            asks_help=bool(r["asked_help"]) and not r["unverified"],
         )
         for r in rows
     ]
+    return sorted(found, key=lambda row: not (row.asks_help and not row.handled))  # stable
 
 
 def _needed_review(row: dict[str, Any]) -> bool:
@@ -170,6 +181,7 @@ def reclassify(
     *,
     default_timezone: str,
     auto_reply_pause: timedelta,
+    questions: QuestionSets | None = None,
 ) -> list[str]:
     """Correct the classification of one inbound message and redo its effect.
 
@@ -180,6 +192,9 @@ def reclassify(
 
     An unverified message (it changed nothing when it arrived) is attributed to its partner
     by this: the new kind's effect is applied, also when the kind stays the same.
+
+    With `questions` (campaign -> its questions), the message's answers are computed again
+    for its new kind (only a reply has answers), unless a person corrected them.
     """
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r} (use one of: {', '.join(KINDS)})")
@@ -211,6 +226,8 @@ def reclassify(
             reasons=[*json.loads(row["reasons"] or "[]"), note],
             attributed=bool(unverified),
         )
+        if questions is not None:
+            recompute_answers(store, row, kind, questions)
         back = date.fromisoformat(row["return_date"]) if row["return_date"] else None
         effect = reclassified(
             kind,

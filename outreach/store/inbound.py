@@ -118,3 +118,25 @@ class Inbound(Database):
             [inbound_id],
         )
         return rows[0] if rows else None
+
+    def set_answers(
+        self,
+        inbound_id: int,
+        answers: dict[str, str | None] | None,
+        asked_help: bool | None,
+        *,
+        corrected_at: datetime | None = None,
+    ) -> None:
+        """A reply's answers per question (JSON), and whether it asks for help; with
+        `corrected_at`, a person set them (reclassifying keeps them from then on)."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE inbound SET answers = ?, asked_help = ?,"
+                " answers_corrected_at = COALESCE(?, answers_corrected_at) WHERE id = ?",
+                (
+                    None if answers is None else storable(json.dumps(answers, ensure_ascii=False)),
+                    None if asked_help is None else int(asked_help),
+                    iso(corrected_at) if corrected_at else None,
+                    inbound_id,
+                ),
+            )

@@ -70,7 +70,8 @@ def review_queue(
         "SELECT r.id, r.at, r.partner, r.name, r.organization, r.campaign, r.step, r.kind,"
         " r.subject, r.text, r.contact_change, r.handled_at, r.handled_note,"
         " i.full_text, r.from_addr, r.from_name, r.unverified, r.duplicate_of, r.unreadable,"
-        " i.signature FROM reply_log r JOIN inbound i ON i.id = r.id"
+        " i.signature, i.answers, i.asked_help"
+        " FROM reply_log r JOIN inbound i ON i.id = r.id"
         f" WHERE {where} ORDER BY r.at DESC, r.id DESC",
         params,
     )
@@ -178,7 +179,7 @@ EXPORT_SQL = {
         "SELECT r.*, r.handled_note AS note, i.signature,"
         " (SELECT p.owner FROM partners p WHERE p.id = i.partner_id) AS owner,"
         " (SELECT m.account FROM messages m WHERE m.id = i.matched_message) AS account,"
-        " i.account AS read_by"
+        " i.account AS read_by, i.answers, i.asked_help AS asks_help"
         " FROM reply_log r JOIN inbound i ON i.id = r.id"
         " ORDER BY r.at, r.id",
         "inbound",
@@ -204,6 +205,29 @@ def export_rows(store: Database, what: str) -> Iterator[dict[str, Any]]:
 def export_size(store: Database, what: str) -> int:
     """About how many rows an export has (its table's rows)."""
     return int(store.scalar(f"SELECT count(*) FROM {EXPORT_SQL[what][1]}"))
+
+
+def campaign_answer_rows(store: Database, campaign: str) -> list[dict[str, Any]]:
+    """A campaign's replies (verified: the partner's own) with their stored answers, oldest
+    first: what `outreach answers` and the report's "What partners said" show."""
+    return store.query(
+        "SELECT r.id, r.at, r.partner, r.name, r.organization, r.text, i.answers, i.asked_help"
+        " FROM reply_log r JOIN inbound i ON i.id = r.id"
+        " WHERE r.campaign = ? AND r.kind = 'reply' AND r.unverified IS NULL"
+        " ORDER BY r.at, r.id",
+        [campaign],
+    )
+
+
+def answered_question_ids(store: Database) -> list[str]:
+    """Every question id the stored answers hold (not "other"), in the order replies first
+    held them: the replies export's answer columns."""
+    rows = store.query(
+        "SELECT j.key AS key FROM inbound i, json_each(i.answers) j"
+        " WHERE i.answers IS NOT NULL AND json_valid(i.answers) AND json_type(i.answers) = 'object'"
+        " AND j.key != 'other' GROUP BY j.key ORDER BY min(i.id), min(j.id)"
+    )
+    return [r["key"] for r in rows]
 
 
 # --------------------------------------------------------------------------- the demo

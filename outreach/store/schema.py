@@ -534,3 +534,17 @@ def m007_team_accounts(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID;
         """
     )
+
+
+@migrations()
+def m008_inbound_answers(db: sqlite_utils.Database) -> None:
+    """A reply's answer to each of its campaign's questions (issue 20, part 2).
+
+    - answers: JSON object, question id -> the partner's words (null when unanswered), and
+      "other" for what answered no question; NULL when the campaign declares no questions or
+      the message is not a reply.
+    - asked_help: 1 when a question marked `asks` has an answer that is more than a no.
+    - answers_corrected_at: when a person last corrected an answer (`outreach replies answer`);
+      a corrected row keeps its answers when it is reclassified."""
+    for column in ("answers TEXT", "asked_help INTEGER", "answers_corrected_at TEXT"):
+        db.execute(f"ALTER TABLE inbound ADD COLUMN {column}")

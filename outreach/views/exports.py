@@ -33,6 +33,7 @@ from typing import IO, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from outreach.core.errors import OutreachError
+from outreach.core.inbound.answers import stored_answers
 from outreach.core.text import json_text, safe_text
 from outreach.store import Store, queries
 from outreach.store.files import DEVICE_ERRORS, private_text_file
@@ -127,8 +128,27 @@ def event_rows(store: Store, zone: ZoneInfo) -> Iterator[dict[str, Any]]:
         yield row
 
 
+#: after REPLY_COLUMNS when the log holds answers (docs/answers.md): then one column
+#: `answer_<question id>` per question the log holds answers to, then `answer_other`
+ANSWER_COLUMNS = ("answers", "asks_help")
+
+
+def reply_columns(store: Store) -> tuple[str, ...]:
+    """The replies export's columns: the fixed ones, then (when the log holds answers: a
+    campaign declares questions) the answers, and one column per question answered."""
+    per_question = tuple(f"answer_{q}" for q in queries.answered_question_ids(store))
+    if not per_question:
+        return REPLY_COLUMNS
+    return (*REPLY_COLUMNS, *ANSWER_COLUMNS, *per_question, "answer_other")
+
+
 def reply_rows(store: Store, zone: ZoneInfo) -> Iterator[dict[str, Any]]:
     for row in queries.export_rows(store, "replies"):
+        answers = stored_answers(row["answers"])
+        row["answers"] = answers
+        row["asks_help"] = None if row["asks_help"] is None else bool(row["asks_help"])
+        for question, answer in (answers or {}).items():
+            row[f"answer_{question}"] = answer
         row["at_local"] = _local(row["at"], zone)
         row["bounced"] = json.loads(row["bounced"] or "[]")
         row["unreadable"] = json.loads(row["unreadable"] or "[]")
@@ -179,6 +199,8 @@ def write_export(
 ) -> int:
     """Write one export to `output` (or standard output); returns the number of rows."""
     columns, source = EXPORTS[what]
+    if what == "replies":
+        columns = reply_columns(store)
     zone = ZoneInfo(timezone)
     total = queries.export_size(store, what)
     opened = private_text_file(output) if output is not None else _stdout()
@@ -210,6 +232,10 @@ def _stdout() -> Iterator[IO[str]]:
         if exc.errno not in DEVICE_ERRORS:
             raise
         raise OutreachError(f"standard output: cannot write: {exc.strerror}") from None
+
+
+#: standard output as UTF-8, for other listings written like an export (`outreach answers`)
+standard_output = _stdout
 
 
 def write_rows(

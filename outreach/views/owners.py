@@ -13,6 +13,7 @@ from typing import Any
 
 from outreach.core.settings import Config, owner_key
 from outreach.store import Store, queries
+from outreach.views.answers import CampaignAnswers
 from outreach.views.report import CampaignReport
 from outreach.views.text import table_lines
 
@@ -63,6 +64,12 @@ def for_owner(store: Store, report: CampaignReport, owner: str) -> CampaignRepor
         never_answered=[s for s in report.never_answered if s.email in emails],
         replies=[r for r in report.replies if r.partner in emails],
     )
+
+
+def answers_for_owner(store: Store, said: CampaignAnswers, owner: str) -> CampaignAnswers:
+    """What partners said, narrowed to `owner`'s partners."""
+    emails = queries.owner_emails(store, owner)
+    return replace(said, partners=tuple(p for p in said.partners if p.partner in emails))
 
 
 HEADERS = ("OWNER", "ACCOUNT", "PARTNERS", "REACHED", "REPLIED", "WAITING FOR A PERSON")

@@ -34,6 +34,7 @@ words. The whole text is kept beside the answers.
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -64,6 +65,8 @@ __all__ = [
     "Rule",
     "asked_for_help",
     "correct_answers",
+    "recorded_answers",
+    "stored_answers",
     "declines",
     "split_answers",
 ]
@@ -645,6 +648,28 @@ def asked_for_help(answers: Mapping[str, str | None], questions: Sequence[Questi
         if question.asks and answer and not declines(answer):
             return True
     return False
+
+
+def recorded_answers(
+    kind: str, text: str | None, questions: Sequence[Question]
+) -> tuple[dict[str, str | None] | None, bool | None]:
+    """What is stored with a message: its answers (JSON shape) and whether it asks for help;
+    (None, None) when it is not a reply or its campaign declares no questions."""
+    if kind != "reply" or not questions:
+        return None, None
+    shape = split_answers(text or "", questions).to_json(questions)
+    return shape, asked_for_help(shape, questions)
+
+
+def stored_answers(text: str | None) -> dict[str, str | None] | None:
+    """Answers as stored (JSON text), or None: no answers, or a value that is not an object."""
+    try:
+        value = json.loads(text or "null")
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {str(k): v if isinstance(v, str) else None for k, v in value.items()}
 
 
 # --------------------------------------------------------------------------- corrections

@@ -39,7 +39,8 @@ _DEVICE = re.compile(
 _LINK = re.compile(r"<[^<>]*>|\([^()]*\)|\[[^\[\]]*\]|https?://\S+")
 _LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|\(\d{1,2}\)|[-*•]\s|Q\d)", re.IGNORECASE)
 
-_MORE_SIGN_OFFS = (
+_MORE_SIGN_OFFS = (  # a longer form before its start: "saludos cordiales" before "saludos"
+    r"saludos cordiales|cordiales saludos|un cordial saludo|muy atentamente|"
     r"thanks|thank you|many thanks|cheers|best|best wishes|warm(?:est)? regards|kind regards|"
     r"regards|sincerely|yours|take care|talk soon|saludos|un saludo|un abrazo|abrazos|gracias|"
     r"muchas gracias|atentamente|cordialmente|cordialement|bien cordialement|bien [àa] vous|"
@@ -50,10 +51,20 @@ _MORE_SIGN_OFFS = (
 )
 _SIGN_OFF = re.compile(rf"^\s*(?:{SIGN_OFFS}|(?:{_MORE_SIGN_OFFS})\b)", re.IGNORECASE)
 _NAME = re.compile(r"^[-–—/~ ]*[A-ZÀ-ÖØ-Þ][\w'.-]*(?:[ ]+[A-ZÀ-ÖØ-Þ][\w'.-]*){0,2}[ ]*$")
+#: a full name and a short title: "Grace Kim, CPA", "Dana Reyes, Owner"
+_NAME_TITLE = re.compile(
+    r"^[-–—/~ ]*(?P<name>[A-ZÀ-ÖØ-Þ][\w'.-]*(?:[ ]+[A-ZÀ-ÖØ-Þ][\w'.-]*){1,2}),[ ]*"
+    r"(?:[A-ZÀ-ÖØ-Þ][\w.&/-]*[ ]*){1,4}$"
+)
 #: one-word answers that look like a name ("Yes", "Nada") but answer the question above
 _ANSWER_WORDS = frozenset(
     {"yes", "no", "none", "nothing", "nope", "sure", "ok", "okay", "done", "maybe", "sí", "si",
-     "oui", "non", "ja", "nein", "nee", "nej", "não", "sim", "nada", "rien", "nichts", "niente"}
+     "oui", "non", "ja", "nein", "nee", "nej", "não", "sim", "nada", "rien", "nichts", "niente",
+     "definitely", "absolutely", "certainly", "probably", "possibly", "perhaps", "indeed",
+     "agreed", "exactly", "correct", "never", "always", "both", "all", "claro", "seguro",
+     "quizás", "quizas", "tal vez", "nunca", "siempre", "todos", "ninguno", "ninguna",
+     "desde luego", "por supuesto", "claro que sí", "claro que si", "bien sûr", "jamais",
+     "peut-être", "toujours", "certamente", "talvez", "sempre"}
 )  # fmt: skip
 
 
@@ -138,9 +149,17 @@ def is_closing(lines: list[str]) -> bool:
         if rest and not _NAME.match(rest):
             return False  # "Thanks, we are fine": an answer that starts like a sign-off
         rows = rows[1:]
-    elif not _NAME.match(rows[0]):
+    elif not _NAME.match(rows[0]) and not _titled_name(rows[0]):
         return False
     return len(rows) <= 5 and all(_contact_line(row) for row in rows)
+
+
+def _titled_name(row: str) -> bool:
+    """A full name with a short title ("Grace Kim, CPA"), not an answer ("Yes, Definitely")."""
+    match = _NAME_TITLE.match(row)
+    return match is not None and not any(
+        word.lower().strip(".") in _ANSWER_WORDS for word in match.group("name").split()
+    )
 
 
 def _contact_line(row: str) -> bool:
