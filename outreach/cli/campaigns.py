@@ -150,6 +150,7 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
                     {
                         "campaign": r.campaign,
                         "partner": r.partner.email,
+                        "round": r.round,
                         "step": r.step,
                         "at": r.at.isoformat(),
                     }
@@ -163,10 +164,11 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
         echo(f"nothing planned in the next {days} days")
         return
     zone = app.zone
-    table = [("WHEN", "CAMPAIGN", "STEP", "PARTNER", "ORGANIZATION")] + [
+    table = [("WHEN", "CAMPAIGN", "ROUND", "STEP", "PARTNER", "ORGANIZATION")] + [
         (
             r.at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M"),
             r.campaign,
+            str(r.round),
             str(r.step),
             r.partner.email,
             r.partner.organization,

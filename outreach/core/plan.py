@@ -23,6 +23,7 @@ from outreach.core.model import (
     SequenceState,
     Step,
 )
+from outreach.core.rounds import RoundRecord, next_round, project_rounds, round_may_start
 from outreach.core.zones import partner_zone
 
 
@@ -174,11 +175,14 @@ def due_messages(
     waiting: Mapping[str, Sequence[tuple[SequenceState, Partner]]],
     now: datetime,
     default_timezone: str,
+    ended: Mapping[str, Sequence[tuple[SequenceState, Partner]]] | None = None,
 ) -> list[Due]:
     """Everything due now, oldest first.
 
     not_started: per campaign, partners with no sequence in it yet (candidates for step 1).
     waiting: per campaign, open sequences with their partners (candidates for a follow-up).
+    ended: per campaign that repeats, each partner's latest round when it has ended
+    (candidates for the step 1 of a new round, core/rounds.next_round).
     """
     due: list[Due] = []
     for campaign in campaigns:
@@ -201,7 +205,20 @@ def due_messages(
             if nxt is None or nxt[1] > now:
                 continue
             if may_send(partner):
-                due.append(Due(campaign, partner, nxt[0], nxt[1]))
+                due.append(Due(campaign, partner, nxt[0], nxt[1], sequence.round))
+        for sequence, partner in (ended or {}).get(campaign.name, ()):
+            starting = next_round(
+                [RoundRecord(sequence.round, sequence.state, sequence.ended_at)],
+                partner.status,
+                campaign.repeat,
+                campaign.until,
+            )
+            if starting is None or starting.earliest > now:
+                continue
+            if not round_may_start(now, campaign.until):
+                continue
+            if audience_includes(campaign.audience, partner) and may_send(partner):
+                due.append(Due(campaign, partner, first, starting.earliest, starting.number))
     due.sort(key=lambda d: (d.due_at, d.campaign.name, d.partner.email, d.step.number))
     return due
 
@@ -212,6 +229,7 @@ class Projection:
     partner: Partner
     step: int
     at: datetime
+    round: int = 1
 
 
 def project(
@@ -221,20 +239,44 @@ def project(
     now: datetime,
     until: datetime,
     default_timezone: str,
+    ended: Sequence[tuple[SequenceState, Partner]] = (),
 ) -> list[Projection]:
-    """Who gets which step when, up to `until`, assuming nobody answers (for `outreach plan`)."""
+    """Who gets which step when, up to `until`, assuming nobody answers (for `outreach plan`):
+    with `repeat`, the rounds that follow each one (core/rounds.project_rounds). `ended`:
+    each partner's latest round when it has ended."""
     result: list[Projection] = []
 
-    def follow(partner: Partner, step_number: int, sent_at: datetime) -> None:
+    def follow(
+        partner: Partner, round_: int, step_number: int, sent_at: datetime
+    ) -> datetime | None:
+        """The round's remaining steps; when its last step is projected, that moment."""
         zone = partner_zone(partner, default_timezone)
         while step_number < len(campaign.steps):
             step = campaign.steps[step_number]
             due = _later(sent_at, step.after)
             moment = None if due is None else next_send_time(campaign, zone, max(due, now))
             if moment is None or moment > until:
-                return
-            result.append(Projection(campaign.name, partner, step.number, moment))
+                return None
+            result.append(Projection(campaign.name, partner, step.number, moment, round_))
             step_number, sent_at = step.number, moment
+        return sent_at
+
+    def repeats(partner: Partner, last_round: int, ended_at: datetime | None) -> None:
+        if campaign.repeat is None or ended_at is None:
+            return
+        zone = partner_zone(partner, default_timezone)
+        for send in project_rounds(
+            last_round=last_round,
+            ended_at=ended_at,
+            partner_status=partner.status,
+            steps_after=[s.after for s in campaign.steps],
+            repeat=campaign.repeat,
+            until=campaign.until,
+            now=now,
+            horizon=until,
+            place=lambda moment: next_send_time(campaign, zone, moment),
+        ):
+            result.append(Projection(campaign.name, partner, send.step, send.at, send.round))
 
     if not campaign.enabled or not campaign.steps:
         return result
@@ -246,7 +288,7 @@ def project(
         if moment is None or moment > until:
             continue
         result.append(Projection(campaign.name, partner, 1, moment))
-        follow(partner, 1, moment)
+        repeats(partner, 1, follow(partner, 1, 1, moment))
     for sequence, partner in open_sequences:
         if partner.status != ACTIVE or sequence.state not in OPEN_SEQUENCES:
             continue
@@ -256,6 +298,10 @@ def project(
         if sequence.paused_until and sequence.last_step < len(campaign.steps):
             resumed = _later(sequence.paused_until, -campaign.steps[sequence.last_step].after)
             start = max(start, resumed or start)
-        follow(partner, sequence.last_step, start)
-    result.sort(key=lambda p: (p.at, p.partner.email, p.step))
+        last = follow(partner, sequence.round, sequence.last_step, start)
+        repeats(partner, sequence.round, last)
+    for sequence, partner in ended:
+        if audience_includes(campaign.audience, partner):
+            repeats(partner, sequence.round, sequence.ended_at)
+    result.sort(key=lambda p: (p.at, p.partner.email, p.round, p.step))
     return result
