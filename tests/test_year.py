@@ -10,14 +10,19 @@ import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlite_utils
-from helpers import line_of
+from helpers import line_of, make_project
 from workspace import Workspace, partner_rows
 
 from outreach.config import load_campaigns, load_config
+from outreach.config.templates import renderer_for
 from outreach.core.errors import Problems
+from outreach.core.model import Partner
+from outreach.core.render import Threading
+from outreach.core.rounds import round_context
 from outreach.engine.planning import projections
 from outreach.store import Store
 from outreach.store.outbox import Outgoing
@@ -421,3 +426,33 @@ def test_a_year_of_cycles_matches_plan_days_365(
     assert round_2.date() >= away_until + timedelta(days=1)
     silent_round_2 = datetime.fromisoformat(silent_rows[2]["sent_at"])
     assert round_2 > silent_round_2  # it waited for the pause to end
+
+
+# ----------------------------------------------------------------------------- templates
+
+
+def test_the_sample_templates_say_how_long_ago_and_remember_the_answer(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    config = load_config(root / "config.toml")
+    (campaign,) = load_campaigns(config)
+    renderer = renderer_for(config)
+    account = config.accounts[campaign.account]
+    partner = Partner(email="a@acme.example", name="Ana Ruiz", organization="Acme Health")
+    now = datetime(2027, 3, 30, 15, tzinfo=UTC)
+    context = round_context(
+        2,
+        last_reply=("Fine, thanks", datetime(2026, 11, 24, 16, tzinfo=UTC)),
+        previous_sent_at=now - timedelta(days=9),
+        zone=ZoneInfo("America/Chicago"),
+        now=now,
+    )
+    followup = renderer.render(campaign, campaign.steps[1], partner, account, Threading(), context)
+    assert "my note of 9 days ago." in followup.text
+    assert "last week" not in followup.text
+    first = renderer.render(campaign, campaign.steps[0], partner, account, Threading(), context)
+    assert "Thank you again for your note in the fall (November 24)." in first.text
+    assert first.html is not None and "note in the\nfall (November 24)." in first.html
+    # a first round, and `outreach preview`, `check`: nothing to remember, no guess
+    plain = renderer.render(campaign, campaign.steps[0], partner, account)
+    assert "Thank you again" not in plain.text
+    assert "a few days ago" in renderer.render(campaign, campaign.steps[1], partner, account).text
