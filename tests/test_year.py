@@ -181,6 +181,10 @@ def test_a_database_from_before_rounds_migrates_with_round_1(tmp_path: Path) -> 
         assert store.db.conn.execute("PRAGMA foreign_key_check").fetchall() == []
         # the views were made again and still read the rows
         assert store.scalar("SELECT last_contact FROM partner_status") is not None
+        assert store.scalar("SELECT audience FROM campaign_funnel") == 1
+        assert "count(DISTINCT partner_id) AS audience" in store.scalar(
+            "SELECT sql FROM sqlite_master WHERE name = 'campaign_funnel'"
+        )
         # the events still point at the message
         assert store.scalar("SELECT outbound_id FROM events") == 1
     finally:
@@ -260,6 +264,12 @@ def test_a_round_unanswered_is_finished_and_the_next_starts_in_a_new_thread(
     assert [(r.round, r.last_step) for r in ws.store.rounds("checkin", 1)] == [(1, 2), (2, 2)]
     rows = ws.store.query("SELECT round, step FROM messages ORDER BY id")
     assert [(r["round"], r["step"]) for r in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    # the report counts the partner once, as their latest round stands
+    report = ws.cli("report", "checkin", "--json")
+    assert report.exit_code == 0, report.output
+    funnel = json.loads(report.output)
+    assert funnel["audience"] == 1 and funnel["pending"] == 1
+    assert [p["last_step"] for p in funnel["never_answered"]] == [2]
 
 
 def test_an_answer_ends_the_round_and_the_next_remembers_it(

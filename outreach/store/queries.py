@@ -119,6 +119,9 @@ def never_answered(store: Database, campaign: str) -> list[dict[str, Any]]:
         "   AND i.unverified IS NULL) AS auto_replied"
         " FROM sequences s JOIN partners p ON p.id = s.partner_id"
         " WHERE s.campaign = ? AND s.last_sent_at IS NOT NULL AND p.status != 'bounced'"
+        # each partner once, as their latest round stands (a campaign that repeats)
+        " AND s.round = (SELECT max(round) FROM sequences l WHERE l.campaign = s.campaign"
+        "   AND l.partner_id = s.partner_id)"
         " AND NOT EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = s.partner_id"
         "   AND i.campaign = s.campaign AND i.kind IN ('reply', 'unsubscribe', 'bounce')"
         "   AND i.unverified IS NULL)"

@@ -609,5 +609,10 @@ def _m009_body(conn: sqlite3.Connection) -> None:
         ("campaign", "partner_id", "step"),
         "",
     )
-    for _, sql in [*views, *triggers]:
+    for name, sql in [*views, *triggers]:
+        if name == "campaign_funnel":  # a partner with several rounds is one in the audience
+            sql = sql.replace(
+                "SELECT campaign, count(*) AS audience,",
+                "SELECT campaign, count(DISTINCT partner_id) AS audience,",
+            )
         conn.execute(sql)
