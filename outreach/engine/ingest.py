@@ -61,7 +61,11 @@ class ReadReport:
     def summary(self) -> str:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.kinds.items()))
         text = f"{self.seen} new in mailbox, {self.recorded} recorded"
-        return text + (f" ({kinds})" if kinds else "")
+        text += f" ({kinds})" if kinds else ""
+        if self.errors:  # never a summary that reads as success when the mailbox was not read
+            failed = "failed: " + "; ".join(self.errors)
+            return failed if not (self.seen or self.recorded) else f"{text}; {failed}"
+        return text
 
 
 @dataclass

@@ -77,7 +77,9 @@ CLAIM_SQL = (
 # more for each statement.
 _SENT_EVENTS = (
     EVENT_INSERT + " SELECT ?1, m.partner_id, m.campaign, m.step, 'sent', m.message_id,"
-    " m.id, NULL, m.subject, CASE WHEN r.column3 = '' THEN '{{}}'"
+    " m.id, NULL, m.subject, CASE WHEN m.round > 1 THEN json_set(CASE WHEN r.column3 = ''"
+    " THEN '{{}}' ELSE json_object('response', r.column3) END, '$.round', m.round)"
+    " WHEN r.column3 = '' THEN '{{}}'"
     " ELSE '{{\"response\": ' || json_quote(r.column3) || '}}' END"
     " FROM (VALUES {values}) AS r JOIN messages m ON m.id = r.column2 ORDER BY r.column1"
 )
@@ -504,6 +506,11 @@ class Outbox(Sequences):
             sql += " AND campaign = ?"
             params.append(campaign)
         return self.query(sql + " ORDER BY id", params)
+
+    def last_message_sent_at(self) -> str | None:
+        """When the last message went out (not when a send cycle last ran)."""
+        value = self.scalar("SELECT max(sent_at) FROM messages WHERE sent_at IS NOT NULL")
+        return str(value) if value is not None else None
 
     def status_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}

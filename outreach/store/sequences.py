@@ -146,7 +146,7 @@ class Sequences(Partners):
                     partner_id=partner_id,
                     campaign=campaign,
                     summary=f"no answer after {last_step} message{'s' if last_step != 1 else ''}",
-                    detail={"round": round_},
+                    detail={"messages": last_step, **({"round": round_} if round_ > 1 else {})},
                 )
         return len(rows)
 
