@@ -270,6 +270,15 @@ def test_a_round_unanswered_is_finished_and_the_next_starts_in_a_new_thread(
     funnel = json.loads(report.output)
     assert funnel["audience"] == 1 and funnel["pending"] == 1
     assert [p["last_step"] for p in funnel["never_answered"]] == [2]
+    # the sent events of round 2 say so (the log tells "round 2, spring")
+    details = [
+        json.loads(r["detail"])
+        for r in ws.store.query("SELECT detail FROM events WHERE kind = 'sent' ORDER BY id")
+    ]
+    assert [d.get("round") for d in details] == [None, None, 2, 2]
+    ws.clock.advance(hours=1)
+    worker.cycle()  # round 2 finishes: nobody is pending any more
+    assert json.loads(ws.cli("report", "checkin", "--json").output)["pending"] == 0
 
 
 def test_an_answer_ends_the_round_and_the_next_remembers_it(

@@ -199,3 +199,28 @@ def partner_event_kinds(store: Database) -> list[tuple[str, str, int | None]]:
             "SELECT p.email, e.kind, e.step FROM events e JOIN partners p ON p.id = e.partner_id"
         )
     ]
+
+
+def left_campaign(store: Database, campaign: str) -> list[dict[str, Any]]:
+    """Partners the campaign wrote to who asked to stop or whose address bounced (today's
+    status, with why), by name: the report names them, not only counts them."""
+    return store.query(
+        "SELECT p.email, p.name, p.organization, p.status, p.status_reason FROM partners p"
+        " WHERE p.status IN ('opted_out', 'bounced') AND EXISTS (SELECT 1 FROM messages m"
+        "   WHERE m.partner_id = p.id AND m.campaign = ?)"
+        " ORDER BY p.status, p.name, p.email",
+        [campaign],
+    )
+
+
+def may_still_write(store: Database, campaign: str) -> int:
+    """Partners the campaign may still write to: an open round (active, or paused by an
+    out-of-office) of a partner who is active."""
+    return int(
+        store.scalar(
+            "SELECT count(DISTINCT s.partner_id) FROM sequences s JOIN partners p"
+            " ON p.id = s.partner_id WHERE s.campaign = ? AND s.state IN ('active', 'paused')"
+            " AND p.status = 'active'",
+            [campaign],
+        )
+    )

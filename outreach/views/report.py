@@ -39,6 +39,17 @@ class Silent:
 
 
 @dataclass(frozen=True)
+class Departed:
+    """A partner the campaign wrote to who asked to stop or whose address bounced."""
+
+    email: str
+    name: str
+    organization: str
+    status: str  # opted_out or bounced
+    reason: str
+
+
+@dataclass(frozen=True)
 class ReportReply:
     id: int
     at: datetime
@@ -79,6 +90,10 @@ class CampaignReport:
     never_answered: list[Silent] = field(default_factory=list)
     replies: list[ReportReply] = field(default_factory=list)
     sent_days: dict[date, int] = field(default_factory=dict)  # local dates
+    departed: list[Departed] = field(default_factory=list)
+
+    def departed_as(self, status: str) -> list[Departed]:
+        return [d for d in self.departed if d.status == status]
 
     def replies_per_day(self, zone: ZoneInfo) -> dict[date, int]:
         counts: dict[date, int] = {}
@@ -139,7 +154,8 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
         bounced=funnel.get("bounced", 0),
         unsubscribed=funnel.get("unsubscribed", 0),
         failed=funnel.get("failed", 0),
-        pending=funnel.get("pending", 0),
+        # only partners who may still get a message (not a finished round, not an opt-out)
+        pending=queries.may_still_write(store, campaign),
         reply_rate=funnel.get("reply_rate"),
         median_hours_to_reply=funnel.get("median_hours_to_reply"),
         steps=[
@@ -155,7 +171,21 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
         never_answered=silent,
         replies=replies,
         sent_days=sent_days,
+        departed=[
+            Departed(
+                email=r["email"],
+                name=r["name"] or "",
+                organization=r["organization"] or "",
+                status=r["status"],
+                reason=r["status_reason"] or "",
+            )
+            for r in queries.left_campaign(store, campaign)
+        ],
     )
+
+
+def who(departed: Departed) -> str:
+    return f"{departed.name} <{departed.email}>" if departed.name else departed.email
 
 
 def format_hours(hours: float | None) -> str:
@@ -210,6 +240,12 @@ def format_report(report: CampaignReport, zone: ZoneInfo, now: datetime) -> list
             "Per step:   "
             + "   ".join(f"step {s.step}: {s.sent} sent, {s.replied} replied" for s in report.steps)
         )
+        lines.append("")
+    for status, label in (("opted_out", "Unsubscribed"), ("bounced", "Bounced")):
+        named = report.departed_as(status)
+        if named:
+            lines.append(f"{label} ({len(named)}): " + ", ".join(who(d) for d in named))
+    if report.departed:
         lines.append("")
     if not report.never_answered:
         lines.append("Never answered: nobody" if report.sent else "Nothing sent yet.")
@@ -272,6 +308,21 @@ def report_json(report: CampaignReport, zone: ZoneInfo) -> dict[str, Any]:
             }
             for s in report.never_answered
         ],
+        **{
+            key: [
+                {
+                    "partner": d.email,
+                    "name": d.name,
+                    "organization": d.organization,
+                    "reason": d.reason,
+                }
+                for d in report.departed_as(status)
+            ]
+            for key, status in (
+                ("unsubscribed_partners", "opted_out"),
+                ("bounced_partners", "bounced"),
+            )
+        },
         "replies": [
             {
                 "id": r.id,
