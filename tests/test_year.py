@@ -276,6 +276,10 @@ def test_a_round_unanswered_is_finished_and_the_next_starts_in_a_new_thread(
         for r in ws.store.query("SELECT detail FROM events WHERE kind = 'sent' ORDER BY id")
     ]
     assert [d.get("round") for d in details] == [None, None, 2, 2]
+    log = ws.cli("log", "--partner", address)
+    assert log.exit_code == 0, log.output
+    assert 'sent step 1 ("Check-in for Org 0") to Partner 0 (round 2, spring)' in log.output
+    assert "no answer from Partner 0 after 2 messages" in log.output
     ws.clock.advance(hours=1)
     worker.cycle()  # round 2 finishes: nobody is pending any more
     assert json.loads(ws.cli("report", "checkin", "--json").output)["pending"] == 0
