@@ -379,15 +379,18 @@ class Reader:
         report.recorded += 1
         report.kinds[result.kind] = report.kinds.get(result.kind, 0) + 1
         held = matches[0].unverified
+        bounced = ", ".join(result.bounced_recipients) if result.kind == "bounce" else ""
         log_event(
             self.log,
             "unverified" if held else result.kind,
             f"{result.kind} from {headers.from_addr or '?'} ({matches[0].rule})"
+            + (f" for {bounced}" if bounced else "")
             + (f"; not acted on: {held}" if held else "")
             + (f"; reuses the Message-ID of #{duplicate_of}" if duplicate_of else ""),
             campaign=matches[0].campaign,
             step=matches[0].step,
             reasons="; ".join(result.reasons)[:200],
+            **({"bounced": bounced} if bounced else {}),
         )
 
     def matches_for(
