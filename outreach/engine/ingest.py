@@ -380,6 +380,7 @@ class Reader:
         report.kinds[result.kind] = report.kinds.get(result.kind, 0) + 1
         held = matches[0].unverified
         bounced = ", ".join(result.bounced_recipients) if result.kind == "bounce" else ""
+        extra: dict[str, Any] = {"bounced": bounced} if bounced else {}
         log_event(
             self.log,
             "unverified" if held else result.kind,
@@ -390,7 +391,7 @@ class Reader:
             campaign=matches[0].campaign,
             step=matches[0].step,
             reasons="; ".join(result.reasons)[:200],
-            **({"bounced": bounced} if bounced else {}),
+            **extra,
         )
 
     def matches_for(
