@@ -382,6 +382,6 @@ def test_format_log_keeps_paragraphs_without_trailing_blanks():
         inbound_id=1,
     )
     lines = list(format_log([event], ZoneInfo("America/Chicago"), width=120))
-    assert lines[1].startswith("2026-11-24 09:00  a@b.test") and lines[1].endswith("Hola.")
+    assert lines[1].startswith("2026-11-24 09:00 CST  a@b.test") and lines[1].endswith("Hola.")
     assert lines[2] == "" and lines[3].strip() == "Gracias," and lines[4].strip() == "Ana"
     assert all(line == line.rstrip() for line in lines)
