@@ -103,3 +103,36 @@ def test_when_the_read_failed_for_one_account_the_summary_says_so_after_the_coun
     assert report.summary() == "3 new in mailbox, 2 recorded (2 reply); failed: imap.b: refused"
     assert ReadReport(errors=["imap.a: down"]).summary() == "failed: imap.a: down"
     assert ReadReport().summary() == "0 new in mailbox, 0 recorded"
+
+
+def test_every_time_a_command_prints_names_the_coordinators_zone(
+    ws: Workspace, smtp_server, imap_server, monkeypatch
+) -> None:
+    """One clock (issue 21): status, plan, replies, report and log all say which zone."""
+    import outreach.cli.campaigns as campaigns_cli
+    from outreach.testing import partner_mail
+
+    config = ws.root / "config.toml"
+    config.write_text(config.read_text().replace('"UTC"', '"America/Chicago"'))
+    ws.add_partners(partner_rows(2))
+    worker = ws.worker()
+    read, sent = worker.cycle()
+    record_once(ws.store, read, sent, ws.clock())
+    imap_server.append(partner_mail.reply(smtp_server.messages[0].raw, "Doing well."))
+    ws.clock.advance(hours=1)
+    worker.cycle()
+    ws.close()
+    monkeypatch.setattr(campaigns_cli, "now", ws.clock)
+    outputs = {
+        "status": ws.cli("status").output,
+        "plan": ws.cli("plan", "--days", "10").output,
+        "replies": ws.cli("replies").output,
+        "report": ws.cli("report", "checkin").output,
+        "log": ws.cli("log").output,
+    }
+    for command, out in outputs.items():
+        assert " CST" in out, (command, out)
+    status_times = [line for line in outputs["status"].splitlines() if "2026-11-24" in line]
+    assert status_times and all("2026-11-24 04:00:00 CST" in line for line in status_times)
+    plan = json.loads(ws.cli("plan", "--days", "10", "--json").output)
+    assert plan and all(row["at"].endswith("-06:00") for row in plan)
