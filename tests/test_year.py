@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlite_utils
 from helpers import line_of, make_project
+from test_report import parse, run_chromium
 from workspace import Workspace, partner_rows
 
 from outreach.config import load_campaigns, load_config
@@ -270,6 +271,13 @@ def test_a_round_unanswered_is_finished_and_the_next_starts_in_a_new_thread(
     funnel = json.loads(report.output)
     assert funnel["audience"] == 1 and funnel["pending"] == 1
     assert [p["last_step"] for p in funnel["never_answered"]] == [2]
+    assert funnel["never_answered"][0]["round_label"] == "round 2, spring"
+    assert "active (round 2, spring)" in ws.cli("report", "checkin").output
+    page = ws.root / "report.html"
+    assert ws.cli("report", "checkin", "--html", str(page)).exit_code == 0
+    dom_text, console = run_chromium(page, "--dump-dom")
+    assert console == []
+    assert "active (round 2, spring)" in "".join(parse(dom_text).text)
     # the sent events of round 2 say so (the log tells "round 2, spring")
     details = [
         json.loads(r["detail"])

@@ -114,6 +114,8 @@ def never_answered(store: Database, campaign: str) -> list[dict[str, Any]]:
     verified as theirs), longest waiting first, with whether they sent an auto-reply."""
     return store.query(
         "SELECT p.email, p.name, p.organization, s.state, s.last_step, s.last_sent_at,"
+        " s.round, (SELECT min(m.sent_at) FROM messages m WHERE m.campaign = s.campaign"
+        "   AND m.partner_id = s.partner_id AND m.round = s.round) AS round_started_at,"
         " EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = s.partner_id"
         "   AND i.campaign = s.campaign AND i.kind = 'auto_reply'"
         "   AND i.unverified IS NULL) AS auto_replied"

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from outreach.core.rounds import round_label
 from outreach.store import Store, queries
 from outreach.views.text import local_minute, table_lines
 
@@ -36,6 +37,14 @@ class Silent:
     last_step: int
     last_sent_at: datetime | None
     auto_replied: bool
+    round: int = 1  # their latest round of a campaign that repeats
+    round_started_at: datetime | None = None
+
+    def round_label(self, zone: ZoneInfo) -> str:
+        """ "round 2, spring" for a round after the first, else ""."""
+        if self.round <= 1 or self.round_started_at is None:
+            return ""
+        return round_label(self.round, self.round_started_at, zone)
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,10 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
             last_step=r["last_step"],
             last_sent_at=datetime.fromisoformat(r["last_sent_at"]) if r["last_sent_at"] else None,
             auto_replied=bool(r["auto_replied"]),
+            round=r["round"],
+            round_started_at=datetime.fromisoformat(r["round_started_at"])
+            if r["round_started_at"]
+            else None,
         )
         for r in queries.never_answered(store, campaign)
     ]
@@ -262,7 +275,9 @@ def format_report(report: CampaignReport, zone: ZoneInfo, now: datetime) -> list
                 s.organization,
                 str(s.last_step),
                 local_minute(s.last_sent_at, zone) if s.last_sent_at else "-",
-                s.state + (" (auto-reply)" if s.auto_replied else ""),
+                s.state
+                + (" (auto-reply)" if s.auto_replied else "")
+                + (f" ({s.round_label(zone)})" if s.round_label(zone) else ""),
             )
         )
     lines += ["  " + line for line in table_lines(table)]
@@ -302,6 +317,8 @@ def report_json(report: CampaignReport, zone: ZoneInfo) -> dict[str, Any]:
                 "state": s.state,
                 "last_step": s.last_step,
                 "auto_replied": s.auto_replied,
+                "round": s.round,
+                "round_label": s.round_label(zone) or None,
                 "last_sent_at": s.last_sent_at.astimezone(zone).isoformat()
                 if s.last_sent_at
                 else None,

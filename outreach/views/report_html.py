@@ -254,7 +254,8 @@ def _never_answered(report: CampaignReport, zone: ZoneInfo) -> str:
         f"<td>{esc(s.name)}</td><td>{esc(s.email)}</td><td>{esc(s.organization)}</td>"
         f'<td class="num">{esc(s.last_step)}</td>'
         f'<td class="date">{esc(_date(s.last_sent_at, zone))}</td>'
-        f"<td>{esc(s.state)}{' (auto-reply)' if s.auto_replied else ''}</td></tr>"
+        f"<td>{esc(s.state)}{' (auto-reply)' if s.auto_replied else ''}"
+        f"{esc(f' ({s.round_label(zone)})' if s.round_label(zone) else '')}</td></tr>"
         for s in silent
     )
     return (
