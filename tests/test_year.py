@@ -192,6 +192,24 @@ def test_a_database_from_before_rounds_migrates_with_round_1(tmp_path: Path) -> 
         store.close()
 
 
+def test_m009_run_again_after_its_record_was_lost_changes_nothing(tmp_path: Path) -> None:
+    """The migration commits its own transaction, then sqlite-utils records it: a crash in
+    between runs it again at the next start, which must leave the tables as they are."""
+    path = tmp_path / "outreach.db"
+    old_database(path)
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm009_rounds'")
+    store = Store(path)
+    try:
+        assert [s.round for s in store.rounds("checkin", 1)] == [1]
+        assert store.scalar("SELECT count(*) FROM messages") == 1
+        assert store.scalar("PRAGMA integrity_check") == "ok"
+        assert store.scalar("SELECT audience FROM campaign_funnel") == 1
+    finally:
+        store.close()
+
+
 def test_the_never_sent_twice_key_holds_per_round_and_allows_a_new_round(tmp_path: Path) -> None:
     store = Store(tmp_path / "outreach.db")
     try:
@@ -402,6 +420,9 @@ def test_a_year_of_cycles_matches_plan_days_365(
     silent, leaver, away = (f"p000{i}@partners.test" for i in range(3))
     monkeypatch.setattr(campaigns_cli, "now", ws.clock)
     planned = json.loads(ws.cli("plan", "--days", "365", "--json").output)
+    table = ws.cli("plan", "--days", "365").output
+    assert table.splitlines()[0].split()[:4] == ["WHEN", "CAMPAIGN", "ROUND", "STEP"]
+    assert sum(" checkin   3 " in line for line in table.splitlines()) == 6  # 3 partners
     worker = ws.worker()
     start = ws.clock()
     away_until: date | None = None
