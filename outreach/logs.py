@@ -1,4 +1,6 @@
-"""Logging: one line per event on stderr, human-readable or JSON (--log-json).
+"""Logging: one line per event on stderr (or in a rotated file, `run --log-file`),
+human-readable or JSON (--log-json). Human lines say the time in the coordinator's zone
+(`[outreach] timezone`) and name it; JSON has ISO 8601 with the offset.
 
 Events carry structured fields (`extra={"fields": {...}}`); no caller ever passes a password
 or a message body, and `redact` drops any field whose name suggests one. Each line is made
@@ -10,8 +12,10 @@ see outreach.cli.terminal.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 from outreach.core.text import json_text, safe_text
@@ -24,11 +28,28 @@ def redact(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if not any(w in k.lower() for w in _SECRET_WORDS)}
 
 
+#: A log file is rotated at this size, keeping this many old files (outreach.log.1 ...).
+LOG_FILE_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 5
+
+
+def zone_name(local: datetime) -> str:
+    """The zone's abbreviation ("CST", "UTC"), or its offset when it has none ("+0530")."""
+    name = local.tzname() or ""
+    return name if name and name[0] not in "+-" else "UTC" + local.strftime("%z")
+
+
 class HumanFormatter(logging.Formatter):
+    """`2026-11-30 10:11:58 CST sent ...`: in `zone` (the coordinator's), else the
+    computer's."""
+
+    def __init__(self, zone: tzinfo | None = None) -> None:
+        super().__init__()
+        self.zone = zone
+
     def format(self, record: logging.LogRecord) -> str:
-        stamp = (
-            datetime.fromtimestamp(record.created, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-        )
+        local = datetime.fromtimestamp(record.created, UTC).astimezone(self.zone)
+        stamp = f"{local:%Y-%m-%d %H:%M:%S} {zone_name(local)}"
         fields = redact(getattr(record, "fields", {}) or {})
         tail = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
@@ -37,9 +58,16 @@ class HumanFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; `at` is ISO 8601 with the offset of `zone`."""
+
+    def __init__(self, zone: tzinfo | None = None) -> None:
+        super().__init__()
+        self.zone = zone or UTC
+
     def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC).astimezone(self.zone)
         payload: dict[str, Any] = {
-            "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "at": moment.isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "event": getattr(record, "event", None) or record.getMessage(),
             "message": record.getMessage(),
@@ -48,11 +76,28 @@ class JsonFormatter(logging.Formatter):
         return json_text(payload, default=str)
 
 
-def setup_logging(as_json: bool = False, verbose: bool = False) -> logging.Logger:
+def setup_logging(
+    as_json: bool = False,
+    verbose: bool = False,
+    zone: tzinfo | None = None,
+    log_file: Path | None = None,
+) -> logging.Logger:
+    """The worker's logger: to stderr, or to `log_file` rotated at LOG_FILE_BYTES with
+    LOG_FILE_BACKUPS old files kept (logging.handlers.RotatingFileHandler), so `nohup
+    outreach run --log-file ... &` or a scheduled task keeps a bounded log. Raises OSError
+    when the file cannot be opened."""
     logger = logging.getLogger(LOGGER_NAME)
+    for old in logger.handlers:
+        old.close()
     logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if as_json else HumanFormatter())
+    handler: logging.Handler
+    if log_file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        )
+    handler.setFormatter(JsonFormatter(zone) if as_json else HumanFormatter(zone))
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False

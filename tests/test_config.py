@@ -920,6 +920,8 @@ FULL_CAMPAIGN: dict[str, dict[str, str]] = {
         "start": "2026-09-08",
         "enabled": "true",
         "match_domain": "false",
+        "repeat": '"120d"',
+        "until": "2027-06-30",
         "blackout": '[{ from = 2026-12-21, to = 2027-01-01, name = "Winter break" }]',
     },
     "audience": {

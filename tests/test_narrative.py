@@ -433,7 +433,7 @@ CASES: list[tuple[str, list[LogEvent], list[str]]] = [
     ),
     (
         "a partner given to another owner (issue 19)",
-        [ev("owner_changed", detail={"from": "Ana Ruiz", "to": "Luis Pérez"})],
+        [ev("owner_changed", detail={"before": "Ana Ruiz", "after": "Luis Pérez"})],
         ["José Núñez reassigned from Ana Ruiz to Luis Pérez"],
     ),
     (

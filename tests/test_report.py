@@ -62,6 +62,9 @@ def test_report_prints_the_funnel_and_who_never_answered(world: World):
     assert "dan@buildright.test" in silent and "paused (auto-reply)" in silent
     for gone in (EMAILS[0], EMAILS[2], EMAILS[3], EMAILS[5]):  # answered, bounced, stopped
         assert gone not in silent
+    # who left is named, not only counted (issue 21)
+    assert "Unsubscribed (1): Sam Lee <sam@bistro.test>" in out
+    assert "Bounced (1): Priya Shah <priya@netforge.test>" in out
 
 
 def test_report_json(world: World):
@@ -77,6 +80,9 @@ def test_report_json(world: World):
     assert data["reply_rate"] == 0.3333 and data["median_hours_to_reply"] == 30.5
     assert [s["replied"] for s in data["steps"]] == [1, 1, 0]
     assert [p["partner"] for p in data["never_answered"]] == [EMAILS[1], EMAILS[4]]
+    assert [p["partner"] for p in data["unsubscribed_partners"]] == [EMAILS[3]]
+    assert [p["partner"] for p in data["bounced_partners"]] == [EMAILS[2]]
+    assert data["bounced_partners"][0]["name"] == "Priya Shah"
     assert [r["partner"] for r in data["replies"] if r["kind"] == "reply"] == [EMAILS[0], EMAILS[5]]
 
 
@@ -259,6 +265,10 @@ def test_html_report_in_headless_chromium(world: World):
     assert len(bars) >= 6 and sum(float(a["height"] or 0) > 0 for a in bars) == 2
     assert "script" not in {t for t, _, _ in dom.elements}  # the reply stayed text
     assert "<script>alert('x')</script>" in "".join(dom.text)
+    departed = "".join(dom.text).split("Unsubscribed and bounced (2)", 1)[1]
+    assert "Sam Lee" in departed and "asked to stop" in departed
+    assert "Priya Shah" in departed and "bounced" in departed
+    assert len(dom.inside("tr", "table#departed")) == 3
     shot = world.ws.root / "shot.png"
     run_chromium(target, f"--screenshot={shot}", "--window-size=1000,1600")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 30_000

@@ -145,7 +145,7 @@ def test_the_partner_log_lists_messages_still_in_the_outbox(ws, smtp_server):
         return [line for line in result.output.splitlines() if line.startswith("in the outbox")]
 
     assert waiting(first) == [
-        'in the outbox: checkin step 1 "Check-in for Org 0", queued 2026-11-24 10:00'
+        'in the outbox: checkin step 1 "Check-in for Org 0", queued 2026-11-24 10:00 UTC'
     ]
     assert ws.cli("log", "--partner", first, "--campaign", "other").output.count("outbox") == 0
     smtp_server.queue_data_responses("451 4.3.0 Try again later")  # whichever comes first
@@ -158,7 +158,8 @@ def test_the_partner_log_lists_messages_still_in_the_outbox(ws, smtp_server):
     sent = second if deferred == first else first
     org = "Org 0" if deferred == first else "Org 1"
     assert waiting(deferred) == [
-        f'in the outbox: checkin step 1 "Check-in for {org}", deferred, next try 2026-11-24 10:06'
+        f'in the outbox: checkin step 1 "Check-in for {org}", deferred, '
+        "next try 2026-11-24 10:06 UTC"
     ]
     assert waiting(sent) == []
     ws.clock.advance(minutes=1)

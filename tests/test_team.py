@@ -202,7 +202,7 @@ def test_a_follow_up_after_an_owner_change_keeps_the_first_account_and_thread(
     assert second.message["Subject"] == "Re: " + first.message["Subject"]
     # the change is in the partner's log
     log = " ".join(team.cli("log", "--partner", "nurse@mercy.test").output.split())
-    assert "owner_changed owner jlee -> akim; checkin keeps its account and thread" in log
+    assert "Nora Nurse reassigned from jlee to akim; checkin keeps its account and thread" in log
     # the next sequence (a new campaign) starts from the new owner's account
     (team.root / "campaigns" / "spring.toml").write_text(
         (team.root / "campaigns" / "checkin.toml").read_text()

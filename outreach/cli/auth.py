@@ -13,7 +13,7 @@ from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.settings import Account
 from outreach.core.text import json_text
-from outreach.views.text import format_table
+from outreach.views.text import format_table, local_minute
 
 
 @cli.group("auth")
@@ -102,7 +102,7 @@ def auth_status(app: App, as_json: bool) -> None:
         expires = "-"
         if row.expires_at is not None:
             left = row.expires_at - moment
-            expires = row.expires_at.astimezone(zone).strftime("%Y-%m-%d %H:%M") + (
+            expires = local_minute(row.expires_at, zone) + (
                 " (renewed when needed)" if left.total_seconds() > 0 else " (renewed at next use)"
             )
         table.append((row.account, row.auth, signed, expires))

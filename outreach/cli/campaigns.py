@@ -12,7 +12,7 @@ from outreach.cli.app import App, cli, json_option, now, pass_app
 from outreach.cli.terminal import echo
 from outreach.core.errors import InputError
 from outreach.core.text import json_text
-from outreach.views.text import format_table
+from outreach.views.text import format_table, local_minute
 
 
 @cli.command()
@@ -150,8 +150,9 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
                     {
                         "campaign": r.campaign,
                         "partner": r.partner.email,
+                        "round": r.round,
                         "step": r.step,
-                        "at": r.at.isoformat(),
+                        "at": r.at.astimezone(app.zone).isoformat(),
                         "account": r.account,
                     }
                     for r in rows
@@ -164,10 +165,11 @@ def plan(app: App, campaign_name: str | None, days: int, as_json: bool) -> None:
         echo(f"nothing planned in the next {days} days")
         return
     zone = app.zone
-    table = [("WHEN", "CAMPAIGN", "STEP", "PARTNER", "ORGANIZATION", "FROM")] + [
+    table = [("WHEN", "CAMPAIGN", "ROUND", "STEP", "PARTNER", "ORGANIZATION", "FROM")] + [
         (
-            r.at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M"),
+            f"{r.at.astimezone(zone):%a} {local_minute(r.at, zone)}",
             r.campaign,
+            str(r.round),
             str(r.step),
             r.partner.email,
             r.partner.organization,

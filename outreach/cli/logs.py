@@ -69,7 +69,13 @@ def _partner_email(app: App, email: str) -> str:
     help="From this date (2026-11-01), date and time, or duration back (7d).",
 )
 @click.option("--owner", metavar="NAME", help="Only the partners of this owner.")
-@json_option("A JSON array, one object per event.")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Under each line, the reason outreach gave (the classifier's, the server's).",
+)
+@json_option("A JSON array, one object per event (each with its reason).")
 @pass_app
 def log_command(
     app: App,
@@ -77,11 +83,14 @@ def log_command(
     campaign_name: str | None,
     since: str | None,
     owner: str | None,
+    verbose: bool,
     as_json: bool,
 ) -> None:
-    """Every event in order: sent, deferred, failed, replies with their text, auto-replies,
-    bounces, unsubscribes, pauses, acknowledgements. Times in the coordinator's time zone."""
-    from outreach.views.timeline import format_log, format_waiting, load_events, parse_since
+    """What happened, one line per thing in plain words, oldest first: messages sent,
+    replies with the partner's own words, out-of-office, bounces, requests to stop, rounds
+    finished. Times in the coordinator's time zone, each with its zone."""
+    from outreach.views.narrative import format_narrative, narrate
+    from outreach.views.timeline import format_waiting, load_events, parse_since
 
     zone = app.zone
     start = None
@@ -109,8 +118,10 @@ def log_command(
     if not listed:
         echo("no events" + (" match" if partner or campaign_name or since or owner else " yet"))
     else:
-        echo("\n".join(format_log(listed, zone, width=_width(), show_partner=partner is None)))
-        echo(f"\n{len(listed)} event(s); times in {zone.key}")
+        moment = now()
+        lines = list(narrate(listed, zone, moment))
+        echo("\n".join(format_narrative(lines, zone, moment, width=_width(), verbose=verbose)))
+        echo(f"\n{len(lines)} line(s) from {len(listed)} event(s); times in {zone.key}")
     if waiting:
         echo("\n" + "\n".join(waiting))
 

@@ -4,13 +4,14 @@ messages whose delivery is unknown."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from outreach.cli.app import App, cli, json_option, now, pass_app
 from outreach.cli.terminal import echo
 from outreach.config.passwords import server_password
-from outreach.core.errors import InputError
+from outreach.core.errors import InputError, OutreachError
 from outreach.core.text import json_text
 
 
@@ -19,14 +20,25 @@ from outreach.core.text import json_text
 @click.option("--dry-run", is_flag=True, help="Print what would be sent; change nothing.")
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Log to FILE instead of stderr, rotated at 10 MB (5 old files kept).",
+)
 @pass_app
-def run(app: App, once: bool, dry_run: bool, log_json: bool, verbose: bool) -> None:
+def run(
+    app: App, once: bool, dry_run: bool, log_json: bool, verbose: bool, log_file: Path | None
+) -> None:
     """Send what is due and read replies: one cycle with --once, else until stopped."""
     from outreach.engine.worker import Worker
     from outreach.logs import setup_logging
     from outreach.store.lock import WorkerLock
 
-    logger = setup_logging(as_json=log_json, verbose=verbose)
+    try:
+        logger = setup_logging(as_json=log_json, verbose=verbose, zone=app.zone, log_file=log_file)
+    except OSError as exc:
+        raise OutreachError(f"{log_file}: cannot write the log: {exc.strerror}") from exc
     if dry_run:
         show_dry_run(app)
         return

@@ -1,11 +1,13 @@
-"""`outreach service install`: the worker as a systemd user service that restarts on
-failure."""
+"""`outreach service install`: the worker as a background service that restarts on
+failure: a systemd user unit on Linux, a launchd agent on macOS."""
 
 from __future__ import annotations
 
 import os
+import plistlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,6 +16,8 @@ from outreach.cli.terminal import echo
 from outreach.core.errors import InputError, OutreachError
 
 UNIT_NAME = "outreach.service"
+AGENT_LABEL = "org.outreach.worker"
+LOG_FILE = "outreach.log"
 
 
 # --------------------------------------------------------------------------- systemd
@@ -80,6 +84,42 @@ WantedBy=default.target
 """
 
 
+# --------------------------------------------------------------------------- launchd
+
+
+def launchd_agent(command: list[str], config_path: Path, stop_timeout_seconds: int) -> bytes:
+    """A launchd agent (launchd.plist(5)) for `outreach run`, written with plistlib: started
+    at login, started again when it exits with an error (KeepAlive SuccessfulExit=false),
+    its log rotated in the project folder (`run --log-file`)."""
+    folder = config_path.parent
+    agent: dict[str, Any] = {
+        "Label": AGENT_LABEL,
+        "ProgramArguments": [
+            *command,
+            "--config",
+            str(config_path),
+            "run",
+            "--log-file",
+            str(folder / LOG_FILE),
+        ],
+        "WorkingDirectory": str(folder),
+        "RunAtLoad": True,
+        "KeepAlive": {"SuccessfulExit": False},
+        "ThrottleInterval": 30,
+        "ExitTimeOut": stop_timeout_seconds,
+        "EnvironmentVariables": {"PYTHONUNBUFFERED": "1"},
+        # what goes wrong before logging starts (a broken config: exit 2, not restarted
+        # in a loop faster than ThrottleInterval)
+        "StandardErrorPath": str(folder / "outreach.err.log"),
+        "ProcessType": "Background",
+    }
+    return plistlib.dumps(agent, sort_keys=False)
+
+
+def launch_agent_path() -> Path:
+    return Path.home() / "Library" / "LaunchAgents" / f"{AGENT_LABEL}.plist"
+
+
 def user_unit_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "systemd" / "user" / UNIT_NAME
@@ -87,7 +127,7 @@ def user_unit_path() -> Path:
 
 @cli.group("service")
 def service() -> None:
-    """Run the worker as a background service (a systemd user unit)."""
+    """Run the worker as a background service (systemd on Linux, launchd on macOS)."""
 
 
 @service.command("install")
@@ -95,42 +135,81 @@ def service() -> None:
     "--user",
     "user",
     is_flag=True,
-    help=f"Write a systemd user unit to ~/.config/systemd/user/{UNIT_NAME}.",
+    help=f"Write a service of your own account: a systemd user unit ({UNIT_NAME}), or on "
+    f"macOS a launchd agent (~/Library/LaunchAgents/{AGENT_LABEL}.plist).",
 )
-@click.option("--print", "print_only", is_flag=True, help="Print the unit; write nothing.")
-@click.option("--force", is_flag=True, help="Replace an existing unit file.")
+@click.option(
+    "--launchd/--systemd",
+    "launchd",
+    default=None,
+    help="Which kind to write (default: launchd on macOS, systemd elsewhere).",
+)
+@click.option(
+    "--to",
+    "target",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write it to FILE instead of the usual place.",
+)
+@click.option("--print", "print_only", is_flag=True, help="Print it; write nothing.")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
 @pass_app
-def service_install(app: App, user: bool, print_only: bool, force: bool) -> None:
-    """Install `outreach run` as a systemd user service that restarts on failure.
+def service_install(
+    app: App,
+    user: bool,
+    launchd: bool | None,
+    target: Path | None,
+    print_only: bool,
+    force: bool,
+) -> None:
+    """Install `outreach run` as a service of your account that restarts on failure: a
+    systemd user unit on Linux, a launchd agent on macOS.
 
-    The unit runs this outreach with the absolute path of config.toml, in its folder. An
-    existing unit is never replaced without --force."""
-    if not user and not print_only:
+    It runs this outreach with the absolute path of config.toml, in its folder. An
+    existing file is never replaced without --force."""
+    if not user and not print_only and target is None:
         raise InputError(
-            "say where the unit goes: `outreach service install --user` (a unit "
+            "say where the service goes: `outreach service install --user` (a service "
             "of your own account)",
             hint="--print shows it without writing it",
         )
+    if launchd is None:
+        launchd = sys.platform == "darwin"
     config_path = app.config_path.absolute()
-    config = app.config  # a broken config fails here, not later under systemd
+    config = app.config  # a broken config fails here, not later under systemd or launchd
     timeout = int(config.worker.shutdown_timeout.total_seconds()) + 15
-    unit = systemd_unit(outreach_command(), config_path, timeout)
+    if launchd:
+        content = launchd_agent(outreach_command(), config_path, timeout)
+        path = target or launch_agent_path()
+    else:
+        content = systemd_unit(outreach_command(), config_path, timeout).encode("utf-8")
+        path = target or user_unit_path()
     if print_only:
-        echo(unit, nl=False)
+        echo(content.decode("utf-8"), nl=False)
         return
-    path = user_unit_path()
     if path.exists() and not force:
         raise OutreachError(
             f"{path}: already exists; not replaced",
-            hint="--force replaces it, --print shows the new unit",
+            hint="--force replaces it, --print shows the new one",
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(unit, encoding="utf-8")
+        path.write_bytes(content)
     except OSError as exc:
         raise OutreachError(f"{path}: cannot write: {exc.strerror}") from exc
-    env_file = config_path.parent / "outreach.env"
     echo(f"wrote {path}")
+    env_file = config_path.parent / "outreach.env"
+    if launchd:
+        echo(
+            "\nNext:\n"
+            f'  launchctl bootstrap gui/"$(id -u)" {path}\n'
+            f'  launchctl print gui/"$(id -u)"/{AGENT_LABEL}   # is it running?\n'
+            f"  tail -f {config_path.parent / LOG_FILE}   # its log (rotated at 10 MB)\n"
+            "  outreach status\n"
+            "launchd reads no environment file: give passwords with password_cmd (the macOS "
+            "Keychain: `security find-generic-password -w -s outreach-smtp`)."
+        )
+        return
     echo(
         "\nNext:\n"
         "  systemctl --user daemon-reload\n"

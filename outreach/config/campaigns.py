@@ -15,6 +15,7 @@ from outreach.config.toml_reader import KeyReader, key_location, kind_of, parse_
 from outreach.core.errors import ConfigError, Problems
 from outreach.core.model import OWNER_ACCOUNT, Audience, Blackout, Campaign, Step, Window
 from outreach.core.questions import Question, build_questions, question_problems
+from outreach.core.rounds import repeat_problem, round_deadline
 from outreach.core.settings import Config
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -32,6 +33,8 @@ _CAMPAIGN = (
     "match_domain",
     "enabled",
     "questions",
+    "repeat",
+    "until",
 )
 _AUDIENCE = ("tags", "pathways", "industries", "owners", "exclude_tags")
 _WINDOW = ("days", "hours")
@@ -133,6 +136,7 @@ def load_campaign(path: Path, config: Config) -> Campaign:
     match_domain = reader.get(top, "", "match_domain", bool, False)
     enabled = reader.get(top, "", "enabled", bool, True)
     questions = _read_questions(reader, top)
+    repeat, until = _read_rounds(reader, top, config.timezone)
 
     reader.verdict()
     return Campaign(
@@ -150,6 +154,8 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         owner_accounts=config.owner_accounts() if account == OWNER_ACCOUNT else {},
         fallback_account=fallback if account == OWNER_ACCOUNT else None,
         questions=questions,
+        repeat=repeat,
+        until=until,
     )
 
 
@@ -162,6 +168,36 @@ def _read_questions(reader: KeyReader, top: dict[str, Any]) -> tuple[Question, .
     for problem in problems:
         reader.problem(problem.key, problem.message)
     return () if problems else build_questions(raw)
+
+
+def _read_rounds(
+    reader: KeyReader, top: dict[str, Any], timezone: str
+) -> tuple[timedelta | None, datetime | None]:
+    """`repeat = "120d"`: a new round that long after a partner's round ended; `until`: no
+    round starts after that day (its end, in the coordinator's zone) or moment."""
+    repeat = None
+    if "repeat" in top:
+        repeat = reader.duration(top, "", "repeat", timedelta(0))
+        problem = repeat_problem(repeat) if repeat > timedelta(0) else None
+        if problem is not None:
+            reader.problem("repeat", f"{top['repeat']!r}: {problem}")
+        if repeat <= timedelta(0) or problem is not None:
+            repeat = None
+    if "until" not in top:
+        return repeat, None
+    value = top["until"]
+    if repeat is None and "repeat" not in top:
+        reader.problem("until", "is for a campaign that repeats: set `repeat` too")
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            reader.problem("until", f"{value!r} is not a date like 2027-06-30")
+            return repeat, None
+    if not isinstance(value, date):  # datetime is a date too
+        reader.problem("until", f"expected a date like 2027-06-30, got {kind_of(value)}")
+        return repeat, None
+    return repeat, round_deadline(value, ZoneInfo(timezone))
 
 
 def _read_start(reader: KeyReader, value: Any, timezone: str) -> datetime | None:

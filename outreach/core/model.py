@@ -36,6 +36,7 @@ class SequenceStatus(StrEnum):
     REPLIED = "replied"
     STOPPED = "stopped"  # the partner bounced, opted out, or left (contact change)
     DONE = "done"
+    FINISHED = "finished"  # the last step went out without an answer: the round has ended
 
 
 #: Sequences that may still get a follow-up.
@@ -150,6 +151,20 @@ class SequenceState:
     last_sent_at: datetime | None
     paused_until: datetime | None
     account: str | None = None  # the account it started with: its follow-ups go from it
+    round: int = 1  # 1 for the first sequence, 2 for the first repeat (core/rounds.py)
+    updated_at: datetime | None = None
+    answered_at: datetime | None = None  # the partner's answer that ended it, when read
+
+    @property
+    def ended_at(self) -> datetime | None:
+        """When this round ended (core/rounds.round_ended_at): at the last message for
+        `finished`, at the answer for `replied` (when it was recorded, if its time is not
+        known); None while open."""
+        if self.state == SequenceStatus.FINISHED:
+            return self.last_sent_at
+        if self.state == SequenceStatus.REPLIED:
+            return self.answered_at or self.updated_at
+        return None
 
 
 @dataclass(frozen=True)
@@ -224,6 +239,8 @@ class Campaign:
     fallback_account: str | None = None
     #: the questions the check-in asks, numbered from 1 (core/questions.py)
     questions: tuple[Question, ...] = ()
+    repeat: timedelta | None = None  # a new round this long after a partner's round ended
+    until: datetime | None = None  # no round starts after this (core/rounds.round_deadline)
 
     @property
     def by_owner(self) -> bool:
@@ -256,6 +273,7 @@ class Due:
     step: Step
     due_at: datetime  # when it became due (ignoring the window), for ordering and `plan`
     account: str = ""  # the account that sends it (campaign.account when left empty)
+    round: int = 1  # the partner's round of the campaign (core/rounds.py)
 
     @property
     def sender(self) -> str:

@@ -23,6 +23,7 @@ from outreach.core.model import (
     SequenceState,
     Step,
 )
+from outreach.core.rounds import RoundRecord, next_round, project_rounds, round_may_start
 from outreach.core.settings import Account
 from outreach.core.zones import partner_zone
 
@@ -218,6 +219,7 @@ def due_messages(
     now: datetime,
     default_timezone: str,
     accounts: Collection[str] | None = None,
+    ended: Mapping[str, Sequence[tuple[SequenceState, Partner]]] | None = None,
 ) -> list[Due]:
     """Everything due now, oldest first, each with the account that sends it
     (`sending_account`; a partner without one is left out).
@@ -225,6 +227,9 @@ def due_messages(
     not_started: per campaign, partners with no sequence in it yet (candidates for step 1).
     waiting: per campaign, open sequences with their partners (candidates for a follow-up).
     accounts: the accounts in config.toml (a sequence's own account is kept while it is).
+    ended: per campaign that repeats, each partner's latest round when it has ended
+    (candidates for the step 1 of a new round, core/rounds.next_round; a new round is a new
+    sequence, so it goes from the account the partner's owner has today).
     """
     due: list[Due] = []
     for campaign in campaigns:
@@ -249,7 +254,34 @@ def due_messages(
                 continue
             account = sending_account(campaign, partner, sequence, accounts)
             if account and may_send(partner):
-                due.append(Due(campaign, partner, nxt[0], nxt[1], account))
+                due.append(
+                    Due(campaign, partner, nxt[0], nxt[1], account=account, round=sequence.round)
+                )
+        for sequence, partner in (ended or {}).get(campaign.name, ()):
+            starting = next_round(
+                [RoundRecord(sequence.round, sequence.state, sequence.ended_at)],
+                partner.status,
+                campaign.repeat,
+                campaign.until,
+            )
+            if starting is None or starting.earliest > now:
+                continue
+            if not round_may_start(now, campaign.until):
+                continue
+            if not audience_includes(campaign.audience, partner):
+                continue
+            account = sending_account(campaign, partner, None, accounts)
+            if account and may_send(partner):
+                due.append(
+                    Due(
+                        campaign,
+                        partner,
+                        first,
+                        starting.earliest,
+                        account=account,
+                        round=starting.number,
+                    )
+                )
     due.sort(key=lambda d: (d.due_at, d.campaign.name, d.partner.email, d.step.number))
     return due
 
@@ -261,6 +293,7 @@ class Projection:
     step: int
     at: datetime
     account: str = ""  # the account that would send it
+    round: int = 1
 
 
 def project(
@@ -271,21 +304,57 @@ def project(
     until: datetime,
     default_timezone: str,
     accounts: Collection[str] | None = None,
+    ended: Sequence[tuple[SequenceState, Partner]] = (),
 ) -> list[Projection]:
     """Who gets which step when, up to `until`, assuming nobody answers (for `outreach plan`),
-    and from which account (`sending_account`; a partner without one is left out)."""
+    and from which account (`sending_account`; a partner without one is left out): with
+    `repeat`, the rounds that follow each one (core/rounds.project_rounds; a new round goes
+    from the account the partner's owner has today). `ended`: each partner's latest round
+    when it has ended."""
     result: list[Projection] = []
 
-    def follow(partner: Partner, step_number: int, sent_at: datetime, account: str) -> None:
+    def follow(
+        partner: Partner, round_: int, step_number: int, sent_at: datetime, account: str
+    ) -> datetime | None:
+        """The round's remaining steps; when its last step is projected, that moment."""
         zone = partner_zone(partner, default_timezone)
         while step_number < len(campaign.steps):
             step = campaign.steps[step_number]
             due = _later(sent_at, step.after)
             moment = None if due is None else next_send_time(campaign, zone, max(due, now))
             if moment is None or moment > until:
-                return
-            result.append(Projection(campaign.name, partner, step.number, moment, account))
+                return None
+            result.append(
+                Projection(
+                    campaign.name, partner, step.number, moment, account=account, round=round_
+                )
+            )
             step_number, sent_at = step.number, moment
+        return sent_at
+
+    def repeats(partner: Partner, last_round: int, ended_at: datetime | None) -> None:
+        if campaign.repeat is None or ended_at is None:
+            return
+        account = sending_account(campaign, partner, None, accounts)  # a new sequence's
+        if account is None:
+            return
+        zone = partner_zone(partner, default_timezone)
+        for send in project_rounds(
+            last_round=last_round,
+            ended_at=ended_at,
+            partner_status=partner.status,
+            steps_after=[s.after for s in campaign.steps],
+            repeat=campaign.repeat,
+            until=campaign.until,
+            now=now,
+            horizon=until,
+            place=lambda moment: next_send_time(campaign, zone, moment),
+        ):
+            result.append(
+                Projection(
+                    campaign.name, partner, send.step, send.at, account=account, round=send.round
+                )
+            )
 
     if not campaign.enabled or not campaign.steps:
         return result
@@ -299,8 +368,8 @@ def project(
         moment = next_send_time(campaign, zone, now)
         if moment is None or moment > until:
             continue
-        result.append(Projection(campaign.name, partner, 1, moment, account))
-        follow(partner, 1, moment, account)
+        result.append(Projection(campaign.name, partner, 1, moment, account=account))
+        repeats(partner, 1, follow(partner, 1, 1, moment, account))
     for sequence, partner in open_sequences:
         if partner.status != ACTIVE or sequence.state not in OPEN_SEQUENCES:
             continue
@@ -311,6 +380,10 @@ def project(
         if sequence.paused_until and sequence.last_step < len(campaign.steps):
             resumed = _later(sequence.paused_until, -campaign.steps[sequence.last_step].after)
             start = max(start, resumed or start)
-        follow(partner, sequence.last_step, start, account)
-    result.sort(key=lambda p: (p.at, p.partner.email, p.step))
+        last = follow(partner, sequence.round, sequence.last_step, start, account)
+        repeats(partner, sequence.round, last)
+    for sequence, partner in ended:
+        if audience_includes(campaign.audience, partner):
+            repeats(partner, sequence.round, sequence.ended_at)
+    result.sort(key=lambda p: (p.at, p.partner.email, p.round, p.step))
     return result

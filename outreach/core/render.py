@@ -18,7 +18,7 @@ import functools
 import hashlib
 import re
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.header import Header
@@ -167,6 +167,11 @@ class Renderer:
             },
             step=step.number,
             questions=template_questions(campaign.questions),
+            # the rounds of a campaign that repeats (core/rounds.round_context): a template
+            # rendered outside a send (preview, check) sees a first round
+            round=1,
+            last_reply=None,
+            previous=None,
         )
         return context
 
@@ -177,13 +182,16 @@ class Renderer:
         partner: Partner,
         account: Account,
         threading: Threading = Threading(),
+        rounds: Mapping[str, Any] | None = None,
     ) -> Rendered:
+        """`rounds`: `round`, `last_reply` and `previous` for the templates
+        (core/rounds.round_context)."""
         failed = self._exhausted.get((campaign.name, step.number)) if self._exhausted else None
         if failed is not None and failed[0] >= GIVE_UP_AFTER:
             raise TemplateError(f"{failed[1]} (partner {partner.email})")
         try:
             with self._budget:
-                rendered = self._render(campaign, step, partner, account, threading)
+                rendered = self._render(campaign, step, partner, account, threading, rounds)
         except _Exhausted as exc:
             in_a_row = (failed[0] if failed else 0) + 1
             self._exhausted[(campaign.name, step.number)] = (in_a_row, exc.message)
@@ -206,8 +214,11 @@ class Renderer:
         partner: Partner,
         account: Account,
         threading: Threading,
+        rounds: Mapping[str, Any] | None = None,
     ) -> Rendered:
         context = self.context(campaign, step, partner, account)
+        if rounds:
+            context.update(rounds)
         if step.subject is not None:
             subject = self._render_subject(campaign, step, partner, context)
         elif threading.first_subject:

@@ -58,7 +58,13 @@ def apply_effect(
     if effect.sequence_state is None or campaign is None:
         return []
     sequence = store.sequence(campaign, partner_id)
-    if sequence is None or sequence.state not in OPEN_SEQUENCES:
+    # an answer to a round whose last step went out unanswered still ends it as answered
+    late_answer = (
+        sequence is not None
+        and sequence.state == SequenceStatus.FINISHED
+        and effect.sequence_state == SequenceStatus.REPLIED
+    )
+    if sequence is None or (sequence.state not in OPEN_SEQUENCES and not late_answer):
         return []
     store.set_sequence_state(
         campaign, partner_id, effect.sequence_state, now, paused_until=effect.paused_until

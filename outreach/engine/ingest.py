@@ -62,7 +62,11 @@ class ReadReport:
     def summary(self) -> str:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.kinds.items()))
         text = f"{self.seen} new in mailbox, {self.recorded} recorded"
-        return text + (f" ({kinds})" if kinds else "")
+        text += f" ({kinds})" if kinds else ""
+        if self.errors:  # never a summary that reads as success when the mailbox was not read
+            failed = "failed: " + "; ".join(self.errors)
+            return failed if not (self.seen or self.recorded) else f"{text}; {failed}"
+        return text
 
 
 @dataclass
@@ -400,15 +404,19 @@ class Reader:
         report.recorded += 1
         report.kinds[result.kind] = report.kinds.get(result.kind, 0) + 1
         held = matches[0].unverified
+        bounced = ", ".join(result.bounced_recipients) if result.kind == "bounce" else ""
+        extra: dict[str, Any] = {"bounced": bounced} if bounced else {}
         log_event(
             self.log,
             "unverified" if held else result.kind,
             f"{result.kind} from {headers.from_addr or '?'} ({matches[0].rule})"
+            + (f" for {bounced}" if bounced else "")
             + (f"; not acted on: {held}" if held else "")
             + (f"; reuses the Message-ID of #{duplicate_of}" if duplicate_of else ""),
             campaign=matches[0].campaign,
             step=matches[0].step,
             reasons="; ".join(result.reasons)[:200],
+            **extra,
         )
 
     def matches_for(

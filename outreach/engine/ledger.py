@@ -1,7 +1,7 @@
 """Nothing is sent twice: the ledger's rules, in one place.
 
 Every message outreach sends has one row in the outbox (`messages`, store/outbox.py), unique
-per (campaign, partner, step), and moves through these states (core.model.LedgerStatus):
+per (campaign, partner, round, step), and moves through these states (core.model.LedgerStatus):
 
     queued --claim--> sending --result--> sent
        ^                 |                deferred --(retry time)--> claimed again
@@ -12,6 +12,9 @@ per (campaign, partner, step), and moves through these states (core.model.Ledger
 1. Queue. A message is rendered with its own Message-ID and written to the outbox, and that
    write is committed, before any SMTP traffic of its own (sending.OutboxFeed hands it to a
    connection only then). The unique key refuses a second row for the same step.
+   A campaign that repeats (core/rounds.py) sends the steps again only as a new round: the
+   planner gives a round number one above the partner's latest round, and only once that
+   round has ended (`replied` or `finished`), so a round's steps are never queued again.
 2. Claim. Before its DATA command a message is claimed: queued or deferred -> sending, one
    delivery attempt counted (`claim`). A row in any other state is not claimed, so two
    batches can never both send it. The claim is committed before DATA goes out:

@@ -26,11 +26,24 @@ def find_due(
     (core.plan.due_messages; `accounts`: those in config.toml)."""
     not_started = {}
     waiting = {}
+    ended = {}
     for campaign in campaigns:
         if not campaign.enabled:
             continue
         not_started[campaign.name], waiting[campaign.name] = store.candidates(campaign, now)
-    return due_messages(campaigns, not_started, waiting, now, default_tz, accounts)
+        if campaign.repeat is not None:
+            ended[campaign.name] = store.ended_rounds(campaign.name)
+    return due_messages(campaigns, not_started, waiting, now, default_tz, accounts, ended)
+
+
+def finish_rounds(store: Store, campaigns: Sequence[Campaign], now: datetime) -> int:
+    """Open rounds whose last step went out become `finished` (Store.finish_sequences):
+    before planning, so a round that ended may be followed by the next."""
+    return sum(
+        store.finish_sequences(campaign.name, len(campaign.steps), now)
+        for campaign in campaigns
+        if campaign.steps
+    )
 
 
 def projections(
@@ -48,6 +61,7 @@ def projections(
         if not campaign.enabled:
             continue
         not_started, waiting = store.candidates(campaign)
-        rows += project(campaign, not_started, waiting, start, until, default_tz, accounts)
+        ended = store.ended_rounds(campaign.name) if campaign.repeat is not None else []
+        rows += project(campaign, not_started, waiting, start, until, default_tz, accounts, ended)
     rows.sort(key=lambda r: (r.at, r.campaign, r.partner.email))
     return rows

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from outreach.config.templates import renderer_for
 from outreach.core.errors import (
@@ -24,7 +25,9 @@ from outreach.core.errors import (
 )
 from outreach.core.model import AccountPart, AccountState, Campaign, Due
 from outreach.core.render import Built, Threading, build_message
+from outreach.core.rounds import round_context
 from outreach.core.settings import Account, Config
+from outreach.core.zones import partner_zone
 from outreach.engine.credentials import Logins, announce_waiting, announce_working
 from outreach.engine.ledger import BatchLedger, record_results
 from outreach.engine.message_ids import new_message_id
@@ -86,6 +89,9 @@ class Sender:
         self.should_stop = should_stop
         self.renderer = renderer_for(config)
         self.logins = logins or Logins(config)
+        # (campaign, partner id) -> (latest answer, our latest message): see threading_for
+        self.memory: dict[tuple[str, int], tuple[tuple[str, datetime] | None, datetime | None]]
+        self.memory = {}
 
     # ------------------------------------------------------------------ queue
 
@@ -146,16 +152,39 @@ class Sender:
         return True
 
     def threading_for(self, items: Sequence[Due]) -> dict[tuple[str, int], Threading]:
-        """The thread each follow-up among `items` continues, read in bulk."""
+        """The thread each follow-up among `items` continues (its round's earlier messages:
+        a new round is a new thread), read in bulk; and what the templates of the items
+        after a round's first message remember (`last_reply`, `previous`), kept for
+        `prepare`."""
         wanted = {
-            (item.campaign.name, item.partner.id or 0): item.step.number
+            (item.campaign.name, item.partner.id or 0): (item.round, item.step.number)
             for item in items
             if item.step.thread and item.step.number > 1
         }
+        remembered = [
+            (item.campaign.name, item.partner.id or 0)
+            for item in items
+            if item.round > 1 or item.step.number > 1
+        ]
+        if remembered:  # round 1's first message has nothing to remember: no query
+            self.memory.update(self.store.round_memory(remembered))
         return {
             key: Threading(first_subject=first, earlier_ids=tuple(ids))
             for key, (first, ids) in self.store.threads_for(wanted).items()
         }
+
+    def round_context(self, item: Due) -> dict[str, Any]:
+        """`round`, `last_reply` and `previous` for the item's templates (core/rounds)."""
+        last_reply, previous = self.memory.get(
+            (item.campaign.name, item.partner.id or 0), (None, None)
+        )
+        return round_context(
+            item.round,
+            last_reply=last_reply,
+            previous_sent_at=previous,
+            zone=partner_zone(item.partner, self.config.timezone),
+            now=self.clock(),
+        )
 
     def prepare(self, item: Due, threading: Threading) -> Built:
         """Render one message (pure: no I/O)."""
@@ -163,7 +192,9 @@ class Sender:
         account = self.config.accounts[item.sender]
         if not (step.thread and step.number > 1):
             threading = Threading()
-        rendered = self.renderer.render(campaign, step, partner, account, threading)
+        rendered = self.renderer.render(
+            campaign, step, partner, account, threading, self.round_context(item)
+        )
         message_id = new_message_id(account.domain)
         return build_message(rendered, partner, account, self.clock(), threading, message_id)
 
@@ -201,6 +232,7 @@ class Sender:
                     built.to_addr,
                     built.subject,
                     built.raw,
+                    item.round,
                 )
                 for item, built in rendered
             ],

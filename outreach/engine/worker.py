@@ -21,6 +21,7 @@ from outreach.core.settings import Account, Config
 from outreach.engine.credentials import Logins
 from outreach.engine.ingest import Reader, ReadReport
 from outreach.engine.ledger import recover
+from outreach.engine.planning import finish_rounds
 from outreach.engine.sending import Sender, SendReport
 from outreach.logs import log_event
 from outreach.store import Store, iso
@@ -94,6 +95,7 @@ class Worker:
             # disk was full): settled as at a start, never sent again blindly
             self.recover()
         self.store.resume_paused(self.clock())
+        finish_rounds(self.store, self.campaigns, self.clock())
         self.sender.send_due(report)
         return report
 

@@ -30,6 +30,7 @@ class Outgoing(NamedTuple):
     to_addr: str
     subject: str
     raw: bytes
+    round: int = 1  # the partner's round of the campaign: part of the never-sent-twice key
 
 
 class LedgerRow(NamedTuple):
@@ -49,6 +50,7 @@ class LedgerRow(NamedTuple):
     attempts: int
     next_attempt_at: datetime | None
     sent_at: datetime | None
+    round: int = 1
 
 
 # Ledger states
@@ -75,7 +77,9 @@ CLAIM_SQL = (
 # more for each statement.
 _SENT_EVENTS = (
     EVENT_INSERT + " SELECT ?1, m.partner_id, m.campaign, m.step, 'sent', m.message_id,"
-    " m.id, NULL, m.subject, CASE WHEN r.column3 = '' THEN '{{}}'"
+    " m.id, NULL, m.subject, CASE WHEN m.round > 1 THEN json_set(CASE WHEN r.column3 = ''"
+    " THEN '{{}}' ELSE json_object('response', r.column3) END, '$.round', m.round)"
+    " WHEN r.column3 = '' THEN '{{}}'"
     " ELSE '{{\"response\": ' || json_quote(r.column3) || '}}' END"
     " FROM (VALUES {values}) AS r JOIN messages m ON m.id = r.column2 ORDER BY r.column1"
 )
@@ -153,8 +157,9 @@ class Outbox(Sequences):
                 chunk = messages[start : start + OUTBOX_CHUNK]
                 cursor = conn.execute(
                     "INSERT OR IGNORE INTO messages (campaign, partner_id, step, account,"
-                    " message_id, to_addr, subject, status, raw, created_at, updated_at) VALUES "
-                    + ",".join([f"(?,?,?,?,?,?,?,'{QUEUED}',?,?,?)"] * len(chunk))
+                    " message_id, to_addr, subject, raw, round, status, created_at, updated_at)"
+                    " VALUES "
+                    + ",".join([f"(?,?,?,?,?,?,?,?,?,'{QUEUED}',?,?)"] * len(chunk))
                     + " RETURNING id, message_id",
                     [value for m in chunk for value in (*m, stamp, stamp)],
                 )
@@ -169,12 +174,11 @@ class Outbox(Sequences):
                 some = written[start : start + IN_CHUNK]
                 marks = ",".join("?" * len(some))
                 conn.execute(
-                    "INSERT INTO sequences (campaign, partner_id, state, last_step, updated_at,"
-                    " account)"
-                    f" SELECT campaign, partner_id, 'active', step, ?1, account FROM messages"
-                    f" WHERE id IN"
-                    f" ({marks}) ORDER BY id ON CONFLICT (campaign, partner_id) DO UPDATE SET"
-                    " last_step = excluded.last_step, updated_at = excluded.updated_at,"
+                    "INSERT INTO sequences (campaign, partner_id, round, state, last_step,"
+                    " updated_at, account) SELECT campaign, partner_id, round, 'active', step,"
+                    f" ?1, account FROM messages WHERE id IN ({marks}) ORDER BY id ON CONFLICT"
+                    " (campaign, partner_id, round) DO UPDATE SET last_step = excluded.last_step,"
+                    " updated_at = excluded.updated_at,"
                     " account = coalesce(sequences.account, excluded.account)",
                     [stamp, *some],
                 )
@@ -263,7 +267,8 @@ class Outbox(Sequences):
                 conn.execute(
                     "UPDATE sequences SET last_sent_at=?1, updated_at=?1 FROM messages m"
                     f" WHERE m.id IN ({marks}) AND sequences.campaign = m.campaign"
-                    " AND sequences.partner_id = m.partner_id AND sequences.last_step = m.step",
+                    " AND sequences.partner_id = m.partner_id AND sequences.round = m.round"
+                    " AND sequences.last_step = m.step",
                     [stamp, *ids],
                 )
                 responses = [
@@ -326,8 +331,8 @@ class Outbox(Sequences):
             else:
                 conn.execute(
                     "UPDATE sequences SET state='stopped', updated_at=? WHERE campaign=?"
-                    " AND partner_id=?",
-                    (iso(now), row.campaign, row.partner_id),
+                    " AND partner_id=? AND round=?",
+                    (iso(now), row.campaign, row.partner_id, row.round),
                 )
 
     def mark_unknown(self, row: LedgerRow, now: datetime, reason: str) -> None:
@@ -419,29 +424,63 @@ class Outbox(Sequences):
         )
 
     def threads_for(
-        self, wanted: dict[tuple[str, int], int]
+        self, wanted: dict[tuple[str, int], tuple[int, int]]
     ) -> dict[tuple[str, int], tuple[str | None, list[str]]]:
-        """For each (campaign, partner id) -> step: the subject of its step 1 (whatever became
-        of it) and the Message-IDs of its earlier steps that may have been delivered, oldest
-        first: what a follow-up threads to. Read in bulk before a batch."""
+        """For each (campaign, partner id) -> (round, step): the subject of the round's step
+        1 (whatever became of it) and the Message-IDs of its earlier steps that may have been
+        delivered, oldest first: what a follow-up threads to. Each round is its own thread.
+        Read in bulk before a batch."""
         found: dict[tuple[str, int], tuple[str | None, list[str]]] = {
             key: (None, []) for key in wanted
         }
         rows = self._select_in(
-            "SELECT campaign, partner_id, step, message_id, subject, status FROM messages"
+            "SELECT campaign, partner_id, round, step, message_id, subject, status FROM messages"
             " WHERE partner_id IN ({marks}) ORDER BY step",
             sorted({partner_id for _, partner_id in wanted}),
         )
-        for campaign, partner_id, step, message_id, subject, status in rows:
+        for campaign, partner_id, round_, step, message_id, subject, status in rows:
             key = (campaign, partner_id)
             before = wanted.get(key)
-            if before is None or step >= before:
+            if before is None or round_ != before[0] or step >= before[1]:
                 continue
             ids = found[key][1]
             if step == 1:
                 found[key] = (subject, ids)
             if status in _THREADED:
                 ids.append(message_id)
+        return found
+
+    def round_memory(
+        self, keys: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], tuple[tuple[str, datetime] | None, datetime | None]]:
+        """For each (campaign, partner id): the partner's latest answer in that campaign (its
+        words and when it was read) and when our latest message to them in it went out, for
+        the templates' `last_reply` and `previous` (core/rounds.round_context). In bulk."""
+        wanted = set(keys)
+        found: dict[tuple[str, int], tuple[tuple[str, datetime] | None, datetime | None]] = {
+            key: (None, None) for key in wanted
+        }
+        partner_ids = sorted({partner_id for _, partner_id in wanted})
+        sent = self._select_in(
+            "SELECT campaign, partner_id, max(sent_at) FROM messages WHERE partner_id IN"
+            " ({marks}) AND sent_at IS NOT NULL GROUP BY campaign, partner_id",
+            partner_ids,
+        )
+        for campaign, partner_id, sent_at in sent:
+            if (campaign, partner_id) in found:
+                found[(campaign, partner_id)] = (None, parse_iso(sent_at))
+        replies = self._select_in(
+            "SELECT campaign, partner_id, text, processed_at FROM inbound WHERE partner_id IN"
+            " ({marks}) AND kind = 'reply' AND unverified IS NULL AND text IS NOT NULL"
+            " ORDER BY processed_at",
+            partner_ids,
+        )
+        for campaign, partner_id, text, processed_at in replies:
+            key = (campaign, partner_id)
+            at = parse_iso(processed_at)
+            latest = found[key][0] if key in found else None
+            if key in found and at is not None and (latest is None or at >= latest[1]):
+                found[key] = ((text, at), found[key][1])
         return found
 
     def ledger_refs(self, message_ids: Iterable[str]) -> dict[str, LedgerRef]:
@@ -477,6 +516,11 @@ class Outbox(Sequences):
             params.append(campaign)
         return self.query(sql + " ORDER BY id", params)
 
+    def last_message_sent_at(self) -> str | None:
+        """When the last message went out (not when a send cycle last ran)."""
+        value = self.scalar("SELECT max(sent_at) FROM messages WHERE sent_at IS NOT NULL")
+        return str(value) if value is not None else None
+
     def status_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
         for row in self.query(
@@ -492,6 +536,7 @@ def _queued_row(message: Outgoing, ledger_id: int) -> LedgerRow:
     return LedgerRow(
         ledger_id, m.campaign, m.partner_id, m.step, m.account, m.message_id, m.to_addr,
         m.subject, QUEUED, m.raw, attempts=0, next_attempt_at=None, sent_at=None,
+        round=m.round,
     )  # fmt: skip
 
 
@@ -510,4 +555,5 @@ def _ledger(row: dict[str, Any]) -> LedgerRow:
         attempts=row["attempts"],
         next_attempt_at=parse_iso(row["next_attempt_at"]),
         sent_at=parse_iso(row["sent_at"]),
+        round=row["round"],
     )

@@ -126,11 +126,16 @@ def never_answered(store: Database, campaign: str) -> list[dict[str, Any]]:
     verified as theirs), longest waiting first, with whether they sent an auto-reply."""
     return store.query(
         "SELECT p.email, p.name, p.organization, s.state, s.last_step, s.last_sent_at,"
+        " s.round, (SELECT min(m.sent_at) FROM messages m WHERE m.campaign = s.campaign"
+        "   AND m.partner_id = s.partner_id AND m.round = s.round) AS round_started_at,"
         " EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = s.partner_id"
         "   AND i.campaign = s.campaign AND i.kind = 'auto_reply'"
         "   AND i.unverified IS NULL) AS auto_replied"
         " FROM sequences s JOIN partners p ON p.id = s.partner_id"
         " WHERE s.campaign = ? AND s.last_sent_at IS NOT NULL AND p.status != 'bounced'"
+        # each partner once, as their latest round stands (a campaign that repeats)
+        " AND s.round = (SELECT max(round) FROM sequences l WHERE l.campaign = s.campaign"
+        "   AND l.partner_id = s.partner_id)"
         " AND NOT EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = s.partner_id"
         "   AND i.campaign = s.campaign AND i.kind IN ('reply', 'unsubscribe', 'bounce')"
         "   AND i.unverified IS NULL)"
@@ -167,11 +172,13 @@ EXPORT_SQL = {
     "events": (
         "SELECT e.id, e.at, p.email AS partner, p.organization, e.campaign, e.step, e.kind,"
         " e.summary, e.message_id, e.detail, p.name, e.inbound_id, p.owner,"
-        # the account that sent the message the event is about, else the sequence's
-        " coalesce(m.account, s.account) AS account FROM events e"
+        # the account that sent the message the event is about, else the one of the
+        # partner's latest sequence in the campaign (one row per event, however many rounds)
+        " coalesce(m.account, (SELECT s.account FROM sequences s WHERE s.campaign = e.campaign"
+        "   AND s.partner_id = e.partner_id ORDER BY s.round DESC LIMIT 1)) AS account"
+        " FROM events e"
         " LEFT JOIN partners p ON p.id = e.partner_id"
         " LEFT JOIN messages m ON m.id = e.outbound_id"
-        " LEFT JOIN sequences s ON s.campaign = e.campaign AND s.partner_id = e.partner_id"
         " ORDER BY e.at, e.id",
         "events",
     ),
@@ -274,4 +281,29 @@ def owner_counts(store: Database, campaign: str) -> list[dict[str, Any]]:
         "   AND casefold(trim(q.owner)) = casefold(trim(p.owner))) AS waiting"
         " FROM partners p GROUP BY casefold(trim(p.owner)) ORDER BY casefold(trim(p.owner))",
         [campaign],
+    )
+
+
+def left_campaign(store: Database, campaign: str) -> list[dict[str, Any]]:
+    """Partners the campaign wrote to who asked to stop or whose address bounced (today's
+    status, with why), by name: the report names them, not only counts them."""
+    return store.query(
+        "SELECT p.email, p.name, p.organization, p.status, p.status_reason FROM partners p"
+        " WHERE p.status IN ('opted_out', 'bounced') AND EXISTS (SELECT 1 FROM messages m"
+        "   WHERE m.partner_id = p.id AND m.campaign = ?)"
+        " ORDER BY p.status, p.name, p.email",
+        [campaign],
+    )
+
+
+def may_still_write(store: Database, campaign: str) -> int:
+    """Partners the campaign may still write to: an open round (active, or paused by an
+    out-of-office) of a partner who is active."""
+    return int(
+        store.scalar(
+            "SELECT count(DISTINCT s.partner_id) FROM sequences s JOIN partners p"
+            " ON p.id = s.partner_id WHERE s.campaign = ? AND s.state IN ('active', 'paused')"
+            " AND p.status = 'active'",
+            [campaign],
+        )
     )

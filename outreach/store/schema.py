@@ -11,6 +11,8 @@ text order is time order.
 
 from __future__ import annotations
 
+import sqlite3
+
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
@@ -548,3 +550,124 @@ def m008_inbound_answers(db: sqlite_utils.Database) -> None:
       a corrected row keeps its answers when it is reclassified."""
     for column in ("answers TEXT", "asked_help INTEGER", "answers_corrected_at TEXT"):
         db.execute(f"ALTER TABLE inbound ADD COLUMN {column}")
+
+
+@migrations(transactional=False)
+def m009_rounds(db: sqlite_utils.Database) -> None:
+    """Check-ins that recur (issue 21): a partner has one sequence per round of a campaign,
+    and the never-sent-twice key of `messages` is (campaign, partner, round, step).
+
+    SQLite cannot change a table's key in place, so `sequences` and `messages` are made
+    again (https://sqlite.org/lang_altertable.html, "other kinds of table schema changes"):
+    a new table with every column the old one has at this moment (read from the database,
+    so columns added by other migrations come along), the rows copied with round 1, the old
+    table dropped, the new one renamed, its indexes, the views and triggers made again.
+
+    Foreign keys must be off while a table others point at is dropped, and that pragma does
+    nothing inside a transaction: so this migration opens its own, checks every foreign key
+    before it commits, and is safe to run again (a table that has `round` is left alone)."""
+    conn = db.conn
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _m009_body(conn)
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise sqlite3.IntegrityError(f"m009_rounds: foreign keys broken: {broken[:3]}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _m009_body(conn: sqlite3.Connection) -> None:
+    """m009_rounds' work, in its transaction (frozen with it)."""
+
+    def saved(kind: str) -> list[tuple[str, str]]:
+        return list(
+            conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = ? AND sql IS NOT NULL",
+                [kind],
+            )
+        )
+
+    views, triggers = saved("view"), saved("trigger")
+    for name, _ in views:
+        conn.execute(f'DROP VIEW "{name}"')
+    for name, _ in triggers:
+        conn.execute(f'DROP TRIGGER "{name}"')
+
+    def rebuild(table: str, key: str, replaced_unique: tuple[str, ...], tail: str) -> None:
+        columns = list(conn.execute(f'PRAGMA table_info("{table}")'))
+        if any(c[1] == "round" for c in columns):
+            return  # made again already (the migration ran, its record was not written)
+        keys = [c for c in columns if c[5]]
+        references = {
+            fk[3]: f' REFERENCES "{fk[2]}"("{fk[4]}")'
+            + (f" ON DELETE {fk[6]}" if fk[6] != "NO ACTION" else "")
+            + (f" ON UPDATE {fk[5]}" if fk[5] != "NO ACTION" else "")
+            for fk in conn.execute(f'PRAGMA foreign_key_list("{table}")')
+        }
+        uniques = []
+        for index in conn.execute(f'PRAGMA index_list("{table}")'):
+            if index[3] != "u":
+                continue
+            names = tuple(c[2] for c in conn.execute(f'PRAGMA index_info("{index[1]}")'))
+            if names != replaced_unique:
+                uniques.append("UNIQUE (" + ", ".join(f'"{n}"' for n in names) + ")")
+        definitions = []
+        for _, name, kind, notnull, default, pk in columns:
+            text = f'"{name}" {kind}'
+            if pk and len(keys) == 1:
+                text += " PRIMARY KEY"
+            if notnull:
+                text += " NOT NULL"
+            if default is not None:
+                text += f" DEFAULT ({default})"
+            definitions.append(text + references.get(name, ""))
+            if name == "partner_id":
+                # next to the other key columns: SQLite 3.40's integrity_check misreads a
+                # WITHOUT ROWID table whose key has a column after the others
+                definitions.append('"round" INTEGER NOT NULL DEFAULT 1')
+        indexes = [
+            sql
+            for name, sql in conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+                " AND sql IS NOT NULL",
+                [table],
+            )
+        ]
+        copied = ", ".join(f'"{c[1]}"' for c in columns)
+        conn.execute(
+            f'CREATE TABLE "{table}_m009" (' + ", ".join([*definitions, *uniques, key]) + f"){tail}"
+        )
+        conn.execute(
+            f'INSERT INTO "{table}_m009" ({copied}, "round") SELECT {copied}, 1 FROM "{table}"'
+        )
+        conn.execute(f'DROP TABLE "{table}"')
+        conn.execute(f'ALTER TABLE "{table}_m009" RENAME TO "{table}"')
+        for sql in indexes:
+            conn.execute(sql)
+
+    rebuild(
+        "sequences",
+        'PRIMARY KEY ("campaign", "partner_id", "round")',
+        (),
+        " WITHOUT ROWID",
+    )
+    rebuild(
+        "messages",
+        'UNIQUE ("campaign", "partner_id", "round", "step")',
+        ("campaign", "partner_id", "step"),
+        "",
+    )
+    for name, sql in [*views, *triggers]:
+        if name == "campaign_funnel":  # a partner with several rounds is one in the audience
+            sql = sql.replace(
+                "SELECT campaign, count(*) AS audience,",
+                "SELECT campaign, count(DISTINCT partner_id) AS audience,",
+            )
+        conn.execute(sql)

@@ -5,6 +5,7 @@ whether it goes on; and the candidates the planner looks at (core/plan.py decide
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -92,10 +93,62 @@ class Sequences(Partners):
         return [_sequence(row) for row in rows]
 
     def sequence(self, campaign: str, partner_id: int) -> SequenceState | None:
+        """The partner's latest round of `campaign`."""
         rows = self.query(
-            "SELECT * FROM sequences WHERE campaign = ? AND partner_id = ?", [campaign, partner_id]
+            "SELECT * FROM sequences WHERE campaign = ? AND partner_id = ?"
+            " ORDER BY round DESC LIMIT 1",
+            [campaign, partner_id],
         )
         return _sequence(rows[0]) if rows else None
+
+    def rounds(self, campaign: str, partner_id: int) -> list[SequenceState]:
+        """Every round of `campaign` the partner had, oldest first."""
+        rows = self.query(
+            "SELECT * FROM sequences WHERE campaign = ? AND partner_id = ? ORDER BY round",
+            [campaign, partner_id],
+        )
+        return [_sequence(row) for row in rows]
+
+    def ended_rounds(self, campaign: str) -> list[tuple[SequenceState, Partner]]:
+        """Each active partner's latest round of `campaign` when it has ended (replied or
+        finished), with the partner: the candidates for a new round (core/rounds.py decides).
+        Read only for a campaign that repeats."""
+        rows = self.query(
+            # the answer's time as the reply_log view tells it (its Date when plausible)
+            "SELECT s.*, CASE WHEN s.state = 'replied' THEN (SELECT max(r.at) FROM reply_log r"
+            " WHERE r.partner_id = s.partner_id AND r.campaign = s.campaign AND r.kind = 'reply'"
+            " AND r.unverified IS NULL AND r.at >= COALESCE(s.last_sent_at, ''))"
+            " END AS answered_at FROM sequences s WHERE s.campaign = ?"
+            " AND s.state IN ('replied', 'finished')"
+            " AND s.round = (SELECT max(round) FROM sequences l WHERE l.campaign = s.campaign"
+            " AND l.partner_id = s.partner_id)",
+            [campaign],
+        )
+        ended = [replace(_sequence(row), answered_at=parse_iso(row["answered_at"])) for row in rows]
+        partners = self.partners_by_id(s.partner_id for s in ended)
+        return [(s, partners[s.partner_id]) for s in ended if s.partner_id in partners]
+
+    def finish_sequences(self, campaign: str, steps: int, now: datetime) -> int:
+        """Open rounds of `campaign` whose last step (`steps`) went out become `finished`:
+        every message was sent without an answer. A paused round waits for its pause to end
+        (an out-of-office does not end a round). Returns how many; each gets an event."""
+        with self.write() as conn:
+            rows = conn.execute(
+                "UPDATE sequences SET state = 'finished', updated_at = ? WHERE campaign = ?"
+                " AND state = 'active' AND last_step >= ? AND last_sent_at IS NOT NULL"
+                " RETURNING partner_id, round, last_step",
+                (iso(now), campaign, steps),
+            ).fetchall()
+            for partner_id, round_, last_step in rows:
+                self.add_event(
+                    "finished",
+                    now,
+                    partner_id=partner_id,
+                    campaign=campaign,
+                    summary=f"no answer after {last_step} message{'s' if last_step != 1 else ''}",
+                    detail={"messages": last_step, **({"round": round_} if round_ > 1 else {})},
+                )
+        return len(rows)
 
     def set_sequence_state(
         self,
@@ -105,10 +158,13 @@ class Sequences(Partners):
         now: datetime,
         paused_until: datetime | None = None,
     ) -> None:
+        """Set the state of the partner's latest round of `campaign` (an answer to a
+        finished round still makes it `replied`)."""
         with self.write() as conn:
             conn.execute(
                 "UPDATE sequences SET state=?, paused_until=?, updated_at=?"
-                " WHERE campaign=? AND partner_id=?",
+                " WHERE campaign=?4 AND partner_id=?5 AND round = (SELECT max(round) FROM"
+                " sequences WHERE campaign=?4 AND partner_id=?5)",
                 (
                     state,
                     iso(paused_until) if paused_until else None,
@@ -128,8 +184,8 @@ class Sequences(Partners):
             for seq in resumed:
                 conn.execute(
                     "UPDATE sequences SET state='active', paused_until=NULL, updated_at=?"
-                    " WHERE campaign=? AND partner_id=?",
-                    (iso(now), seq.campaign, seq.partner_id),
+                    " WHERE campaign=? AND partner_id=? AND round=?",
+                    (iso(now), seq.campaign, seq.partner_id, seq.round),
                 )
                 self.add_event(
                     "resumed",
@@ -150,4 +206,6 @@ def _sequence(row: dict[str, Any]) -> SequenceState:
         last_sent_at=parse_iso(row["last_sent_at"]),
         paused_until=parse_iso(row["paused_until"]),
         account=row.get("account"),
+        round=row["round"],
+        updated_at=parse_iso(row["updated_at"]),
     )

@@ -422,7 +422,8 @@ class Demo:
         if kind == "auto_reply":
             return f"read {self.name(sender)}'s auto-reply: follow-ups paused until they are back"
         if kind == "bounce":
-            return "read a bounce: the address is marked bounced, nothing more goes to it"
+            bounced = str(event.get("bounced") or "the address")
+            return f"read a bounce: {bounced} is marked bounced, nothing more goes to it"
         if kind == "unsubscribe":
             return f"read {self.name(sender)}'s request: opted out of every campaign"
         if kind in ("stop", "stopped"):
@@ -587,13 +588,26 @@ def long_date(day: date) -> str:
     return f"{day.strftime('%A')} {day.strftime('%B')} {day.day}"
 
 
+#: The width the demo's commands print for, terminal or pipe: the demo reads the same
+#: pasted into an issue as on the screen it ran on.
+DEMO_COLUMNS = "100"
+
+
 def invoke(command: Any, args: list[str]) -> None:
-    """Run an outreach command in this process, as `outreach ARGS` would."""
+    """Run an outreach command in this process, as `outreach ARGS` would, for a terminal
+    DEMO_COLUMNS wide whatever stdout is."""
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = DEMO_COLUMNS
     try:
         command.main(args, prog_name="outreach", standalone_mode=False)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
+    finally:
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
 
 
 def demo_folder(keep: Path | None) -> Path:

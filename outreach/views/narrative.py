@@ -507,13 +507,19 @@ def _finished(t: Telling) -> Said:
 
 
 def _owner_changed(t: Telling) -> Said:
+    """store/partners._owner_changed: {"before", "after", "open": campaigns under way}."""
     detail = t.event.detail
-    old, new = detail.get("from"), detail.get("to")
+    old, new = detail.get("before"), detail.get("after")
     if old and new:
-        return Said(f"{t.who} reassigned from {old} to {new}")
-    if new:
-        return Said(f"{t.who} assigned to {new}")
-    return Said(f"{t.who} no longer assigned" + (f" to {old}" if old else ""))
+        said = f"{t.who} reassigned from {old} to {new}"
+    elif new:
+        said = f"{t.who} assigned to {new}"
+    else:
+        said = f"{t.who} no longer assigned" + (f" to {old}" if old else "")
+    under_way = [str(name) for name in detail.get("open") or ()]
+    if under_way:
+        said += f"; {', '.join(under_way)} keeps its account and thread"
+    return Said(said)
 
 
 def _unknown_kind(t: Telling) -> Said:
@@ -554,7 +560,7 @@ NARRATIONS: Mapping[str, Narration] = {
     "error": Narration(_error),
     "unverified": Narration(_unverified),
     "finished": Narration(_finished),  # issue 21: every step sent without an answer
-    "owner_changed": Narration(_owner_changed),  # issue 19: {"from": old, "to": new}
+    "owner_changed": Narration(_owner_changed),  # issue 19
 }
 _UNKNOWN = Narration(_unknown_kind)
 _ABSORBED = frozenset(kind for n in NARRATIONS.values() for kind in n.absorbs)

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from outreach.core.rounds import round_label
 from outreach.store import Store, queries
 from outreach.views.text import local_minute, table_lines
 
@@ -36,6 +37,25 @@ class Silent:
     last_step: int
     last_sent_at: datetime | None
     auto_replied: bool
+    round: int = 1  # their latest round of a campaign that repeats
+    round_started_at: datetime | None = None
+
+    def round_label(self, zone: ZoneInfo) -> str:
+        """ "round 2, spring" for a round after the first, else ""."""
+        if self.round <= 1 or self.round_started_at is None:
+            return ""
+        return round_label(self.round, self.round_started_at, zone)
+
+
+@dataclass(frozen=True)
+class Departed:
+    """A partner the campaign wrote to who asked to stop or whose address bounced."""
+
+    email: str
+    name: str
+    organization: str
+    status: str  # opted_out or bounced
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,10 @@ class CampaignReport:
     never_answered: list[Silent] = field(default_factory=list)
     replies: list[ReportReply] = field(default_factory=list)
     sent_days: dict[date, int] = field(default_factory=dict)  # local dates
+    departed: list[Departed] = field(default_factory=list)
+
+    def departed_as(self, status: str) -> list[Departed]:
+        return [d for d in self.departed if d.status == status]
 
     def replies_per_day(self, zone: ZoneInfo) -> dict[date, int]:
         counts: dict[date, int] = {}
@@ -105,6 +129,10 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
             last_step=r["last_step"],
             last_sent_at=datetime.fromisoformat(r["last_sent_at"]) if r["last_sent_at"] else None,
             auto_replied=bool(r["auto_replied"]),
+            round=r["round"],
+            round_started_at=datetime.fromisoformat(r["round_started_at"])
+            if r["round_started_at"]
+            else None,
         )
         for r in queries.never_answered(store, campaign)
     ]
@@ -139,7 +167,8 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
         bounced=funnel.get("bounced", 0),
         unsubscribed=funnel.get("unsubscribed", 0),
         failed=funnel.get("failed", 0),
-        pending=funnel.get("pending", 0),
+        # only partners who may still get a message (not a finished round, not an opt-out)
+        pending=queries.may_still_write(store, campaign),
         reply_rate=funnel.get("reply_rate"),
         median_hours_to_reply=funnel.get("median_hours_to_reply"),
         steps=[
@@ -155,7 +184,21 @@ def load_report(store: Store, campaign: str, zone: ZoneInfo) -> CampaignReport:
         never_answered=silent,
         replies=replies,
         sent_days=sent_days,
+        departed=[
+            Departed(
+                email=r["email"],
+                name=r["name"] or "",
+                organization=r["organization"] or "",
+                status=r["status"],
+                reason=r["status_reason"] or "",
+            )
+            for r in queries.left_campaign(store, campaign)
+        ],
     )
+
+
+def who(departed: Departed) -> str:
+    return f"{departed.name} <{departed.email}>" if departed.name else departed.email
 
 
 def format_hours(hours: float | None) -> str:
@@ -211,6 +254,12 @@ def format_report(report: CampaignReport, zone: ZoneInfo, now: datetime) -> list
             + "   ".join(f"step {s.step}: {s.sent} sent, {s.replied} replied" for s in report.steps)
         )
         lines.append("")
+    for status, label in (("opted_out", "Unsubscribed"), ("bounced", "Bounced")):
+        named = report.departed_as(status)
+        if named:
+            lines.append(f"{label} ({len(named)}): " + ", ".join(who(d) for d in named))
+    if report.departed:
+        lines.append("")
     if not report.never_answered:
         lines.append("Never answered: nobody" if report.sent else "Nothing sent yet.")
         return lines
@@ -226,7 +275,9 @@ def format_report(report: CampaignReport, zone: ZoneInfo, now: datetime) -> list
                 s.organization,
                 str(s.last_step),
                 local_minute(s.last_sent_at, zone) if s.last_sent_at else "-",
-                s.state + (" (auto-reply)" if s.auto_replied else ""),
+                s.state
+                + (" (auto-reply)" if s.auto_replied else "")
+                + (f" ({s.round_label(zone)})" if s.round_label(zone) else ""),
             )
         )
     lines += ["  " + line for line in table_lines(table)]
@@ -266,12 +317,29 @@ def report_json(report: CampaignReport, zone: ZoneInfo) -> dict[str, Any]:
                 "state": s.state,
                 "last_step": s.last_step,
                 "auto_replied": s.auto_replied,
+                "round": s.round,
+                "round_label": s.round_label(zone) or None,
                 "last_sent_at": s.last_sent_at.astimezone(zone).isoformat()
                 if s.last_sent_at
                 else None,
             }
             for s in report.never_answered
         ],
+        **{
+            key: [
+                {
+                    "partner": d.email,
+                    "name": d.name,
+                    "organization": d.organization,
+                    "reason": d.reason,
+                }
+                for d in report.departed_as(status)
+            ]
+            for key, status in (
+                ("unsubscribed_partners", "opted_out"),
+                ("bounced_partners", "bounced"),
+            )
+        },
         "replies": [
             {
                 "id": r.id,

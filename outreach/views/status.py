@@ -36,6 +36,15 @@ class Status:
     waiting: list[tuple[str, str]]  # (account, why) of OAuth2 accounts that must sign in
     # account -> part (send, read) -> its state row (state, reason, since, checked_at)
     accounts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    last_message_at: str | None = None  # when the last message went out
+
+
+def error_resolved(worker: dict[str, Any]) -> bool:
+    """Whether the last error is behind us: both halves of a cycle (read and send) worked
+    after it."""
+    at = worker.get("last_error_at")
+    read, sent = worker.get("last_read_at"), worker.get("last_send_at")
+    return bool(at and read and sent and read > at and sent > at)
 
 
 def load_status(
@@ -58,6 +67,7 @@ def load_status(
         unknown=store.unknown_rows(),
         waiting=waiting,
         accounts=states,
+        last_message_at=store.last_message_sent_at(),
     )
 
 
@@ -72,6 +82,8 @@ def status_json(status: Status) -> dict[str, Any]:
             "running": holder is not None,
             "pid": holder if holder is not None else worker.get("pid"),
             **{key: worker.get(key) for key in WORKER_FIELDS},
+            "last_message_sent_at": status.last_message_at,
+            "last_error_resolved": error_resolved(worker),
         },
         "accounts": {
             name: {
@@ -108,16 +120,22 @@ def format_status(status: Status, zone: ZoneInfo, now: datetime) -> list[str]:
     for key, label in (
         ("started_at", "started"),
         ("last_read_at", "last read mail"),
-        ("last_send_at", "last sent"),
+        ("last_send_at", "last send cycle"),
         ("heartbeat_at", "last heartbeat"),
         ("stopped_at", "stopped"),
     ):
         if worker.get(key) and (key != "stopped_at" or holder is None):
             lines.append(f"  {label}: {when(worker[key], zone, now)}")
+        if key == "last_read_at":  # the last message out, not the last cycle that ran
+            lines.append(f"  last sent: {when(status.last_message_at, zone, now)}")
     if worker.get("last_error"):
-        lines.append(
-            f"  last error: {worker['last_error']} ({when(worker.get('last_error_at'), zone, now)})"
-        )
+        at = when(worker.get("last_error_at"), zone, now)
+        if error_resolved(worker):
+            lines.append(
+                f"  last error (resolved: read and send work again): {worker['last_error']} ({at})"
+            )
+        else:
+            lines.append(f"  last error: {worker['last_error']} ({at})")
     lines += format_accounts(status, zone, now)
     for account, why in status.waiting:
         lines.append(

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, tzinfo
 from outreach.core.durations import format_duration
 from outreach.core.text import clip
 from outreach.store import parse_iso
+from outreach.views.narrative import zone_label
 
 
 def table_lines(rows: Sequence[Sequence[str]], max_width: int = 40) -> list[str]:
@@ -25,18 +26,22 @@ def format_table(rows: Sequence[Sequence[str]], max_width: int = 40) -> str:
 
 
 def local_minute(moment: datetime, zone: tzinfo) -> str:
-    """A time as the coordinator reads it: the date and minute in `zone`."""
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    """A time as the coordinator reads it: the date and minute in `zone`, and which zone
+    ("2026-11-30 09:12 CST")."""
+    local = moment.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M} {zone_label(local)}"
 
 
 def when(text: str | None, zone: tzinfo, now: datetime) -> str:
-    """A stored time for people: local, with how long ago ("2026-11-30 09:12:03, 2m ago")."""
+    """A stored time for people: local, with its zone and how long ago ("2026-11-30 09:12:03
+    CST, 2m ago")."""
     moment = parse_iso(text)
     if moment is None:
         return "never"
     ago = max(timedelta(0), now - moment)
     ago = timedelta(seconds=int(ago.total_seconds()))
-    return f"{moment.astimezone(zone).strftime('%Y-%m-%d %H:%M:%S')}, {format_duration(ago)} ago"
+    local = moment.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M:%S} {zone_label(local)}, {format_duration(ago)} ago"
 
 
 def wrap(text: str, width: int) -> list[str]:

@@ -594,3 +594,66 @@ def test_a_named_sent_folder_is_created_when_dovecot_says_so(
     with mailstack.imap(coordinator) as c:
         assert "Outreach Sent" in [str(name) for _flags, _sep, name in c.list_sub_folders()]
     ws.close()
+
+
+# --------------------------------------------------------------------------- rounds
+
+
+def test_a_second_round_goes_out_in_a_new_thread_through_postfix(
+    tmp_path: Path, mailstack: Mailstack, stack_env: None
+) -> None:
+    """A campaign with `repeat` (issue 21): after the partner answered, or stayed silent
+    through every step, a new round starts in a new thread, and its follow-up threads to
+    the new round only."""
+    coordinator, _ = mailstack.new_user()
+    replier, _ = mailstack.new_user()
+    silent, _ = mailstack.new_user()
+    campaign = (
+        'repeat = "30d"\n'
+        '[window]\ndays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\n'
+        'hours = "00:00-24:00"\n'
+        '[[steps]]\ntemplate = "hello"\nsubject = "Check-in for {{ partner.organization }}"\n'
+        '[[steps]]\ntemplate = "nudge"\nafter = "7d"\n'
+    )
+    ws = stack_workspace(tmp_path, mailstack, coordinator, campaign=campaign)
+    ws.add_partners(
+        [
+            {"email": address, "name": f"Partner {i}", "organization": f"Org {i}"}
+            for i, address in enumerate([replier, silent])
+        ]
+    )
+    worker = ws.worker()
+    _, sent = worker.cycle()
+    assert (sent.sent, sent.errors) == (2, [])
+    first = next(iter(mailstack.wait_for_messages(replier).values()))
+    submit_raw(mailstack, replier, [coordinator], partner_mail.reply(first, "All good here."))
+    inbox_of(mailstack, coordinator, 1)
+
+    ws.clock.advance(days=7)  # the answer is read; the silent partner gets step 2
+    read, sent = worker.cycle()
+    assert read.kinds == {"reply": 1} and sent.sent == 1
+    ws.clock.advance(hours=1)  # the silent partner's round ends: no answer after 2 messages
+    worker.cycle()
+    assert [(r.round, r.state) for r in ws.store.rounds("checkin", 2)] == [(1, "finished")]
+
+    ws.clock.advance(days=30)  # 30 days after the answer and after the last message
+    _, sent = worker.cycle()
+    assert (sent.sent, sent.errors) == (2, [])
+    replier_mail = inbox_of(mailstack, replier, 2)
+    silent_mail = inbox_of(mailstack, silent, 3)
+    for round_2, round_1 in ((replier_mail[1], replier_mail[0]), (silent_mail[2], silent_mail[0])):
+        assert round_2["Subject"] == round_1["Subject"]  # step 1's own subject, not "Re:"
+        assert round_2["In-Reply-To"] is None and round_2["References"] is None
+        assert round_2["Message-ID"] != round_1["Message-ID"]
+
+    ws.clock.advance(days=7)  # round 2's follow-up threads to round 2's first message
+    _, sent = worker.cycle()
+    assert sent.sent == 2
+    follow_up = inbox_of(mailstack, silent, 4)[3]
+    assert follow_up["In-Reply-To"] == silent_mail[2]["Message-ID"]
+    assert follow_up["References"].split() == [silent_mail[2]["Message-ID"]]
+    rows = ws.store.query("SELECT round, step FROM messages ORDER BY id")
+    assert sorted((r["round"], r["step"]) for r in rows) == [
+        (1, 1), (1, 1), (1, 2), (2, 1), (2, 1), (2, 2), (2, 2)
+    ]  # fmt: skip
+    ws.close()
