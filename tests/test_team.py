@@ -580,3 +580,26 @@ def test_a_database_from_before_m007_keeps_each_sequences_account(tmp_path: Path
     assert ws.store.sequence("checkin", 1).account == "jlee"
     assert {"account_state", "owner_digests"} <= set(ws.store.db.table_names())
     ws.close()
+
+
+def test_a_new_round_goes_from_the_account_of_the_partners_owner_today(team, smtp_server) -> None:
+    """Issue 19 meets issue 21: a round keeps its account to its last step, and the next
+    round (a new sequence, a new thread) starts from the account of the owner then."""
+    campaign = team.root / "campaigns" / "checkin.toml"
+    campaign.write_text('repeat = "30d"\n' + campaign.read_text(), encoding="utf-8")
+    team.worker().send_cycle()
+    team.store.upsert_partners([Partner(**{**ROSTER[0], "owner": "akim"})], team.clock())
+    for days in (2, 3, 1):  # steps 2 and 3, then the round is seen to be finished
+        team.clock.advance(days=days, minutes=1)
+        team.worker().send_cycle()
+    round_one = sent(smtp_server, "nurse@mercy.test")
+    assert [m.mail_from for m in round_one] == ["jlee@district.test"] * 3
+    planned = json.loads(team.cli("plan", "--days", "40", "--json").output)
+    ahead = [p for p in planned if p["partner"] == "nurse@mercy.test"]
+    assert ahead and {(p["round"], p["account"]) for p in ahead} == {(2, "akim")}
+    team.clock.advance(days=31)
+    team.worker().send_cycle()
+    *_, opening = sent(smtp_server, "nurse@mercy.test")
+    assert len(sent(smtp_server, "nurse@mercy.test")) == 4
+    assert opening.mail_from == "akim@district.test" == from_address(opening)
+    assert "In-Reply-To" not in opening.message
