@@ -14,7 +14,7 @@ from workspace import Workspace
 
 from outreach.store import migrations
 from outreach.views.text import wrap
-from outreach.views.timeline import format_log, parse_since
+from outreach.views.timeline import parse_since
 
 
 @pytest.fixture(autouse=True)
@@ -219,18 +219,6 @@ def test_wrap_keeps_line_breaks_and_wraps_long_lines():
     assert wrap("", 10) == []
 
 
-def test_format_log_wraps_under_the_details_column(world: World):
-    from outreach.views.timeline import load_events
-
-    lines = list(format_log(load_events(world.ws.store), ZoneInfo("UTC"), width=70))
-    start = lines[0].index("DETAILS")
-    continued = [line for line in lines[1:] if line.startswith(" ")]
-    assert continued and all(line[:start].strip() == "" for line in continued)
-    assert all(line == line.rstrip() for line in lines)  # no trailing blanks
-    assert all(len(line) <= max(70, start + 30) for line in lines)
-    assert ENGLISH.split()[0] in "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- replies
 
 
@@ -361,27 +349,3 @@ def test_replies_on_an_empty_database(ws: Workspace):
     assert ok(ws.cli("replies")).strip() == "no replies yet"
     assert ok(ws.cli("replies", "--unhandled")).strip() == "no unhandled replies"
     assert json.loads(ok(ws.cli("replies", "--json"))) == []
-
-
-def test_format_log_keeps_paragraphs_without_trailing_blanks():
-    from outreach.views.timeline import LogEvent
-
-    event = LogEvent(
-        id=1,
-        at=datetime(2026, 11, 24, 15, tzinfo=UTC),
-        kind="reply",
-        partner="a@b.test",
-        name="Ana",
-        organization="B",
-        campaign="checkin",
-        step=1,
-        summary="x",
-        text="Hola.\n\nGracias,\nAna",
-        detail={},
-        message_id=None,
-        inbound_id=1,
-    )
-    lines = list(format_log([event], ZoneInfo("America/Chicago"), width=120))
-    assert lines[1].startswith("2026-11-24 09:00 CST  a@b.test") and lines[1].endswith("Hola.")
-    assert lines[2] == "" and lines[3].strip() == "Gracias," and lines[4].strip() == "Ana"
-    assert all(line == line.rstrip() for line in lines)

@@ -30,7 +30,8 @@ from outreach.views.narrative import (
     wrap_keeping_lines,
     zone_label,
 )
-from outreach.views.timeline import LogEvent, load_events, wrap
+from outreach.views.text import wrap
+from outreach.views.timeline import LogEvent, load_events
 
 CHICAGO = ZoneInfo("America/Chicago")
 T = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # Tue Nov 24, 09:00 CST

@@ -16,9 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.core.durations import parse_duration
-from outreach.core.text import clip
 from outreach.store import Store, queries
-from outreach.views.text import local_minute, wrap
+from outreach.views.text import local_minute
 
 
 @dataclass(frozen=True)
@@ -132,63 +131,6 @@ def load_events(
             from_addr=row[13],
             from_name=row[14],
         )
-
-
-def describe(event: LogEvent) -> str:
-    """What a coordinator wants to read about one event (may span lines)."""
-    detail = event.detail
-    if event.kind == "reply" and event.text:
-        # the words, and who wrote them when it was not the partner (a colleague)
-        words = (f"from {event.sender}:\n" if event.sender else "") + event.text.strip()
-        if detail.get("duplicate_of"):
-            words += f"\n(reuses the Message-ID of #{detail['duplicate_of']}: in the review queue)"
-        return words
-    if event.kind == "paused" and detail.get("until") and "until" not in event.summary:
-        return f"{event.summary} (until {detail['until'][:10]})"
-    if event.kind == "acknowledged":
-        note = detail.get("note")
-        return event.summary + (f": {note}" if note and note not in event.summary else "")
-    if event.kind == "deferred" and detail.get("code") and str(detail["code"]) not in event.summary:
-        return f"{detail['code']} {event.summary}"
-    return event.summary
-
-
-COLUMNS = ("WHEN", "PARTNER", "CAMPAIGN", "STEP", "EVENT", "DETAILS")
-
-
-def format_log(
-    events: Iterable[LogEvent],
-    zone: ZoneInfo,
-    *,
-    width: int = 100,
-    show_partner: bool = True,
-) -> Iterator[str]:
-    """Aligned columns; the last column is wrapped to `width` and continued under itself."""
-    rows = []
-    for event in events:
-        rows.append(
-            (
-                local_minute(event.at, zone),
-                clip(event.partner or "-", 40),
-                clip(event.campaign or "-", 24),
-                str(event.step) if event.step is not None else "",
-                event.kind,
-                describe(event),
-            )
-        )
-    if not rows:
-        return
-    keep = [i for i in range(5) if show_partner or COLUMNS[i] != "PARTNER"]
-    widths = {i: max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) for i in keep}
-    indent = sum(widths[i] + 2 for i in keep)
-    room = max(30, width - indent)
-    yield ("  ".join(COLUMNS[i].ljust(widths[i]) for i in keep) + "  " + COLUMNS[5]).rstrip()
-    for row in rows:
-        lines = wrap(row[5], room) or [""]
-        head = "  ".join(row[i].ljust(widths[i]) for i in keep)
-        yield (head + "  " + lines[0]).rstrip()
-        for line in lines[1:]:
-            yield " " * indent + line if line else ""
 
 
 def format_waiting(rows: Iterable[dict[str, Any]], zone: ZoneInfo) -> Iterator[str]:
