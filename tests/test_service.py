@@ -954,3 +954,53 @@ def test_a_template_broken_for_everyone_blocks_a_reload_but_one_partners_data_do
     assert len(problems) == 1 and "city" in problems[0] and warnings == []
     assert render_check(ws.config, campaign, [with_city]) == ([], [])
     ws.close()
+
+
+def test_the_running_worker_sends_each_owner_their_digest(
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    imap_server: LocalIMAPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: list[Worker],
+) -> None:
+    """[digest] per_owner through `outreach run` itself (the service's digest job), not only
+    through send_owner_digests: each owner's digest goes to the address of their account,
+    from it, about their own partners; the coordinator gets none without `to`."""
+    from team import ROSTER, team_workspace
+
+    with (
+        LocalIMAPServer(user="jlee@district.test", password="jlee-pw") as jlee,
+        LocalIMAPServer(user="akim@district.test", password="akim-pw") as akim,
+    ):
+        mailboxes = {"jlee": jlee, "akim": akim, "office": imap_server}
+        ws = team_workspace(
+            tmp_path,
+            smtp_server.port,
+            mailboxes,
+            monkeypatch,
+            extra='[digest]\nper_owner = true\nat = "00:00"\n',
+        )
+        ws.add_partners(ROSTER)
+        ws.clock.moment = datetime.now(UTC)  # the worker process below runs on the real clock
+        ws.worker().send_cycle()
+        for mailbox, email, words in (
+            (jlee, "nurse@mercy.test", "Nurse words for jlee."),
+            (akim, "it@netforge.test", "IT words for akim."),
+        ):
+            checkin = next(m for m in smtp_server.messages if list(m.rcpt_tos) == [email])
+            mailbox.append(partner_mail.reply(checkin.raw, words, when=ws.clock()))
+        ws.close()
+        start(tmp_path, dict(os.environ), workers)  # reads, sends, then the digest job
+
+        def digests() -> list[Any]:
+            return [m for m in smtp_server.messages if "digest" in str(m.message["Subject"])]
+
+        wait_until(lambda: len(digests()) >= 2, 30, "two owners' digests")
+        by_owner = {m.rcpt_tos: m for m in digests()}
+        assert set(by_owner) == {("jlee@district.test",), ("akim@district.test",)}
+        to_jlee = by_owner[("jlee@district.test",)]
+        assert to_jlee.mail_from == "jlee@district.test"
+        text = to_jlee.message.get_body(("plain",)).get_content()
+        assert "Nurse words for jlee." in text and "IT words for akim." not in text
+        to_akim = by_owner[("akim@district.test",)].message.get_body(("plain",)).get_content()
+        assert "IT words for akim." in to_akim and "Nurse words for jlee." not in to_akim
