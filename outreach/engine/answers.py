@@ -20,7 +20,7 @@ from outreach.core.inbound.answers import (
     split_answers,
     stored_answers,
 )
-from outreach.core.model import Campaign
+from outreach.core.model import Campaign, InboundKind
 from outreach.core.questions import Question
 from outreach.store import Store
 
@@ -46,7 +46,7 @@ def correct_answer(
     row = store.inbound_row(inbound_id)
     if row is None or row["partner_id"] is None:
         raise InputError(f"no reply #{inbound_id}", hint="outreach replies")
-    if row["kind"] != "reply":
+    if row["kind"] != InboundKind.REPLY:
         kind = str(row["kind"]).replace("_", "-")
         raise InputError(
             f"#{inbound_id} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a reply: only "

@@ -12,7 +12,7 @@ from outreach.config import key_location, load_campaigns, load_config
 from outreach.config.passwords import server_password
 from outreach.config.templates import renderer_for
 from outreach.core.errors import ConfigError, OutreachError, Problems
-from outreach.core.model import Campaign, Partner
+from outreach.core.model import Campaign, Partner, PartnerStatus
 from outreach.core.plan import audience_or_sample, preview_account, unrouted_partners
 from outreach.core.render import Renderer, render_sequence
 from outreach.core.settings import Config, ServerSettings
@@ -67,7 +67,7 @@ def check_all(config_path: Path) -> CheckReport:
         report.notes.append(note)
         if not report.damage:
             with Store(config.database) as store:
-                partners = store.partners(status="active")
+                partners = store.partners(status=PartnerStatus.ACTIVE)
     for campaign in campaigns:
         audience, sample = audience_or_sample(campaign.audience, partners)
         if sample:

@@ -36,7 +36,7 @@ from outreach.core.inbound.match import (
     worth_downloading,
 )
 from outreach.core.inbound.skim import HeaderSkim, skim_headers
-from outreach.core.model import AccountPart, AccountState, Campaign
+from outreach.core.model import AccountPart, AccountState, Campaign, InboundKind
 from outreach.core.settings import Account, Config
 from outreach.core.zones import partner_zone
 from outreach.engine.classify_pool import ClassifierPool
@@ -404,7 +404,7 @@ class Reader:
         report.recorded += 1
         report.kinds[result.kind] = report.kinds.get(result.kind, 0) + 1
         held = matches[0].unverified
-        bounced = ", ".join(result.bounced_recipients) if result.kind == "bounce" else ""
+        bounced = ", ".join(result.bounced_recipients) if result.kind == InboundKind.BOUNCE else ""
         extra: dict[str, Any] = {"bounced": bounced} if bounced else {}
         log_event(
             self.log,
@@ -433,7 +433,7 @@ class Reader:
     def ours(self, result: Classification, ledger: dict[str, Any]) -> bool:
         """A message outreach sent (its Message-ID is in the ledger: a Bcc or list copy), or
         one from an account's own address (the coordinator's own mail in a thread)."""
-        if result.kind == "bounce" or result.complaint:
+        if result.kind == InboundKind.BOUNCE or result.complaint:
             return False  # a report quotes our messages; its own id and sender are not ours
         headers = result.headers
         return bool(

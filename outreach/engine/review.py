@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from outreach.core.errors import InputError
 from outreach.core.inbound.answers import stored_answers
 from outreach.core.inbound.effects import needs_review, reclassified
-from outreach.core.model import BOUNCED, OPTED_OUT, InboundKind
+from outreach.core.model import BOUNCED, OPTED_OUT, InboundKind, SequenceStatus
 from outreach.core.zones import partner_zone
 from outreach.engine.answers import QuestionSets, recompute_answers
 from outreach.engine.effects import apply_effect
@@ -286,7 +286,7 @@ def _undo(store: Store, row: dict[str, Any], now: datetime, changes: list[str]) 
             f"partner back to active (was {current})"
             + (f"; {reopened} sequence(s) reopened" if reopened else "")
         )
-    if row["kind"] == "bounce" and row["hard"] == 0:
+    if row["kind"] == InboundKind.BOUNCE and row["hard"] == 0:
         store.uncount_soft_bounce(partner_id, now)
         changes.append("one soft bounce fewer")
     if campaign is None:
@@ -295,10 +295,11 @@ def _undo(store: Store, row: dict[str, Any], now: datetime, changes: list[str]) 
     if sequence is None:
         return
     done_by_it = store.event_kinds_for(inbound_id, ("stopped", "paused"))
-    if ("stopped" in done_by_it and sequence.state in ("replied", "stopped")) or (
-        "paused" in done_by_it and sequence.state == "paused"
+    stopped = (SequenceStatus.REPLIED, SequenceStatus.STOPPED)
+    if ("stopped" in done_by_it and sequence.state in stopped) or (
+        "paused" in done_by_it and sequence.state == SequenceStatus.PAUSED
     ):
-        store.set_sequence_state(campaign, partner_id, "active", now)
+        store.set_sequence_state(campaign, partner_id, SequenceStatus.ACTIVE, now)
         store.add_event(
             "resumed",
             now,

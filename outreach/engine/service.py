@@ -55,7 +55,7 @@ from outreach.core.errors import (
     OutreachError,
     Problems,
 )
-from outreach.core.model import Campaign, Partner
+from outreach.core.model import Campaign, Partner, PartnerStatus
 from outreach.core.settings import Account, Config, ServerSettings
 from outreach.engine.credentials import Logins
 from outreach.logs import log_event
@@ -300,7 +300,7 @@ class CampaignFiles:
             except ConfigError as exc:
                 problems.append(str(exc))
             if not problems:
-                partners = self.store.partners(status="active")
+                partners = self.store.partners(status=PartnerStatus.ACTIVE)
                 for campaign in campaigns:
                     blocking, warnings = render_check(candidate, campaign, partners)
                     problems += blocking

@@ -52,41 +52,47 @@ def decide(
     result: Classification, zone: ZoneInfo, now: datetime, default_pause: timedelta
 ) -> Effect:
     kind = result.kind
-    if kind == "reply":
+    if kind == InboundKind.REPLY:
         return Effect(
-            "reply",
-            sequence_state="replied",
+            InboundKind.REPLY,
+            sequence_state=SequenceStatus.REPLIED,
             summary=one_line(result.text or result.full_text or "", 500),
         )
-    if kind == "unsubscribe":
+    if kind == InboundKind.UNSUBSCRIBE:
         return Effect(
-            "unsubscribe",
-            partner_status="opted_out",
+            InboundKind.UNSUBSCRIBE,
+            partner_status=PartnerStatus.OPTED_OUT,
             summary="asked to stop: " + "; ".join(result.reasons)[:200],
         )
-    if kind == "bounce":
+    if kind == InboundKind.BOUNCE:
         detail = " ".join(x for x in (result.status, result.diagnostic) if x)
         if result.hard is False:
-            return Effect("bounce", soft_bounce=True, summary=f"soft bounce {detail}".strip())
-        return Effect("bounce", partner_status="bounced", summary=f"hard bounce {detail}".strip())
-    if kind == "auto_reply":
+            return Effect(
+                InboundKind.BOUNCE, soft_bounce=True, summary=f"soft bounce {detail}".strip()
+            )
+        return Effect(
+            InboundKind.BOUNCE,
+            partner_status=PartnerStatus.BOUNCED,
+            summary=f"hard bounce {detail}".strip(),
+        )
+    if kind == InboundKind.AUTO_REPLY:
         if result.contact_change:
             return Effect(
-                "auto_reply",
-                sequence_state="stopped",
+                InboundKind.AUTO_REPLY,
+                sequence_state=SequenceStatus.STOPPED,
                 summary="contact change: " + one_line(result.text or result.full_text or "", 500),
             )
         until = pause_until(result.return_date, zone, now, default_pause)
         back = f"back {result.return_date.isoformat()}; " if result.return_date else ""
         return Effect(
-            "auto_reply",
-            sequence_state="paused",
+            InboundKind.AUTO_REPLY,
+            sequence_state=SequenceStatus.PAUSED,
             paused_until=until,
             summary=f"{back}follow-ups paused until {until.date().isoformat()}",
         )
-    if kind == "error":
-        return Effect("error", summary="; ".join(result.reasons)[:300])
-    return Effect("other", summary="; ".join(result.reasons)[:300])
+    if kind == InboundKind.ERROR:
+        return Effect(InboundKind.ERROR, summary="; ".join(result.reasons)[:300])
+    return Effect(InboundKind.OTHER, summary="; ".join(result.reasons)[:300])
 
 
 def needs_review(
@@ -96,8 +102,8 @@ def needs_review(
     view says the same in SQL (store/schema.py, m005; tests/test_architecture.py checks
     that the two agree)."""
     return (
-        kind in ("reply", "error")
-        or (kind == "auto_reply" and contact_change)
+        kind in (InboundKind.REPLY, InboundKind.ERROR)
+        or (kind == InboundKind.AUTO_REPLY and contact_change)
         or unverified is not None
         or duplicate_of is not None
     )
