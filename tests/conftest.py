@@ -52,6 +52,7 @@ from hypothesis import HealthCheck, settings
 from logbook import World, build_world
 from workspace import Workspace, make_workspace
 
+from outreach.core.redaction import forget_secrets
 from outreach.testing.imap_server import LocalIMAPServer
 from outreach.testing.oauth2_server import LocalOAuth2Server
 from outreach.testing.ports import free_ports
@@ -59,6 +60,18 @@ from outreach.testing.smtp_server import LocalSMTPServer
 
 REPO = Path(__file__).resolve().parent.parent
 MAILSTACK_SCRIPTS = REPO / "scripts" / "mailstack"
+
+# --------------------------------------------------------------------------- isolation
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Each test starts with no remembered secret: a password one test used ("right") must
+    not be redacted out of another test's partner address (dan@buildright.test)."""
+    forget_secrets()
+    yield
+    forget_secrets()
+
 
 # --------------------------------------------------------------------------- hypothesis
 

@@ -41,6 +41,13 @@ def remember_secret(value: str | None, *, token: bool = False) -> None:
         del _tokens[next(iter(_tokens))]
 
 
+def forget_secrets() -> None:
+    """Forget every remembered secret (a process that serves one project never needs this;
+    the test suite runs many projects, each with its own passwords, in one process)."""
+    _secrets.clear()
+    _tokens.clear()
+
+
 def redact(text: str) -> str:
     """`text` without any secret this process holds (see `remember_secret`)."""
     if not _secrets and not _tokens:
