@@ -128,17 +128,18 @@ def never_answered(store: Database, campaign: str) -> list[dict[str, Any]]:
         "SELECT p.email, p.name, p.organization, s.state, s.last_step, s.last_sent_at,"
         " s.round, (SELECT min(m.sent_at) FROM messages m WHERE m.campaign = s.campaign"
         "   AND m.partner_id = s.partner_id AND m.round = s.round) AS round_started_at,"
-        " EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = s.partner_id"
-        "   AND i.campaign = s.campaign AND i.kind = 'auto_reply'"
-        "   AND i.unverified IS NULL) AS auto_replied"
+        # IN lists made once, not an EXISTS per partner: inbound has no partner index
+        " s.partner_id IN (SELECT i.partner_id FROM inbound i WHERE i.campaign = ?1"
+        "   AND i.kind = 'auto_reply' AND i.unverified IS NULL AND i.partner_id IS NOT NULL)"
+        " AS auto_replied"
         " FROM sequences s JOIN partners p ON p.id = s.partner_id"
-        " WHERE s.campaign = ? AND s.last_sent_at IS NOT NULL AND p.status != 'bounced'"
+        " WHERE s.campaign = ?1 AND s.last_sent_at IS NOT NULL AND p.status != 'bounced'"
         # each partner once, as their latest round stands (a campaign that repeats)
         " AND s.round = (SELECT max(round) FROM sequences l WHERE l.campaign = s.campaign"
         "   AND l.partner_id = s.partner_id)"
-        " AND NOT EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = s.partner_id"
-        "   AND i.campaign = s.campaign AND i.kind IN ('reply', 'unsubscribe', 'bounce')"
-        "   AND i.unverified IS NULL)"
+        " AND s.partner_id NOT IN (SELECT i.partner_id FROM inbound i WHERE i.campaign = ?1"
+        "   AND i.kind IN ('reply', 'unsubscribe', 'bounce') AND i.unverified IS NULL"
+        "   AND i.partner_id IS NOT NULL)"
         " ORDER BY s.last_sent_at, p.email",
         [campaign],
     )
@@ -274,8 +275,11 @@ def owner_counts(store: Database, campaign: str) -> list[dict[str, Any]]:
         "SELECT trim(p.owner) AS owner, count(*) AS partners,"
         " sum(EXISTS (SELECT 1 FROM sequences s WHERE s.partner_id = p.id AND s.campaign = ?1"
         "   AND s.last_sent_at IS NOT NULL)) AS reached,"
-        " sum(EXISTS (SELECT 1 FROM inbound i WHERE i.partner_id = p.id AND i.campaign = ?1"
-        "   AND i.kind = 'reply' AND i.unverified IS NULL)) AS replied,"
+        # IN, not a correlated EXISTS: inbound has no partner index, so the list is made
+        # once (0.35 s less on a roster of 3,000, benchmarks/views.py)
+        " sum(p.id IN (SELECT i.partner_id FROM inbound i WHERE i.campaign = ?1"
+        "   AND i.kind = 'reply' AND i.unverified IS NULL AND i.partner_id IS NOT NULL))"
+        " AS replied,"
         " (SELECT count(*) FROM reply_log r JOIN partners q ON q.email = r.partner"
         "   WHERE r.needs_review AND NOT r.handled AND r.campaign = ?1"
         "   AND casefold(trim(q.owner)) = casefold(trim(p.owner))) AS waiting"
