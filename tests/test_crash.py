@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,50 @@ def kill_at_random_moment(
 
 
 @pytest.mark.slow
+def run_until_done_with_kills(
+    root: Path,
+    smtp_server: LocalSMTPServer,
+    seed: int,
+    done: Callable[[Store, int], bool],
+    max_kills: int = 25,
+) -> int:
+    """`outreach run --once` again and again, kill -9 at a random moment in up to `max_kills`
+    of the runs, until a run that was not killed leaves `done(store, delivered_before)` true;
+    returns how many runs were killed (at least 3, or the test fails)."""
+    rng = random.Random(seed)
+    command = [sys.executable, "-m", "outreach", "--config", str(root / "config.toml")]
+    command += ["run", "--once"]
+    kills = 0
+    for _ in range(60):
+        delivered_before = len(smtp_server.messages)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kills < max_kills and kill_at_random_moment(process, smtp_server, delivered_before, rng):
+            kills += 1
+            continue
+        process.wait(timeout=120)
+        assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""
+        with Store(root / "outreach.db") as store:
+            if done(store, delivered_before):
+                break
+    else:
+        pytest.fail("the campaign never finished")
+    assert kills >= 3, "the test must actually kill the worker mid-campaign"
+    return kills
+
+
+def nothing_pending(store: Store) -> bool:
+    return not store.scalar(
+        "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending', 'deferred')"
+    )
+
+
+def every_partner_started(partners: int) -> Callable[[Store, int], bool]:
+    """Done: nothing left to send and every partner has a sequence."""
+    return lambda store, _: (
+        nothing_pending(store) and store.scalar("SELECT count(*) FROM sequences") == partners
+    )
+
+
 def test_sigkill_at_random_moments_never_sends_twice(tmp_path: Path, smtp_server: LocalSMTPServer):
     smtp_server.delay = 0.002  # a little time inside DATA, where a kill hurts most
     ws = Workspace(
@@ -74,38 +119,11 @@ def test_sigkill_at_random_moments_never_sends_twice(tmp_path: Path, smtp_server
     )
     ws.add_partners(partner_rows(PARTNERS))
     ws.close()
-    rng = random.Random(20261129)
-    command = [
-        sys.executable,
-        "-m",
-        "outreach",
-        "--config",
-        str(tmp_path / "config.toml"),
-        "run",
-        "--once",
-    ]
-    kills = 0
-    for _ in range(60):
-        delivered_before = len(smtp_server.messages)
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills < 25 and kill_at_random_moment(process, smtp_server, delivered_before, rng):
-            kills += 1
-            continue
-        process.wait(timeout=120)
-        assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""
-        with Store(tmp_path / "outreach.db") as store:
-            pending = store.scalar(
-                "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending', 'deferred')"
-            )
-            started = store.scalar("SELECT count(*) FROM sequences")
-        if not pending and started == PARTNERS:
-            # one more run: everything that can be sent has been
-            final = subprocess.run(command, capture_output=True, timeout=120)
-            assert final.returncode == 0, final.stderr.decode()
-            break
-    else:
-        pytest.fail("the campaign never finished")
-    assert kills >= 3, "the test must actually kill the worker mid-campaign"
+    run_until_done_with_kills(tmp_path, smtp_server, 20261129, every_partner_started(PARTNERS))
+    # one more run: everything that can be sent has been
+    command = [sys.executable, "-m", "outreach", "--config", str(tmp_path / "config.toml")]
+    final = subprocess.run([*command, "run", "--once"], capture_output=True, timeout=120)
+    assert final.returncode == 0, final.stderr.decode()
 
     with Store(tmp_path / "outreach.db") as store:
         assert store.scalar("PRAGMA integrity_check") == "ok"
@@ -162,37 +180,10 @@ def test_sigkill_in_the_middle_of_a_multi_account_cycle_never_sends_twice(
         row["email"]: {"jlee": "jlee", "akim": "akim", "pat ng": "akim", "": "office"}[row["owner"]]
         for row in rows
     }
-    rng = random.Random(20261206)
-    command = [
-        sys.executable,
-        "-m",
-        "outreach",
-        "--config",
-        str(tmp_path / "config.toml"),
-        "run",
-        "--once",
-    ]
-    kills = 0
-    for _ in range(60):
-        delivered_before = len(smtp_server.messages)
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills < 25 and kill_at_random_moment(process, smtp_server, delivered_before, rng):
-            kills += 1
-            continue
-        process.wait(timeout=120)
-        assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""
-        with Store(tmp_path / "outreach.db") as store:
-            pending = store.scalar(
-                "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending', 'deferred')"
-            )
-            started = store.scalar("SELECT count(*) FROM sequences")
-        if not pending and started == TEAM_PARTNERS:
-            final = subprocess.run(command, capture_output=True, timeout=120)
-            assert final.returncode == 0, final.stderr.decode()
-            break
-    else:
-        pytest.fail("the campaign never finished")
-    assert kills >= 3, "the test must actually kill the worker mid-campaign"
+    run_until_done_with_kills(tmp_path, smtp_server, 20261206, every_partner_started(TEAM_PARTNERS))
+    command = [sys.executable, "-m", "outreach", "--config", str(tmp_path / "config.toml")]
+    final = subprocess.run([*command, "run", "--once"], capture_output=True, timeout=120)
+    assert final.returncode == 0, final.stderr.decode()
 
     with Store(tmp_path / "outreach.db") as store:
         assert store.scalar("PRAGMA integrity_check") == "ok"

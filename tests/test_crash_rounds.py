@@ -4,14 +4,11 @@ messages (the round is in the never-sent-twice key), never the old round sent ag
 
 from __future__ import annotations
 
-import random
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_crash import TWO_QUICK_STEPS, kill_at_random_moment
+from test_crash import TWO_QUICK_STEPS, nothing_pending, run_until_done_with_kills
 from workspace import Workspace, partner_rows
 
 from outreach.store import Store
@@ -43,29 +40,16 @@ def test_sigkill_during_a_second_round_never_sends_twice(
     round_1 = len(smtp_server.messages)
     assert round_1 == 2 * PARTNERS
 
-    rng = random.Random(20261206)
-    command = [sys.executable, "-m", "outreach", "--config", str(tmp_path / "config.toml")]
-    command += ["run", "--once"]
-    kills = 0
-    for _ in range(60):
-        delivered_before = len(smtp_server.messages)
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills < 15 and kill_at_random_moment(process, smtp_server, delivered_before, rng):
-            kills += 1
-            continue
-        process.wait(timeout=120)
-        assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""
-        with Store(tmp_path / "outreach.db") as store:
-            pending = store.scalar(
-                "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending', 'deferred')"
-            )
-            second = store.scalar("SELECT count(*) FROM sequences WHERE round = 2")
-        # a whole run that delivered nothing, with nothing pending: the round is over
-        if not pending and second == PARTNERS and len(smtp_server.messages) == delivered_before:
-            break
-    else:
-        pytest.fail("the second round never finished")
-    assert kills >= 3, "the test must actually kill the worker mid-round"
+    def second_round_over(store: Store, delivered_before: int) -> bool:
+        """A whole run that delivered nothing, with nothing pending: the round is over."""
+        second = store.scalar("SELECT count(*) FROM sequences WHERE round = 2")
+        return (
+            nothing_pending(store)
+            and second == PARTNERS
+            and len(smtp_server.messages) == delivered_before
+        )
+
+    run_until_done_with_kills(tmp_path, smtp_server, 20261206, second_round_over, max_kills=15)
 
     with Store(tmp_path / "outreach.db") as store:
         assert store.scalar("PRAGMA integrity_check") == "ok"
