@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from hostile_mail import assert_read_correctly, corpus
-from workspace import Workspace, partner_rows
+from workspace import Workspace, local_imap, partner_rows
 
 from outreach.core.errors import AuthenticationError
 from outreach.core.inbound.classify import classify_message
@@ -38,13 +38,7 @@ def reading_workspace(
     return Workspace(
         root,
         smtp_port=smtp.port,
-        imap={
-            "host": "127.0.0.1",
-            "port": imap.port,
-            "security": "none",
-            "username": imap.user,
-            "password_env": "TEST_IMAP_PW",
-        },
+        imap=local_imap(imap),
         **kwargs,  # type: ignore[arg-type]
     )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from hostile_mail import forged_bounce, message_id_of, with_header
-from workspace import ALWAYS_OPEN, THREE_STEPS, Workspace, partner_rows
+from workspace import ALWAYS_OPEN, THREE_STEPS, Workspace, local_imap, partner_rows
 
 from outreach.testing import partner_mail
 from outreach.views.exports import REPLY_COLUMNS
@@ -33,13 +33,7 @@ def workspace(
     return Workspace(
         root,
         smtp_port=smtp_server.port,
-        imap={
-            "host": "127.0.0.1",
-            "port": imap_server.port,
-            "security": "none",
-            "username": imap_server.user,
-            "password_env": "TEST_IMAP_PW",
-        },
+        imap=local_imap(imap_server),
         config_extra='[replies]\nauto_reply_pause = "5d"\nsoft_bounce_limit = 2',
         account_extra=f'unsubscribe = {{ mailto = "{UNSUBSCRIBE}" }}',
         campaign=campaign_extra + ALWAYS_OPEN + THREE_STEPS,

@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from workspace import ALWAYS_OPEN, Workspace, partner_rows
+from workspace import ALWAYS_OPEN, Workspace, local_imap, partner_rows
 
 from outreach.store import Store
 from outreach.testing import partner_mail
@@ -83,13 +83,7 @@ def test_sigkill_while_reading_records_each_answer_once(
         tmp_path,
         smtp_port=smtp_server.port,
         campaign=ONE_STEP,
-        imap={
-            "host": "127.0.0.1",
-            "port": imap_server.port,
-            "security": "none",
-            "username": imap_server.user,
-            "password_env": "TEST_IMAP_PW",
-        },
+        imap=local_imap(imap_server),
         config_extra="[replies]\nbatch_size = 15",
     )
     ws.add_partners(partner_rows(PARTNERS))

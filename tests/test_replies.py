@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from workspace import Workspace, partner_rows
+from workspace import Workspace, local_imap, partner_rows
 
 from outreach.engine.classify_pool import ClassifierPool
 from outreach.engine.ingest import ReadReport
@@ -25,13 +25,7 @@ def ws(tmp_path: Path, smtp_server, imap_server, monkeypatch):
     workspace = Workspace(
         tmp_path,
         smtp_port=smtp_server.port,
-        imap={
-            "host": "127.0.0.1",
-            "port": imap_server.port,
-            "security": "none",
-            "username": imap_server.user,
-            "password_env": "TEST_IMAP_PW",
-        },
+        imap=local_imap(imap_server),
         config_extra='[replies]\nauto_reply_pause = "5d"\nsoft_bounce_limit = 2',
     )
     yield workspace

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from workspace import ALWAYS_OPEN, Workspace, partner_rows
+from workspace import ALWAYS_OPEN, Workspace, local_imap, partner_rows
 
 from outreach.core.errors import AuthenticationError, StoreError
 from outreach.core.settings import Limits, ServerSettings
@@ -389,16 +389,6 @@ def test_plan_shows_who_gets_what_when(ws, smtp_server):
 # --------------------------------------------------------------------------- Sent folder (IMAP)
 
 
-def imap_settings(imap_server) -> dict:
-    return {
-        "host": "127.0.0.1",
-        "port": imap_server.port,
-        "security": "none",
-        "username": imap_server.user,
-        "password_env": "TEST_IMAP_PW",
-    }
-
-
 def test_sent_copies_are_appended_to_the_sent_folder(
     tmp_path, smtp_server, imap_server, monkeypatch
 ):
@@ -407,7 +397,7 @@ def test_sent_copies_are_appended_to_the_sent_folder(
     ws = Workspace(
         tmp_path,
         smtp_port=smtp_server.port,
-        imap=imap_settings(imap_server),
+        imap=local_imap(imap_server),
         account_extra="save_sent = true",
     )
     ws.add_partners(partner_rows(3))
@@ -431,7 +421,7 @@ def test_a_named_sent_folder_is_created_when_the_server_says_so(
     ws = Workspace(
         tmp_path,
         smtp_port=smtp_server.port,
-        imap={**imap_settings(imap_server), "sent_folder": "Outreach Sent"},
+        imap={**local_imap(imap_server), "sent_folder": "Outreach Sent"},
         account_extra="save_sent = true",
     )
     ws.add_partners(partner_rows(3))
@@ -460,7 +450,7 @@ def test_unknown_after_a_crash_is_settled_from_the_sent_folder(
 ):
     monkeypatch.setenv("TEST_IMAP_PW", imap_server.password)
     imap_server.create_folder("Sent")
-    ws = Workspace(tmp_path, smtp_port=smtp_server.port, imap=imap_settings(imap_server))
+    ws = Workspace(tmp_path, smtp_port=smtp_server.port, imap=local_imap(imap_server))
     ws.add_partners(partner_rows(2))
     worker = ws.worker()
     report = SendReport()

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from workspace import Workspace, partner_rows
+from workspace import Workspace, local_imap, partner_rows
 
 from outreach.engine.service import record_once
 
@@ -26,13 +26,7 @@ def ws(tmp_path: Path, smtp_server, imap_server, monkeypatch):
     workspace = Workspace(
         tmp_path,
         smtp_port=smtp_server.port,
-        imap={
-            "host": "127.0.0.1",
-            "port": imap_server.port,
-            "security": "none",
-            "username": imap_server.user,
-            "password_env": "TEST_IMAP_PW",
-        },
+        imap=local_imap(imap_server),
     )
     yield workspace
     workspace.close()

@@ -16,7 +16,7 @@ import pytest
 import sqlite_utils
 from helpers import line_of, make_project
 from test_report import parse, run_chromium
-from workspace import Workspace, partner_rows
+from workspace import Workspace, local_imap, partner_rows
 
 from outreach.config import load_campaigns, load_config
 from outreach.config.templates import renderer_for
@@ -57,13 +57,7 @@ def ws(tmp_path: Path, smtp_server, imap_server, monkeypatch):
     workspace = Workspace(
         tmp_path,
         smtp_port=smtp_server.port,
-        imap={
-            "host": "127.0.0.1",
-            "port": imap_server.port,
-            "security": "none",
-            "username": imap_server.user,
-            "password_env": "TEST_IMAP_PW",
-        },
+        imap=local_imap(imap_server),
         campaign=repeating(),
         config_extra='[replies]\nauto_reply_pause = "5d"',
     )

@@ -165,6 +165,18 @@ def _toml(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def local_imap(server: Any, password_env: str = "TEST_IMAP_PW") -> dict[str, Any]:
+    """An account's `imap` settings for a local test IMAP server (plain, on 127.0.0.1); the
+    password is read from `password_env`, which the test sets to `server.password`."""
+    return {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "security": "none",
+        "username": server.user,
+        "password_env": password_env,
+    }
+
+
 def make_workspace(
     root: Path,
     smtp_server: Any,
@@ -178,13 +190,7 @@ def make_workspace(
     ws = Workspace(
         root,
         smtp_port=smtp_server.port,
-        imap={
-            "host": "127.0.0.1",
-            "port": imap_server.port,
-            "security": "none",
-            "username": imap_server.user,
-            "password_env": "TEST_IMAP_PW",
-        },
+        imap=local_imap(imap_server),
         config_extra='[replies]\nauto_reply_pause = "5d"\nsoft_bounce_limit = 2',
     )
     config = ws.root / "config.toml"
