@@ -104,3 +104,32 @@ def write_csv(path: Path, rows: Iterable[str], *, encoding: str = "utf-8") -> Pa
 
 
 CSV_HEADER = "email,name,first_name,organization,industry,pathway,owner,tags,timezone"
+
+
+def old_database_with_a_reply(path: Path, stop_before: str, text: str) -> set[str]:
+    """A database as a version before migration `stop_before` left it, holding one partner
+    (ana@shop.test) and one reply of theirs (#1, to checkin step 1) whose text is `text`:
+    the next Workspace on `path` migrates it. Returns the columns `inbound` had then."""
+    import sqlite_utils
+
+    from outreach.store import migrations
+
+    old = sqlite_utils.Database(path)
+    migrations.apply(old, stop_before=stop_before)
+    stamp = "2026-11-20T15:00:00.000000+00:00"
+    old.execute(
+        "INSERT INTO partners (email, name, created_at, updated_at) VALUES"
+        " ('ana@shop.test', 'Ana', ?, ?)",
+        [stamp, stamp],
+    )
+    old.execute(
+        "INSERT INTO inbound (account, folder, uidvalidity, uid, message_id, from_addr,"
+        " subject, kind, partner_id, campaign, step, text, processed_at) VALUES"
+        " ('main', 'INBOX', 1, 7, '<old@shop.test>', 'ana@shop.test', 'Re: Check-in',"
+        " 'reply', 1, 'checkin', 1, ?, ?)",
+        [text, stamp],
+    )
+    old.conn.commit()
+    columns = set(old["inbound"].columns_dict)
+    old.close()
+    return columns

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import assert_input_error
+from helpers import assert_input_error, old_database_with_a_reply
 from logbook import sent_to
 from test_report import parse, run_chromium
 from workspace import ALWAYS_OPEN, Workspace
@@ -403,29 +403,11 @@ def test_a_database_from_before_m008_shows_and_corrects_the_answers_of_old_repli
     """m008 adds inbound.answers, asked_help and answers_corrected_at. A reply recorded
     before has none: `outreach answers` splits it when it shows it, and a correction splits
     it first, then stores the corrected answers."""
-    import sqlite_utils
-
-    from outreach.store import migrations
-
     path = tmp_path / "outreach.db"
-    old = sqlite_utils.Database(path)
-    migrations.apply(old, stop_before="m008_inbound_answers")
-    assert "answers" not in old["inbound"].columns_dict
-    stamp = "2026-11-20T15:00:00.000000+00:00"
-    old.execute(
-        "INSERT INTO partners (email, name, created_at, updated_at) VALUES"
-        " ('ana@shop.test', 'Ana', ?, ?)",
-        [stamp, stamp],
+    before = old_database_with_a_reply(
+        path, "m008_inbound_answers", "1. We went hybrid.\n2. Yes.\n3. We need a speaker."
     )
-    old.execute(
-        "INSERT INTO inbound (account, folder, uidvalidity, uid, message_id, from_addr,"
-        " subject, kind, partner_id, campaign, step, text, processed_at) VALUES"
-        " ('main', 'INBOX', 1, 7, '<old@shop.test>', 'ana@shop.test', 'Re: Check-in',"
-        " 'reply', 1, 'checkin', 1, ?, ?)",
-        ["1. We went hybrid.\n2. Yes.\n3. We need a speaker.", stamp],
-    )
-    old.conn.commit()
-    old.close()
+    assert "answers" not in before
 
     ws = Workspace(tmp_path, smtp_port=2525, campaign=ALWAYS_OPEN + STEPS + QUESTIONS)
     assert "answers" in ws.store.db["inbound"].columns_dict

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlite_utils
+from helpers import old_database_with_a_reply
 from logbook import EMAILS, ENGLISH, SPANISH, World
 from workspace import Workspace
 
@@ -148,24 +149,11 @@ def test_a_database_from_before_m006_gets_a_signature_column_and_keeps_its_repli
     """m006 adds inbound.signature. Replies read before keep NULL there (their text still
     holds any signature) and every view of them works; new replies store theirs apart."""
     path = tmp_path / "outreach.db"
-    old = sqlite_utils.Database(path)
-    migrations.apply(old, stop_before="m006_inbound_signature")
-    assert "signature" not in old["inbound"].columns_dict
-    stamp = "2026-11-20T15:00:00.000000+00:00"
-    old.execute(
-        "INSERT INTO partners (email, name, created_at, updated_at) VALUES"
-        " ('ana@shop.test', 'Ana', ?, ?)",
-        [stamp, stamp],
+    before = old_database_with_a_reply(
+        path, "m006_inbound_signature", "Yes.\n\nSent from my iPhone"
     )
-    old.execute(
-        "INSERT INTO inbound (account, folder, uidvalidity, uid, message_id, from_addr,"
-        " subject, kind, partner_id, campaign, step, text, processed_at) VALUES"
-        " ('main', 'INBOX', 1, 7, '<old@shop.test>', 'ana@shop.test', 'Re: Check-in',"
-        " 'reply', 1, 'checkin', 1, 'Yes.\n\nSent from my iPhone', ?)",
-        [stamp],
-    )
-    old.conn.commit()
-    old.close()
+    assert "signature" not in before
+    stamp = "2026-11-20T15:00:00.000000+00:00"  # when the old reply was read
 
     ws = Workspace(tmp_path, smtp_port=2525)
     assert "signature" in ws.store.db["inbound"].columns_dict

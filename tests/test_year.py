@@ -16,7 +16,7 @@ import pytest
 import sqlite_utils
 from helpers import line_of, make_project
 from test_report import parse, run_chromium
-from workspace import Workspace, local_imap, partner_rows
+from workspace import ALWAYS_OPEN, Workspace, local_imap, partner_rows
 
 from outreach.config import load_campaigns, load_config
 from outreach.config.templates import renderer_for
@@ -29,12 +29,6 @@ from outreach.store import Store
 from outreach.store.outbox import Outgoing
 from outreach.store.schema import migrations
 from outreach.testing import partner_mail
-
-ALWAYS_OPEN = """
-[window]
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-hours = "00:00-24:00"
-"""
 
 TWO_STEPS = """
 [[steps]]
